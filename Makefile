@@ -1,0 +1,39 @@
+# Every target does its own set-up: a fresh machine needs only python3 (>= 3.10) and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: test lint typecheck pytest demo bench fuzz clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks fuzz
+	$(PY) -m ruff format --check src tests benchmarks fuzz
+
+typecheck: $(STAMP)
+	$(PY) -m mypy src
+
+pytest: $(STAMP)
+	$(PY) -bb -m pytest --cov --cov-branch --cov-report=term-missing $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m pop3_sansio.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_parse.py
+
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	$(PY) fuzz/run_all.py --seconds $${FUZZ_SECONDS:-60}
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist

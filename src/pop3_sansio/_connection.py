@@ -1,0 +1,746 @@
+"""ClientConnection and ServerConnection: bytes in, events out; events in, bytes out."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal, NoReturn
+
+from . import _events as ev
+from ._apop import find_timestamp
+from ._base64 import b64decode_strict, b64encode
+from ._codes import split_response_code
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._listing import MAX_NUMBER_DIGITS
+from ._multiline import BodyDecoder, BodyEncoder
+from ._receivebuffer import LineTooLongError, ReceiveBuffer
+from ._state import (
+    COMMAND_STATES,
+    LOGIN_COMMANDS,
+    NEED_DATA,
+    PAUSED,
+    Sentinel,
+    State,
+    multiline_on_ok,
+)
+
+__all__ = [
+    "MAX_COMMAND_LENGTH",
+    "MAX_RESPONSE_LINE_LENGTH",
+    "MAX_SASL_LINE_LENGTH",
+    "ClientConnection",
+    "ServerConnection",
+]
+
+MAX_COMMAND_LENGTH = 255
+"""A command line's limit in octets, CRLF included (RFC 2449 section 4)."""
+
+MAX_RESPONSE_LINE_LENGTH = 512
+"""A status line's limit in octets, CRLF included (RFC 1939 section 3, RFC 2449 section 4)."""
+
+MAX_SASL_LINE_LENGTH = 32768
+"""Default limit for one SASL line. RFC 5034 section 4 wants SASL lines of any
+length; OAuth tokens run to several KiB. Dovecot uses 8192."""
+
+DEFAULT_MAX_BUFFER_SIZE = 1 << 20
+"""Default cap on bytes received but not yet consumed by ``next_event``."""
+
+
+def _strip_eol(line: bytes) -> bytes:
+    # RFC 1939 section 3 wants CRLF; a bare LF is accepted on receipt (telnet
+    # users, sloppy peers) because it is unambiguous.
+    if line.endswith(b"\r\n"):
+        return line[:-2]
+    return line[:-1]
+
+
+class _Connection:
+    """What both roles share: the receive buffer, the state, the error rules."""
+
+    def __init__(self, *, tls: bool, max_buffer_size: int) -> None:
+        self._buffer = ReceiveBuffer()
+        self._state = State.GREETING
+        self._our_error = False
+        self._their_error = False
+        self._peer_closed = False
+        self._tls_active = tls
+        self._tls_pending = False
+        self.max_buffer_size = max_buffer_size
+
+    # --- state ----------------------------------------------------------------
+
+    @property
+    def our_state(self) -> State:
+        """The session state as this side sees it; ``ERROR`` after our misuse."""
+        return State.ERROR if self._our_error else self._state
+
+    @property
+    def their_state(self) -> State:
+        """The peer's state: ``ERROR`` after it broke the protocol, ``CLOSED`` once it closed."""
+        if self._their_error:
+            return State.ERROR
+        if self._peer_closed and not len(self._buffer):
+            return State.CLOSED
+        return self._state
+
+    @property
+    def tls_active(self) -> bool:
+        """Whether the bytes now flowing are inside TLS (implicit TLS or after STLS)."""
+        return self._tls_active
+
+    @property
+    def tls_pending(self) -> bool:
+        """STLS was answered ``+OK``: the binding must call ``start_tls()`` and handshake."""
+        return self._tls_pending
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events."""
+        return len(self._buffer)
+
+    def start_tls(self) -> None:
+        """Record that the TLS handshake begins now, right after the ``+OK`` to STLS.
+
+        Raises ``LocalProtocolError`` if STLS was not accepted, and
+        ``RemoteProtocolError`` if plaintext bytes were received after the
+        STLS exchange: they would otherwise be read as if protected by TLS
+        (CVE-2011-0411, RFC 2595 section 4). The binding must then close.
+        """
+        if not self._tls_pending:
+            self._local_error("start_tls() without an accepted STLS", "no-stls")
+        if len(self._buffer):
+            self._remote_error(
+                "plaintext received after STLS, before the TLS handshake", "stls-injection"
+            )
+        self._tls_pending = False
+        self._tls_active = True
+
+    # --- receiving --------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the peer; ``b""`` means the peer closed.
+
+        Raises ``RemoteProtocolError`` (reason ``"buffer-full"``) if more than
+        ``max_buffer_size`` bytes are already waiting to be read with
+        ``next_event``, and ``LocalProtocolError`` for data after a close.
+        """
+        if self._peer_closed:
+            self._local_error("data received after the peer closed", "closed")
+        if not data:
+            self._peer_closed = True
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        if len(self._buffer) > self.max_buffer_size:
+            self._remote_error("too much data received without being read", "buffer-full")
+        self._buffer.append(data)
+
+    def _read_line(self, limit: int) -> bytes | None:
+        try:
+            return self._buffer.read_line(limit)
+        except LineTooLongError as exc:
+            self._remote_error(f"line longer than {limit} octets", "line-too-long", exc.prefix)
+
+    # --- errors -------------------------------------------------------------------
+
+    def _local_error(self, message: str, reason: str) -> NoReturn:
+        self._our_error = True
+        raise LocalProtocolError(message, reason=reason, state=self._state.name)
+
+    def _remote_error(self, message: str, reason: str, line: bytes | None = None) -> NoReturn:
+        self._their_error = True
+        raise RemoteProtocolError(message, reason=reason, state=self._state.name, line=line)
+
+    def _check_receiving(self) -> None:
+        if self._their_error:
+            raise RemoteProtocolError(
+                "the peer already broke the protocol", reason="peer-error", state="ERROR"
+            )
+
+
+# ==================================================================================
+# Client
+# ==================================================================================
+
+
+def _encode_command(command: ev.Command) -> bytes:
+    """The wire form of a command, without CRLF."""
+    if isinstance(command, ev.User):
+        return b"USER " + command.name.encode("utf-8")
+    if isinstance(command, ev.Pass):
+        return b"PASS " + command.password.encode("utf-8")
+    if isinstance(command, ev.Apop):
+        return f"APOP {command.name} {command.digest.lower()}".encode()
+    if isinstance(command, ev.Auth):
+        if command.mechanism is None:
+            return b"AUTH"
+        line = b"AUTH " + command.mechanism.upper().encode("ascii")
+        if command.initial_response is not None:
+            # RFC 5034 section 4: "=" stands for an empty initial response.
+            line += b" " + (b64encode(command.initial_response) or b"=")
+        return line
+    if isinstance(command, ev.SaslResponse):
+        return b64encode(command.data)
+    if isinstance(command, ev.SaslCancel):
+        return b"*"
+    if isinstance(command, ev.List | ev.Uidl):
+        keyword = b"LIST" if isinstance(command, ev.List) else b"UIDL"
+        return keyword if command.msg is None else b"%s %d" % (keyword, command.msg)
+    if isinstance(command, ev.Retr | ev.Dele):
+        keyword = b"RETR" if isinstance(command, ev.Retr) else b"DELE"
+        return b"%s %d" % (keyword, command.msg)
+    if isinstance(command, ev.Top):
+        return b"TOP %d %d" % (command.msg, command.lines)
+    return _BARE_KEYWORDS[type(command)]
+
+
+_BARE_KEYWORDS: dict[type, bytes] = {
+    ev.Capa: b"CAPA",
+    ev.Stls: b"STLS",
+    ev.Utf8: b"UTF8",
+    ev.Stat: b"STAT",
+    ev.Noop: b"NOOP",
+    ev.Rset: b"RSET",
+    ev.Quit: b"QUIT",
+}
+
+
+def _after_success(state: State, command: ev.Command) -> State:
+    """The session state after ``command`` is answered ``+OK`` in ``state``."""
+    if isinstance(command, LOGIN_COMMANDS):
+        return State.TRANSACTION
+    if isinstance(command, ev.Quit):
+        return State.CLOSED
+    return state
+
+
+class ClientConnection(_Connection):
+    """The client side of a POP3 session.
+
+    Feed what the server sends to ``receive_data``; read events with
+    ``next_event()`` (``Greeting`` first; then for each command sent, in order,
+    an ``Ok`` or ``Err``, with ``Data`` chunks and ``EndOfResponse`` after an
+    ``Ok`` that opens a multi-line body, or ``SaslChallenge`` events during
+    AUTH). ``send(command)`` returns the bytes to write. Commands may be
+    pipelined (RFC 2449 section 6.6): the connection keeps the FIFO of commands
+    in flight and knows which answers are multi-line.
+
+    ``tls=True`` says the connection is already inside TLS (port 995, RFC 8314).
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: bool = False,
+        max_line_length: int = MAX_RESPONSE_LINE_LENGTH,
+        max_sasl_line_length: int = MAX_SASL_LINE_LENGTH,
+        max_command_length: int = MAX_COMMAND_LENGTH,
+        max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE,
+    ) -> None:
+        super().__init__(tls=tls, max_buffer_size=max_buffer_size)
+        self.max_line_length = max_line_length
+        self.max_sasl_line_length = max_sasl_line_length
+        self.max_command_length = max_command_length
+        self._in_flight: deque[ev.Command] = deque()
+        self._decoder: BodyDecoder | None = None
+        self._challenged = False  # a SaslChallenge awaits our SaslResponse or SaslCancel
+        self._last_sent: ev.Command | None = None
+        self._utf8 = False
+        self._pending_end = False  # the body's end was found with its last data
+
+    @property
+    def in_flight(self) -> tuple[ev.Command, ...]:
+        """Commands sent and not yet fully answered, oldest first.
+
+        The next ``Ok``/``Err`` (and any body) answers ``in_flight[0]``.
+        """
+        return tuple(self._in_flight)
+
+    @property
+    def utf8(self) -> bool:
+        """Whether the server accepted ``UTF8`` (RFC 6856)."""
+        return self._utf8
+
+    def _projected_state(self) -> State:
+        # The state once every command in flight has succeeded: what a
+        # pipelined command will find when the server reads it.
+        state = self._state
+        for command in self._in_flight:
+            state = _after_success(state, command)
+        return state
+
+    def send(self, command: ev.Command) -> bytes:
+        """Return the bytes that send ``command``.
+
+        Raises ``LocalProtocolError`` when the command is not valid now: wrong
+        state (RFC 1939), PASS not right after USER, a command while an AUTH or
+        STLS exchange is open or after QUIT, STLS inside TLS, or a line over
+        ``max_command_length`` octets. An AUTH initial response that would not
+        fit must be left out and sent after the empty challenge (RFC 5034 §4).
+        """
+        if self._our_error:
+            self._local_error("connection is in ERROR after an earlier misuse", "error-state")
+        if isinstance(command, ev.SaslResponse | ev.SaslCancel):
+            if not self._challenged:
+                self._local_error("no SASL challenge to answer", "no-challenge")
+            self._challenged = False
+            return _encode_command(command) + b"\r\n"
+        if not isinstance(command, tuple(COMMAND_STATES)):
+            self._local_error(f"not a command: {command!r}", "type")
+        if self._state is State.GREETING:
+            self._local_error("wait for the greeting before sending commands", "wrong-state")
+        if self._in_flight and isinstance(self._in_flight[-1], ev.Auth | ev.Stls | ev.Quit):
+            # AUTH challenges, the TLS handshake and the close cannot have
+            # anything pipelined behind them (RFC 5034 §4, RFC 2595 §4).
+            self._local_error(
+                f"cannot send {type(command).__name__} until the "
+                f"{type(self._in_flight[-1]).__name__.upper()} answer arrives",
+                "wrong-state",
+            )
+        state = self._projected_state()
+        if state not in COMMAND_STATES[type(command)]:
+            self._local_error(
+                f"{type(command).__name__.upper()} is not valid in {state.name}", "wrong-state"
+            )
+        if isinstance(command, ev.Pass) and not isinstance(self._last_sent, ev.User):
+            self._local_error("PASS must follow USER (RFC 1939 section 7)", "wrong-state")
+        if isinstance(command, ev.Stls) and self._tls_active:
+            self._local_error("TLS is already active", "tls-active")
+        line = _encode_command(command) + b"\r\n"
+        if len(line) > self.max_command_length:
+            self._local_error(
+                f"command is {len(line)} octets, over the limit of {self.max_command_length}",
+                "command-too-long",
+            )
+        self._in_flight.append(command)
+        self._last_sent = command
+        return line
+
+    def next_event(self) -> ev.Event | Literal[Sentinel.NEED_DATA]:
+        """The next event from the server, or ``NEED_DATA``.
+
+        Raises ``RemoteProtocolError`` when the server breaks the protocol: a
+        malformed or over-long status line, an answer nobody asked for, bytes
+        after the ``+OK`` to STLS, or a close in the middle of an answer.
+        """
+        self._check_receiving()
+        if self._pending_end:
+            return self._end_of_response()
+        if self._decoder is not None:
+            return self._next_data()
+        if self._tls_pending:
+            if len(self._buffer):
+                self._remote_error(
+                    "plaintext received after +OK to STLS, before the TLS handshake",
+                    "stls-injection",
+                )
+            return NEED_DATA
+        limit = self.max_line_length
+        if self._in_flight and isinstance(self._in_flight[0], ev.Auth):
+            head = self._buffer.peek_partial(3)
+            if head[:1] == b"+" and head[:3].upper() != b"+OK":
+                limit = self.max_sasl_line_length
+        line = self._read_line(limit)
+        if line is None:
+            if self._peer_closed:
+                return self._closed()
+            return NEED_DATA
+        return self._status_line(_strip_eol(line))
+
+    def _closed(self) -> ev.ConnectionClosed:
+        if len(self._buffer) or self._in_flight:
+            self._remote_error("connection closed in the middle of an answer", "truncated")
+        if self._state is not State.CLOSED:
+            self._state = State.CLOSED
+        return ev.ConnectionClosed()
+
+    def _next_data(self) -> ev.Data | ev.EndOfResponse | Literal[Sentinel.NEED_DATA]:
+        decoder = self._decoder
+        assert decoder is not None
+        while True:
+            head = self._buffer.head_chunk()
+            if head is None:
+                if self._peer_closed:
+                    self._remote_error("connection closed in the middle of a body", "truncated")
+                return NEED_DATA
+            chunk, start = head
+            data, end, finished = decoder.feed(chunk, start)
+            self._buffer.consume_head(end)
+            if finished:
+                self._decoder = None
+                if data:
+                    # The body's last bytes and its end came in one chunk: hand
+                    # out the data now, the end on the next call.
+                    self._pending_end = True
+                    return ev.Data(data)
+                return self._end_of_response()
+            if data:
+                return ev.Data(data)
+
+    def _end_of_response(self) -> ev.EndOfResponse:
+        self._pending_end = False
+        self._in_flight.popleft()
+        return ev.EndOfResponse()
+
+    def _status_line(self, line: bytes) -> ev.Event:
+        if self._state is State.GREETING:
+            return self._greeting(line)
+        if self._challenged:
+            self._remote_error("the server went on before our SASL response", "sasl-order", line)
+        if not self._in_flight:
+            self._remote_error("the server sent a line no command asked for", "unsolicited", line)
+        command = self._in_flight[0]
+        if (
+            isinstance(command, ev.Auth)
+            and command.mechanism is not None
+            and (line == b"+" or line.startswith(b"+ "))
+        ):
+            # RFC 5034 section 4: "+ " base64. Some servers send a bare "+"
+            # for an empty challenge (Microsoft's XOAUTH2 documentation).
+            self._challenged = True
+            return ev.SaslChallenge(b64decode_strict(line[2:].rstrip(b" ")))
+        positive, text = self._status(line)
+        code, text = split_response_code(text)
+        self._in_flight.popleft()
+        if not positive:
+            if isinstance(command, ev.Quit):
+                self._state = State.CLOSED
+            return ev.Err(text, code)
+        if multiline_on_ok(command):
+            self._in_flight.appendleft(command)
+            self._decoder = BodyDecoder()
+        self._state = _after_success(self._state, command)
+        if isinstance(command, ev.Stls):
+            self._tls_pending = True
+            if len(self._buffer):
+                self._remote_error(
+                    "plaintext received after +OK to STLS, before the TLS handshake",
+                    "stls-injection",
+                )
+        elif isinstance(command, ev.Utf8):
+            self._utf8 = True
+        return ev.Ok(text, code)
+
+    def _status(self, line: bytes) -> tuple[bool, str]:
+        # RFC 1939 section 3: "+OK" or "-ERR", then an optional SP and text.
+        # Servers must send them upper-case; any case is accepted on receipt.
+        if line[:3].upper() == b"+OK":
+            positive, rest = True, line[3:]
+        elif line[:4].upper() == b"-ERR":
+            positive, rest = False, line[4:]
+        else:
+            self._remote_error("not a +OK or -ERR status line", "bad-status-line", line)
+        if rest and rest[:1] != b" ":
+            self._remote_error("no space after the status indicator", "bad-status-line", line)
+        text = rest[1:].decode("utf-8", "replace")
+        if "\r" in text or "\0" in text:
+            self._remote_error("control character in a status line", "bad-status-line", line)
+        return positive, text
+
+    def _greeting(self, line: bytes) -> ev.Greeting | ev.Err:
+        positive, text = self._status(line)
+        code, text = split_response_code(text)
+        if not positive:
+            # A server that will not serve us says so in its first line.
+            self._state = State.CLOSED
+            return ev.Err(text, code)
+        self._state = State.AUTHORIZATION
+        return ev.Greeting(text, code, find_timestamp(text))
+
+
+# ==================================================================================
+# Server
+# ==================================================================================
+
+
+def _msg_number(token: bytes) -> int | None:
+    if 0 < len(token) <= MAX_NUMBER_DIGITS and token.isdigit():
+        value = int(token)
+        if value >= 1:
+            return value
+    return None
+
+
+def _line_count(token: bytes) -> int | None:
+    if 0 < len(token) <= MAX_NUMBER_DIGITS and token.isdigit():
+        return int(token)
+    return None
+
+
+def _parse_command(line: bytes) -> ev.Command | ev.UnknownCommand:
+    """Parse one command line (CRLF removed) into an event; never raises."""
+    space = line.find(b" ")
+    word = line if space < 0 else line[:space]
+    keyword = word.decode("latin-1").upper()
+
+    def syntax() -> ev.UnknownCommand:
+        return ev.UnknownCommand(keyword, line, "syntax")
+
+    rest = b"" if space < 0 else line[space + 1 :]
+    if b"\0" in line or b"\r" in line:
+        return syntax()
+    try:
+        arg_text = rest.decode("utf-8")
+    except UnicodeDecodeError:
+        return syntax()
+    if space >= 0 and keyword not in _TAKES_ARGUMENTS:
+        return syntax() if keyword in _KEYWORDS else ev.UnknownCommand(keyword, line, "unknown")
+    args = rest.split(b" ") if space >= 0 else []
+    try:
+        if keyword == "USER":
+            return ev.User(arg_text) if arg_text else syntax()
+        if keyword == "PASS":
+            # RFC 1939 section 7: spaces may be part of the secret.
+            return ev.Pass(arg_text) if space >= 0 else syntax()
+        if keyword == "APOP":
+            name, _, digest = arg_text.rpartition(" ")
+            return ev.Apop(name, digest)
+        if keyword == "AUTH":
+            return _parse_auth(keyword, line, args)
+        if keyword in ("LIST", "UIDL"):
+            cls = ev.List if keyword == "LIST" else ev.Uidl
+            if not args:
+                return cls()
+            msg = _msg_number(args[0]) if len(args) == 1 else None
+            return syntax() if msg is None else cls(msg)
+        if keyword in ("RETR", "DELE"):
+            msg = _msg_number(args[0]) if len(args) == 1 else None
+            if msg is None:
+                return syntax()
+            return ev.Retr(msg) if keyword == "RETR" else ev.Dele(msg)
+        if keyword == "TOP":
+            if len(args) != 2:
+                return syntax()
+            msg, count = _msg_number(args[0]), _line_count(args[1])
+            return syntax() if msg is None or count is None else ev.Top(msg, count)
+    except LocalProtocolError:
+        return syntax()
+    bare = _BARE_COMMANDS.get(keyword)
+    if bare is not None:
+        return bare
+    return ev.UnknownCommand(keyword, line, "unknown")
+
+
+def _parse_auth(keyword: str, line: bytes, args: list[bytes]) -> ev.Auth | ev.UnknownCommand:
+    if not args:
+        return ev.Auth()
+    if len(args) > 2:
+        return ev.UnknownCommand(keyword, line, "syntax")
+    mechanism = args[0].decode("ascii").upper()
+    if len(args) == 1:
+        return ev.Auth(mechanism)
+    if args[1] == b"=":
+        return ev.Auth(mechanism, b"")
+    decoded = b64decode_strict(args[1])
+    if decoded is None:
+        return ev.UnknownCommand(keyword, line, "syntax")
+    return ev.Auth(mechanism, decoded)
+
+
+_BARE_COMMANDS: dict[str, ev.Command] = {
+    "CAPA": ev.Capa(),
+    "STLS": ev.Stls(),
+    "UTF8": ev.Utf8(),
+    "STAT": ev.Stat(),
+    "NOOP": ev.Noop(),
+    "RSET": ev.Rset(),
+    "QUIT": ev.Quit(),
+    "LIST": ev.List(),
+    "UIDL": ev.Uidl(),
+    "AUTH": ev.Auth(),
+}
+_TAKES_ARGUMENTS = frozenset(
+    {"USER", "PASS", "APOP", "AUTH", "LIST", "UIDL", "RETR", "DELE", "TOP"}
+)
+_KEYWORDS = _TAKES_ARGUMENTS | frozenset(_BARE_COMMANDS)
+
+
+class ServerConnection(_Connection):
+    """The server side of a POP3 session.
+
+    Send the ``Greeting`` first. Then ``next_event()`` gives one command at a
+    time; answer it with ``send(Ok(...))`` or ``send(Err(...))`` (plus
+    ``Data`` chunks and ``EndOfResponse`` after an ``Ok`` that opens a
+    multi-line answer, or ``SaslChallenge`` during AUTH) before the next
+    command is read: until then ``next_event()`` returns ``PAUSED``. Commands
+    that are unknown, malformed or not valid in the current state come as
+    ``UnknownCommand`` and must be answered with ``Err`` (RFC 1939 section 3).
+
+    Message bytes sent as ``Data`` may use LF or CRLF line ends in any
+    chunking; they are written with CRLF line ends and dot-stuffing.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: bool = False,
+        max_command_length: int = MAX_COMMAND_LENGTH,
+        max_sasl_line_length: int = MAX_SASL_LINE_LENGTH,
+        max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE,
+    ) -> None:
+        super().__init__(tls=tls, max_buffer_size=max_buffer_size)
+        self.max_command_length = max_command_length
+        self.max_sasl_line_length = max_sasl_line_length
+        self._current: ev.Command | ev.UnknownCommand | None = None
+        self._encoder: BodyEncoder | None = None
+        self._awaiting_sasl = False  # a challenge was sent; the next line is SASL
+        self._after_user = False  # the last command was a successful USER
+        self._utf8 = False
+        self._apop_timestamp: str | None = None
+
+    @property
+    def current_command(self) -> ev.Command | ev.UnknownCommand | None:
+        """The command being answered, or ``None`` between commands."""
+        return self._current
+
+    @property
+    def utf8(self) -> bool:
+        """Whether ``UTF8`` was accepted in this session (RFC 6856)."""
+        return self._utf8
+
+    @property
+    def apop_timestamp(self) -> str | None:
+        """The APOP timestamp sent in the greeting, if any (RFC 1939 section 7)."""
+        return self._apop_timestamp
+
+    def next_event(self) -> ev.Event | Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]:
+        """The next command from the client, ``NEED_DATA`` or ``PAUSED``.
+
+        ``PAUSED`` means: send the greeting, finish answering the current
+        command, or (after ``+OK`` to STLS) call ``start_tls()`` first.
+        ``ConnectionClosed`` comes once the client has closed. Raises
+        ``RemoteProtocolError`` for a line over its limit.
+        """
+        self._check_receiving()
+        if self._state in (State.GREETING, State.CLOSED) or self._tls_pending:
+            return PAUSED
+        if self._current is not None and not self._awaiting_sasl:
+            return PAUSED
+        limit = self.max_sasl_line_length if self._awaiting_sasl else self.max_command_length
+        line = self._read_line(limit)
+        if line is None:
+            if self._peer_closed:
+                return ev.ConnectionClosed()
+            return NEED_DATA
+        line = _strip_eol(line)
+        if self._awaiting_sasl:
+            self._awaiting_sasl = False
+            if line == b"*":
+                return ev.SaslCancel()
+            data = b64decode_strict(line)
+            if data is None:
+                # RFC 5034 section 4: an undecodable response fails the
+                # exchange with -ERR.
+                return ev.UnknownCommand("", line, "syntax")
+            return ev.SaslResponse(data)
+        command = _parse_command(line)
+        after_user, self._after_user = self._after_user, False
+        if not isinstance(command, ev.UnknownCommand):
+            if self._state not in COMMAND_STATES[type(command)] or (
+                isinstance(command, ev.Pass) and not after_user
+            ):
+                command = ev.UnknownCommand(type(command).__name__.upper(), line, "wrong-state")
+            elif isinstance(command, ev.Stls) and self._tls_active:
+                command = ev.UnknownCommand("STLS", line, "tls-active")
+            elif isinstance(command, ev.Quit) and self._state is State.TRANSACTION:
+                # RFC 1939 section 6: QUIT from TRANSACTION enters UPDATE.
+                self._state = State.UPDATE
+        self._current = command
+        return command
+
+    def send(self, event: ev.Response) -> bytes:
+        """Return the bytes that send ``event``; see the class docstring for the order.
+
+        Raises ``LocalProtocolError`` for an event that does not fit: a
+        response with no command to answer, ``Ok`` to an ``UnknownCommand``,
+        ``Data`` outside a multi-line answer, ``SaslChallenge`` outside AUTH, a
+        status line over 512 octets.
+        """
+        if self._our_error:
+            self._local_error("connection is in ERROR after an earlier misuse", "error-state")
+        if isinstance(event, ev.Data):
+            if self._encoder is None:
+                self._local_error("Data outside a multi-line answer", "no-body")
+            return self._encoder.encode(event.data)
+        if isinstance(event, ev.EndOfResponse):
+            if self._encoder is None:
+                self._local_error("EndOfResponse outside a multi-line answer", "no-body")
+            tail = self._encoder.finish()
+            self._encoder = None
+            self._current = None
+            return tail
+        if self._encoder is not None:
+            self._local_error("finish the multi-line answer first", "body-open")
+        if isinstance(event, ev.Greeting):
+            if self._state is not State.GREETING:
+                self._local_error("the greeting was already sent", "wrong-state")
+            self._state = State.AUTHORIZATION
+            self._apop_timestamp = event.timestamp
+            text = event.text
+            if event.timestamp is not None and event.timestamp not in text:
+                text = f"{text} {event.timestamp}" if text else event.timestamp
+            return self._status_line(b"+OK", ev.Ok(text, event.code))
+        if self._state is State.GREETING:
+            if isinstance(event, ev.Err):
+                # Refusing service: a -ERR greeting, then the close.
+                self._state = State.CLOSED
+                return self._status_line(b"-ERR", event)
+            self._local_error("send the Greeting first", "wrong-state")
+        current = self._current
+        if current is None:
+            self._local_error("no command to answer", "no-command")
+        if self._awaiting_sasl:
+            self._local_error("wait for the client's SASL response", "wrong-state")
+        if isinstance(event, ev.SaslChallenge):
+            if not isinstance(current, ev.Auth) or current.mechanism is None:
+                self._local_error("SaslChallenge outside an AUTH exchange", "wrong-state")
+            if event.data is None:
+                self._local_error("a challenge needs data (b'' for an empty one)", "bad-argument")
+            self._awaiting_sasl = True
+            return b"+ " + b64encode(event.data) + b"\r\n"
+        if isinstance(event, ev.Err):
+            self._current = None
+            if isinstance(current, ev.Quit):
+                self._state = State.CLOSED
+            return self._status_line(b"-ERR", event)
+        if not isinstance(event, ev.Ok):
+            self._local_error(f"not a response: {event!r}", "type")
+        if isinstance(current, ev.UnknownCommand):
+            self._local_error(f"{current.keyword or 'that line'} must be answered -ERR", "must-err")
+        if isinstance(current, ev.Stls):
+            self._tls_pending = True
+        elif isinstance(current, ev.User):
+            self._after_user = True
+        elif isinstance(current, ev.Utf8):
+            self._utf8 = True
+        elif isinstance(current, ev.Quit):
+            self._state = State.CLOSED
+        elif isinstance(current, LOGIN_COMMANDS):
+            self._state = State.TRANSACTION
+        line = self._status_line(b"+OK", event)
+        if multiline_on_ok(current):
+            self._encoder = BodyEncoder()
+        else:
+            self._current = None
+        return line
+
+    def send_failure(self, text: str) -> bytes:
+        """The ``-ERR`` to write before closing after a ``RemoteProtocolError``.
+
+        Valid once, when the client broke the protocol and no multi-line
+        answer is open; the connection is then ``CLOSED``.
+        """
+        if not self._their_error or self._encoder is not None or self._state is State.CLOSED:
+            self._local_error("send_failure() is for closing after a client error", "wrong-state")
+        self._state = State.CLOSED
+        return self._status_line(b"-ERR", ev.Err(text))
+
+    def _status_line(self, indicator: bytes, event: ev.Ok | ev.Err) -> bytes:
+        parts = [indicator]
+        if event.code is not None:
+            parts.append(f"[{event.code}]".encode("ascii"))
+        if event.text:
+            parts.append(event.text.encode("utf-8"))
+        line = b" ".join(parts) + b"\r\n"
+        if len(line) > MAX_RESPONSE_LINE_LENGTH:
+            self._local_error("status line over 512 octets (RFC 1939 section 3)", "too-long")
+        return line

@@ -1,0 +1,226 @@
+"""Multi-line bodies: the client's unstuffing decoder, the server's encoder.
+
+RFC 1939 section 3: each line of a multi-line response ends in CRLF; a line
+that starts with "." is sent with an extra "." in front; the response ends with
+a line holding only "." (so the stream ends with CRLF "." CRLF). The receiving
+side strips the first "." of any line where octets other than CRLF follow it.
+
+Both coders are streaming state machines: they take chunks split anywhere and
+keep at most two octets of state between chunks, never a buffered line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["BodyDecoder", "BodyEncoder", "TopFilter", "message_size"]
+
+_LF = 0x0A
+_CR = 0x0D
+_DOT = 0x2E
+
+
+class BodyDecoder:
+    """Turns the wire form of a multi-line body back into the body.
+
+    ``feed(chunk, start)`` decodes ``chunk[start:]`` and returns
+    ``(data, end, finished)``: the body bytes found (CRLF kept, stuffing
+    removed), the index just past what was consumed, and whether the
+    terminating ``.`` CRLF was reached. After ``finished``, ``chunk[end:]`` is
+    not part of the body.
+    """
+
+    __slots__ = ("_bol", "_held")
+
+    def __init__(self) -> None:
+        # At the beginning of a line: the status line's CRLF was just read.
+        self._bol = True
+        # A line-start "." (or "." CR) seen at the end of the previous chunk.
+        self._held = b""
+
+    def feed(self, chunk: bytes, start: int = 0) -> tuple[bytes, int, bool]:
+        """Decode non-empty ``chunk[start:]``; see the class docstring."""
+        n = len(chunk)
+        pos = start
+        prefix = b""
+        held = self._held
+        if held:
+            self._held = b""
+            if held == b".":
+                if chunk[pos] == _CR:
+                    if pos + 1 == n:
+                        self._held = b".\r"
+                        return b"", n, False
+                    if chunk[pos + 1] == _LF:
+                        return b"", pos + 2, True
+            elif chunk[pos] == _LF:  # held == b".\r"
+                return b"", pos + 1, True
+            else:
+                # "." CR followed by something other than LF: the dot is
+                # stuffing (stripped) and the CR is body.
+                prefix = b"\r"
+            self._bol = False
+        seg = pos
+        if self._bol and chunk[pos] == _DOT:
+            dot = pos
+        else:
+            dot = chunk.find(b"\n.", pos)
+            if dot >= 0:
+                dot += 1
+        if dot < 0:
+            # The fast path: no line in this chunk starts with a dot, so the
+            # chunk is body as it is (no copy when it is taken whole).
+            self._bol = chunk[n - 1] == _LF
+            if prefix:
+                return prefix + chunk[pos:], n, False
+            return (chunk if pos == 0 else chunk[pos:]), n, False
+        view = memoryview(chunk)
+        pieces: list[bytes | memoryview] = [prefix] if prefix else []
+        while dot >= 0:
+            if dot > seg:
+                pieces.append(view[seg:dot])
+            after = dot + 1
+            if after == n:
+                self._held = b"."
+                return b"".join(pieces), n, False
+            if chunk[after] == _CR:
+                if after + 1 == n:
+                    self._held = b".\r"
+                    return b"".join(pieces), n, False
+                if chunk[after + 1] == _LF:
+                    return b"".join(pieces), after + 2, True
+            # A stuffed (or lone leading) dot: drop it, keep the rest.
+            seg = after
+            dot = chunk.find(b"\n.", seg)
+            if dot >= 0:
+                dot += 1
+        pieces.append(view[seg:])
+        self._bol = chunk[n - 1] == _LF
+        return b"".join(pieces), n, False
+
+
+class _LineEnds:
+    """Normalises LF or CRLF line ends to CRLF across chunk boundaries.
+
+    A lone CR that is not followed by LF is kept as it is, except at the very
+    end of the message where it is completed to CRLF.
+    """
+
+    __slots__ = ("_cr", "_empty", "bol")
+
+    def __init__(self) -> None:
+        self._cr = False  # the last chunk ended with CR
+        self._empty = True
+        self.bol = True  # the output so far ends at a line boundary
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._empty = False
+        head = b""
+        if self._cr and data[0] == _LF:
+            # The CR of this CRLF ended the previous chunk.
+            head = b"\n"
+            data = data[1:]
+        lf = data.count(b"\n")
+        if lf:
+            crlf = data.count(b"\r\n")
+            if crlf == 0:
+                data = data.replace(b"\n", b"\r\n")
+            elif crlf != lf:
+                data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if head:
+            data = head + data
+        self._cr = data[-1] == _CR
+        self.bol = data[-1] == _LF
+        return data
+
+    def finish(self) -> bytes:
+        """The line end that completes a last line lacking one (``b""`` if none is needed)."""
+        if self._empty or self.bol:
+            return b""
+        return b"\n" if self._cr else b"\r\n"
+
+
+class BodyEncoder:
+    """Turns message bytes (LF or CRLF line ends, any chunking) into wire bytes.
+
+    ``encode(chunk)`` returns CRLF line ends with dot-stuffing; ``finish()``
+    returns the CRLF a last line lacked (if any) and the ``.`` CRLF terminator.
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines = _LineEnds()
+
+    def encode(self, data: bytes) -> bytes:
+        """Encode one chunk of the body."""
+        bol = self._lines.bol
+        out = self._lines.feed(data)
+        if not out:
+            return b""
+        out = out.replace(b"\n.", b"\n..")
+        if bol and out[0] == _DOT:
+            out = b"." + out
+        return out
+
+    def finish(self) -> bytes:
+        """End the body: a final line end if one is missing, then ``.`` CRLF."""
+        return self._lines.finish() + b".\r\n"
+
+
+def message_size(chunks: bytes | Iterable[bytes]) -> int:
+    """The size RFC 1939 section 11 means: octets with CRLF line ends, no stuffing.
+
+    This is exactly the number of body octets a client receives from RETR
+    (invariant 5), including the CRLF the server adds after a last line that
+    lacks one.
+    """
+    lines = _LineEnds()
+    if isinstance(chunks, bytes):
+        chunks = (chunks,)
+    return sum(len(lines.feed(c)) for c in chunks) + len(lines.finish())
+
+
+class TopFilter:
+    """Cuts a message down to what ``TOP msg n`` sends (RFC 1939 section 7).
+
+    The headers, the blank line after them, then ``n`` lines of the body; the
+    whole message if it is shorter. ``feed(chunk)`` returns the part of
+    ``chunk`` to send; once ``done`` is true nothing more is needed.
+    """
+
+    __slots__ = ("_head", "_in_headers", "_lines_left", "done")
+
+    def __init__(self, lines: int) -> None:
+        self._lines_left = lines
+        self._in_headers = True
+        self._head = b""  # the first octets (at most 2) of the current header line
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Return the prefix of ``chunk`` that belongs to the TOP output."""
+        if self.done:
+            return b""
+        pos = 0
+        if self._in_headers:
+            while True:
+                lf = chunk.find(b"\n", pos)
+                if lf < 0:
+                    self._head = (self._head + chunk[pos : pos + 2])[:2]
+                    return chunk
+                head = (self._head + chunk[pos : min(lf, pos + 2)])[:2]
+                self._head = b""
+                pos = lf + 1
+                if head in (b"", b"\r"):
+                    break  # the blank line that ends the headers
+            self._in_headers = False
+        while self._lines_left:
+            lf = chunk.find(b"\n", pos)
+            if lf < 0:
+                return chunk
+            pos = lf + 1
+            self._lines_left -= 1
+        self.done = True
+        return chunk[:pos]

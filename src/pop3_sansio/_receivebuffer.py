@@ -1,0 +1,123 @@
+"""The receive buffer shared by both roles.
+
+Bytes are kept as the chunks they arrived in, so that a multi-line body can be
+passed on without copying; a line that spans chunks is stitched into a small
+``bytearray`` that only ever holds the part of one line seen so far. Every
+byte is searched once and copied into the stitch buffer at most once, so any
+chunking costs linear time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["LineTooLongError", "ReceiveBuffer"]
+
+
+class LineTooLongError(Exception):
+    """Internal: the line being read is longer than the limit."""
+
+    def __init__(self, prefix: bytes) -> None:
+        super().__init__("line too long")
+        self.prefix = prefix
+
+
+class ReceiveBuffer:
+    """Bytes received but not yet consumed.
+
+    Order of the bytes: ``_partial`` (a line begun but not ended), then
+    ``_chunks[0][_offset:]``, then the other chunks.
+    """
+
+    __slots__ = ("_chunks", "_offset", "_partial", "_size")
+
+    # _size counts the unread bytes in _chunks; _partial is counted apart.
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size + len(self._partial)
+
+    def append(self, data: bytes) -> None:
+        """Queue ``data`` (kept as the same object: no copy)."""
+        self._chunks.append(data)
+        self._size += len(data)
+
+    def read_line(self, limit: int) -> bytes | None:
+        """Consume and return one line including its LF, or ``None`` if none is complete.
+
+        Raises ``LineTooLongError`` when the line (LF included) is, or can only
+        become, longer than ``limit`` octets -- whatever way it was chunked.
+        """
+        partial = self._partial
+        chunks = self._chunks
+        while chunks:
+            chunk = chunks[0]
+            start = self._offset
+            end = chunk.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                if len(partial) + end - start > limit:
+                    raise LineTooLongError(bytes(partial) + chunk[start:end])
+                if end == len(chunk):
+                    chunks.popleft()
+                    self._offset = 0
+                else:
+                    self._offset = end
+                self._size -= end - start
+                if partial:
+                    partial += chunk[start:end]
+                    line = bytes(partial)
+                    partial.clear()
+                    return line
+                return chunk[start:end]
+            # No end of line in this chunk: stitch it and look at the next one.
+            partial += chunk[start:] if start else chunk
+            chunks.popleft()
+            self._offset = 0
+            self._size -= len(chunk) - start
+            if len(partial) >= limit:
+                raise LineTooLongError(bytes(partial))
+        return None
+
+    def peek_partial(self, n: int) -> bytes:
+        """The first ``n`` bytes of an unfinished line (fewer if fewer are known)."""
+        out = bytes(self._partial[:n])
+        offset = self._offset
+        for chunk in self._chunks:
+            if len(out) >= n:
+                break
+            out += chunk[offset : offset + n - len(out)]
+            offset = 0
+        return out
+
+    def head_chunk(self) -> tuple[bytes, int] | None:
+        """The first whole chunk and the offset where unread bytes start in it.
+
+        Only valid at a line boundary (nothing stitched); ``None`` if empty.
+        """
+        assert not self._partial
+        if not self._chunks:
+            return None
+        return self._chunks[0], self._offset
+
+    def consume_head(self, upto: int) -> None:
+        """Mark ``chunk[offset:upto]`` of the head chunk as read."""
+        chunk = self._chunks[0]
+        self._size -= upto - self._offset
+        if upto == len(chunk):
+            self._chunks.popleft()
+            self._offset = 0
+        else:
+            self._offset = upto
+
+    def clear(self) -> None:
+        """Forget everything buffered."""
+        self._partial.clear()
+        self._chunks.clear()
+        self._offset = 0
+        self._size = 0
