@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest demo bench fuzz clean
+.PHONY: test lint typecheck pytest run bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks fuzz
-	$(PY) -m ruff format --check src tests benchmarks fuzz
+	$(PY) -m ruff check src tests benchmarks fuzz examples
+	$(PY) -m ruff format --check src tests benchmarks fuzz examples
 
 typecheck: $(STAMP)
 	$(PY) -m mypy src
@@ -25,8 +25,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -bb -m pytest --cov --cov-branch --cov-report=term-missing $(PYTEST_ARGS)
 
-demo: $(STAMP)
-	$(PY) -m pop3_sansio.demo
+run: $(STAMP)
+	$(PY) examples/dialogue.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_parse.py

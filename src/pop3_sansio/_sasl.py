@@ -730,7 +730,7 @@ class ServerMechanism(ABC):
     def _receive(self, data: bytes) -> Step: ...
 
     def _finish(self, ok: bool, reason: str) -> Step:
-        # Only reached after a CheckPassword step, which sets these attributes.
+        # Reached only after the mechanism has set _username and _authzid.
         return Succeeded(self._username, self._authzid) if ok else Failed(reason)
 
     def _secret_found(self, secret: str | None) -> Step:
