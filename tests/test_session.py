@@ -62,8 +62,9 @@ class Backend:
             elif self.open_fails:
                 session.maildrop_failed()
             else:
+                snapshot = enumerate(self.messages)
                 session.maildrop_opened(
-                    [p.MessageInfo(p.message_size(m), f"uid{i}") for i, m in enumerate(self.messages)]
+                    [p.MessageInfo(p.message_size(m), f"uid{i}") for i, m in snapshot]
                 )
         elif isinstance(request, p.ReadMessage):
             data = self.messages[request.msg - 1]

@@ -42,17 +42,15 @@ def find_timestamp(text: str) -> str | None:
         end = text.find(">", start + 1)
         if end < 0:
             return None
-        inner = text[start + 1 : end]
-        if (
-            "@" in inner
-            and "<" not in inner
-            and " " not in inner
-            and inner.isascii()
-            and inner.isprintable()
-            and end - start + 1 <= _MAX_TIMESTAMP
-        ):
-            return text[start : end + 1]
-        start = text.find("<", start + 1)
+        # Fix (was quadratic on "<a<a<a...>"): every "<" before the last one
+        # in text[start:end] opens a candidate that contains that last "<", so
+        # jump to it; each character is then examined a bounded number of times.
+        start = text.rfind("<", start, end)
+        if end - start + 1 <= _MAX_TIMESTAMP:
+            inner = text[start + 1 : end]
+            if "@" in inner and " " not in inner and inner.isascii() and inner.isprintable():
+                return text[start : end + 1]
+        start = text.find("<", end + 1)
     return None
 
 

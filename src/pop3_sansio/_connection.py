@@ -15,11 +15,11 @@ from ._multiline import BodyDecoder, BodyEncoder
 from ._receivebuffer import LineTooLongError, ReceiveBuffer
 from ._state import (
     COMMAND_STATES,
-    LOGIN_COMMANDS,
     NEED_DATA,
     PAUSED,
     Sentinel,
     State,
+    completes_login,
     multiline_on_ok,
 )
 
@@ -206,7 +206,8 @@ _BARE_KEYWORDS: dict[type, bytes] = {
 
 def _after_success(state: State, command: ev.Command) -> State:
     """The session state after ``command`` is answered ``+OK`` in ``state``."""
-    if isinstance(command, LOGIN_COMMANDS):
+    # Fix: not isinstance(LOGIN_COMMANDS) -- a bare AUTH's +OK logs nobody in.
+    if completes_login(command):
         return State.TRANSACTION
     if isinstance(command, ev.Quit):
         return State.CLOSED
@@ -305,6 +306,10 @@ class ClientConnection(_Connection):
             self._local_error("PASS must follow USER (RFC 1939 section 7)", "wrong-state")
         if isinstance(command, ev.Stls) and self._tls_active:
             self._local_error("TLS is already active", "tls-active")
+        if self._tls_pending:
+            # Fix: RFC 2595 section 4 -- after +OK to STLS the client MUST NOT
+            # send further commands until the TLS handshake completes.
+            self._local_error("call start_tls() and finish the handshake first", "tls-pending")
         line = _encode_command(command) + b"\r\n"
         if len(line) > self.max_command_length:
             self._local_error(
@@ -470,7 +475,12 @@ def _parse_command(line: bytes) -> ev.Command | ev.UnknownCommand:
     """Parse one command line (CRLF removed) into an event; never raises."""
     space = line.find(b" ")
     word = line if space < 0 else line[:space]
-    keyword = word.decode("latin-1").upper()
+    # Fix: upper-case ASCII keywords only. str.upper() of a Latin-1 word can
+    # produce ASCII ("PA\xdf" -> "PASS"), so a non-ASCII word would be taken
+    # for a command; it stays as it is and is an unknown command.
+    keyword = word.decode("latin-1")
+    if word.isascii():
+        keyword = keyword.upper()
 
     def syntax() -> ev.UnknownCommand:
         return ev.UnknownCommand(keyword, line, "syntax")
@@ -523,7 +533,9 @@ def _parse_command(line: bytes) -> ev.Command | ev.UnknownCommand:
 def _parse_auth(keyword: str, line: bytes, args: list[bytes]) -> ev.Auth | ev.UnknownCommand:
     if not args:
         return ev.Auth()
-    if len(args) > 2:
+    if len(args) > 2 or not args[0].isascii():
+        # Fix: a non-ASCII mechanism made decode("ascii") raise
+        # UnicodeDecodeError out of next_event (invariant 3).
         return ev.UnknownCommand(keyword, line, "syntax")
     mechanism = args[0].decode("ascii").upper()
     if len(args) == 1:
@@ -583,6 +595,7 @@ class ServerConnection(_Connection):
         self._current: ev.Command | ev.UnknownCommand | None = None
         self._encoder: BodyEncoder | None = None
         self._awaiting_sasl = False  # a challenge was sent; the next line is SASL
+        self._sasl_failed = False  # the client cancelled or sent bad base64: -ERR only
         self._after_user = False  # the last command was a successful USER
         self._utf8 = False
         self._apop_timestamp: str | None = None
@@ -625,11 +638,14 @@ class ServerConnection(_Connection):
         if self._awaiting_sasl:
             self._awaiting_sasl = False
             if line == b"*":
+                # Fix: remember that only -ERR may answer now (RFC 5034 section 4).
+                self._sasl_failed = True
                 return ev.SaslCancel()
             data = b64decode_strict(line)
             if data is None:
                 # RFC 5034 section 4: an undecodable response fails the
                 # exchange with -ERR.
+                self._sasl_failed = True
                 return ev.UnknownCommand("", line, "syntax")
             return ev.SaslResponse(data)
         command = _parse_command(line)
@@ -691,6 +707,8 @@ class ServerConnection(_Connection):
         if self._awaiting_sasl:
             self._local_error("wait for the client's SASL response", "wrong-state")
         if isinstance(event, ev.SaslChallenge):
+            if self._sasl_failed:
+                self._local_error("the SASL exchange failed: answer -ERR", "must-err")
             if not isinstance(current, ev.Auth) or current.mechanism is None:
                 self._local_error("SaslChallenge outside an AUTH exchange", "wrong-state")
             if event.data is None:
@@ -699,6 +717,7 @@ class ServerConnection(_Connection):
             return b"+ " + b64encode(event.data) + b"\r\n"
         if isinstance(event, ev.Err):
             self._current = None
+            self._sasl_failed = False
             if isinstance(current, ev.Quit):
                 self._state = State.CLOSED
             return self._status_line(b"-ERR", event)
@@ -706,6 +725,10 @@ class ServerConnection(_Connection):
             self._local_error(f"not a response: {event!r}", "type")
         if isinstance(current, ev.UnknownCommand):
             self._local_error(f"{current.keyword or 'that line'} must be answered -ERR", "must-err")
+        if self._sasl_failed:
+            # Fix: after "*" or an undecodable SASL line the current command is
+            # still the AUTH, but RFC 5034 section 4 says the server MUST reply -ERR.
+            self._local_error("the SASL exchange failed: answer -ERR", "must-err")
         if isinstance(current, ev.Stls):
             self._tls_pending = True
         elif isinstance(current, ev.User):
@@ -714,7 +737,7 @@ class ServerConnection(_Connection):
             self._utf8 = True
         elif isinstance(current, ev.Quit):
             self._state = State.CLOSED
-        elif isinstance(current, LOGIN_COMMANDS):
+        elif completes_login(current):  # Fix: a bare AUTH's +OK logs nobody in.
             self._state = State.TRANSACTION
         line = self._status_line(b"+OK", event)
         if multiline_on_ok(current):

@@ -62,7 +62,9 @@ class ReceiveBuffer:
             if end >= 0:
                 end += 1
                 if len(partial) + end - start > limit:
-                    raise LineTooLongError(bytes(partial) + chunk[start:end])
+                    # Fix: the prefix is cut to ``limit`` octets so that the
+                    # error (and its ``line``) is the same for any chunking.
+                    raise LineTooLongError((bytes(partial) + chunk[start:end])[:limit])
                 if end == len(chunk):
                     chunks.popleft()
                     self._offset = 0
@@ -81,7 +83,7 @@ class ReceiveBuffer:
             self._offset = 0
             self._size -= len(chunk) - start
             if len(partial) >= limit:
-                raise LineTooLongError(bytes(partial))
+                raise LineTooLongError(bytes(partial[:limit]))
         return None
 
     def peek_partial(self, n: int) -> bytes:

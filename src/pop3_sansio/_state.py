@@ -65,7 +65,21 @@ COMMAND_STATES: dict[type, frozenset[State]] = {
 }
 
 # Commands after whose +OK the session is authenticated (RFC 1939 section 4).
+# A bare AUTH is an Auth too, but its +OK only lists mechanisms: use
+# ``completes_login`` rather than ``isinstance(command, LOGIN_COMMANDS)``.
 LOGIN_COMMANDS = (ev.Pass, ev.Apop, ev.Auth)
+
+
+def completes_login(command: object) -> bool:
+    """Whether a ``+OK`` answer to ``command`` moves the session to TRANSACTION.
+
+    Fix: a bare ``AUTH`` (``mechanism=None``) is answered ``+OK`` with a list of
+    mechanisms and authenticates nobody, so it must leave the session in
+    AUTHORIZATION (RFC 1734 practice; RFC 5034 section 4).
+    """
+    if isinstance(command, ev.Auth):
+        return command.mechanism is not None
+    return isinstance(command, LOGIN_COMMANDS)
 
 
 def multiline_on_ok(command: object) -> bool:
