@@ -288,6 +288,11 @@ class ServerSession:
         return self._username if self.state is not State.AUTHORIZATION else None
 
     @property
+    def failed_logins(self) -> int:
+        """How many authentication attempts have failed in this session."""
+        return self._failures
+
+    @property
     def messages(self) -> tuple[MessageInfo, ...]:
         """The maildrop snapshot taken when it was opened."""
         return self._messages

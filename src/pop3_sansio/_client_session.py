@@ -1,0 +1,486 @@
+"""The client's high-level operations, written once for every binding.
+
+Each operation of ``ClientSession`` is a generator that drives a
+``ClientConnection`` and *yields I/O instructions* to the binding:
+
+- ``Write(data)``: write these bytes, then resume with ``send(None)``;
+- ``READ``: read some bytes, feed them with ``session.receive_data(data)``
+  (``b""`` at end of stream), then resume;
+- ``StartTls()``: wrap the transport in TLS now (after ``+OK`` to STLS), then resume;
+- ``Chunk(data)``: a piece of a message for the caller (streaming RETR), then resume.
+
+The generator's return value is the operation's result; POP3 ``-ERR`` answers
+raise ``Pop3Error`` subclasses carrying the server's response code. A binding
+is a loop of a few lines around ``drive``-style code and some socket calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from . import _events as ev
+from ._apop import apop_digest
+from ._capabilities import Capabilities
+from ._codes import AUTH, IN_USE, LOGIN_DELAY, SYS_PERM, SYS_TEMP, ResponseCode
+from ._connection import ClientConnection, encode_command
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._listing import (
+    parse_scan_line,
+    parse_scan_listing,
+    parse_stat,
+    parse_uid_line,
+    parse_uid_listing,
+)
+from ._sasl import ClientMechanism, client_mechanism
+from ._session import StartTls
+from ._state import NEED_DATA, State
+
+__all__ = [
+    "READ",
+    "AuthError",
+    "Chunk",
+    "ClientSession",
+    "InUseError",
+    "Instruction",
+    "LoginDelayError",
+    "PermanentError",
+    "Pop3Error",
+    "TemporaryError",
+    "Write",
+]
+
+
+# --- errors ----------------------------------------------------------------------
+
+
+class Pop3Error(Exception):
+    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code."""
+
+    def __init__(self, text: str, code: ResponseCode | None = None, command: str = "") -> None:
+        super().__init__(f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}")
+        self.text = text
+        self.code = code
+        self.command = command
+
+
+class AuthError(Pop3Error):
+    """Authentication failed (``[AUTH]``, RFC 3206), or no safe method was available."""
+
+
+class InUseError(Pop3Error):
+    """Authenticated, but the maildrop is locked by another session (``[IN-USE]``)."""
+
+
+class LoginDelayError(Pop3Error):
+    """Logging in again so soon is not allowed (``[LOGIN-DELAY]``, RFC 2449 section 8.1.1)."""
+
+
+class TemporaryError(Pop3Error):
+    """A transient server problem (``[SYS/TEMP]``, RFC 3206): try again later."""
+
+
+class PermanentError(Pop3Error):
+    """A server problem that needs its operator (``[SYS/PERM]``, RFC 3206)."""
+
+
+_BY_CODE: tuple[tuple[ResponseCode, type[Pop3Error]], ...] = (
+    (AUTH, AuthError),
+    (IN_USE, InUseError),
+    (LOGIN_DELAY, LoginDelayError),
+    (SYS_TEMP, TemporaryError),
+    (SYS_PERM, PermanentError),
+)
+
+
+def error_for(err: ev.Err, command: str, default: type[Pop3Error] = Pop3Error) -> Pop3Error:
+    """The exception for ``err``: chosen by its response code, else ``default``."""
+    if err.code is not None:
+        for code, cls in _BY_CODE:
+            if err.code.matches(code):
+                return cls(err.text, err.code, command)
+    return default(err.text, err.code, command)
+
+
+# --- instructions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Write ``data`` to the peer."""
+
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a message body for the caller (CRLF line ends, unstuffed)."""
+
+    data: bytes = field(repr=False)
+
+
+class _Read:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "READ"
+
+
+READ: Final = _Read()
+"""Read bytes from the peer and give them to ``ClientSession.receive_data``."""
+
+Instruction: TypeAlias = Write | _Read | StartTls | Chunk
+Op: TypeAlias = Generator[Instruction, None, "object"]
+
+_MAX_LISTING = 64 << 20  # cap for accumulated LIST/UIDL/CAPA bodies
+
+
+class ClientSession:
+    """A POP3 client's session logic over a ``ClientConnection``.
+
+    ``random_bytes`` (e.g. ``os.urandom``) supplies the SCRAM client nonce;
+    without it SCRAM is not used. ``secure`` says whether it is safe to send a
+    password in the clear: the binding sets it for TLS, loopback peers or when
+    the caller insists; ``login`` never reveals a password otherwise.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: bool = False,
+        secure: bool = False,
+        random_bytes: Callable[[int], bytes] | None = None,
+        connection: ClientConnection | None = None,
+    ) -> None:
+        self.connection = connection or ClientConnection(tls=tls)
+        self._insecure_ok = secure
+        self._random = random_bytes
+        self.greeting: ev.Greeting | None = None
+        self._capabilities: Capabilities | None = None
+        self._capa_known = False
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the server (``b""`` at end of stream)."""
+        self.connection.receive_data(data)
+
+    @property
+    def secure(self) -> bool:
+        """Whether a password may be sent as it is: TLS is active, or it was allowed."""
+        return self._insecure_ok or self.connection.tls_active
+
+    def _send(self, *commands: ev.Command) -> Generator[Instruction, None, None]:
+        yield Write(b"".join(self.connection.send(c) for c in commands))
+
+    def _event(self) -> Generator[Instruction, None, ev.Event]:
+        while True:
+            event = self.connection.next_event()
+            if event is not NEED_DATA:
+                if isinstance(event, ev.ConnectionClosed):
+                    raise RemoteProtocolError("the server closed the connection", reason="closed")
+                return event
+            yield READ
+
+    def _status(
+        self, command: str, default: type[Pop3Error] = Pop3Error
+    ) -> Generator[Instruction, None, ev.Ok | ev.SaslChallenge]:
+        event = yield from self._event()
+        if isinstance(event, ev.Err):
+            raise error_for(event, command, default)
+        assert isinstance(event, ev.Ok | ev.SaslChallenge)
+        return event
+
+    def _body(self, limit: int = _MAX_LISTING) -> Generator[Instruction, None, bytes]:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = yield from self._event()
+            if isinstance(event, ev.EndOfResponse):
+                return b"".join(parts)
+            assert isinstance(event, ev.Data)
+            size += len(event.data)
+            if size > limit:
+                raise RemoteProtocolError("multi-line answer over its size limit", reason="too-big")
+            parts.append(event.data)
+
+    def _simple(self, command: ev.Command, name: str) -> Generator[Instruction, None, str]:
+        yield from self._send(command)
+        ok = yield from self._status(name)
+        assert isinstance(ok, ev.Ok)
+        return ok.text
+
+    # --- start and TLS -----------------------------------------------------------------
+
+    def start(self, *, starttls: bool = False) -> Generator[Instruction, None, ev.Greeting]:
+        """Read the greeting; with ``starttls``, upgrade with STLS (RFC 2595).
+
+        Refuses to go on in plaintext if the server does not offer STLS: a
+        man in the middle removing it must not downgrade the session.
+        """
+        event = yield from self._event()
+        if isinstance(event, ev.Err):
+            raise error_for(event, "greeting", TemporaryError)
+        assert isinstance(event, ev.Greeting)
+        self.greeting = event
+        if starttls:
+            caps = yield from self.capa()
+            if caps is None or not caps.stls:
+                raise Pop3Error("the server does not offer STLS", None, "STLS")
+            yield from self._simple(ev.Stls(), "STLS")
+            self.connection.start_tls()
+            yield StartTls()
+            # RFC 2595 section 4: forget what was learnt before TLS.
+            self._capabilities = None
+            self._capa_known = False
+        return event
+
+    def capa(self, *, refresh: bool = False) -> Generator[Instruction, None, Capabilities | None]:
+        """The server's capabilities (cached), or ``None`` if it does not support CAPA."""
+        if self._capa_known and not refresh:
+            return self._capabilities
+        yield from self._send(ev.Capa())
+        event = yield from self._event()
+        # RFC 2449 section 5: -ERR means CAPA is not implemented.
+        caps = None
+        if not isinstance(event, ev.Err):
+            caps = Capabilities.parse((yield from self._body()))
+        self._capabilities = caps
+        self._capa_known = True
+        return caps
+
+    # --- AUTHORIZATION ---------------------------------------------------------------------
+
+    def login(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        token: str | None = None,
+        mechanism: str | None = None,
+    ) -> Generator[Instruction, None, str]:
+        """Authenticate with the strongest method both sides have; return the ``+OK`` text.
+
+        Order: SCRAM-SHA-256, SCRAM-SHA-1; then, where a password may be sent
+        (``secure``), PLAIN, LOGIN, USER/PASS; then the challenge-response
+        methods CRAM-MD5 and APOP. With ``token``: OAUTHBEARER or XOAUTH2.
+        ``mechanism`` forces one SASL mechanism (or ``"USER"``/``"APOP"``).
+        Raises ``AuthError`` when no safe method is offered or the
+        credentials are refused, ``InUseError`` when the maildrop is locked.
+        """
+        caps = yield from self.capa()
+        methods = self._methods(caps, token is not None) if mechanism is None else [mechanism]
+        if not methods:
+            raise AuthError(
+                "no authentication method the server offers is safe on this connection "
+                "(use TLS, or allow plaintext explicitly)",
+                None,
+                "login",
+            )
+        method = methods[0].upper()
+        if method == "USER":
+            if password is None:
+                raise LocalProtocolError("USER/PASS needs a password", reason="bad-argument")
+            if not self.secure:
+                raise AuthError("refusing to send a password in the clear", None, "login")
+            if caps is not None and caps.pipelining:
+                yield from self._send(ev.User(username), ev.Pass(password))
+                # Both answers are read, even when USER fails, to stay in step.
+                user_answer = yield from self._event()
+                pass_answer = yield from self._event()
+            else:
+                yield from self._send(ev.User(username))
+                user_answer = yield from self._event()
+                pass_answer = user_answer
+                if isinstance(user_answer, ev.Ok):
+                    yield from self._send(ev.Pass(password))
+                    pass_answer = yield from self._event()
+            if isinstance(user_answer, ev.Err):
+                raise error_for(user_answer, "USER", AuthError)
+            if isinstance(pass_answer, ev.Err):
+                raise error_for(pass_answer, "PASS", AuthError)
+            assert isinstance(pass_answer, ev.Ok)
+            return pass_answer.text
+        if method == "APOP":
+            if self.greeting is None or self.greeting.timestamp is None or password is None:
+                raise AuthError("APOP is not possible with this server", None, "APOP")
+            digest = apop_digest(self.greeting.timestamp, password)
+            yield from self._send(ev.Apop(username, digest))
+            return (yield from self._simple_answer("APOP", AuthError))
+        return (yield from self.auth(method, username, password=password, token=token))
+
+    def _simple_answer(
+        self, name: str, default: type[Pop3Error]
+    ) -> Generator[Instruction, None, str]:
+        ok = yield from self._status(name, default)
+        assert isinstance(ok, ev.Ok)
+        return ok.text
+
+    def _methods(self, caps: Capabilities | None, with_token: bool) -> list[str]:
+        sasl = caps.sasl if caps is not None else ()
+        if with_token:
+            return [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl]
+        order: list[str] = []
+        if self._random is not None:
+            order += [m for m in ("SCRAM-SHA-256", "SCRAM-SHA-1") if m in sasl]
+        if self.secure:
+            order += [m for m in ("PLAIN", "LOGIN") if m in sasl]
+            # RFC 2449 section 7: USER may be used without being announced.
+            if caps is None or caps.user or not sasl:
+                order.append("USER")
+        if "CRAM-MD5" in sasl:
+            order.append("CRAM-MD5")
+        if self.greeting is not None and self.greeting.timestamp is not None:
+            order.append("APOP")
+        return order
+
+    def auth(
+        self,
+        mechanism: str | ClientMechanism,
+        username: str = "",
+        *,
+        password: str | None = None,
+        token: str | None = None,
+    ) -> Generator[Instruction, None, str]:
+        """Run one SASL exchange (RFC 5034); return the ``+OK`` text.
+
+        The initial response is sent with the command when it fits in 255
+        octets, else after the server's empty challenge (RFC 5034 section 4).
+        A challenge that is not base64 is answered with ``*``.
+        """
+        if isinstance(mechanism, str):
+            nonce = None
+            if self._random is not None:
+                nonce = self._random(18).hex()
+            mech = client_mechanism(
+                mechanism, username=username, password=password, token=token, nonce=nonce
+            )
+        else:
+            mech = mechanism
+        if mech.name in ("PLAIN", "LOGIN") and not self.secure:
+            raise AuthError("refusing to send a password in the clear", None, "AUTH")
+        command = ev.Auth(mech.name, mech.initial_response())
+        if len(encode_command(command)) + 2 > self.connection.max_command_length:
+            # RFC 5034 section 4: too long for the command line, so it goes
+            # after the server's empty challenge instead.
+            command = ev.Auth(mech.name)
+        yield Write(self.connection.send(command))
+        while True:
+            event = yield from self._status("AUTH", AuthError)
+            if isinstance(event, ev.Ok):
+                if not mech.is_complete:
+                    # The server said +OK before proving itself (SCRAM):
+                    # do not trust this session.
+                    raise RemoteProtocolError(
+                        "server accepted authentication without completing it",
+                        reason="sasl-incomplete",
+                    )
+                return event.text
+            if event.data is None:
+                yield from self._send(ev.SaslCancel())
+                continue
+            try:
+                response = mech.respond(event.data)
+            except RemoteProtocolError:
+                yield from self._send(ev.SaslCancel())
+                yield from self._status("AUTH", AuthError)
+                raise
+            yield from self._send(ev.SaslResponse(response))
+
+    # --- TRANSACTION ---------------------------------------------------------------------
+
+    def stat(self) -> Generator[Instruction, None, tuple[int, int]]:
+        """``STAT`` -> ``(message count, total size)``."""
+        return parse_stat((yield from self._simple(ev.Stat(), "STAT")))
+
+    def list(self, msg: int | None = None) -> Generator[Instruction, None, dict[int, int]]:
+        """``LIST`` -> ``{msgno: size}`` (one entry for ``LIST msg``)."""
+        if msg is not None:
+            n, size = parse_scan_line((yield from self._simple(ev.List(msg), "LIST")))
+            return {n: size}
+        yield from self._simple(ev.List(), "LIST")
+        return parse_scan_listing((yield from self._body()))
+
+    def uidl(self, msg: int | None = None) -> Generator[Instruction, None, dict[int, str]]:
+        """``UIDL`` -> ``{msgno: unique id}`` (one entry for ``UIDL msg``)."""
+        if msg is not None:
+            n, uid = parse_uid_line((yield from self._simple(ev.Uidl(msg), "UIDL")))
+            return {n: uid}
+        yield from self._simple(ev.Uidl(), "UIDL")
+        return parse_uid_listing((yield from self._body()))
+
+    def retr(self, msg: int) -> Generator[Instruction, None, None]:
+        """``RETR msg``: yields the message as ``Chunk`` instructions."""
+        yield from self._simple(ev.Retr(msg), "RETR")
+        yield from self._chunks()
+
+    def top(self, msg: int, lines: int) -> Generator[Instruction, None, None]:
+        """``TOP msg lines``: yields the headers and ``lines`` body lines as ``Chunk``."""
+        yield from self._simple(ev.Top(msg, lines), "TOP")
+        yield from self._chunks()
+
+    def _chunks(self) -> Generator[Instruction, None, None]:
+        while True:
+            event = yield from self._event()
+            if isinstance(event, ev.EndOfResponse):
+                return
+            assert isinstance(event, ev.Data)
+            yield Chunk(event.data)
+
+    def retr_many(
+        self, msgs: Iterable[int], *, delete: bool = False, window: int = 32
+    ) -> Generator[Instruction, None, None]:
+        """RETR each of ``msgs`` (and DELE it after, with ``delete``), pipelined.
+
+        Yields, per message, a ``Chunk`` for each piece of it and then an empty
+        ``Chunk(b"")`` that marks its end. With PIPELINING (RFC 2449 section
+        6.6) up to ``window`` commands are in flight; otherwise one at a time.
+        A message whose RETR fails raises its ``Pop3Error``.
+        """
+        caps = self._capabilities
+        depth = window if caps is not None and caps.pipelining else 1
+        queue = list(msgs)
+        pending: list[ev.Command] = []
+        while queue or pending:
+            batch: list[ev.Command] = []
+            while queue and len(pending) + len(batch) < depth * (2 if delete else 1):
+                n = queue.pop(0)
+                batch.append(ev.Retr(n))
+                if delete:
+                    batch.append(ev.Dele(n))
+            if batch:
+                yield from self._send(*batch)
+                pending += batch
+            command = pending.pop(0)
+            if isinstance(command, ev.Retr):
+                yield from self._status("RETR")
+                yield from self._chunks()
+                yield Chunk(b"")
+            else:
+                yield from self._status("DELE")
+
+    def dele(self, msg: int) -> Generator[Instruction, None, str]:
+        """``DELE msg``: mark for deletion at QUIT."""
+        return (yield from self._simple(ev.Dele(msg), "DELE"))
+
+    def rset(self) -> Generator[Instruction, None, str]:
+        """``RSET``: unmark everything."""
+        return (yield from self._simple(ev.Rset(), "RSET"))
+
+    def noop(self) -> Generator[Instruction, None, str]:
+        """``NOOP``."""
+        return (yield from self._simple(ev.Noop(), "NOOP"))
+
+    def utf8(self) -> Generator[Instruction, None, str]:
+        """``UTF8`` (RFC 6856)."""
+        return (yield from self._simple(ev.Utf8(), "UTF8"))
+
+    def quit(self) -> Generator[Instruction, None, str]:
+        """``QUIT``: in TRANSACTION this commits the deletions (RFC 1939 section 6).
+
+        Raises ``Pop3Error`` if the server could not remove every message.
+        """
+        if self.connection.our_state in (State.CLOSED, State.ERROR):
+            return ""
+        return (yield from self._simple(ev.Quit(), "QUIT"))

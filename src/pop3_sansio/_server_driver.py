@@ -1,0 +1,219 @@
+"""The server side's glue, written once: a ServerSession answered from a backend.
+
+``SessionDriver.run()`` is a generator that yields I/O instructions to the
+binding -- ``Write``, ``READ``, ``StartTls``, ``Sleep``, ``Call`` -- and never
+touches a socket, a file or a clock itself. ``Call(function, args)`` asks the
+binding to call a backend method (in a worker thread, for an event loop) and
+send back its result, or throw its exception into the generator.
+
+The backend is duck-typed (see ``Backend`` and ``Maildrop``); ``pop3_maildrop``
+provides Maildir, mbox and in-memory ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias
+
+from ._client_session import READ, Write, _Read
+from ._sasl import CheckPassword, CheckToken, LookupSecret
+from ._session import (
+    CloseConnection,
+    CommitDeletions,
+    MessageInfo,
+    OpenMaildrop,
+    ReadMessage,
+    ServerSession,
+    StartTls,
+)
+from ._state import NEED_DATA
+
+__all__ = [
+    "Backend",
+    "Call",
+    "Maildrop",
+    "MaildropError",
+    "MaildropLockedError",
+    "SessionDriver",
+    "Sleep",
+]
+
+
+class MaildropError(Exception):
+    """A maildrop could not be opened, read or changed (``-ERR [SYS/TEMP]``)."""
+
+
+class MaildropLockedError(MaildropError):
+    """Another session holds the maildrop's lock (``-ERR [IN-USE]``, RFC 2449 section 8.1.2)."""
+
+
+class Maildrop(Protocol):
+    """An open, exclusively locked maildrop for one session."""
+
+    @property
+    def messages(self) -> Sequence[MessageInfo]:
+        """The snapshot: CRLF sizes and unique ids, message 1 first."""
+
+    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
+        """The stored bytes of message ``msg`` (1-based), chunk by chunk."""
+
+    def commit(self, msgs: Sequence[int]) -> Sequence[int]:
+        """Remove ``msgs`` for good; return those that could not be removed."""
+
+    def close(self) -> None:
+        """Release the lock."""
+
+
+class Backend(Protocol):
+    """Authentication and storage for a server."""
+
+    def check_password(self, username: str, password: str) -> bool:
+        """Whether ``password`` is ``username``'s (in constant time)."""
+
+    def secret(self, username: str) -> str | None:
+        """The plain shared secret (APOP, CRAM-MD5, SCRAM), or ``None``."""
+
+    def check_token(self, username: str, token: str) -> bool:
+        """Whether an OAuth bearer ``token`` is valid for ``username``."""
+
+    def open(self, username: str) -> Maildrop:
+        """Open and lock the maildrop; raise ``MaildropLockedError``/``MaildropError``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call ``function(*args)`` and send back the result (or throw its exception)."""
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` (the delay after a failed login), then resume."""
+
+    seconds: float
+
+
+ServerInstruction: TypeAlias = Write | _Read | StartTls | Sleep | Call
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
+class SessionDriver:
+    """Runs one ``ServerSession`` against a ``Backend``.
+
+    ``autologout`` is the idle time after which the binding drops the
+    connection (RFC 1939 section 3: at least 10 minutes; nothing is deleted).
+    ``failed_login_delay`` seconds pass before a failed login is answered.
+    Call ``release()`` when the connection ends, however it ends.
+    """
+
+    def __init__(
+        self,
+        session: ServerSession,
+        backend: Backend,
+        *,
+        failed_login_delay: float = 2.0,
+        autologout: float = 600.0,
+        chunk_size: int = 1 << 16,
+    ) -> None:
+        self.session = session
+        self.backend = backend
+        self.failed_login_delay = failed_login_delay
+        self.autologout = autologout
+        self.chunk_size = chunk_size
+        self.maildrop: Maildrop | None = None
+        self.close_reason: str | None = None
+
+    def release(self) -> None:
+        """Release the maildrop lock (idempotent). Commits nothing."""
+        maildrop, self.maildrop = self.maildrop, None
+        if maildrop is not None:
+            maildrop.close()
+
+    def run(self) -> Generator[ServerInstruction, Any, None]:
+        """The session, as instructions for the binding; ends at ``CloseConnection``."""
+        session = self.session
+        failures = 0
+        while True:
+            request = session.next_request()
+            out = session.data_to_send()
+            if session.failed_logins > failures:
+                failures = session.failed_logins
+                if self.failed_login_delay > 0:
+                    # Slow password guessing down: the -ERR comes late.
+                    yield Sleep(self.failed_login_delay)
+            if out:
+                yield Write(out)
+            if request is NEED_DATA:
+                session.receive_data((yield READ))
+            elif isinstance(request, CloseConnection):
+                self.close_reason = request.reason
+                return
+            elif isinstance(request, StartTls):
+                yield request
+                session.tls_established()
+            else:
+                yield from self._perform(request)
+
+    def _perform(
+        self,
+        request: CheckPassword
+        | LookupSecret
+        | CheckToken
+        | OpenMaildrop
+        | ReadMessage
+        | CommitDeletions,
+    ) -> Generator[ServerInstruction, Any, None]:
+        session = self.session
+        backend = self.backend
+        if isinstance(request, CheckPassword):
+            ok = yield Call(backend.check_password, (request.username, request.password))
+            session.password_checked(bool(ok))
+        elif isinstance(request, LookupSecret):
+            session.secret_found((yield Call(backend.secret, (request.username,))))
+        elif isinstance(request, CheckToken):
+            ok = yield Call(backend.check_token, (request.username, request.token))
+            session.token_checked(bool(ok))
+        elif isinstance(request, OpenMaildrop):
+            try:
+                maildrop = yield Call(backend.open, (request.username,))
+            except MaildropLockedError:
+                session.maildrop_locked()
+            except MaildropError:
+                session.maildrop_failed()
+            else:
+                self.maildrop = maildrop
+                session.maildrop_opened(maildrop.messages)
+        elif isinstance(request, ReadMessage):
+            yield from self._read(request)
+        else:
+            maildrop = self.maildrop
+            assert maildrop is not None
+            try:
+                failed = yield Call(maildrop.commit, (request.messages,))
+            except MaildropError:
+                failed = request.messages
+            session.deletions_committed(failed)
+
+    def _read(self, request: ReadMessage) -> Generator[ServerInstruction, Any, None]:
+        session = self.session
+        maildrop = self.maildrop
+        assert maildrop is not None
+        try:
+            chunks = yield Call(maildrop.read, (request.msg, self.chunk_size))
+            while (chunk := (yield Call(_next_chunk, (chunks,)))) is not None:
+                more = session.message_data(chunk)
+                out = session.data_to_send()
+                if out:
+                    yield Write(out)
+                if not more:
+                    break
+        except MaildropError:
+            session.message_failed()
+        else:
+            session.message_end()

@@ -1,0 +1,434 @@
+"""ClientSession (the client's high-level operations) against ServerSession, without sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+import pop3_sansio as p
+from test_session import MESSAGES, Backend
+
+
+class Wire:
+    """Runs ClientSession operations against a ServerSession answered by a Backend."""
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        secure: bool = True,
+        client_tls: bool = False,
+        random: bool = True,
+        **options: Any,
+    ) -> None:
+        options.setdefault("allow_plaintext", True)
+        options.setdefault("random_bytes", lambda n: bytes(n))
+        self.backend = backend or Backend()
+        self.server = p.ServerSession(**options)
+        self.client = p.ClientSession(
+            tls=client_tls, secure=secure, random_bytes=(lambda n: b"\x07" * n) if random else None
+        )
+        self.sent: list[bytes] = []
+        self.tls_started = 0
+        self.closed: p.CloseConnection | None = None
+        self._serve()
+
+    def _serve(self) -> None:
+        last = self.backend.serve(self.server)
+        if isinstance(last, p.CloseConnection):
+            self.closed = last
+
+    def run(self, op: Generator[p.Instruction, None, Any]) -> tuple[Any, list[bytes]]:
+        chunks: list[bytes] = []
+        try:
+            instruction = next(op)
+            while True:
+                if isinstance(instruction, p.Write):
+                    self.sent.append(instruction.data)
+                    self.server.receive_data(instruction.data)
+                    self._serve()
+                elif instruction is p.READ:
+                    data = self.server.data_to_send()
+                    if not data:
+                        assert self.closed is not None, "client waits for nothing: deadlock"
+                    self.client.receive_data(data)
+                elif isinstance(instruction, p.StartTls):
+                    assert isinstance(self.backend.requests[-1], p.StartTls)
+                    self.tls_started += 1
+                    self.server.tls_established()
+                    self._serve()
+                else:
+                    assert isinstance(instruction, p.Chunk)
+                    chunks.append(instruction.data)
+                instruction = op.send(None)
+        except StopIteration as stop:
+            return stop.value, chunks
+
+    def result(self, op: Generator[p.Instruction, None, Any]) -> Any:
+        return self.run(op)[0]
+
+
+def crlf(message: bytes) -> bytes:
+    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return out if out.endswith(b"\r\n") else out + b"\r\n"
+
+
+def test_start_reads_the_greeting() -> None:
+    wire = Wire(apop_timestamp="<1@h>")
+    greeting = wire.result(wire.client.start())
+    assert greeting == p.Greeting("POP3 server ready <1@h>", None, "<1@h>")
+    assert wire.client.greeting is greeting
+
+
+def test_a_refusing_greeting_raises() -> None:
+    wire = Wire(refuse="busy")
+    with pytest.raises(p.TemporaryError) as info:
+        wire.result(wire.client.start())
+    assert info.value.code == p.SYS_TEMP and info.value.text == "busy"
+
+
+def test_full_session() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    assert wire.result(wire.client.utf8()) == "UTF8 enabled"
+    assert wire.result(wire.client.login("alice", "secret")).startswith("maildrop has 3")
+    sizes = {i: p.message_size(m) for i, m in enumerate(MESSAGES, 1)}
+    assert wire.result(wire.client.stat()) == (3, sum(sizes.values()))
+    assert wire.result(wire.client.list()) == sizes
+    assert wire.result(wire.client.list(2)) == {2: sizes[2]}
+    assert wire.result(wire.client.uidl()) == {1: "uid0", 2: "uid1", 3: "uid2"}
+    assert wire.result(wire.client.uidl(3)) == {3: "uid2"}
+    _, chunks = wire.run(wire.client.retr(2))
+    assert b"".join(chunks) == crlf(MESSAGES[1])
+    _, chunks = wire.run(wire.client.top(2, 1))
+    assert b"".join(chunks) == b"Subject: two\r\nX: y\r\n\r\nline 1\r\n"
+    assert wire.result(wire.client.dele(1)) == "message 1 deleted"
+    assert wire.result(wire.client.rset()).startswith("maildrop has 3")
+    assert wire.result(wire.client.noop()) == ""
+    wire.result(wire.client.dele(3))
+    assert wire.result(wire.client.quit()).startswith("POP3 server signing off")
+    assert wire.backend.committed == [(3,)]
+    assert wire.result(wire.client.quit()) == ""  # already closed: nothing to send
+
+
+def test_errors_carry_their_codes() -> None:
+    wire = Wire(Backend(locked=True))
+    wire.result(wire.client.start())
+    with pytest.raises(p.InUseError) as info:
+        wire.result(wire.client.login("alice", "secret", mechanism="USER"))
+    assert info.value.code == p.IN_USE and info.value.command == "PASS"
+    assert "[IN-USE]" in str(info.value)
+
+
+def test_retr_of_a_missing_message_is_a_plain_pop3_error() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    with pytest.raises(p.Pop3Error) as info:
+        wire.run(wire.client.retr(9))
+    assert type(info.value) is p.Pop3Error and info.value.code is None
+    assert wire.result(wire.client.noop()) == ""  # still in step
+
+
+@pytest.mark.parametrize(
+    ("mechanisms", "secure", "expected"),
+    [
+        (["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN"], False, b"AUTH SCRAM-SHA-256 "),
+        (["SCRAM-SHA-1", "PLAIN"], True, b"AUTH SCRAM-SHA-1 "),
+        (["CRAM-MD5", "PLAIN", "LOGIN"], True, b"AUTH PLAIN "),
+        (["LOGIN", "CRAM-MD5"], True, b"AUTH LOGIN\r\n"),
+        (["CRAM-MD5", "PLAIN"], False, b"AUTH CRAM-MD5\r\n"),
+        ([], True, b"USER alice\r\n"),
+    ],
+)
+def test_login_picks_the_strongest_safe_method(
+    mechanisms: list[str], secure: bool, expected: bytes
+) -> None:
+    wire = Wire(mechanisms=mechanisms, secure=secure)
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    assert wire.sent[1].startswith(expected)  # sent[0] is CAPA
+    assert wire.server.state is p.State.TRANSACTION
+
+
+def test_apop_is_used_on_an_insecure_link_and_password_never_sent() -> None:
+    wire = Wire(mechanisms=["PLAIN"], secure=False, apop_timestamp="<7@host>")
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    assert wire.sent[1].startswith(b"APOP alice ")
+    assert not any(b"secret" in data for data in wire.sent)
+
+
+def test_no_safe_method_is_an_auth_error_and_nothing_is_sent() -> None:
+    wire = Wire(mechanisms=["PLAIN", "LOGIN"], secure=False)
+    wire.result(wire.client.start())
+    with pytest.raises(p.AuthError, match="no authentication method"):
+        wire.result(wire.client.login("alice", "secret"))
+    assert wire.sent == [b"CAPA\r\n"]
+    for forced in ("USER", "PLAIN"):
+        with pytest.raises(p.AuthError, match="in the clear"):
+            wire.result(wire.client.login("alice", "secret", mechanism=forced))
+    assert wire.sent == [b"CAPA\r\n"]
+
+
+def test_scram_is_skipped_without_randomness() -> None:
+    wire = Wire(mechanisms=["SCRAM-SHA-256", "PLAIN"], random=False)
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    assert wire.sent[1].startswith(b"AUTH PLAIN ")
+
+
+def test_wrong_password_raises_auth_error() -> None:
+    wire = Wire(mechanisms=[])
+    wire.result(wire.client.start())
+    with pytest.raises(p.AuthError) as info:
+        wire.result(wire.client.login("alice", "nope"))
+    assert info.value.code == p.AUTH
+
+
+def test_user_pass_without_pipelining_waits_for_user() -> None:
+    wire = Wire(mechanisms=[])
+    wire.result(wire.client.start())
+    # A server without CAPA: the client must not pipeline (RFC 2449 section 6.6).
+    wire.client._capa_known = True
+    wire.client._capabilities = None
+    wire.result(wire.client.login("alice", "secret"))
+    assert wire.sent == [b"USER alice\r\n", b"PASS secret\r\n"]
+
+
+def test_user_refused_stops_before_pass() -> None:
+    wire = Wire(user_pass=False, mechanisms=[])
+    wire.result(wire.client.start())
+    wire.client._capa_known = True
+    wire.client._capabilities = None
+    with pytest.raises(p.AuthError) as info:
+        wire.result(wire.client.login("alice", "secret", mechanism="USER"))
+    assert info.value.command == "USER"
+    assert wire.sent == [b"USER alice\r\n"]
+
+
+def test_pipelined_user_refused() -> None:
+    wire = Wire(user_pass=False, mechanisms=[])
+    wire.result(wire.client.start())
+    wire.client._capa_known = True
+    wire.client._capabilities = p.Capabilities({"PIPELINING": ()})
+    with pytest.raises(p.AuthError) as info:
+        wire.result(wire.client.login("alice", "secret", mechanism="USER"))
+    assert info.value.command == "USER"
+
+
+def test_user_pass_needs_a_password() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    with pytest.raises(p.LocalProtocolError):
+        wire.result(wire.client.login("alice", mechanism="USER"))
+
+
+def test_apop_needs_a_timestamp() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    with pytest.raises(p.AuthError, match="APOP"):
+        wire.result(wire.client.login("alice", "secret", mechanism="APOP"))
+
+
+def test_token_login() -> None:
+    wire = Wire(mechanisms=["XOAUTH2", "OAUTHBEARER"])
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", token="tok-1"))
+    assert wire.sent[1].startswith(b"AUTH OAUTHBEARER ")
+
+
+def test_auth_with_a_mechanism_object_and_a_long_initial_response() -> None:
+    # RFC 5034 section 4: an initial response that does not fit in 255
+    # octets goes after the server's empty challenge.
+    wire = Wire(mechanisms=["XOAUTH2"])
+    wire.backend.tokens["t" * 300] = "alice"
+    wire.result(wire.client.start())
+    wire.result(wire.client.auth(p.XOAuth2Client("alice", "t" * 300)))
+    assert wire.sent[0] == b"AUTH XOAUTH2\r\n"
+    assert wire.server.state is p.State.TRANSACTION
+
+
+def test_undecodable_challenge_is_cancelled() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    client = wire.client
+    op = client.auth("LOGIN", "alice", password="secret")
+    assert isinstance(next(op), p.Write)
+    assert next(op) is p.READ
+    client.receive_data(b"+ !!notbase64\r\n")
+    instruction = op.send(None)
+    assert instruction == p.Write(b"*\r\n")
+    assert op.send(None) is p.READ
+    client.receive_data(b"-ERR cancelled\r\n")
+    with pytest.raises(p.AuthError):
+        op.send(None)
+
+
+def test_forged_scram_server_is_cancelled_and_raises() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    client = wire.client
+    op = client.auth("SCRAM-SHA-256", "alice", password="secret")
+    first = next(op)
+    assert isinstance(first, p.Write)
+    assert next(op) is p.READ
+    client.receive_data(b"+ " + p.b64encode(b"r=wrongnonce,s=QSXCR+Q6sek8bf92,i=4096") + b"\r\n")
+    assert op.send(None) == p.Write(b"*\r\n")
+    assert op.send(None) is p.READ
+    client.receive_data(b"-ERR cancelled\r\n")
+    with pytest.raises(p.AuthError):
+        op.send(None)
+
+
+def test_ok_before_scram_server_proof_is_refused() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    client = wire.client
+    op = client.auth("SCRAM-SHA-256", "alice", password="secret")
+    next(op)
+    assert next(op) is p.READ
+    client.receive_data(b"+OK welcome\r\n")
+    with pytest.raises(p.RemoteProtocolError) as info:
+        op.send(None)
+    assert info.value.reason == "sasl-incomplete"
+
+
+def test_starttls_upgrade_and_capabilities_reread() -> None:
+    wire = Wire(starttls=True, allow_plaintext=False)
+    wire.result(wire.client.start(starttls=True))
+    assert wire.tls_started == 1
+    assert wire.client.connection.tls_active
+    caps = wire.result(wire.client.capa())
+    assert caps is not None and not caps.stls and caps.user
+    assert wire.sent.count(b"CAPA\r\n") == 2  # RFC 2595 section 4: re-read after TLS
+
+
+def test_starttls_refused_when_not_offered() -> None:
+    # A man in the middle removing STLS must not downgrade the session.
+    wire = Wire()
+    with pytest.raises(p.Pop3Error, match="STLS"):
+        wire.result(wire.client.start(starttls=True))
+    assert wire.tls_started == 0
+
+
+def test_capa_not_supported_is_none() -> None:
+    client = p.ClientSession()
+    op = client.capa()
+    client.receive_data(b"+OK hi\r\n")
+    client.connection.next_event()
+    assert op.send(None) == p.Write(b"CAPA\r\n")
+    assert op.send(None) is p.READ
+    client.receive_data(b"-ERR what\r\n")
+    with pytest.raises(StopIteration) as stop:
+        op.send(None)
+    assert stop.value.value is None
+    # Cached: no second CAPA.
+    with pytest.raises(StopIteration):
+        next(client.capa())
+
+
+def test_retr_many_pipelined_with_delete() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    _, chunks = wire.run(wire.client.retr_many([1, 2, 3], delete=True, window=2))
+    messages = b"".join(c if c else b"\0END\0" for c in chunks).split(b"\0END\0")[:-1]
+    assert messages == [crlf(m) for m in MESSAGES]
+    assert wire.server.deleted == frozenset({1, 2, 3})
+    # Pipelined: more than one command went out in one write.
+    assert any(data.count(b"\r\n") > 1 for data in wire.sent)
+
+
+def test_retr_many_one_at_a_time_without_pipelining() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    wire.client._capabilities = p.Capabilities({})
+    _, chunks = wire.run(wire.client.retr_many([2, 1]))
+    assert chunks.count(b"") == 2
+    assert all(data.count(b"\r\n") == 1 for data in wire.sent[-2:])
+
+
+def test_listing_size_cap() -> None:
+    client = p.ClientSession()
+    client.receive_data(b"+OK hi\r\n")
+    client.connection.next_event()
+    client.connection._state = p.State.TRANSACTION
+    op = client.uidl()
+    op.send(None)
+    op.send(None)
+    client.receive_data(b"+OK\r\n1 a\r\n")
+    op.send(None)
+    op.close()
+    op = client._body(limit=4)
+    client.receive_data(b"2 b\r\n")
+    with pytest.raises(p.RemoteProtocolError) as info:
+        next(op)
+    assert info.value.reason == "too-big"
+
+
+def test_server_closing_is_a_remote_error() -> None:
+    client = p.ClientSession()
+    op = client.start()
+    assert next(op) is p.READ
+    client.receive_data(b"")
+    with pytest.raises(p.RemoteProtocolError) as info:
+        op.send(None)
+    assert info.value.reason == "closed"
+
+
+@pytest.mark.parametrize(
+    ("line", "cls"),
+    [
+        (b"-ERR [LOGIN-DELAY] wait\r\n", p.LoginDelayError),
+        (b"-ERR [SYS/PERM] broken\r\n", p.PermanentError),
+        (b"-ERR [SYS/TEMP/DISK] full\r\n", p.TemporaryError),
+        (b"-ERR [X-OTHER] what\r\n", p.AuthError),
+    ],
+)
+def test_codes_map_to_exception_classes(line: bytes, cls: type[p.Pop3Error]) -> None:
+    client = p.ClientSession(secure=True)
+    client.receive_data(b"+OK hi\r\n")
+    op = client.start()
+    with pytest.raises(StopIteration):
+        next(op)
+    client.connection  # noqa: B018
+    client._capa_known = True
+    op2 = client.login("alice", "pw", mechanism="PLAIN")
+    assert isinstance(next(op2), p.Write)
+    assert next(op2) is p.READ
+    client.receive_data(line)
+    with pytest.raises(cls):
+        op2.send(None)
+
+
+def test_read_instruction_has_a_readable_repr() -> None:
+    assert repr(p.READ) == "READ"
+
+
+def test_user_is_not_tried_when_the_server_offers_only_sasl() -> None:
+    wire = Wire(mechanisms=["PLAIN"], user_pass=False)
+    wire.result(wire.client.start())
+    caps = wire.result(wire.client.capa())
+    assert not caps.user
+    assert wire.client._methods(caps, False) == ["PLAIN"]
+
+
+def test_ok_after_our_cancel_still_raises_the_original_error() -> None:
+    client = p.ClientSession(secure=True, random_bytes=lambda n: b"\x01" * n)
+    client.receive_data(b"+OK hi\r\n")
+    with pytest.raises(StopIteration):
+        next(client.start())
+    op = client.auth("SCRAM-SHA-1", "alice", password="secret")
+    next(op)
+    assert next(op) is p.READ
+    client.receive_data(b"+ " + p.b64encode(b"r=bogus,s=QSXCR+Q6sek8bf92,i=4096") + b"\r\n")
+    assert op.send(None) == p.Write(b"*\r\n")
+    assert op.send(None) is p.READ
+    client.receive_data(b"+OK whatever\r\n")  # a broken server accepting the cancel
+    with pytest.raises(p.RemoteProtocolError) as info:
+        op.send(None)
+    assert info.value.reason == "sasl-bad-nonce"

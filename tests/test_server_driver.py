@@ -1,0 +1,186 @@
+"""SessionDriver: a ServerSession answered from a backend, as I/O instructions."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+import pop3_sansio as p
+
+MESSAGES = [b"Subject: a\n\nhello\n", b"Subject: b\n\n" + b"line\n" * 50]
+
+
+class Drop:
+    def __init__(self, messages: list[bytes], fail_read: bool, fail_commit: bool) -> None:
+        self.data = messages
+        self.messages = [p.MessageInfo(p.message_size(m), f"u{i}") for i, m in enumerate(messages)]
+        self.fail_read = fail_read
+        self.fail_commit = fail_commit
+        self.closed = 0
+        self.committed: list[tuple[int, ...]] = []
+
+    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
+        if self.fail_read:
+            raise p.MaildropError("disk on fire")
+        data = self.data[msg - 1]
+        # Empty chunks first: a backend may produce them; nothing is written for them.
+        return iter(
+            [b"", b""] + [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+        )
+
+    def commit(self, msgs: Sequence[int]) -> list[int]:
+        if self.fail_commit:
+            raise p.MaildropError("read-only")
+        self.committed.append(tuple(msgs))
+        return []
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+class Store:
+    def __init__(self, *, locked: bool = False, broken: bool = False, **drop: bool) -> None:
+        self.locked = locked
+        self.broken = broken
+        self.drop = Drop(list(MESSAGES), **{"fail_read": False, "fail_commit": False, **drop})
+
+    def check_password(self, username: str, password: str) -> bool:
+        return hmac.compare_digest(password, "pw")
+
+    def secret(self, username: str) -> str | None:
+        return "pw" if username == "alice" else None
+
+    def check_token(self, username: str, token: str) -> bool:
+        return token == "good"
+
+    def open(self, username: str) -> Drop:
+        if self.locked:
+            raise p.MaildropLockedError(username)
+        if self.broken:
+            raise p.MaildropError(username)
+        return self.drop
+
+
+def run(driver: p.SessionDriver, client_lines: list[bytes]) -> tuple[bytes, list[object]]:
+    """Play the binding: feed ``client_lines`` one per READ, collect what is written."""
+    out: list[bytes] = []
+    seen: list[object] = []
+    gen = driver.run()
+    value: Any = None
+    error: BaseException | None = None
+    lines = iter(client_lines)
+    while True:
+        try:
+            instruction = gen.send(value) if error is None else gen.throw(error)
+        except StopIteration:
+            return b"".join(out), seen
+        value = error = None
+        seen.append(instruction)
+        if isinstance(instruction, p.Write):
+            out.append(instruction.data)
+        elif instruction is p.READ:
+            value = next(lines, b"")
+        elif isinstance(instruction, p.Call):
+            try:
+                value = instruction.function(*instruction.args)
+            except Exception as exc:
+                error = exc
+        elif isinstance(instruction, p.StartTls):
+            pass
+        else:
+            assert isinstance(instruction, p.Sleep)
+
+
+def driver_for(store: Store, **options: Any) -> p.SessionDriver:
+    session = p.ServerSession(allow_plaintext=True, **options)
+    return p.SessionDriver(session, store, failed_login_delay=1.5)
+
+
+def test_a_whole_session() -> None:
+    store = Store()
+    driver = driver_for(store)
+    out, _ = run(
+        driver,
+        [b"USER alice\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"TOP 2 1\r\n", b"DELE 1\r\nQUIT\r\n"],
+    )
+    total = sum(map(p.message_size, MESSAGES))
+    assert out == (
+        b"+OK POP3 server ready\r\n+OK send PASS\r\n"
+        + b"+OK maildrop has 2 messages (%d octets)\r\n" % total
+        + b"+OK 21 octets\r\nSubject: a\r\n\r\nhello\r\n.\r\n"
+        b"+OK top of message follows\r\nSubject: b\r\n\r\nline\r\n.\r\n"
+        b"+OK message 1 deleted\r\n+OK POP3 server signing off (1 messages deleted)\r\n"
+    )
+    assert store.drop.committed == [(1,)]
+    assert driver.close_reason == "quit"
+    driver.release()
+    driver.release()
+    assert store.drop.closed == 1
+
+
+def test_failed_login_is_delayed_before_the_answer() -> None:
+    driver = driver_for(Store())
+    _, seen = run(driver, [b"USER alice\r\n", b"PASS nope\r\n"])
+    i = seen.index(p.Sleep(1.5))
+    assert seen[i + 1] == p.Write(b"-ERR [AUTH] authentication failed\r\n")
+    assert driver.close_reason == "client-closed"
+
+
+def test_apop_and_token_paths() -> None:
+    store = Store()
+    driver = driver_for(store, apop_timestamp="<1@x>", mechanisms=["XOAUTH2"])
+    digest = p.apop_digest("<1@x>", "pw")
+    out, _ = run(driver, [f"APOP alice {digest}\r\n".encode()])
+    assert b"+OK maildrop has 2" in out
+    driver = driver_for(Store(), mechanisms=["XOAUTH2"])
+    token = p.b64encode(b"user=alice\x01auth=Bearer good\x01\x01").decode()
+    out, _ = run(driver, [f"AUTH XOAUTH2 {token}\r\n".encode()])
+    assert b"+OK maildrop has 2" in out
+
+
+@pytest.mark.parametrize(
+    ("store", "answer"),
+    [
+        (Store(locked=True), b"-ERR [IN-USE]"),
+        (Store(broken=True), b"-ERR [SYS/TEMP] unable to open maildrop"),
+    ],
+)
+def test_open_failures(store: Store, answer: bytes) -> None:
+    out, _ = run(driver_for(store), [b"USER alice\r\n", b"PASS pw\r\n"])
+    assert answer in out
+
+
+def test_read_failure_and_commit_failure() -> None:
+    store = Store(fail_read=True, fail_commit=True)
+    out, _ = run(
+        driver_for(store), [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"DELE 2\r\nQUIT\r\n"]
+    )
+    assert b"-ERR [SYS/TEMP] message could not be read\r\n" in out
+    assert out.endswith(b"-ERR [SYS/TEMP] some deleted messages not removed: 2\r\n")
+
+
+def test_stls_is_handed_to_the_binding() -> None:
+    driver = driver_for(Store(), starttls=True)
+    out, seen = run(driver, [b"STLS\r\n", b"CAPA\r\n"])
+    assert p.StartTls() in seen
+    assert b"STLS" not in out.split(b"begin TLS negotiation\r\n")[1]
+
+
+def test_top_stops_reading_when_it_has_enough() -> None:
+    store = Store()
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True), store, failed_login_delay=0, chunk_size=16
+    )
+    _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"TOP 2 0\r\n"])
+    reads = [s for s in seen if isinstance(s, p.Call) and s.function.__name__ == "_next_chunk"]
+    # b"" twice, then "Subject: b\n\nlin", which already holds the blank line.
+    assert len(reads) == 3
+
+
+def test_no_delay_when_configured_off() -> None:
+    driver = p.SessionDriver(p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0)
+    _, seen = run(driver, [b"USER alice\r\n", b"PASS nope\r\n"])
+    assert not any(isinstance(s, p.Sleep) for s in seen)
