@@ -162,7 +162,7 @@ class _Connection:
 # ==================================================================================
 
 
-def _encode_command(command: ev.Command) -> bytes:
+def encode_command(command: ev.Command) -> bytes:
     """The wire form of a command, without CRLF."""
     if isinstance(command, ev.User):
         return b"USER " + command.name.encode("utf-8")
@@ -284,7 +284,7 @@ class ClientConnection(_Connection):
             if not self._challenged:
                 self._local_error("no SASL challenge to answer", "no-challenge")
             self._challenged = False
-            return _encode_command(command) + b"\r\n"
+            return encode_command(command) + b"\r\n"
         if not isinstance(command, tuple(COMMAND_STATES)):
             self._local_error(f"not a command: {command!r}", "type")
         if self._state is State.GREETING:
@@ -310,7 +310,7 @@ class ClientConnection(_Connection):
             # Fix: RFC 2595 section 4 -- after +OK to STLS the client MUST NOT
             # send further commands until the TLS handshake completes.
             self._local_error("call start_tls() and finish the handshake first", "tls-pending")
-        line = _encode_command(command) + b"\r\n"
+        line = encode_command(command) + b"\r\n"
         if len(line) > self.max_command_length:
             self._local_error(
                 f"command is {len(line)} octets, over the limit of {self.max_command_length}",
@@ -415,12 +415,11 @@ class ClientConnection(_Connection):
             self._decoder = BodyDecoder()
         self._state = _after_success(self._state, command)
         if isinstance(command, ev.Stls):
+            # Bytes already buffered after this +OK are an injection; they are
+            # reported by the next next_event() or by start_tls(), not here.
+            # Fix: raising here lost the Ok when the bytes came in the same
+            # segment but not when they came later (chunking invariance).
             self._tls_pending = True
-            if len(self._buffer):
-                self._remote_error(
-                    "plaintext received after +OK to STLS, before the TLS handshake",
-                    "stls-injection",
-                )
         elif isinstance(command, ev.Utf8):
             self._utf8 = True
         return ev.Ok(text, code)
