@@ -637,3 +637,11 @@ def test_empty_chunks_from_the_backend_send_nothing() -> None:
     assert not link.session.message_data(MESSAGES[0])
     link.session.message_end()
     assert link.session.data_to_send() == b"Subject: one\r\n\r\n.\r\n"
+
+
+def test_garbage_keywords_are_not_echoed() -> None:
+    # A TLS ClientHello sent to a plaintext port: the -ERR must not repeat it.
+    link = Link()
+    link.session.receive_data(b"\x16\x03\x01\x00HELLO\x00x\r\n" + b"A" * 50 + b"\r\n")
+    link.backend.serve(link.session)
+    assert link.session.data_to_send() == b"-ERR syntax error\r\n-ERR unknown command\r\n"

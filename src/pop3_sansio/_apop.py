@@ -42,9 +42,9 @@ def find_timestamp(text: str) -> str | None:
         end = text.find(">", start + 1)
         if end < 0:
             return None
-        # Fix (was quadratic on "<a<a<a...>"): every "<" before the last one
-        # in text[start:end] opens a candidate that contains that last "<", so
-        # jump to it; each character is then examined a bounded number of times.
+        # Every "<" before the last one in text[start:end] opens a candidate
+        # that contains that last "<", so jump to it: each character is then
+        # examined a bounded number of times (linear even on "<a<a<a...>").
         start = text.rfind("<", start, end)
         if end - start + 1 <= _MAX_TIMESTAMP:
             inner = text[start + 1 : end]

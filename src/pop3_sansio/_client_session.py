@@ -16,6 +16,7 @@ is a loop of a few lines around ``drive``-style code and some socket calls.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
@@ -383,8 +384,11 @@ class ClientSession:
             try:
                 response = mech.respond(event.data)
             except RemoteProtocolError:
+                # A forged or malformed challenge: cancel, read the -ERR that
+                # must follow, and report what was wrong with the challenge.
                 yield from self._send(ev.SaslCancel())
-                yield from self._status("AUTH", AuthError)
+                with contextlib.suppress(Pop3Error):
+                    yield from self._status("AUTH", AuthError)
                 raise
             yield from self._send(ev.SaslResponse(response))
 

@@ -206,7 +206,6 @@ _BARE_KEYWORDS: dict[type, bytes] = {
 
 def _after_success(state: State, command: ev.Command) -> State:
     """The session state after ``command`` is answered ``+OK`` in ``state``."""
-    # Fix: not isinstance(LOGIN_COMMANDS) -- a bare AUTH's +OK logs nobody in.
     if completes_login(command):
         return State.TRANSACTION
     if isinstance(command, ev.Quit):
@@ -244,6 +243,7 @@ class ClientConnection(_Connection):
         self._in_flight: deque[ev.Command] = deque()
         self._decoder: BodyDecoder | None = None
         self._challenged = False  # a SaslChallenge awaits our SaslResponse or SaslCancel
+        self._cancelled = False  # we sent "*": the AUTH must now end with -ERR
         self._last_sent: ev.Command | None = None
         self._utf8 = False
         self._pending_end = False  # the body's end was found with its last data
@@ -284,6 +284,7 @@ class ClientConnection(_Connection):
             if not self._challenged:
                 self._local_error("no SASL challenge to answer", "no-challenge")
             self._challenged = False
+            self._cancelled = isinstance(command, ev.SaslCancel)
             return encode_command(command) + b"\r\n"
         if not isinstance(command, tuple(COMMAND_STATES)):
             self._local_error(f"not a command: {command!r}", "type")
@@ -307,7 +308,7 @@ class ClientConnection(_Connection):
         if isinstance(command, ev.Stls) and self._tls_active:
             self._local_error("TLS is already active", "tls-active")
         if self._tls_pending:
-            # Fix: RFC 2595 section 4 -- after +OK to STLS the client MUST NOT
+            # RFC 2595 section 4: after +OK to STLS the client MUST NOT
             # send further commands until the TLS handshake completes.
             self._local_error("call start_tls() and finish the handshake first", "tls-pending")
         line = encode_command(command) + b"\r\n"
@@ -405,6 +406,11 @@ class ClientConnection(_Connection):
             return ev.SaslChallenge(b64decode_strict(line[2:].rstrip(b" ")))
         positive, text = self._status(line)
         code, text = split_response_code(text)
+        if self._cancelled:
+            self._cancelled = False
+            if positive:
+                # RFC 5034 section 4: a cancelled exchange MUST end in -ERR.
+                self._remote_error("+OK to a cancelled AUTH", "sasl-cancel-accepted", line)
         self._in_flight.popleft()
         if not positive:
             if isinstance(command, ev.Quit):
@@ -417,8 +423,8 @@ class ClientConnection(_Connection):
         if isinstance(command, ev.Stls):
             # Bytes already buffered after this +OK are an injection; they are
             # reported by the next next_event() or by start_tls(), not here.
-            # Fix: raising here lost the Ok when the bytes came in the same
-            # segment but not when they came later (chunking invariance).
+            # Raising here would lose the Ok only when the bytes came in the
+            # same segment: the outcome must not depend on chunking.
             self._tls_pending = True
         elif isinstance(command, ev.Utf8):
             self._utf8 = True
@@ -474,7 +480,7 @@ def _parse_command(line: bytes) -> ev.Command | ev.UnknownCommand:
     """Parse one command line (CRLF removed) into an event; never raises."""
     space = line.find(b" ")
     word = line if space < 0 else line[:space]
-    # Fix: upper-case ASCII keywords only. str.upper() of a Latin-1 word can
+    # Upper-case ASCII keywords only. str.upper() of a Latin-1 word can
     # produce ASCII ("PA\xdf" -> "PASS"), so a non-ASCII word would be taken
     # for a command; it stays as it is and is an unknown command.
     keyword = word.decode("latin-1")
@@ -533,8 +539,8 @@ def _parse_auth(keyword: str, line: bytes, args: list[bytes]) -> ev.Auth | ev.Un
     if not args:
         return ev.Auth()
     if len(args) > 2 or not args[0].isascii():
-        # Fix: a non-ASCII mechanism made decode("ascii") raise
-        # UnicodeDecodeError out of next_event (invariant 3).
+        # A mechanism name is ASCII (RFC 4422 section 3.1); decoding anything
+        # else must not raise out of next_event (invariant 3).
         return ev.UnknownCommand(keyword, line, "syntax")
     mechanism = args[0].decode("ascii").upper()
     if len(args) == 1:
@@ -637,7 +643,7 @@ class ServerConnection(_Connection):
         if self._awaiting_sasl:
             self._awaiting_sasl = False
             if line == b"*":
-                # Fix: remember that only -ERR may answer now (RFC 5034 section 4).
+                # Only -ERR may answer now (RFC 5034 section 4).
                 self._sasl_failed = True
                 return ev.SaslCancel()
             data = b64decode_strict(line)
@@ -725,7 +731,7 @@ class ServerConnection(_Connection):
         if isinstance(current, ev.UnknownCommand):
             self._local_error(f"{current.keyword or 'that line'} must be answered -ERR", "must-err")
         if self._sasl_failed:
-            # Fix: after "*" or an undecodable SASL line the current command is
+            # After "*" or an undecodable SASL line the current command is
             # still the AUTH, but RFC 5034 section 4 says the server MUST reply -ERR.
             self._local_error("the SASL exchange failed: answer -ERR", "must-err")
         if isinstance(current, ev.Stls):
@@ -736,7 +742,7 @@ class ServerConnection(_Connection):
             self._utf8 = True
         elif isinstance(current, ev.Quit):
             self._state = State.CLOSED
-        elif completes_login(current):  # Fix: a bare AUTH's +OK logs nobody in.
+        elif completes_login(current):
             self._state = State.TRANSACTION
         line = self._status_line(b"+OK", event)
         if multiline_on_ok(current):

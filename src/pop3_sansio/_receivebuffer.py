@@ -62,7 +62,7 @@ class ReceiveBuffer:
             if end >= 0:
                 end += 1
                 if len(partial) + end - start > limit:
-                    # Fix: the prefix is cut to ``limit`` octets so that the
+                    # The prefix is cut to ``limit`` octets so that the
                     # error (and its ``line``) is the same for any chunking.
                     raise LineTooLongError((bytes(partial) + chunk[start:end])[:limit])
                 if end == len(chunk):
@@ -116,10 +116,3 @@ class ReceiveBuffer:
             self._offset = 0
         else:
             self._offset = upto
-
-    def clear(self) -> None:
-        """Forget everything buffered."""
-        self._partial.clear()
-        self._chunks.clear()
-        self._offset = 0
-        self._size = 0

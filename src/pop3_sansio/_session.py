@@ -367,7 +367,12 @@ class ServerSession:
             "wrong-state": "command not valid in this state",
             "tls-active": "TLS is already active",
         }[event.reason]
-        self._err(f"{text}: {event.keyword}" if event.keyword else text)
+        keyword = event.keyword
+        # The keyword is the client's: echo it only when it is plain printable
+        # ASCII (a TLS ClientHello sent to a plaintext port is not).
+        if keyword and keyword.isascii() and keyword.isprintable() and len(keyword) <= 40:
+            text = f"{text}: {keyword}"
+        self._err(text)
         return None
 
     # --- AUTHORIZATION -------------------------------------------------------------

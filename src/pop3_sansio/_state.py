@@ -73,7 +73,7 @@ LOGIN_COMMANDS = (ev.Pass, ev.Apop, ev.Auth)
 def completes_login(command: object) -> bool:
     """Whether a ``+OK`` answer to ``command`` moves the session to TRANSACTION.
 
-    Fix: a bare ``AUTH`` (``mechanism=None``) is answered ``+OK`` with a list of
+    A bare ``AUTH`` (``mechanism=None``) is answered ``+OK`` with a list of
     mechanisms and authenticates nobody, so it must leave the session in
     AUTHORIZATION (RFC 1734 practice; RFC 5034 section 4).
     """

@@ -1,0 +1,399 @@
+"""Write the seed corpora: ``fuzz/corpus/client/`` and ``fuzz/corpus/server/``.
+
+Every seed is one options byte (see harness_common) followed by what the peer
+sends. Hand-written seeds follow RFC 1939 section 10, RFC 2449 section 5,
+RFC 5034 section 6, RFC 2595 (STLS) and Dovecot transcripts; the ``link-*``
+seeds are recorded from a ClientConnection and a ServerConnection talking to
+each other, one per client script and option set.
+
+Run ``python fuzz/make_corpus.py`` after changing the scripts; the files are
+committed as data. The fuzzer adds its own finds next to them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness_common import CLIENT_SCRIPTS, _ClientDriver, _ServerDriver
+
+HERE = Path(__file__).resolve().parent
+
+# Options bits: 0-2 client script, 8 pipelined, 16 implicit TLS, 32 cancel SASL,
+# 64 leave SASL challenges unanswered (client) or the RFC 1939 APOP greeting
+# (server), 128 Dovecot greeting.
+PIPELINED, TLS, CANCEL, RFC_STAMP, DOVECOT = 8, 16, 32, 64, 128
+SILENT = 64
+
+
+def lines(*items: str) -> bytes:
+    return "".join(item + "\r\n" for item in items).encode("utf-8")
+
+
+# A message of RFC 1939 section 10's size class, with lines that need stuffing.
+MSG1 = lines(
+    "From: dewey@dbc.mtview.ca.us",
+    "Subject: stuffed",
+    "",
+    "..a line that began with one dot",
+    "..",
+    "...",
+    "..\t",
+    "end",
+)
+MSG2 = lines("From: mrose@dbc.mtview.ca.us", "Subject: two", "", "hello", "", "bye")
+
+CLIENT_SEEDS: dict[str, bytes] = {
+    # RFC 1939 section 10, APOP (script 4).
+    "rfc1939-apop": bytes([4])
+    + lines(
+        "+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>",
+        "+OK mrose's maildrop has 2 messages (320 octets)",
+        "+OK 2 320",
+        "+OK 2 messages (320 octets)",
+        "1 120",
+        "2 200",
+        ".",
+        "+OK 120 octets",
+    )
+    + MSG1
+    + lines(".", "+OK message 1 deleted", "+OK 200 octets")
+    + MSG2
+    + lines(
+        ".",
+        "+OK message 2 deleted",
+        "+OK dewey POP3 server signing off (maildrop empty)",
+    ),
+    # The same session with USER/PASS, pipelined (script 0).
+    "rfc1939-user-pipelined": bytes([0 | PIPELINED])
+    + lines(
+        "+OK POP3 server ready",
+        "+OK mrose",
+        "+OK mrose's maildrop has 2 messages (320 octets)",
+        "+OK 2 320",
+        "+OK 2 messages (320 octets)",
+        "1 120",
+        "2 200",
+        ".",
+        "+OK 120 octets",
+    )
+    + MSG1
+    + lines(".", "+OK message 1 deleted", "+OK 200 octets")
+    + MSG2
+    + lines(".", "+OK message 2 deleted", "+OK dewey POP3 server signing off"),
+    # RFC 2449 section 5's CAPA answer, then a failed and a good login (script 3).
+    "rfc2449-capa": bytes([3])
+    + lines(
+        "+OK POP3 server ready",
+        "+OK Capability list follows",
+        "TOP",
+        "USER",
+        "SASL CRAM-MD5 KERBEROS_V4",
+        "RESP-CODES",
+        "LOGIN-DELAY 900",
+        "PIPELINING",
+        "EXPIRE 60",
+        "UIDL",
+        "IMPLEMENTATION Shlemazle-Plotz-v302",
+        ".",
+        "+OK",
+        "-ERR [AUTH] invalid password",
+        "+OK",
+        "-ERR [LOGIN-DELAY] wait a while",
+    ),
+    # RFC 5034 section 6: CAPA, STLS, and what follows once TLS is up (script 1).
+    "rfc5034-stls": bytes([1])
+    + lines(
+        "+OK pop.example.com BlurdyBlurp POP3 server ready",
+        "+OK List of capabilities follows",
+        "SASL PLAIN DIGEST-MD5 GSSAPI ANONYMOUS",
+        "STLS",
+        "IMPLEMENTATION BlurdyBlurp POP3 server",
+        ".",
+        "+OK Begin TLS negotiation now",
+    ),
+    "rfc5034-auth-plain-challenge": bytes([1 | TLS])
+    + lines(
+        "+OK pop.example.com BlurdyBlurp POP3 server ready",
+        "+OK List of capabilities follows",
+        "SASL PLAIN DIGEST-MD5 GSSAPI ANONYMOUS",
+        "IMPLEMENTATION BlurdyBlurp POP3 server",
+        ".",
+        "+OK List of capabilities follows",
+        "SASL PLAIN DIGEST-MD5 GSSAPI ANONYMOUS",
+        "IMPLEMENTATION BlurdyBlurp POP3 server",
+        ".",
+        "+ ",
+        "+OK Maildrop locked and ready",
+        "+OK 1 messages",
+        "1 5",
+        ".",
+        "+OK bye",
+    ),
+    "rfc5034-auth-plain-ir": bytes([2 | PIPELINED])
+    + lines(
+        "+OK POP3 server ready",
+        "+OK Maildrop locked and ready",
+        "+OK unique-id listing follows",
+        "1 whqtswO00WBw418f9t5JxYwZ",
+        "2 QhdPYR:00WBw1Ph7x7",
+        ".",
+        "+OK 1 whqtswO00WBw418f9t5JxYwZ",
+        "+OK 1 120",
+        "+OK top of message follows",
+        "Subject: x",
+        "",
+        ".",
+        "+OK",
+    ),
+    "rfc5034-auth-failed": bytes([2])
+    + lines("+OK POP3 server ready", "-ERR [AUTH] Authentication failed.", "+OK bye"),
+    # STLS answered, then plaintext injected before the handshake (CVE-2011-0411).
+    "stls-injection": bytes([1 | PIPELINED])
+    + lines(
+        "+OK ready",
+        "+OK Capability list follows",
+        "STLS",
+        ".",
+        "+OK Begin TLS negotiation",
+        "+OK injected",
+    ),
+    # Dovecot, one command at a time and pipelined (script 3).
+    "dovecot": bytes([3 | DOVECOT])
+    + lines(
+        "+OK Dovecot (Debian) ready. <1a2b.3c4d=@host>",
+        "+OK",
+        "TOP",
+        "UIDL",
+        "RESP-CODES",
+        "PIPELINING",
+        "AUTH-RESP-CODE",
+        "STLS",
+        "USER",
+        "SASL PLAIN LOGIN CRAM-MD5",
+        ".",
+        "+OK",
+        "-ERR [AUTH] Authentication failed.",
+        "+OK",
+        "+OK Logged in.",
+        "+OK 3 messages:",
+        "1 1320",
+        "2 442",
+        "3 5611",
+        ".",
+        "+OK",
+        "1 000000015a1b2c3d",
+        "2 000000025a1b2c3d",
+        "3 000000035a1b2c3d",
+        ".",
+        "+OK 1320 octets",
+    )
+    + MSG1
+    + lines(".", "+OK Logging out."),
+    "dovecot-pipelined": bytes([3 | PIPELINED | DOVECOT])
+    + lines(
+        "+OK Dovecot (Debian) ready. <1a2b.3c4d=@host>",
+        "+OK",
+        "TOP",
+        "UIDL",
+        "RESP-CODES",
+        "PIPELINING",
+        "AUTH-RESP-CODE",
+        "STLS",
+        "USER",
+        "SASL PLAIN LOGIN CRAM-MD5",
+        ".",
+        "+OK",
+        "-ERR [AUTH] Authentication failed.",
+        "+OK",
+        "+OK Logged in.",
+        "+OK 3 messages:",
+        "1 1320",
+        "2 442",
+        "3 5611",
+        ".",
+        "+OK",
+        "1 000000015a1b2c3d",
+        ".",
+        "+OK 1320 octets",
+        "body",
+        ".",
+        "+OK Logging out.",
+    ),
+    "dovecot-apop": bytes([4 | DOVECOT])
+    + lines(
+        "+OK Dovecot (Debian) ready. <1a2b.3c4d=@host>",
+        "-ERR [AUTH] Authentication failed.",
+        "+OK Logging out.",
+    ),
+    # Bodies with dots, bare LF and lone CR in every place (script 0).
+    "dot-stuffed": bytes([0 | PIPELINED])
+    + b"+OK ready\r\n+OK\r\n+OK in\r\n+OK 2 9\r\n+OK\r\n1 9\r\n.\r\n"
+    + b"+OK\r\n..\r\n...\r\n.. \r\n.x\r\n..\rx\r\n.\rx\r\nbare\nlf\n.\n..\n\r\n.\r\n"
+    + b"+OK\r\n+OK\r\n.\r\n+OK\r\n+OK bye\r\n",
+    "lf-only": bytes([0])
+    + b"+OK ready\n+OK\n+OK\n+OK 1 1\n+OK\n1 1\n.\n+OK\nx\n..y\n.\n+OK\n-ERR no\n+OK\n",
+    # AUTH with the mechanism list, then LOGIN's two challenges (script 5).
+    "auth-login": bytes([5])
+    + lines(
+        "+OK ready",
+        "+OK",
+        "PLAIN",
+        "LOGIN",
+        ".",
+        "+ VXNlcm5hbWU6",
+        "+ UGFzc3dvcmQ6",
+        "+OK Logged in.",
+        "+OK 0 0",
+        "+OK",
+        "+OK",
+        "+OK",
+    ),
+    # RFC 2195's CRAM-MD5 challenge, refused, then USER/PASS (script 7).
+    "cram-md5": bytes([7])
+    + lines(
+        "+OK ready",
+        "+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+",
+        "-ERR [AUTH] Authentication failed.",
+        "+OK",
+        "+OK",
+        "+OK message follows",
+        "hi",
+        ".",
+        "+OK",
+    ),
+    "sasl-bad-base64": bytes([7])
+    + lines("+OK ready", "+ !!notbase64", "-ERR cancelled", "+OK", "+OK"),
+    "sasl-unanswered": bytes([7 | SILENT])
+    + lines("+OK ready", "+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+", "+OK"),
+    "sasl-bare-plus": bytes([1 | TLS]) + lines("+OK ready", "+OK", ".", "+OK", ".", "+", "+OK"),
+    # UTF8 (RFC 6856), TOP, LIST n (script 6).
+    "utf8": bytes([6 | PIPELINED])
+    + "+OK ready\r\n+OK UTF8 enabled\r\n+OK\r\n+OK\r\n+OK\r\nUTF8\r\n.\r\n"
+    "+OK\r\nSubject: caf\u00e9\r\n\r\n.\r\n-ERR no such message\r\n+OK\r\n+OK\r\n+OK\r\n".encode(),
+    "greeting-err": bytes([0]) + lines("-ERR [SYS/TEMP] too busy, try later"),
+    "response-codes": bytes([3])
+    + lines(
+        "+OK [UTF8] ready",
+        "-ERR [SYS/PERM/DETAIL] no",
+        "-ERR [IN-USE] maildrop locked",
+        "-ERR [X-UNKNOWN] unknown code",
+        "-ERR [bad code",
+        "+OK",
+    ),
+    "truncated-body": bytes([0 | PIPELINED])
+    + b"+OK ready\r\n+OK\r\n+OK\r\n+OK 2 320\r\n+OK\r\n1 120\r\n2 2",
+    "unsolicited": bytes([0]) + lines("+OK ready", "+OK surprise", "+OK again"),
+}
+
+SERVER_SEEDS: dict[str, bytes] = {
+    "rfc1939-apop": bytes([RFC_STAMP])
+    + lines(
+        "APOP mrose c4c9334bac560ecc979e58001b3e22fb",
+        "STAT",
+        "LIST",
+        "RETR 1",
+        "DELE 1",
+        "RETR 2",
+        "DELE 2",
+        "QUIT",
+    ),
+    "rfc1939-user": bytes([0])
+    + lines("USER mrose", "PASS tanstaaf", "STAT", "LIST", "LIST 2", "LIST 3", "QUIT"),
+    "rfc2449-capa": bytes([0])
+    + lines("CAPA", "USER mrose", "PASS wrong", "USER mrose", "PASS tanstaaf", "CAPA", "QUIT"),
+    "rfc5034-auth-plain-challenge": bytes([0])
+    + lines("CAPA", "AUTH PLAIN", "dGVzdAB0ZXN0AHRlc3Q=", "LIST", "QUIT"),
+    "rfc5034-auth-plain-ir": bytes([1]) + lines("AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=", "UIDL", "QUIT"),
+    "auth-empty-ir": bytes([0]) + lines("AUTH PLAIN =", "STAT", "QUIT"),
+    "auth-cancel": bytes([1]) + lines("AUTH CRAM-MD5", "*", "AUTH", "AUTH X-UNKNOWN", "QUIT"),
+    "auth-login": bytes([0]) + lines("AUTH LOGIN", "YWxpY2U=", "c2VjcmV0", "STAT", "QUIT"),
+    "auth-bad-base64": bytes([0]) + lines("AUTH PLAIN", "not base64!", "AUTH PLAIN ===", "QUIT"),
+    "stls": bytes([0]) + lines("CAPA", "STLS"),
+    "stls-injection": bytes([0]) + lines("STLS", "USER evil", "PASS evil"),
+    "stls-implicit-tls": bytes([TLS]) + lines("STLS", "CAPA", "QUIT"),
+    "dovecot-pipelined": bytes([DOVECOT])
+    + lines(
+        "CAPA",
+        "USER alice",
+        "PASS wrong",
+        "USER alice",
+        "PASS secret",
+        "LIST",
+        "UIDL",
+        "RETR 1",
+        "TOP 1 0",
+        "TOP 2 5",
+        "QUIT",
+    ),
+    "transaction": bytes([0])
+    + lines(
+        "USER a",
+        "PASS secret",
+        "STAT",
+        "UIDL 1",
+        "UIDL",
+        "DELE 1",
+        "RETR 1",
+        "RSET",
+        "NOOP",
+        "RETR 2",
+        "RETR 3",
+        "QUIT",
+    ),
+    "utf8": bytes([0]) + "UTF8\r\nUSER caf\u00e9\r\nPASS s\u00e9cret\r\nQUIT\r\n".encode(),
+    "bad-commands": bytes([0])
+    + b"list\r\nRETR 1\r\nUSER\r\nUSER  \r\nPASS x\r\nLIST 0\r\nRETR 99999999999999999999999\r\n"
+    + b"TOP 1\r\nDELE x\r\nAPOP mrose nothex\r\nFOO bar\r\n\r\nNOOP extra\r\nUSER a\0b\r\n"
+    + b"USER a\rb\r\nAUTH PLAIN a b c\r\nAUTH \xc3\xa9\r\nquit\n",
+    "lf-only": bytes([0]) + b"USER a\nPASS secret\nLIST\nRETR 2\nQUIT\n",
+    "long-line": bytes([0]) + b"USER " + b"x" * 300 + b"\r\nQUIT\r\n",
+    "after-quit": bytes([0]) + lines("QUIT", "USER a", "PASS b"),
+}
+
+
+def link(options: int) -> tuple[bytes, bytes]:
+    """Run a client script against the canned server; return (server bytes, client bytes)."""
+    client = _ClientDriver(options, 10_000, 1 << 20)
+    server = _ServerDriver(options, 10_000, 1 << 20)
+    to_client: list[bytes] = []
+    to_server: list[bytes] = []
+    seen_client = seen_server = 0
+    while True:
+        new_server = [item[1] for item in server.trace[seen_server:] if item[0] == "sent"]
+        seen_server = len(server.trace)
+        for chunk in new_server:
+            to_client.append(chunk)
+            client.feed(chunk)
+        new_client = [item[1] for item in client.trace[seen_client:] if item[0] == "sent"]
+        seen_client = len(client.trace)
+        for chunk in new_client:
+            to_server.append(chunk)
+            server.feed(chunk)
+        if not new_server and not new_client:
+            return b"".join(to_client), b"".join(to_server)
+
+
+def main() -> None:
+    client_dir = HERE / "corpus" / "client"
+    server_dir = HERE / "corpus" / "server"
+    client_dir.mkdir(parents=True, exist_ok=True)
+    server_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in CLIENT_SEEDS.items():
+        (client_dir / f"seed-{name}").write_bytes(data)
+    for name, data in SERVER_SEEDS.items():
+        (server_dir / f"seed-{name}").write_bytes(data)
+    for script in range(len(CLIENT_SCRIPTS)):
+        for extra in (0, PIPELINED, TLS | PIPELINED, CANCEL | RFC_STAMP, DOVECOT | 1):
+            options = script | extra
+            from_server, from_client = link(options)
+            (client_dir / f"link-{options:03d}").write_bytes(bytes([options]) + from_server)
+            (server_dir / f"link-{options:03d}").write_bytes(bytes([options]) + from_client)
+    counts = [len(list(d.iterdir())) for d in (client_dir, server_dir)]
+    print(f"{counts[0]} client seeds, {counts[1]} server seeds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The asyncio POP3 server: pop3_sansio's SessionDriver bound to asyncio streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import pop3_sansio as p
+
+from ._stream import Stream, StreamClosedError, with_timeout
+
+__all__ = ["Server", "ServerOptions", "serve"]
+
+log = logging.getLogger("pop3.server")
+
+
+@dataclass
+class ServerOptions:
+    """How sessions are run; every binding's ``serve`` takes the same keywords."""
+
+    ssl_context: ssl.SSLContext | None = None
+    """Implicit TLS (port 995, RFC 8314) when set."""
+    starttls_context: ssl.SSLContext | None = None
+    """Offer STLS (RFC 2595) with this context when set."""
+    mechanisms: Sequence[str] = ("PLAIN", "LOGIN")
+    """SASL mechanisms; CRAM-MD5 and SCRAM-* need a backend with plain secrets."""
+    apop: bool = False
+    """Offer APOP (needs plain secrets; RFC 1939 section 7)."""
+    allow_plaintext: bool | None = None
+    """Password logins without TLS: ``None`` allows them for loopback peers only."""
+    failed_login_delay: float = 2.0
+    autologout: float = 600.0
+    max_failed_logins: int = 3
+    max_sessions: int = 1000
+    hostname: str = ""
+    greeting: str = "POP3 server ready"
+
+
+class Server:
+    """A running server: ``async with``, ``serve_forever()``, ``close()``, ``port``."""
+
+    def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
+        self.backend = backend
+        self.options = options
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with ``port=0``)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        assert self._server is not None
+        return tuple(self._server.sockets)
+
+    async def start(self, host: str | Sequence[str] | None, port: int) -> None:
+        """Listen on ``host``:``port``."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol, host, port, ssl=self.options.ssl_context, reuse_address=True
+        )
+
+    def _protocol(self) -> Stream:
+        return Stream(on_connect=self._connected)
+
+    def _connected(self, stream: Stream) -> None:
+        task = asyncio.get_running_loop().create_task(self._session(stream))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _session(self, stream: Stream) -> None:
+        options = self.options
+        assert stream.transport is not None
+        peer = stream.transport.get_extra_info("peername")
+        allow = options.allow_plaintext
+        if allow is None:
+            allow = stream.peer_is_loopback()
+        hostname = options.hostname or socket.gethostname()
+        session = p.ServerSession(
+            greeting=options.greeting,
+            hostname=hostname,
+            tls=options.ssl_context is not None,
+            starttls=options.starttls_context is not None,
+            allow_plaintext=allow,
+            mechanisms=options.mechanisms,
+            apop_timestamp=(
+                p.make_timestamp(secrets.token_hex(8), time.time_ns() // 1000, hostname)
+                if options.apop
+                else None
+            ),
+            random_bytes=os.urandom,
+            max_failed_logins=options.max_failed_logins,
+            refuse="too many sessions" if len(self._tasks) > options.max_sessions else None,
+        )
+        driver = p.SessionDriver(
+            session,
+            self.backend,
+            failed_login_delay=options.failed_login_delay,
+            autologout=options.autologout,
+        )
+        reason = "error"
+        try:
+            await self._drive(driver, stream)
+            reason = driver.close_reason or "closed"
+        except (TimeoutError, asyncio.TimeoutError):
+            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+        except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
+            reason = f"connection error: {type(exc).__name__}"
+        except p.ProtocolError as exc:  # pragma: no cover - the session answers every error
+            # Should the core ever reject what it was given, end this session
+            # cleanly rather than leave a task exception nobody retrieves.
+            reason = f"protocol error: {exc.reason}"
+            log.exception("session failed")
+        finally:
+            driver.release()
+            stream.close()
+            log.info(
+                "session from %s ended: %s (user %s)",
+                peer[0] if peer else "?",
+                reason,
+                session.username or "-",
+            )
+
+    async def _drive(self, driver: p.SessionDriver, stream: Stream) -> None:
+        """Carry out the driver's instructions until the session ends."""
+        run = driver.run()
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                instruction = run.send(value) if error is None else run.throw(error)
+            except StopIteration:
+                return
+            value = error = None
+            if instruction is p.READ:
+                value = await with_timeout(stream.read(), driver.autologout)
+            elif isinstance(instruction, p.Write):
+                await stream.write(instruction.data)
+            elif isinstance(instruction, p.Call):
+                try:
+                    value = await asyncio.to_thread(instruction.function, *instruction.args)
+                except Exception as exc:  # handed to the driver, which decides
+                    error = exc
+            elif isinstance(instruction, p.Sleep):
+                await asyncio.sleep(instruction.seconds)
+            else:
+                assert isinstance(instruction, p.StartTls)
+                assert self.options.starttls_context is not None
+                await stream.start_tls(self.options.starttls_context, server_side=True)
+
+    def close(self) -> None:
+        """Stop listening and drop every session (without QUIT nothing is deleted)."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and every session have ended."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        assert self._server is not None
+        try:
+            await self._server.serve_forever()
+        finally:
+            self.close()
+            await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def serve(
+    backend: p.Backend,
+    host: str | Sequence[str] | None = "127.0.0.1",
+    port: int = 1110,
+    **options: Any,
+) -> Server:
+    """Start a POP3 server for ``backend``; return it listening.
+
+    Keywords are the fields of ``ServerOptions`` (``ssl_context`` for implicit
+    TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
+    ``allow_plaintext``, ``failed_login_delay``, ``autologout``...).
+    """
+    server = Server(backend, ServerOptions(**options))
+    await server.start(host, port)
+    return server

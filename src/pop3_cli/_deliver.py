@@ -1,0 +1,150 @@
+"""Delivering into a Maildir the safe way: tmp/, fsync, rename into new/, fsync new/.
+
+A delivered file's name carries a token derived from the account and the
+message's unique id: ``<seconds>.M<usec>P<pid>Q<n>X<token>.<host>``. Mail
+readers keep that unique part when they move a message to cur/ or change its
+flags, so a run killed after storing a message but before recording it in the
+state file still finds it, and does not download it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import time
+from typing import BinaryIO
+
+from ._errors import CliError
+
+__all__ = ["Delivery", "MaildirWriter", "fsync_directory", "message_token"]
+
+_TOKEN_LENGTH = 24
+_OURS = re.compile(rf"[0-9]+\.M[0-9]+P[0-9]+Q[0-9]+X([0-9a-f]{{{_TOKEN_LENGTH}}})\.")
+
+
+def message_token(account: str, uid: str) -> str:
+    """The token naming the file that holds ``uid`` of ``account``."""
+    digest = hashlib.sha256(f"{account}\n{uid}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:_TOKEN_LENGTH]
+
+
+def fsync_directory(path: str) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hostname() -> str:
+    # The Maildir convention: "/" and ":" cannot appear in the host part.
+    name = socket.gethostname() or "localhost"
+    return name.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
+
+
+class Delivery:
+    """One message being written to tmp/; ``commit()`` moves it into new/."""
+
+    def __init__(self, writer: MaildirWriter, name: str, file: BinaryIO) -> None:
+        self._writer = writer
+        self.name = name
+        self._file = file
+        self.size = 0
+
+    @property
+    def tmp_path(self) -> str:
+        return os.path.join(self._writer.root, "tmp", self.name)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.abort()
+            raise self._writer.error(exc) from None
+        self.size += len(data)
+
+    def commit(self) -> str:
+        """Sync the file, rename it into new/, sync new/; return its final path."""
+        root = self._writer.root
+        final = os.path.join(root, "new", self.name)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.rename(self.tmp_path, final)
+            fsync_directory(os.path.join(root, "new"))
+        except OSError as exc:
+            self.abort()
+            raise self._writer.error(exc) from None
+        return final
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp_path)
+
+
+class MaildirWriter:
+    """Writes messages into the Maildir ``root`` (created with tmp/ new/ cur/ if missing)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._host = _hostname()
+        self._count = 0
+        try:
+            for sub in ("tmp", "new", "cur"):
+                os.makedirs(os.path.join(root, sub), mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise self.error(exc) from None
+
+    def error(self, exc: OSError) -> CliError:
+        """A one-line error for a failure writing to the Maildir."""
+        return CliError(f"cannot write to the Maildir {self.root}: {exc.strerror or exc}")
+
+    def stored_tokens(self) -> set[str]:
+        """The tokens of the messages this program stored that are still in new/ or cur/."""
+        tokens: set[str] = set()
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(os.path.join(self.root, sub))
+            except OSError as exc:
+                raise self.error(exc) from None
+            for name in names:
+                match = _OURS.match(name)
+                if match is not None:
+                    tokens.add(match.group(1))
+        return tokens
+
+    def remove_unfinished(self) -> int:
+        """Remove files a killed run left in tmp/ (call only while holding the fetch lock)."""
+        removed = 0
+        tmp = os.path.join(self.root, "tmp")
+        try:
+            names = os.listdir(tmp)
+        except OSError as exc:
+            raise self.error(exc) from None
+        for name in names:
+            if _OURS.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(tmp, name))
+                    removed += 1
+        return removed
+
+    def start(self, token: str) -> Delivery:
+        """Open a new file in tmp/ for the message with ``token``."""
+        self._count += 1
+        now = time.time()
+        seconds = int(now)
+        usec = int((now - seconds) * 1_000_000)
+        name = f"{seconds}.M{usec}P{os.getpid()}Q{self._count}X{token}.{self._host}"
+        path = os.path.join(self.root, "tmp", name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise self.error(exc) from None
+        return Delivery(self, name, os.fdopen(fd, "wb"))

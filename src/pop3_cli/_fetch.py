@@ -1,0 +1,266 @@
+"""``pop3 fetch``: download mail into a Maildir, deleting on the server only what is stored.
+
+The order that makes a killed run lose and duplicate nothing:
+
+1. LIST the unique ids (UIDL); a uid already recorded in the state file, or
+   whose file is already in the Maildir, is not downloaded again.
+2. For each other message: RETR into ``tmp/``, fsync, rename into ``new/``,
+   fsync ``new/``, record the uid; only then (without ``--keep``) DELE it.
+3. QUIT, which makes the server commit the deletions (RFC 1939 section 6).
+   Any failure before that closes the connection without QUIT: nothing is
+   deleted, and the next run picks up where this one stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+from pop3_asyncio import (
+    AuthError,
+    InUseError,
+    Pop3Error,
+    ProtocolError,
+    connect,
+)
+
+from ._deliver import MaildirWriter, message_token
+from ._errors import CliError, Interrupted
+from ._progress import Progress
+from ._state import FetchState
+
+__all__ = ["FetchResult", "read_password", "run_fetch"]
+
+log = logging.getLogger("pop3.fetch")
+
+TlsMode = Literal["implicit", "starttls"] | None
+
+
+@dataclass
+class FetchResult:
+    fetched: int = 0
+    octets: int = 0
+    already: int = 0
+    deleted: int = 0
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """The password from ``--password-env`` or ``--password-file`` (first line)."""
+    if args.password_env is not None:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise CliError(
+                f"--password-env: the environment variable {args.password_env} is not set"
+            )
+        if not password:
+            raise CliError(f"--password-env: environment variable {args.password_env} is empty")
+        return password
+    path = args.password_file
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            first = f.readline()
+    except OSError as exc:
+        raise CliError(f"cannot read the password file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"the password file {path} is not UTF-8") from None
+    password = first.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CliError(f"the password file {path} starts with an empty line")
+    return password
+
+
+def _client_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError as exc:
+        raise CliError(f"cannot read the CA file {ca_file}: {exc.strerror}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"cannot load the CA file {ca_file}: {exc}") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _CtrlCError(Exception):
+    """Ctrl-C was pressed during the fetch."""
+
+
+class _CtrlC:
+    """Ctrl-C cancels the fetch at once, and is remembered.
+
+    ``asyncio.wait_for`` before Python 3.12 loses a cancellation that races
+    with the awaited operation completing, so ``check()`` is also called
+    between operations: an interrupted fetch must never reach QUIT.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+
+    def __enter__(self) -> _CtrlC:
+        self._loop.add_signal_handler(signal.SIGINT, self._press)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._loop.remove_signal_handler(signal.SIGINT)
+
+    def _press(self) -> None:
+        self.pressed = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def check(self) -> None:
+        if self.pressed:
+            raise _CtrlCError
+
+
+async def _fetch(
+    args: argparse.Namespace,
+    password: str,
+    tls: TlsMode,
+    port: int,
+    context: ssl.SSLContext | None,
+    state: FetchState,
+    writer: MaildirWriter,
+) -> FetchResult:
+    with _CtrlC() as ctrl_c:
+        try:
+            return await _fetch_all(args, password, tls, port, context, state, writer, ctrl_c)
+        except asyncio.CancelledError:
+            if ctrl_c.pressed:
+                raise _CtrlCError from None
+            raise
+
+
+async def _fetch_all(
+    args: argparse.Namespace,
+    password: str,
+    tls: TlsMode,
+    port: int,
+    context: ssl.SSLContext | None,
+    state: FetchState,
+    writer: MaildirWriter,
+    ctrl_c: _CtrlC,
+) -> FetchResult:
+    result = FetchResult()
+    client = connect(
+        args.host,
+        port,
+        tls=tls,
+        ssl_context=context,
+        timeout=args.timeout,
+        allow_plaintext_login=args.insecure,
+    )
+    async with client:
+        await client.login(args.user, password)
+        try:
+            uids = await client.uidl()
+        except Pop3Error as exc:
+            raise CliError(
+                f"the server does not list unique ids (UIDL), which pop3 fetch needs: {exc}"
+            ) from None
+        sizes = await client.list()
+        state.prune(uids.values())
+        stored = writer.stored_tokens()
+        todo: list[int] = []
+        for msg in sorted(uids):
+            ctrl_c.check()
+            uid = uids[msg]
+            if uid not in state and message_token(state.account, uid) in stored:
+                log.debug("message %d (%s) was stored by an interrupted run", msg, uid)
+                state.add(uid)
+            if uid in state:
+                result.already += 1
+                if not args.keep:
+                    await client.dele(msg)
+                    result.deleted += 1
+            else:
+                todo.append(msg)
+        progress = Progress(len(todo), sum(sizes.get(msg, 0) for msg in todo))
+        try:
+            for msg in todo:
+                ctrl_c.check()
+                uid = uids[msg]
+                delivery = writer.start(message_token(state.account, uid))
+                try:
+                    async for chunk in client.iter_retr(msg):
+                        delivery.write(chunk)
+                        progress.advance(len(chunk))
+                except BaseException:
+                    delivery.abort()
+                    raise
+                path = delivery.commit()
+                state.add(uid)
+                progress.message_done()
+                result.fetched += 1
+                result.octets += delivery.size
+                log.debug("message %d (%s): %d octets in %s", msg, uid, delivery.size, path)
+                if not args.keep:
+                    await client.dele(msg)
+                    result.deleted += 1
+        finally:
+            progress.close()
+        ctrl_c.check()
+        # Leaving the block normally sends QUIT: the deletions take effect now.
+    return result
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """``pop3 fetch``."""
+    password = read_password(args)
+    tls: TlsMode = "implicit" if args.implicit_tls else "starttls" if args.starttls else None
+    port = args.port if args.port is not None else (995 if tls == "implicit" else 110)
+    context = _client_context(args.ca_file, args.insecure) if tls is not None else None
+    account = f"{args.host.lower()}:{port}:{args.user}"
+    where = f"[{args.host}]:{port}" if ":" in args.host else f"{args.host}:{port}"
+    writer = MaildirWriter(args.maildir)
+    with FetchState(args.maildir, account) as state:
+        writer.remove_unfinished()
+        try:
+            result = asyncio.run(_fetch(args, password, tls, port, context, state, writer))
+        except (KeyboardInterrupt, _CtrlCError):
+            raise Interrupted("interrupted; nothing was deleted on the server") from None
+        except AuthError as exc:
+            if exc.code is None and exc.command == "login":  # refused here, not by the server
+                raise CliError(
+                    f"not logging in to {where}: {exc.text}; use --starttls or --implicit-tls "
+                    "(or --insecure)"
+                ) from None
+            raise CliError(f"login to {where} as {args.user} failed: {exc}") from None
+        except InUseError as exc:
+            raise CliError(f"the maildrop on {where} is in use: {exc}") from None
+        except Pop3Error as exc:
+            raise CliError(f"{where}: {exc}") from None
+        except ProtocolError as exc:
+            raise CliError(f"{where}: protocol error: {exc}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise CliError(
+                f"TLS certificate of {where} not trusted: {exc.verify_message}"
+            ) from None
+        except ssl.SSLError as exc:
+            raise CliError(f"TLS error with {where}: {exc.reason or exc}") from None
+        except (TimeoutError, asyncio.TimeoutError):
+            raise CliError(f"{where}: no answer within {args.timeout:g} seconds") from None
+        except socket.gaierror as exc:
+            raise CliError(f"cannot resolve {args.host}: {exc.strerror}") from None
+        except ConnectionRefusedError:
+            raise CliError(f"cannot connect to {where}: connection refused") from None
+        except OSError as exc:
+            raise CliError(f"connection to {where} failed: {exc.strerror or exc}") from None
+    if args.quiet <= 0:
+        summary = f"fetched {result.fetched} messages ({result.octets} octets)"
+        if result.already:
+            summary += f", {result.already} already stored"
+        if not args.keep:
+            summary += f", {result.deleted} deleted on the server"
+        print(summary, flush=True)
+    return 0

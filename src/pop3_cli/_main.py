@@ -1,0 +1,318 @@
+"""The ``pop3`` command line: argument parsing, logging set-up, exit codes.
+
+Exit codes: 0 success, 1 a runtime failure (one line on stderr, never a
+traceback unless ``-v`` is given twice), 2 bad arguments, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
+
+from ._errors import CliError, UsageError
+from ._serve import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TLS_PORT
+
+__all__ = ["build_parser", "main"]
+
+PROG = "pop3"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors never echo a value that might be a secret.
+
+    No abbreviated options: ``--password=x`` must not be taken for, or reported
+    as an ambiguous prefix of, ``--password-env``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a port is a number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is a number from 0 to 65535")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("expected a positive number of seconds")
+    return value
+
+
+def _user_pair(text: str) -> tuple[str, str]:
+    # The message must not repeat ``text``: it may hold a password.
+    name, sep, password = text.partition(":")
+    if not sep or not name or not password:
+        raise argparse.ArgumentTypeError("expected NAME:PASSWORD (both non-empty)")
+    return name, password
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pop3-sansio")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+SERVE_HELP = f"""\
+Serve POP3 (RFC 1939) from a Maildir.
+
+With no arguments: a demo. A throw-away Maildir with a few messages is served
+on {DEFAULT_HOST}:{DEFAULT_PORT} for user "demo", password "demo", until Ctrl-C.
+
+With --maildir and --user/--users: serve real Maildirs. With one --user, DIR is
+that user's Maildir; with several users (or --users FILE), DIR holds one
+Maildir per user, DIR/NAME, unless FILE names a maildir for the user.
+"""
+
+SERVE_EPILOG = """\
+users file: one user per line, NAME:PASSWORD[:MAILDIR] ("#" starts a comment).
+  PASSWORD is plain, or {SCHEME}hash in Dovecot's passwd-file syntax ({PLAIN},
+  {SHA256}, {SSHA512}, {PBKDF2}, ...). A relative MAILDIR is relative to the
+  directory of FILE. Prefer --users FILE (mode 0600) to --user NAME:PASSWORD:
+  a password on the command line is visible to other users in process
+  listings and shell history.
+
+security: password logins (USER/PASS, PLAIN, LOGIN) are accepted only over
+  TLS or from loopback peers. APOP, CRAM-MD5 and SCRAM are offered only when
+  every user's password is stored in plain. Passwords never appear in logs.
+  --tls-cert/--tls-key offer STLS (RFC 2595); add --implicit-tls to speak TLS
+  from the first byte instead (RFC 8314; default port then {tls_port}).
+
+Every session is logged as one line on stderr (-q: warnings only, -v: debug).
+"""
+
+FETCH_HELP = """\
+Download mail from a POP3 server into a Maildir.
+
+Each message is written to DIR/tmp, synced, and renamed into DIR/new before
+it is marked for deletion; the deletions take effect only when the session
+ends normally (QUIT). A run that is interrupted or killed therefore loses
+nothing, and the next run does not download again what it already stored:
+the unique ids (UIDL) of stored messages are kept in DIR/.pop3-fetch-state.json.
+"""
+
+FETCH_EPILOG = """\
+connection security:
+  without --starttls or --implicit-tls the connection is plaintext (port 110)
+  and the password is sent only if HOST is a loopback address, or if
+  --insecure is given. --starttls upgrades with STLS on port 110 (and gives up
+  if the server does not offer it); --implicit-tls speaks TLS from the start
+  on port 995. Certificates and host names are verified against the system's
+  CA certificates, or only the ones in --ca-file.
+
+  --insecure does TWO things: it allows sending the password without TLS to
+  any host, and it turns off certificate verification for TLS. Use it only on
+  networks you trust.
+
+exit status: 0 success, 1 failure (connection, TLS, login, local disk), 2 bad
+  arguments, 130 interrupted. Nothing is deleted on the server unless the run
+  succeeds.
+"""
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``pop3`` parser and its subcommand parsers by name."""
+    output = _Parser(add_help=False)
+    group = output.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="count", default=0, help="less output (repeatable)")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more output (repeatable)"
+    )
+
+    parser = _Parser(
+        prog=PROG,
+        description="POP3 tools: a server for Maildirs, and a safe mail fetcher.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[output],
+        help="serve POP3 from a Maildir (no arguments: a demo)",
+        description=SERVE_HELP,
+        epilog=SERVE_EPILOG.replace("{tls_port}", str(DEFAULT_TLS_PORT)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--maildir", metavar="DIR", help="the Maildir, or the directory of Maildirs")
+    serve.add_argument(
+        "--user",
+        metavar="NAME:PASSWORD",
+        action="append",
+        type=_user_pair,
+        default=[],
+        help="a user with a plain password (repeatable; --users FILE is safer)",
+    )
+    serve.add_argument(
+        "--users", metavar="FILE", help="a users file: NAME:PASSWORD[:MAILDIR] per line"
+    )
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        help=f"port (default {DEFAULT_PORT}, {DEFAULT_TLS_PORT} with --implicit-tls; "
+        "0 picks a free one)",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
+    serve.add_argument(
+        "--tls-key", metavar="FILE", help="TLS private key (PEM; default: in --tls-cert)"
+    )
+    serve.add_argument(
+        "--implicit-tls",
+        action="store_true",
+        help="speak TLS from the first byte (RFC 8314) instead of offering STLS",
+    )
+    serve.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default="asyncio",
+        help="the I/O binding that runs the server (default asyncio)",
+    )
+
+    fetch = commands.add_parser(
+        "fetch",
+        parents=[output],
+        help="download mail from a POP3 server into a Maildir",
+        description=FETCH_HELP,
+        epilog=FETCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fetch.add_argument("--host", required=True, help="the POP3 server")
+    fetch.add_argument("--port", type=_port, help="port (default 110, or 995 with --implicit-tls)")
+    fetch.add_argument("--user", metavar="NAME", required=True, help="the user name")
+    password = fetch.add_mutually_exclusive_group(required=True)
+    password.add_argument(
+        "--password-env", metavar="VAR", help="take the password from environment variable VAR"
+    )
+    password.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="take the password from the first line of FILE",
+    )
+    fetch.add_argument(
+        "--maildir", metavar="DIR", required=True, help="where to store mail (created if missing)"
+    )
+    fetch.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave mail on the server; later runs fetch only new mail",
+    )
+    tls = fetch.add_mutually_exclusive_group()
+    tls.add_argument("--starttls", action="store_true", help="upgrade to TLS with STLS")
+    tls.add_argument("--implicit-tls", action="store_true", help="TLS from the start (port 995)")
+    fetch.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow the password without TLS to any host AND skip certificate checks",
+    )
+    fetch.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="trust only the CA certificates in FILE (PEM) instead of the system's",
+    )
+    fetch.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up when the server is silent this long (default 60)",
+    )
+    return parser, {"serve": serve, "fetch": fetch}
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbosity: int) -> Iterator[None]:
+    """Log the "pop3.*" loggers to stderr for the duration of a command.
+
+    Session events are at INFO; each -q/-v moves the level one step. The
+    previous set-up is restored afterwards, so ``main()`` can be called from
+    a program (or a test) that configures logging itself.
+    """
+    level = min(max(logging.INFO - 10 * verbosity, logging.DEBUG), logging.ERROR)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    )
+    logger = logging.getLogger("pop3")
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from ._fetch import run_fetch
+    from ._serve import run_serve
+
+    return {"serve": run_serve, "fetch": run_fetch}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pop3`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser, subparsers = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # Name unknown options, but not values: a stray value may be a password.
+            shown = " ".join(a.partition("=")[0] if a.startswith("-") else "..." for a in extra)
+            subparsers.get(args.command, parser).error(f"unrecognized arguments: {shown}")
+    except SystemExit as exc:  # argparse: --help, --version, or a usage error
+        return exc.code if isinstance(exc.code, int) else 2
+    verbosity = args.verbose - args.quiet
+    command = args.command
+    try:
+        with _logging_to_stderr(verbosity):
+            return _commands()[command](args)
+    except UsageError as exc:
+        try:
+            subparsers[command].error(str(exc))
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else 2
+    except CliError as exc:
+        _fail(command, str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _fail(command, "interrupted")
+        return 130
+    except Exception as exc:
+        if verbosity >= 2:
+            traceback.print_exc()
+        _fail(command, f"unexpected error: {type(exc).__name__}: {exc} (-vv shows details)")
+        return 1
+
+
+def _fail(command: str, message: str) -> None:
+    line = " ".join(message.split())  # one line, whatever the message held
+    print(f"{PROG} {command}: {line}", file=sys.stderr, flush=True)

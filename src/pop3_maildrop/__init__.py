@@ -1,0 +1,31 @@
+"""pop3_maildrop: the storage POP3 servers use (RFC 1939 calls it a "maildrop").
+
+``Storage.open(username)`` locks a user's maildrop for one session and returns
+a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
+persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
+remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
+(the default), mbox and in-memory. ``UserDB`` checks passwords.
+
+Standard library only; file I/O lives here, never in ``pop3_sansio``.
+"""
+
+from __future__ import annotations
+
+from ._backend import Backend
+from ._base import Maildrop, MaildropError, MaildropLocked, Storage
+from ._maildir import MaildirStorage
+from ._mbox import MboxStorage
+from ._memory import MemoryStorage
+from ._users import UserDB
+
+__all__ = [
+    "Backend",
+    "MaildirStorage",
+    "Maildrop",
+    "MaildropError",
+    "MaildropLocked",
+    "MboxStorage",
+    "MemoryStorage",
+    "Storage",
+    "UserDB",
+]

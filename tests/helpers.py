@@ -1,0 +1,283 @@
+"""Shared test utilities: a fake link between the two roles, and three-way feeding.
+
+``Link`` joins a ``ClientConnection`` and a ``ServerConnection`` the way h11's
+tests do: what one side's ``send`` returns is fed to the other side's
+``receive_data``, and both directions are recorded byte for byte.
+
+``feed_three_ways`` feeds the same bytes to fresh connections whole, byte by
+byte, in 3-octet chunks, and followed by trailing bytes, and checks that every
+split gives the same events (adjacent ``Data`` merged) and the same error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pop3_sansio import (
+    NEED_DATA,
+    PAUSED,
+    ClientConnection,
+    ConnectionClosed,
+    Data,
+    EndOfResponse,
+    Err,
+    Event,
+    Greeting,
+    Ok,
+    Pass,
+    ProtocolError,
+    Response,
+    SaslCancel,
+    ServerConnection,
+    State,
+    UnknownCommand,
+    User,
+)
+from pop3_sansio._state import multiline_on_ok
+
+Connection = ClientConnection | ServerConnection
+
+
+def merge_data(events: Iterable[Event]) -> list[Event]:
+    """Join adjacent ``Data`` events: how a body was chunked is not part of the result."""
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, Data) and out and isinstance(out[-1], Data):
+            out[-1] = Data(out[-1].data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
+def check_event_types(event: Event) -> None:
+    """Fields promised as bytes are ``bytes`` exactly, never bytearray or memoryview."""
+    for name in ("data", "line", "initial_response"):
+        value = getattr(event, name, None)
+        if value is not None:
+            assert type(value) is bytes, (event, name, type(value))
+    if isinstance(event, Data):
+        assert event.data, "empty Data events must not be produced"
+
+
+def drain(conn: Connection) -> list[Event]:
+    """Every event ``conn`` has ready, until ``NEED_DATA`` or ``PAUSED`` (not merged)."""
+    events: list[Event] = []
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA or event is PAUSED:
+            return events
+        check_event_types(event)
+        events.append(event)
+        if isinstance(event, ConnectionClosed):
+            return events  # it would come again on every further call
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """The comparable part of a ``ProtocolError``."""
+
+    type: type
+    reason: str
+    state: str | None
+    line: bytes | None
+
+    @classmethod
+    def of(cls, exc: ProtocolError) -> ErrorInfo:
+        return cls(type(exc), exc.reason, exc.state, exc.line)
+
+
+Responder = Callable[[ServerConnection, Event], None]
+
+
+def answer_generically(server: ServerConnection, event: Event) -> None:
+    """A server that says -ERR to what it must refuse and +OK (empty body) otherwise."""
+    if isinstance(event, UnknownCommand | SaslCancel):
+        server.send(Err("no"))
+        return
+    server.send(Ok("yes"))
+    if multiline_on_ok(event):
+        server.send(EndOfResponse())
+
+
+def run(
+    conn: Connection,
+    chunks: Iterable[bytes],
+    *,
+    respond: Responder | None = None,
+    close: bool = False,
+) -> tuple[list[Event], ErrorInfo | None]:
+    """Feed ``chunks`` one by one, reading events after each; stop at the first error.
+
+    For a server, ``respond`` answers each command as it comes so reading goes on.
+    Returns the merged events and the error, if one was raised.
+    """
+    events: list[Event] = []
+
+    def pump() -> None:
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA or event is PAUSED:
+                return
+            check_event_types(event)
+            events.append(event)
+            if isinstance(event, ConnectionClosed):
+                assert conn.next_event() == event  # it comes again on every call
+                return
+            if respond is not None and isinstance(conn, ServerConnection):
+                respond(conn, event)
+
+    try:
+        for chunk in chunks:
+            conn.receive_data(chunk)
+            pump()
+        if close:
+            conn.receive_data(b"")
+            pump()
+    except ProtocolError as exc:
+        return merge_data(events), ErrorInfo.of(exc)
+    return merge_data(events), None
+
+
+def splits(data: bytes) -> dict[str, list[bytes]]:
+    """The ways to cut ``data`` that every reader must treat alike."""
+    return {
+        "whole": [data] if data else [],  # b"" would mean "closed"
+        "bytewise": [data[i : i + 1] for i in range(len(data))],
+        "threes": [data[i : i + 3] for i in range(0, len(data), 3)],
+    }
+
+
+def feed_three_ways(
+    make: Callable[[], Connection],
+    data: bytes,
+    *,
+    respond: Responder | None = None,
+    trailing: bytes | None = None,
+    close: bool = False,
+) -> tuple[list[Event], ErrorInfo | None]:
+    """Feed ``data`` to fresh connections from ``make`` whole, byte by byte, in threes,
+    and (when no error is expected) followed by ``trailing``; assert that all agree.
+
+    ``trailing`` defaults to the start of a further line without its line end, so
+    it must produce no event and stay buffered. Returns ``(events, error)``.
+    """
+    results = {
+        name: run(make(), chunks, respond=respond, close=close)
+        for name, chunks in splits(data).items()
+    }
+    events, error = results["whole"]
+    for name, result in results.items():
+        assert result == (events, error), f"{name} differs from whole"
+    if error is None and not close:
+        conn = make()
+        if trailing is None:
+            trailing = b"+OK tra" if isinstance(conn, ClientConnection) else b"NOO"
+        with_tail = run(conn, [data + trailing], respond=respond)
+        assert with_tail == (events, None), "trailing data changed the events"
+        assert conn.buffered == len(trailing)
+    return events, error
+
+
+# --- ready-made connections ------------------------------------------------------------
+
+
+GREETING_LINE = b"+OK POP3 ready\r\n"
+
+
+def client_after_greeting(greeting: bytes = GREETING_LINE, **kwargs: object) -> ClientConnection:
+    """A client that has read the greeting (AUTHORIZATION)."""
+    client = ClientConnection(**kwargs)  # type: ignore[arg-type]
+    client.receive_data(greeting)
+    assert isinstance(client.next_event(), Greeting)
+    assert client.next_event() is NEED_DATA
+    return client
+
+
+def client_logged_in(**kwargs: object) -> ClientConnection:
+    """A client in TRANSACTION after USER/PASS."""
+    client = client_after_greeting(**kwargs)
+    client.send(User("alice"))
+    client.send(Pass("secret"))
+    client.receive_data(b"+OK\r\n+OK\r\n")
+    assert drain(client) == [Ok(), Ok()]
+    assert client.our_state is State.TRANSACTION
+    return client
+
+
+def server_after_greeting(**kwargs: object) -> ServerConnection:
+    """A server that has sent its greeting (AUTHORIZATION)."""
+    server = ServerConnection(**kwargs)  # type: ignore[arg-type]
+    assert server.send(Greeting("POP3 ready")) == GREETING_LINE
+    return server
+
+
+def server_logged_in(**kwargs: object) -> ServerConnection:
+    """A server in TRANSACTION after USER/PASS."""
+    server = server_after_greeting(**kwargs)
+    server.receive_data(b"USER alice\r\nPASS secret\r\n")
+    assert server.next_event() == User("alice")
+    server.send(Ok())
+    assert server.next_event() == Pass("secret")
+    server.send(Ok())
+    assert server.our_state is State.TRANSACTION
+    return server
+
+
+class Link:
+    """A client and a server joined back to back, with a transcript of both directions."""
+
+    def __init__(
+        self,
+        greeting: Greeting | None = None,
+        *,
+        client: ClientConnection | None = None,
+        server: ServerConnection | None = None,
+    ) -> None:
+        self.client = client or ClientConnection()
+        self.server = server or ServerConnection()
+        self.to_server = bytearray()  # everything the client wrote
+        self.to_client = bytearray()  # everything the server wrote
+        if greeting is not None:
+            self.server_send(greeting)
+            events = self.client_events()
+            assert len(events) == 1 and isinstance(events[0], Greeting)
+            self.greeting = events[0]
+
+    def client_send(self, *commands: Event) -> bytes:
+        """Send commands in one write (pipelined) and deliver them to the server."""
+        data = b"".join(self.client.send(c) for c in commands)  # type: ignore[arg-type]
+        assert type(data) is bytes
+        self.to_server += data
+        self.server.receive_data(data)
+        return data
+
+    def server_send(self, *responses: Response) -> bytes:
+        """Send responses in one write and deliver them to the client."""
+        data = b"".join(self.server.send(r) for r in responses)
+        assert type(data) is bytes
+        self.to_client += data
+        if data:
+            self.client.receive_data(data)
+        return data
+
+    def server_events(self) -> list[Event]:
+        return drain(self.server)
+
+    def server_event(self) -> Event:
+        """The one event the server has next (a command, not a sentinel)."""
+        event = self.server.next_event()
+        assert event is not NEED_DATA and event is not PAUSED
+        check_event_types(event)
+        return event
+
+    def client_events(self) -> list[Event]:
+        return merge_data(drain(self.client))
+
+    def exchange(self, command: Event, *responses: Response) -> list[Event]:
+        """Client sends ``command``; the server reads it (it must arrive unchanged) and
+        answers with ``responses``; return what the client made of the answer."""
+        self.client_send(command)
+        assert self.server_event() == command
+        self.server_send(*responses)
+        return self.client_events()
