@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest run bench fuzz clean
+.PHONY: test lint typecheck pytest run dialogue peers bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,17 @@ pytest: $(STAMP)
 	$(PY) -m coverage report --include='*/pop3_sansio/*' --fail-under=100 --skip-covered
 
 run: $(STAMP)
+	$(VENV)/bin/pop3 serve
+
+dialogue: $(STAMP)
 	$(PY) examples/dialogue.py
+
+peers:
+	scripts/install-peers
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_parse.py
+	$(PY) benchmarks/bench_client.py
 
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[fuzz]'

@@ -122,12 +122,12 @@ class _LineEnds:
             # The CR of this CRLF ended the previous chunk.
             head = b"\n"
             data = data[1:]
-        lf = data.count(b"\n")
-        if lf:
-            crlf = data.count(b"\r\n")
-            if crlf == 0:
-                data = data.replace(b"\n", b"\r\n")
-            elif crlf != lf:
+        if b"\r" not in data:
+            # The common stored form (LF only): one pass, and none without LF.
+            data = data.replace(b"\n", b"\r\n")
+        else:
+            lf = data.count(b"\n")
+            if lf != data.count(b"\r\n"):
                 data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         if head:
             data = head + data

@@ -1,0 +1,72 @@
+"""Invariants of the distribution itself: a pure core, typed packages, runnable examples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# DESIGN.md invariant 1: the core imports no I/O module and nothing from PyPI.
+FORBIDDEN = {
+    "socket",
+    "ssl",
+    "asyncio",
+    "trio",
+    "anyio",
+    "selectors",
+    "threading",
+    "subprocess",
+    "mailbox",
+    "shutil",
+    "tempfile",
+    "logging",
+    "pop3_maildrop",
+    "pop3_asyncio",
+    "pop3_cli",
+}
+
+
+def test_core_imports_no_io_module() -> None:
+    code = (
+        "import sys; before = set(sys.modules); import pop3_sansio; "
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "pop3_sansio" in loaded
+    assert not {name.split(".")[0] for name in loaded} & FORBIDDEN
+    site = [m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names]
+    assert all(m.startswith("pop3_sansio") for m in site), site
+
+
+@pytest.mark.parametrize("package", ["pop3_sansio", "pop3_maildrop", "pop3_asyncio", "pop3_cli"])
+def test_packages_are_typed(package: str) -> None:
+    assert (ROOT / "src" / package / "py.typed").is_file()
+
+
+def test_the_example_dialogue_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "dialogue.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("S: +OK POP3 server ready <")
+    assert "C: RETR 2" in lines
+    assert "S: ..A line that starts with a dot" in lines  # stuffed on the wire
+    assert lines[-1] == "   (client state: CLOSED, server state: CLOSED)"
+
+
+def test_public_names_are_exported() -> None:
+    import pop3_sansio
+
+    missing = [name for name in pop3_sansio.__all__ if not hasattr(pop3_sansio, name)]
+    assert missing == []
+    assert len(set(pop3_sansio.__all__)) == len(pop3_sansio.__all__)
