@@ -278,3 +278,51 @@ async def test_refused_when_over_the_session_cap() -> None:
             with pytest.raises(pa.TemporaryError):
                 async with pa.connect("127.0.0.1", server.port, tls=None):
                     pass
+
+
+async def test_oauth_token_mechanisms() -> None:
+    storage = MemoryStorage({"alice": list(MESSAGES)})
+    backend = Backend(
+        UserDB.from_pairs({"alice": "secret"}),
+        storage,
+        check_token=lambda user, token: (user, token) == ("alice", "tok"),
+    )
+    async with await pa.serve(
+        backend, "127.0.0.1", 0, mechanisms=["OAUTHBEARER", "XOAUTH2"], failed_login_delay=0
+    ) as server:
+        for mechanism in ("OAUTHBEARER", "XOAUTH2"):
+            async with pa.connect("127.0.0.1", server.port, tls=None) as client:
+                await client.login("alice", token="tok", mechanism=mechanism)
+                assert (await client.stat())[0] == 3
+        async with pa.connect("127.0.0.1", server.port, tls=None) as client:
+            with pytest.raises(pa.AuthError):
+                await client.login("alice", token="forged")
+
+
+async def test_autologout_closes_and_deletes_nothing() -> None:
+    backend, storage = make_backend()
+    async with await pa.serve(backend, "127.0.0.1", 0, autologout=0.3) as server:
+        async with pa.connect("127.0.0.1", server.port, tls=None, timeout=5) as client:
+            await client.login("alice", "secret")
+            await client.dele(1)
+            await asyncio.sleep(0.6)  # idle past the autologout
+            with pytest.raises((p.RemoteProtocolError, ConnectionError)):
+                await client.noop()
+    assert len(storage.contents("alice")) == 3
+
+
+async def test_server_shutdown_commits_nothing_without_quit() -> None:
+    backend, storage = make_backend()
+    server = await pa.serve(backend, "127.0.0.1", 0)
+    client = pa.connect("127.0.0.1", server.port, tls=None, timeout=5)
+    await client.open()
+    await client.login("alice", "secret")
+    await client.dele(1)
+    server.close()
+    await server.wait_closed()
+    with pytest.raises((p.RemoteProtocolError, ConnectionError)):
+        await client.noop()
+    client.close()
+    assert len(storage.contents("alice")) == 3
+    # The lock went with the session.
+    storage.open("alice").close()
