@@ -84,10 +84,10 @@ def completes_login(command: object) -> bool:
 
 def multiline_on_ok(command: object) -> bool:
     """Whether a ``+OK`` answer to ``command`` is followed by a multi-line body."""
-    if isinstance(command, ev.List | ev.Uidl):
+    if isinstance(command, (ev.List, ev.Uidl)):
         return command.msg is None
     if isinstance(command, ev.Auth):
         # A bare AUTH lists mechanisms (RFC 1734 practice, Dovecot, Cyrus);
         # AUTH <mechanism> ends with a single +OK (RFC 5034 section 4).
         return command.mechanism is None
-    return isinstance(command, ev.Capa | ev.Retr | ev.Top)
+    return isinstance(command, (ev.Capa, ev.Retr, ev.Top))
