@@ -436,7 +436,7 @@ class ClientConnection(_Connection):
             if kind in _PLAIN_TRANSACTION_COMMANDS and line[4:5] != b"[":
                 text = line[4:].decode("utf-8", "replace")
                 if "\r" in text or "\0" in text:
-                    self._remote_error("control character in a status line", "bad-status-line", line)
+                    self._remote_error("control character in status line", "bad-status-line", line)
                 if kind is ev.Retr or kind is ev.Top or command.msg is None:  # type: ignore[union-attr]
                     self._decoder = BodyDecoder()
                 else:
