@@ -497,7 +497,7 @@ class ClientConnection(_Connection):
             self._remote_error("no space after the status indicator", "bad-status-line", line)
         text = rest[1:].decode("utf-8", "replace")
         if "\r" in text or "\0" in text:
-            self._remote_error("control character in a status line", "bad-status-line", line)
+            self._remote_error("control character in status line", "bad-status-line", line)
         return positive, text
 
     def _greeting(self, line: bytes) -> ev.Greeting | ev.Err:
