@@ -434,3 +434,42 @@ def test_ok_after_our_cancel_still_raises_the_original_error() -> None:
     with pytest.raises(p.RemoteProtocolError) as info:
         op.send(None)
     assert info.value.reason == "sasl-cancel-accepted"
+
+
+def test_retr_many_failure_keeps_the_session_in_step_and_deletes_only_what_was_taken() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    op = wire.client.retr_many([1, 9, 2], delete=True, window=8)
+    with pytest.raises(p.Pop3Error, match="no such message"):
+        wire.run(op)
+    # Message 1 was taken whole, so it is marked; 2 was read and dropped, never marked.
+    assert wire.server.deleted == frozenset({1})
+    assert wire.result(wire.client.noop()) == ""  # the next answer is NOOP's own
+
+
+def test_failed_dele_in_retr_many_is_raised_in_step() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    wire.result(wire.client.dele(2))
+    wire.result(wire.client.rset())
+    op = wire.client.retr_many([1, 2], delete=True)
+    chunks: list[bytes] = []
+    instruction = next(op)
+    # Run until message 1 is complete, then mark it deleted behind the client's back.
+    while instruction != p.Chunk(b""):
+        if isinstance(instruction, p.Write):
+            wire.server.receive_data(instruction.data)
+            wire._serve()
+        elif instruction is p.READ:
+            wire.client.receive_data(wire.server.data_to_send())
+        else:
+            chunks.append(instruction.data)  # type: ignore[union-attr]
+        instruction = op.send(None)
+    wire.server.receive_data(b"DELE 1\r\n")  # the server now refuses the client's DELE 1
+    wire._serve()
+    wire.server.data_to_send()
+    with pytest.raises(p.Pop3Error, match="already deleted"):
+        wire.run(op)
+    assert wire.result(wire.client.noop()) == ""

@@ -17,6 +17,7 @@ is a loop of a few lines around ``drive``-style code and some socket calls.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
@@ -439,30 +440,50 @@ class ClientSession:
 
         Yields, per message, a ``Chunk`` for each piece of it and then an empty
         ``Chunk(b"")`` that marks its end. With PIPELINING (RFC 2449 section
-        6.6) up to ``window`` commands are in flight; otherwise one at a time.
-        A message whose RETR fails raises its ``Pop3Error``.
+        6.6) up to ``window`` RETRs are in flight; otherwise one command at a
+        time. A message is marked for deletion only after the caller has taken
+        all of it (the DELE goes out when the generator is resumed after its
+        end marker). A RETR or DELE that fails raises its ``Pop3Error`` once the
+        answers to the commands already sent are read, so the session stays
+        in step and no message the caller did not get is marked.
         """
         caps = self._capabilities
-        depth = window if caps is not None and caps.pipelining else 1
-        queue = list(msgs)
-        pending: list[ev.Command] = []
-        while queue or pending:
-            batch: list[ev.Command] = []
-            while queue and len(pending) + len(batch) < depth * (2 if delete else 1):
-                n = queue.pop(0)
-                batch.append(ev.Retr(n))
-                if delete:
-                    batch.append(ev.Dele(n))
-            if batch:
-                yield from self._send(*batch)
-                pending += batch
-            command = pending.pop(0)
-            if isinstance(command, ev.Retr):
+        pipelining = caps is not None and caps.pipelining
+        depth = window if pipelining else 1
+        queue = deque(msgs)
+        pending: deque[ev.Command] = deque()
+        outgoing: list[ev.Command] = []
+        retrs = 0  # RETRs sent and not yet answered
+        while queue or pending or outgoing:
+            while queue and retrs < depth and (pipelining or not outgoing):
+                outgoing.append(ev.Retr(queue.popleft()))
+                retrs += 1
+            if outgoing:
+                yield from self._send(*outgoing)
+                pending.extend(outgoing)
+                outgoing = []
+            command = pending.popleft()
+            try:
+                if isinstance(command, ev.Dele):
+                    yield from self._status("DELE")
+                    continue
+                assert isinstance(command, ev.Retr)
+                retrs -= 1
                 yield from self._status("RETR")
-                yield from self._chunks()
-                yield Chunk(b"")
-            else:
-                yield from self._status("DELE")
+            except Pop3Error:
+                yield from self._skip_answers(pending)
+                raise
+            yield from self._chunks()
+            yield Chunk(b"")
+            if delete:
+                outgoing.append(ev.Dele(command.msg))
+
+    def _skip_answers(self, commands: Iterable[ev.Command]) -> Generator[Instruction, None, None]:
+        """Read and drop the answers to ``commands`` (already sent)."""
+        for command in commands:
+            event = yield from self._event()
+            if isinstance(event, ev.Ok) and isinstance(command, ev.Retr):
+                yield from self._body()
 
     def dele(self, msg: int) -> Generator[Instruction, None, str]:
         """``DELE msg``: mark for deletion at QUIT."""
