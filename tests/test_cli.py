@@ -179,6 +179,10 @@ def messages_in(maildir: Path) -> list[bytes]:
     return [path.read_bytes() for sub in ("new", "cur") for path in (maildir / sub).iterdir()]
 
 
+# Every binding's server must pass the same command-line tests.
+BACKENDS = ["asyncio", "trio", "sync"]
+
+
 def serve_alice(tmp_path: Path, maildir: Path, *args: str) -> AbstractContextManager[Served]:
     return serving(tmp_path, "--maildir", str(maildir), "--user", f"alice:{PASSWORD}", *args)
 
@@ -194,8 +198,9 @@ def demo_expectations(out: bytes) -> tuple[Path, list[bytes]]:
     return maildir, [as_received(path.read_bytes()) for path in files]
 
 
-def test_demo_serves_poplib_byte_exact_and_stops_on_sigint(tmp_path: Path) -> None:
-    with serving(tmp_path, until=b"Stop with Ctrl-C.") as server:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_demo_serves_poplib_byte_exact_and_stops_on_sigint(tmp_path: Path, backend: str) -> None:
+    with serving(tmp_path, "--backend", backend, until=b"Stop with Ctrl-C.") as server:
         assert b"curl pop3://demo:demo@127.0.0.1:%d/1" % server.port in server.stdout
         assert b"import poplib" in server.stdout
         maildir, expected = demo_expectations(server.stdout)
@@ -229,9 +234,10 @@ def test_demo_serves_poplib_byte_exact_and_stops_on_sigint(tmp_path: Path) -> No
     assert "Traceback" not in server.stderr
 
 
-def test_demo_serves_curl(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_demo_serves_curl(tmp_path: Path, backend: str) -> None:
     curl = require_peer("curl", "apt-get install curl")
-    with serving(tmp_path, until=b"Stop with Ctrl-C.") as server:
+    with serving(tmp_path, "--backend", backend, until=b"Stop with Ctrl-C.") as server:
         _, expected = demo_expectations(server.stdout)
         url = f"pop3://demo:demo@127.0.0.1:{server.port}"
         for number, message in enumerate(expected, 1):
@@ -257,12 +263,13 @@ def test_demo_serves_curl(tmp_path: Path) -> None:
 # --- pop3 fetch from pop3 serve --------------------------------------------------------------
 
 
-def test_fetch_deletes_on_the_server_only_what_it_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fetch_deletes_on_the_server_only_what_it_stored(tmp_path: Path, backend: str) -> None:
     source = tmp_path / "server"
     dest = tmp_path / "dest"
     messages = sample_messages(7)
     make_maildir(source, messages)
-    with serve_alice(tmp_path, source) as server:
+    with serve_alice(tmp_path, source, "--backend", backend) as server:
         result = fetch(server.port, dest)
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""  # no progress display when stderr is not a terminal
@@ -484,15 +491,16 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {name: str(path) for name, path in files.items()}
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mode", ["--starttls", "--implicit-tls"])
-def test_fetch_over_tls(tmp_path: Path, tls_files: dict[str, str], mode: str) -> None:
+def test_fetch_over_tls(tmp_path: Path, tls_files: dict[str, str], mode: str, backend: str) -> None:
     source = tmp_path / "server"
     messages = sample_messages(3)
     make_maildir(source, messages)
     tls = ["--tls-cert", tls_files["cert"], "--tls-key", tls_files["key"]]
     if mode == "--implicit-tls":
         tls.append("--implicit-tls")
-    with serve_alice(tmp_path, source, *tls) as server:
+    with serve_alice(tmp_path, source, "--backend", backend, *tls) as server:
         untrusted = fetch(server.port, tmp_path / "dest", mode, "--keep")
         assert untrusted.returncode == 1
         assert one_line(untrusted.stderr), untrusted.stderr

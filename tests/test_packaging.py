@@ -44,7 +44,10 @@ def test_core_imports_no_io_module() -> None:
     assert all(m.startswith("pop3_sansio") for m in site), site
 
 
-@pytest.mark.parametrize("package", ["pop3_sansio", "pop3_maildrop", "pop3_asyncio", "pop3_cli"])
+@pytest.mark.parametrize(
+    "package",
+    ["pop3_sansio", "pop3_maildrop", "pop3_asyncio", "pop3_trio", "pop3_sync", "pop3_cli"],
+)
 def test_packages_are_typed(package: str) -> None:
     assert (ROOT / "src" / package / "py.typed").is_file()
 

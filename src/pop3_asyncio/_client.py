@@ -7,22 +7,26 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
 from types import TracebackType
-from typing import BinaryIO, Literal, TypeVar
+from typing import BinaryIO, TypeVar
 
 import pop3_sansio as p
-from pop3_sansio import READ, Capabilities, Chunk, ClientSession, Instruction, StartTls, Write
+from pop3_sansio import (
+    READ,
+    Capabilities,
+    Chunk,
+    ClientSession,
+    Instruction,
+    StartTls,
+    TlsMode,
+    Write,
+    default_port,
+)
 
 from ._stream import Stream, with_timeout
 
 __all__ = ["Client", "connect"]
 
 T = TypeVar("T")
-TlsMode = Literal["implicit", "starttls"] | None
-
-
-def default_port(tls: TlsMode) -> int:
-    """995 for implicit TLS (RFC 8314), 110 otherwise (RFC 1939)."""
-    return 995 if tls == "implicit" else 110
 
 
 def connect(

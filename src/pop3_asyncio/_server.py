@@ -6,44 +6,21 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import socket
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import pop3_sansio as p
+from pop3_sansio import ServerOptions
 
 from ._stream import Stream, StreamClosedError, with_timeout
 
 __all__ = ["Server", "ServerOptions", "serve"]
 
 log = logging.getLogger("pop3.server")
-
-
-@dataclass
-class ServerOptions:
-    """How sessions are run; every binding's ``serve`` takes the same keywords."""
-
-    ssl_context: ssl.SSLContext | None = None
-    """Implicit TLS (port 995, RFC 8314) when set."""
-    starttls_context: ssl.SSLContext | None = None
-    """Offer STLS (RFC 2595) with this context when set."""
-    mechanisms: Sequence[str] = ("PLAIN", "LOGIN")
-    """SASL mechanisms; CRAM-MD5 and SCRAM-* need a backend with plain secrets."""
-    apop: bool = False
-    """Offer APOP (needs plain secrets; RFC 1939 section 7)."""
-    allow_plaintext: bool | None = None
-    """Password logins without TLS: ``None`` allows them for loopback peers only."""
-    failed_login_delay: float = 2.0
-    autologout: float = 600.0
-    max_failed_logins: int = 3
-    max_sessions: int = 1000
-    hostname: str = ""
-    greeting: str = "POP3 server ready"
 
 
 class Server:
@@ -86,32 +63,15 @@ class Server:
         options = self.options
         assert stream.transport is not None
         peer = stream.transport.get_extra_info("peername")
-        allow = options.allow_plaintext
-        if allow is None:
-            allow = stream.peer_is_loopback()
-        hostname = options.hostname or socket.gethostname()
-        session = p.ServerSession(
-            greeting=options.greeting,
-            hostname=hostname,
-            tls=options.ssl_context is not None,
-            starttls=options.starttls_context is not None,
-            allow_plaintext=allow,
-            mechanisms=options.mechanisms,
-            apop_timestamp=(
-                p.make_timestamp(secrets.token_hex(8), time.time_ns() // 1000, hostname)
-                if options.apop
-                else None
-            ),
-            random_bytes=os.urandom,
-            max_failed_logins=options.max_failed_logins,
-            refuse="too many sessions" if len(self._tasks) > options.max_sessions else None,
-        )
-        driver = p.SessionDriver(
-            session,
+        driver = options.start_session(
             self.backend,
-            failed_login_delay=options.failed_login_delay,
-            autologout=options.autologout,
+            peer_is_loopback=stream.peer_is_loopback(),
+            sessions=len(self._tasks),
+            hostname=socket.gethostname(),
+            random_bytes=os.urandom,
+            clock=time.time_ns() // 1000,
         )
+        session = driver.session
         reason = "error"
         try:
             await self._drive(driver, stream)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pop3_maildrop import Backend, MaildirStorage, Maildrop, Storage, UserDB
@@ -63,8 +64,41 @@ def _run_asyncio(config: ServeConfig) -> None:
     asyncio.run(_serve_asyncio(config))
 
 
+def _run_trio(config: ServeConfig) -> None:
+    import trio
+
+    trio.run(_serve_trio, config)
+
+
+def _run_sync(config: ServeConfig) -> None:
+    import threading
+
+    from pop3_sync import serve
+
+    try:
+        server = serve(config.backend, config.host, config.port, **config.options)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {_show(config.host, config.port)}: {exc}") from None
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with server:
+            server.start()
+            config.announce([_address(sock.getsockname()) for sock in server.sockets])
+            stop.wait()
+            log.info("stopping")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 BACKENDS: dict[str, Callable[[ServeConfig], None]] = {
     "asyncio": _run_asyncio,
+    "trio": _run_trio,
+    "sync": _run_sync,
 }
 """``--backend`` choices: a function that serves ``config`` until SIGINT/SIGTERM."""
 
@@ -85,6 +119,28 @@ async def _serve_asyncio(config: ServeConfig) -> None:
         config.announce([_address(sock.getsockname()) for sock in server.sockets])
         await stop.wait()
         log.info("stopping")
+
+
+async def _serve_trio(config: ServeConfig) -> None:
+    import trio
+
+    from pop3_trio import serve
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            try:
+                server = await nursery.start(
+                    partial(serve, config.backend, config.host, config.port, **config.options)
+                )
+            except OSError as exc:
+                raise CliError(
+                    f"cannot listen on {_show(config.host, config.port)}: {exc}"
+                ) from None
+            config.announce([_address(sock.getsockname()) for sock in server.sockets])
+            async for _ in signals:
+                log.info("stopping")
+                nursery.cancel_scope.cancel()
+                break
 
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

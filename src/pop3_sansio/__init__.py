@@ -78,7 +78,8 @@ from ._listing import (
     parse_uid_line,
     parse_uid_listing,
 )
-from ._multiline import message_size
+from ._multiline import BodyDecoder, BodyEncoder, TopFilter, message_size
+from ._options import ServerOptions, TlsMode, default_port
 from ._sasl import (
     SUPPORTED_CLIENT_MECHANISMS,
     SUPPORTED_SERVER_MECHANISMS,
@@ -158,6 +159,8 @@ __all__ = [
     "Auth",
     "AuthError",
     "Backend",
+    "BodyDecoder",
+    "BodyEncoder",
     "Call",
     "Capa",
     "Capabilities",
@@ -226,6 +229,7 @@ __all__ = [
     "Sentinel",
     "ServerConnection",
     "ServerMechanism",
+    "ServerOptions",
     "ServerSession",
     "SessionDriver",
     "Sleep",
@@ -236,7 +240,9 @@ __all__ = [
     "Stls",
     "Succeeded",
     "TemporaryError",
+    "TlsMode",
     "Top",
+    "TopFilter",
     "Uidl",
     "UnknownCommand",
     "User",
@@ -249,6 +255,7 @@ __all__ = [
     "b64encode",
     "check_apop_digest",
     "client_mechanism",
+    "default_port",
     "encode_command",
     "find_timestamp",
     "make_timestamp",

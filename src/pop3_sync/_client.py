@@ -1,0 +1,345 @@
+"""The blocking POP3 client: pop3_sansio's ClientSession bound to a socket."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import ssl
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import BinaryIO, TypeVar
+
+import pop3_sansio as p
+from pop3_sansio import (
+    READ,
+    Capabilities,
+    Chunk,
+    ClientSession,
+    Instruction,
+    StartTls,
+    TlsMode,
+    Write,
+    default_port,
+)
+
+__all__ = ["Client", "Timeout", "connect"]
+
+T = TypeVar("T")
+
+_RECV_SIZE = 1 << 16
+
+
+class Timeout(TimeoutError):  # noqa: N818 - reads as pop3_sync.Timeout
+    """A network wait took longer than the client's ``timeout``."""
+
+
+def peer_is_loopback(sock: socket.socket) -> bool:
+    """Whether the peer's address is a loopback address (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(sock.getpeername()[0]).is_loopback
+    except (OSError, TypeError, ValueError, IndexError):
+        return False
+
+
+def connect(
+    host: str,
+    port: int | None = None,
+    *,
+    tls: TlsMode = "implicit",
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float | None = 60.0,
+    allow_plaintext_login: bool = False,
+) -> Client:
+    """A client for ``host``; use it as ``with connect(...) as client:``.
+
+    ``tls`` is ``"implicit"`` (port 995), ``"starttls"`` (STLS on port 110;
+    refuses to continue if the server does not offer it) or ``None``.
+    Certificates and host names are verified with ``ssl_context``, by default
+    ``ssl.create_default_context()``. ``timeout`` bounds every network wait
+    (``Timeout``, a ``TimeoutError``, when it passes). Passwords are never
+    sent in the clear to a non-loopback host unless ``allow_plaintext_login``
+    is true.
+
+    Leaving the ``with`` block normally sends QUIT, which commits deletions;
+    leaving it with an exception closes the connection without QUIT, so
+    nothing is deleted (RFC 1939 section 6).
+    """
+    return Client(
+        host,
+        default_port(tls) if port is None else port,
+        tls=tls,
+        ssl_context=ssl_context,
+        timeout=timeout,
+        allow_plaintext_login=allow_plaintext_login,
+    )
+
+
+class Client:
+    """A blocking POP3 client; see ``connect``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TlsMode,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float | None,
+        allow_plaintext_login: bool,
+    ) -> None:
+        if tls not in ("implicit", "starttls", None):
+            raise ValueError(f"tls must be 'implicit', 'starttls' or None, not {tls!r}")
+        self.host = host
+        self.port = port
+        self._tls = tls
+        self._context = ssl_context
+        self.timeout = timeout
+        self._allow_plaintext = allow_plaintext_login
+        self._sock: socket.socket | None = None
+        self._session: ClientSession | None = None
+        self._busy = False
+        self._broken: BaseException | None = None
+
+    # --- connecting ------------------------------------------------------------------
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
+
+    def open(self) -> p.Greeting:
+        """Connect, read the greeting, and do STLS if asked; return the greeting."""
+        implicit = self._tls == "implicit"
+        try:
+            sock = socket.create_connection((self.host, self.port), self.timeout)
+        except TimeoutError as exc:
+            raise Timeout(f"connecting to {self.host}:{self.port} timed out") from exc
+        self._sock = sock
+        if implicit:
+            try:
+                self._sock = self._ssl().wrap_socket(sock, server_hostname=self.host)
+            except BaseException:
+                sock.close()
+                raise
+        secure = self._allow_plaintext or peer_is_loopback(self._sock)
+        self._session = ClientSession(tls=implicit, secure=secure, random_bytes=os.urandom)
+        return self._run(self._session.start(starttls=self._tls == "starttls"))
+
+    def __enter__(self) -> Client:
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self._broken is None:
+            try:
+                self.quit()
+            finally:
+                self.close()
+        else:
+            self.close()  # no QUIT: nothing marked is deleted
+
+    def close(self) -> None:
+        """Close the connection without QUIT (deletions are not committed)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    @property
+    def session(self) -> ClientSession:
+        """The sans-IO session (greeting, connection state, capabilities cache)."""
+        if self._session is None:
+            raise RuntimeError("not connected: use 'with connect(...)' or 'open()'")
+        return self._session
+
+    # --- the driver -------------------------------------------------------------------
+
+    def _do(self, instruction: Instruction) -> None:
+        """Carry out one I/O instruction of the sans-IO session."""
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("connection closed")
+        try:
+            if instruction is READ:
+                self.session.receive_data(sock.recv(_RECV_SIZE))
+            elif isinstance(instruction, Write):
+                sock.sendall(instruction.data)
+            elif isinstance(instruction, StartTls):
+                self._sock = self._ssl().wrap_socket(sock, server_hostname=self.host)
+            else:  # pragma: no cover - chunks are consumed by the callers
+                raise AssertionError(instruction)
+        except TimeoutError as exc:
+            raise Timeout(f"no answer from {self.host}:{self.port} in {self.timeout}s") from exc
+
+    def _run(self, op: Generator[Instruction, None, T]) -> T:
+        """Run an operation that yields no message data to completion."""
+        result: list[T] = []
+        for _ in self._stream_op(op, result):  # pragma: no cover - no chunks
+            raise AssertionError("unexpected message data")
+        return result[0]
+
+    def _stream_op(
+        self, op: Generator[Instruction, None, T], result: list[T] | None = None
+    ) -> Iterator[bytes]:
+        """Run an operation, yielding the message chunks it produces."""
+        if self._broken is not None:
+            raise ConnectionError(
+                f"connection unusable after an interrupted operation: {self._broken!r}"
+            )
+        if self._busy:
+            # An earlier operation stopped half-way (e.g. a RETR loop left
+            # early) or runs in another thread: either way the answers are
+            # out of step with the commands, so the connection cannot go on.
+            self._broken = RuntimeError("an earlier operation was not finished")
+            self.close()
+            raise ConnectionError(
+                "connection unusable: an earlier operation was not finished "
+                "(read every chunk of iter_retr, or use one connection per thread)"
+            )
+        self._busy = True
+        try:
+            instruction = next(op)
+            while True:
+                if isinstance(instruction, Chunk):
+                    yield instruction.data
+                else:
+                    self._do(instruction)
+                instruction = op.send(None)
+        except StopIteration as stop:
+            if result is not None:
+                result.append(stop.value)
+        except p.Pop3Error:
+            raise  # a complete -ERR answer: the session is still in step
+        except BaseException as exc:
+            # Interrupted (the iteration was left early, a timeout, a broken
+            # connection) in the middle of an answer: the connection is out of
+            # step and must not be reused (nor QUIT sent).
+            self._broken = exc
+            self.close()
+            raise
+        finally:
+            self._busy = False
+
+    # --- the POP3 API ---------------------------------------------------------------------
+
+    def capa(self, *, refresh: bool = False) -> Capabilities | None:
+        """The server's capabilities, or ``None`` if it does not support CAPA."""
+        return self._run(self.session.capa(refresh=refresh))
+
+    def login(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        token: str | None = None,
+        mechanism: str | None = None,
+    ) -> str:
+        """Authenticate with the strongest safe method; see ``ClientSession.login``."""
+        return self._run(self.session.login(username, password, token=token, mechanism=mechanism))
+
+    def apop(self, username: str, password: str) -> str:
+        """Authenticate with APOP (RFC 1939 section 7)."""
+        return self.login(username, password, mechanism="APOP")
+
+    def auth(
+        self,
+        mechanism: str,
+        username: str = "",
+        *,
+        password: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Authenticate with one SASL mechanism (RFC 5034)."""
+        return self._run(self.session.auth(mechanism, username, password=password, token=token))
+
+    def stat(self) -> tuple[int, int]:
+        """``(message count, total size in octets)``."""
+        return self._run(self.session.stat())
+
+    def list(self, msg: int | None = None) -> dict[int, int]:
+        """``{msgno: size}``."""
+        return self._run(self.session.list(msg))
+
+    def uidl(self, msg: int | None = None) -> dict[int, str]:
+        """``{msgno: unique id}``."""
+        return self._run(self.session.uidl(msg))
+
+    def iter_retr(self, msg: int) -> Iterator[bytes]:
+        """Stream message ``msg``: ``for chunk in client.iter_retr(1)``.
+
+        Leaving the loop early makes the connection unusable (the rest of the
+        message is still on its way); it is closed without QUIT.
+        """
+        return self._stream_op(self.session.retr(msg))
+
+    def retr(self, msg: int) -> bytes:
+        """Message ``msg`` as bytes: CRLF line ends, stuffing removed."""
+        return b"".join(list(self.iter_retr(msg)))
+
+    def retr_to(self, msg: int, file: BinaryIO) -> int:
+        """Write message ``msg`` to ``file`` as it arrives; return the octets written."""
+        total = 0
+        for chunk in self.iter_retr(msg):
+            file.write(chunk)
+            total += len(chunk)
+        return total
+
+    def top(self, msg: int, lines: int) -> bytes:
+        """The headers and first ``lines`` body lines of ``msg``."""
+        return b"".join(list(self._stream_op(self.session.top(msg, lines))))
+
+    def retr_many(
+        self, msgs: Iterable[int], *, delete: bool = False
+    ) -> Iterator[tuple[int, bytes]]:
+        """``(msgno, message)`` for each of ``msgs``, pipelined when the server allows.
+
+        With ``delete``, each message is also marked for deletion (committed at QUIT).
+        """
+        order = list(msgs)
+        self.capa()
+        return self._retr_many(order, delete)
+
+    def _retr_many(self, order: Sequence[int], delete: bool) -> Iterator[tuple[int, bytes]]:
+        index = 0
+        parts: list[bytes] = []
+        for chunk in self._stream_op(self.session.retr_many(order, delete=delete)):
+            if chunk:
+                parts.append(chunk)
+            else:
+                yield order[index], b"".join(parts)
+                index += 1
+                parts = []
+
+    def dele(self, msg: int) -> str:
+        """Mark ``msg`` for deletion; it is removed only by QUIT."""
+        return self._run(self.session.dele(msg))
+
+    def rset(self) -> str:
+        """Unmark every message marked for deletion."""
+        return self._run(self.session.rset())
+
+    def noop(self) -> str:
+        """``NOOP``."""
+        return self._run(self.session.noop())
+
+    def utf8(self) -> str:
+        """``UTF8`` (RFC 6856): names, passwords and messages may then be UTF-8."""
+        return self._run(self.session.utf8())
+
+    def quit(self) -> str:
+        """``QUIT``: commits deletions in TRANSACTION state, then closes."""
+        if self._session is None:
+            return ""
+        try:
+            return self._run(self.session.quit())
+        finally:
+            self.close()

@@ -1,0 +1,306 @@
+"""The threaded POP3 server: pop3_sansio's SessionDriver on blocking sockets.
+
+One thread accepts connections; each session runs in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import pop3_sansio as p
+from pop3_sansio import ServerOptions
+
+from ._client import peer_is_loopback
+
+__all__ = ["Server", "ServerOptions", "serve"]
+
+log = logging.getLogger("pop3.server")
+
+_RECV_SIZE = 1 << 16
+_HANDSHAKE_TIMEOUT = 60.0  # implicit TLS: what asyncio's ssl_handshake_timeout defaults to
+
+
+class _Session:
+    """One connection: its socket (replaced when TLS starts) and its thread."""
+
+    __slots__ = ("fd", "sock", "thread")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        # The descriptor stays the same when TLS wraps the socket (even while
+        # the handshake runs), so shutting it down always reaches the session.
+        self.fd = sock.fileno()
+        self.thread: threading.Thread | None = None
+
+    def drop(self) -> None:
+        """Shut the connection down, waking the session's thread; only under the lock.
+
+        Only the descriptor is touched, never an SSLSocket's TLS state.
+        """
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=self.fd)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.detach()
+
+
+class Server:
+    """A listening server: ``serve_forever()`` or ``start()``, ``close()``, ``port``, ``with``."""
+
+    def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
+        self.backend = backend
+        self.options = options
+        self._listeners: list[socket.socket] = []
+        self._sessions: set[_Session] = set()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+        self._loop_ident: int | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    # --- listening ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with ``port=0``)."""
+        return int(self._listeners[0].getsockname()[1])
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        return tuple(self._listeners)
+
+    def listen(self, host: str | Sequence[str] | None, port: int) -> None:
+        """Listen on ``host``:``port`` (``None``: every interface; a sequence: each host)."""
+        hosts: Sequence[str | None] = [host] if host is None or isinstance(host, str) else host
+        for name in hosts:
+            if name is None or name == "":
+                if socket.has_dualstack_ipv6():
+                    sock = socket.create_server(
+                        ("", port), family=socket.AF_INET6, dualstack_ipv6=True
+                    )
+                else:
+                    sock = socket.create_server(("", port))
+                self._listeners.append(sock)
+                continue
+            seen = set()
+            for family, _, _, _, address in socket.getaddrinfo(
+                name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                if (family, address[0]) in seen:
+                    continue
+                seen.add((family, address[0]))
+                sock = socket.create_server((address[0], port), family=family)
+                self._listeners.append(sock)
+                port = sock.getsockname()[1]  # with port 0: every address on the same port
+
+    def serve_forever(self) -> None:
+        """Accept connections until ``close()`` (from another thread or a signal handler)."""
+        self._loop_done.clear()
+        self._loop_ident = threading.get_ident()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                for sock in self._listeners:
+                    sock.setblocking(False)
+                    selector.register(sock, selectors.EVENT_READ)
+                while not self._closing.is_set():  # set before the wake-up byte
+                    for key, _ in selector.select():
+                        if key.fileobj is not self._wake_r:
+                            assert isinstance(key.fileobj, socket.socket)
+                            self._accept(key.fileobj)
+        finally:
+            self._loop_ident = None
+            self._loop_done.set()
+            self.close()
+
+    def start(self) -> Server:
+        """Run ``serve_forever()`` in a background (daemon) thread; return the server."""
+        thread = threading.Thread(target=self.serve_forever, name="pop3-accept", daemon=True)
+        self._thread = thread
+        self._loop_done.clear()  # close() from now on waits for the loop
+        thread.start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            conn, _ = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError:
+            # Out of descriptors and the like: keep serving the others.
+            log.exception("accept failed")
+            time.sleep(0.1)
+            return
+        conn.setblocking(True)
+        session = _Session(conn)
+        with self._lock:
+            if self._closing.is_set():
+                conn.close()
+                return
+            self._sessions.add(session)
+            active = len(self._sessions)
+        thread = threading.Thread(
+            target=self._session, args=(session, active), name="pop3-session", daemon=True
+        )
+        session.thread = thread
+        thread.start()
+
+    # --- one session --------------------------------------------------------------------
+
+    def _session(self, holder: _Session, active: int) -> None:
+        options = self.options
+        sock = holder.sock
+        peer: Any = None
+        with contextlib.suppress(OSError):
+            peer = sock.getpeername()
+        driver: p.SessionDriver | None = None
+        session: p.ServerSession | None = None
+        reason = "error"
+        try:
+            driver = options.start_session(
+                self.backend,
+                peer_is_loopback=peer_is_loopback(sock),
+                sessions=active,
+                hostname=socket.gethostname(),
+                random_bytes=os.urandom,
+                clock=time.time_ns() // 1000,
+            )
+            session = driver.session
+            if options.ssl_context is not None:
+                sock.settimeout(min(_HANDSHAKE_TIMEOUT, options.autologout))
+                holder.sock = options.ssl_context.wrap_socket(sock, server_side=True)
+            holder.sock.settimeout(options.autologout)
+            self._drive(driver, holder)
+            reason = driver.close_reason or "closed"
+        except TimeoutError:
+            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            reason = f"connection error: {type(exc).__name__}"
+        except p.ProtocolError as exc:  # pragma: no cover - the session answers every error
+            reason = f"protocol error: {exc.reason}"
+            log.exception("session failed")
+        finally:
+            if driver is not None:
+                driver.release()
+            with self._lock:  # out of the set first: close() drops by descriptor
+                self._sessions.discard(holder)
+            with contextlib.suppress(OSError):
+                holder.sock.close()
+            log.info(
+                "session from %s ended: %s (user %s)",
+                peer[0] if peer else "?",
+                reason,
+                (session.username if session is not None else None) or "-",
+            )
+
+    def _drive(self, driver: p.SessionDriver, holder: _Session) -> None:
+        """Carry out the driver's instructions until the session ends."""
+        run = driver.run()
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                instruction = run.send(value) if error is None else run.throw(error)
+            except StopIteration:
+                return
+            value = error = None
+            if instruction is p.READ:
+                value = holder.sock.recv(_RECV_SIZE)
+            elif isinstance(instruction, p.Write):
+                holder.sock.sendall(instruction.data)
+            elif isinstance(instruction, p.Call):
+                try:
+                    value = instruction.function(*instruction.args)
+                except Exception as exc:  # handed to the driver, which decides
+                    error = exc
+            elif isinstance(instruction, p.Sleep):
+                # Like time.sleep, but a shutdown does not wait for it.
+                self._closing.wait(instruction.seconds)
+            else:
+                assert isinstance(instruction, p.StartTls)
+                context = self.options.starttls_context
+                assert context is not None
+                holder.sock = context.wrap_socket(holder.sock, server_side=True)
+
+    # --- stopping -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop listening, drop every session (without QUIT nothing is deleted), wait for them.
+
+        Safe to call more than once, from any thread.
+        """
+        with self._lock:
+            first = not self._closing.is_set()
+            self._closing.set()
+        if first:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
+        if self._loop_ident != threading.get_ident():
+            self._loop_done.wait()
+        if first:
+            for sock in self._listeners:
+                sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
+        with self._lock:
+            sessions = list(self._sessions)
+            for holder in sessions:
+                holder.drop()
+        current = threading.current_thread()
+        for holder in sessions:
+            if holder.thread is not None and holder.thread is not current:
+                holder.thread.join()
+        thread = self._thread
+        if thread is not None and thread is not current:
+            thread.join()
+
+    shutdown = close
+    """Another name for ``close()`` (``socketserver``'s)."""
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def serve(
+    backend: p.Backend,
+    host: str | Sequence[str] | None = "127.0.0.1",
+    port: int = 1110,
+    **options: Any,
+) -> Server:
+    """Create a POP3 server for ``backend``, listening; return it.
+
+    Call ``serve_forever()`` (blocks) or ``start()`` (a background thread).
+    Keywords are the fields of ``ServerOptions`` (``ssl_context`` for implicit
+    TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
+    ``allow_plaintext``, ``failed_login_delay``, ``autologout``,
+    ``max_sessions``...), the same for every binding.
+    """
+    server = Server(backend, ServerOptions(**options))
+    try:
+        server.listen(host, port)
+    except BaseException:
+        server.close()
+        raise
+    return server

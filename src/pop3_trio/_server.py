@@ -1,0 +1,221 @@
+"""The trio POP3 server: pop3_sansio's SessionDriver bound to trio streams."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import trio
+
+import pop3_sansio as p
+from pop3_sansio import ServerOptions
+
+__all__ = ["Server", "ServerOptions", "serve"]
+
+log = logging.getLogger("pop3.server")
+
+_RECEIVE_SIZE = 1 << 16
+_HANDSHAKE_TIMEOUT = 60.0  # as asyncio's default ssl_handshake_timeout
+_CLOSE_TIMEOUT = 5.0
+
+
+class Server:
+    """A server's sockets and sessions; ``serve`` runs it and hands it out via ``task_status``.
+
+    Cancel the scope it runs in (e.g. the nursery) to shut it down: every
+    session is dropped without QUIT, so nothing is deleted, and each
+    maildrop lock is released.
+    """
+
+    def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
+        self.backend = backend
+        self.options = options
+        self.listeners: list[trio.SocketListener] = []
+        self.sessions = 0
+        """How many sessions are open now (refused ones included while they are told so)."""
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with ``port=0``)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    @property
+    def sockets(self) -> tuple[trio.socket.SocketType, ...]:
+        """The listening sockets."""
+        if not self.listeners:
+            raise RuntimeError("the server is not listening")
+        return tuple(listener.socket for listener in self.listeners)
+
+    async def run(
+        self,
+        host: str | Sequence[str] | None,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host``:``port`` and serve until cancelled."""
+        hosts: Sequence[str | None] = [host] if host is None or isinstance(host, str) else host
+        listeners: list[trio.SocketListener] = []
+        try:
+            for name in hosts:
+                listeners += await trio.open_tcp_listeners(port, host=name)
+            self.listeners = listeners
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    partial(trio.serve_listeners, self._session, listeners, handler_nursery=nursery)
+                )
+                task_status.started(self)
+        finally:
+            for listener in listeners:
+                listener.socket.close()
+
+    async def _session(self, stream: trio.abc.Stream) -> None:
+        assert isinstance(stream, trio.SocketStream)
+        self.sessions += 1
+        try:
+            await self._serve_session(stream)
+        finally:
+            self.sessions -= 1
+
+    async def _serve_session(self, tcp: trio.SocketStream) -> None:
+        options = self.options
+        try:
+            peer = tcp.socket.getpeername()
+        except OSError:
+            peer = None
+        driver = options.start_session(
+            self.backend,
+            peer_is_loopback=_is_loopback(peer),
+            sessions=self.sessions,
+            hostname=socket.gethostname(),
+            random_bytes=os.urandom,
+            clock=time.time_ns() // 1000,
+        )
+        session = driver.session
+        conn = _Connection(tcp)
+        reason = "error"
+        try:
+            if options.ssl_context is not None:
+                with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                    await conn.start_tls(options.ssl_context)
+            await self._drive(driver, conn)
+            reason = driver.close_reason or "closed"
+        except trio.TooSlowError:
+            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+        except trio.Cancelled:
+            reason = "server shutdown"
+            raise
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            ssl.SSLError,
+            OSError,
+        ) as exc:
+            reason = f"connection error: {type(exc).__name__}"
+        except p.ProtocolError as exc:  # pragma: no cover - the session answers every error
+            reason = f"protocol error: {exc.reason}"
+            log.exception("session failed")
+        finally:
+            # Synchronous on purpose: this runs under cancellation too.
+            driver.release()
+            log.info(
+                "session from %s ended: %s (user %s)",
+                peer[0] if peer else "?",
+                reason,
+                session.username or "-",
+            )
+            await conn.aclose()
+
+    async def _drive(self, driver: p.SessionDriver, conn: _Connection) -> None:
+        """Carry out the driver's instructions until the session ends."""
+        run = driver.run()
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                instruction = run.send(value) if error is None else run.throw(error)
+            except StopIteration:
+                return
+            value = error = None
+            if instruction is p.READ:
+                # The autologout timer (RFC 1939 section 3) runs while idle.
+                with trio.fail_after(driver.autologout):
+                    value = await conn.receive()
+            elif isinstance(instruction, p.Write):
+                # A client that stops reading must not hold its lock forever.
+                with trio.fail_after(driver.autologout):
+                    await conn.stream.send_all(instruction.data)
+            elif isinstance(instruction, p.Call):
+                try:
+                    value = await trio.to_thread.run_sync(instruction.function, *instruction.args)
+                except Exception as exc:  # handed to the driver, which decides
+                    error = exc
+            elif isinstance(instruction, p.Sleep):
+                await trio.sleep(instruction.seconds)
+            else:
+                assert isinstance(instruction, p.StartTls)
+                assert self.options.starttls_context is not None
+                with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                    await conn.start_tls(self.options.starttls_context)
+
+
+class _Connection:
+    """One accepted connection: the TCP stream, and on top of it TLS once started."""
+
+    def __init__(self, tcp: trio.SocketStream) -> None:
+        self.tcp = tcp
+        self.stream: trio.abc.Stream = tcp
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        stream = trio.SSLStream(self.stream, context, server_side=True)
+        self.stream = stream
+        await stream.do_handshake()
+
+    async def receive(self) -> bytes:
+        data = await self.stream.receive_some(_RECEIVE_SIZE)
+        return data if type(data) is bytes else bytes(data)
+
+    async def aclose(self) -> None:
+        """Close, with a TLS ``close_notify`` when possible (RFC 8314 section 3.4)."""
+        try:
+            with trio.move_on_after(_CLOSE_TIMEOUT):
+                await self.stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self.tcp.socket.close()
+
+
+def _is_loopback(peer: Any) -> bool:
+    try:
+        return ipaddress.ip_address(peer[0]).is_loopback
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+async def serve(
+    backend: p.Backend,
+    host: str | Sequence[str] | None = "127.0.0.1",
+    port: int = 1110,
+    *,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Serve POP3 for ``backend`` until cancelled; for ``nursery.start``.
+
+    ``server = await nursery.start(serve, backend, "127.0.0.1", 0)`` returns
+    the listening ``Server`` (``server.port``). Keywords are the fields of
+    ``ServerOptions`` (``ssl_context`` for implicit TLS, ``starttls_context``
+    for STLS, ``mechanisms``, ``apop``, ``allow_plaintext``,
+    ``failed_login_delay``, ``autologout``, ``max_sessions``...). Cancelling
+    it drops every session without committing deletions.
+    """
+    server = Server(backend, ServerOptions(**options))
+    await server.run(host, port, task_status=task_status)

@@ -1,0 +1,434 @@
+"""pop3_sync: client against threaded server over real loopback sockets, with real TLS.
+
+The same behaviours as test_asyncio.py. The shared part (messages, backend,
+certificates, ``crlf``) is kept apart at the top so the suites can be merged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import poplib
+import socket
+import ssl
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+import pop3_sansio as p
+import pop3_sync as ps
+from pop3_maildrop import Backend, MemoryStorage, UserDB
+from pop3_sync import poplib as compat
+
+# --- shared with test_asyncio.py ---------------------------------------------------------
+
+MESSAGES = [
+    b"From: a@example.org\nSubject: one\n\nHello.\n",
+    b"From: b@example.org\nSubject: dots\n\n.leading dot\n.\n..two\nno final newline",
+    b"Subject: crlf\r\n\r\nalready CRLF\r\n",
+]
+MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def client_ssl(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
+    storage = MemoryStorage()
+    for message in MESSAGES if messages is None else messages:
+        storage.add("alice", message)
+    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
+
+
+def crlf(message: bytes) -> bytes:
+    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return out if out.endswith(b"\r\n") else out + b"\r\n"
+
+
+# --- binding-specific helpers ------------------------------------------------------------
+
+
+def serve(backend: Backend, **options: object) -> ps.Server:
+    """A sync server on a free loopback port, accepting in a background thread."""
+    return ps.serve(backend, "127.0.0.1", 0, **options).start()
+
+
+def plain(port: int, host: str = "127.0.0.1", **kwargs: object) -> ps.Client:
+    return ps.connect(host, port, tls=None, **kwargs)  # type: ignore[arg-type]
+
+
+def wait_until(condition: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+class Running:
+    def __init__(self, server: ps.Server, storage: MemoryStorage) -> None:
+        self.server = server
+        self.storage = storage
+        self.port = server.port
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    backend, storage = make_backend()
+    with serve(backend, failed_login_delay=0, apop=True, mechanisms=MECHANISMS) as server:
+        yield Running(server, storage)
+
+
+# --- the behaviours ----------------------------------------------------------------------
+
+
+def test_every_command(running: Running) -> None:
+    with plain(running.port) as client:
+        caps = client.capa()
+        assert caps is not None and caps.pipelining and caps.uidl and caps.top
+        assert "maildrop has 3" in client.login("alice", "secret")
+        sizes = {i: p.message_size(m) for i, m in enumerate(MESSAGES, 1)}
+        assert client.stat() == (3, sum(sizes.values()))
+        assert client.list() == sizes
+        assert client.list(2) == {2: sizes[2]}
+        uids = client.uidl()
+        assert sorted(uids) == [1, 2, 3] and len(set(uids.values())) == 3
+        assert client.uidl(1) == {1: uids[1]}
+        for n, message in enumerate(MESSAGES, 1):
+            assert client.retr(n) == crlf(message)
+        assert client.top(1, 0) == b"From: a@example.org\r\nSubject: one\r\n\r\n"
+        chunks = list(client.iter_retr(2))
+        assert all(type(c) is bytes for c in chunks)
+        assert b"".join(chunks) == crlf(MESSAGES[1])
+        out = io.BytesIO()
+        assert client.retr_to(3, out) == len(crlf(MESSAGES[2]))
+        assert client.noop() == ""
+        client.dele(1)
+        client.rset()
+        client.dele(2)
+        with pytest.raises(ps.Pop3Error):
+            client.retr(2)
+    # QUIT committed the one deletion still marked.
+    assert running.storage.contents("alice") == [MESSAGES[0], MESSAGES[2]]
+
+
+def test_retr_many_pipelined_and_deleting(running: Running) -> None:
+    with plain(running.port) as client:
+        client.login("alice", "secret")
+        got = list(client.retr_many([3, 1, 2], delete=True))
+    assert got == [(3, crlf(MESSAGES[2])), (1, crlf(MESSAGES[0])), (2, crlf(MESSAGES[1]))]
+    assert running.storage.contents("alice") == []
+
+
+def test_dropped_connection_deletes_nothing(running: Running) -> None:
+    with pytest.raises(RuntimeError), plain(running.port) as client:
+        client.login("alice", "secret")
+        client.dele(1)
+        raise RuntimeError("the application failed mid-way")
+    # The session ends on its own thread; the lock goes with it.
+    wait_until(lambda: not running.server._sessions)
+    assert len(running.storage.contents("alice")) == 3
+    with plain(running.port) as client:
+        client.login("alice", "secret")
+
+
+def test_second_session_is_in_use(running: Running) -> None:
+    with plain(running.port) as first:
+        first.login("alice", "secret")
+        with plain(running.port) as second:
+            with pytest.raises(ps.InUseError) as info:
+                second.login("alice", "secret")
+            assert info.value.code == p.IN_USE
+
+
+def test_wrong_password_is_auth_error(running: Running) -> None:
+    with plain(running.port) as client:
+        with pytest.raises(ps.AuthError) as info:
+            client.login("alice", "wrong")
+        assert info.value.code == p.AUTH
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_every_sasl_mechanism(running: Running, mechanism: str) -> None:
+    with plain(running.port) as client:
+        client.auth(mechanism, "alice", password="secret")
+        assert client.stat() == (3, sum(map(p.message_size, MESSAGES)))
+
+
+def test_apop(running: Running) -> None:
+    with plain(running.port) as client:
+        assert client.session.greeting is not None and client.session.greeting.timestamp
+        client.apop("alice", "secret")
+        assert client.stat()[0] == 3
+
+
+def test_starttls(client_ssl: ssl.SSLContext, server_ssl: ssl.SSLContext) -> None:
+    backend, _ = make_backend()
+    with (
+        serve(backend, starttls_context=server_ssl, allow_plaintext=False) as server,
+        ps.connect("localhost", server.port, tls="starttls", ssl_context=client_ssl) as client,
+    ):
+        assert client.session.connection.tls_active
+        caps = client.capa()
+        assert caps is not None and not caps.stls and caps.user
+        client.login("alice", "secret")
+        assert client.retr(1) == crlf(MESSAGES[0])
+
+
+def test_implicit_tls(client_ssl: ssl.SSLContext, server_ssl: ssl.SSLContext) -> None:
+    backend, _ = make_backend()
+    with (
+        serve(backend, ssl_context=server_ssl, allow_plaintext=False) as server,
+        ps.connect("localhost", server.port, ssl_context=client_ssl) as client,
+    ):
+        client.login("alice", "secret")
+        assert client.retr(3) == crlf(MESSAGES[2])
+
+
+def test_certificates_are_verified_by_default(server_ssl: ssl.SSLContext) -> None:
+    backend, _ = make_backend()
+    with serve(backend, ssl_context=server_ssl) as server:
+        with pytest.raises(ssl.SSLCertVerificationError), ps.connect("localhost", server.port):
+            pass
+        with pytest.raises(ssl.SSLCertVerificationError):
+            compat.POP3_SSL("localhost", server.port, timeout=10)
+
+
+def test_starttls_refused_when_server_lacks_it(running: Running) -> None:
+    with (
+        pytest.raises(ps.Pop3Error, match="STLS"),
+        ps.connect("127.0.0.1", running.port, tls="starttls"),
+    ):
+        pass
+
+
+def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
+    # CVE-2011-0411: plaintext pipelined behind STLS must never run inside TLS.
+    backend, _ = make_backend()
+    with serve(backend, starttls_context=server_ssl) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            reader.readline()
+            sock.sendall(b"STLS\r\nCAPA\r\n")
+            assert reader.readline() == b"+OK begin TLS negotiation\r\n"
+            assert reader.read() == b""  # closed, CAPA never answered
+
+
+def fake_server(answers: list[bytes]) -> tuple[socket.socket, threading.Thread]:
+    """A listener that greets, then sends the next of ``answers`` for each command read."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"+OK hi\r\n")
+            for answer in answers:
+                conn.recv(1024)
+                conn.sendall(answer)
+            conn.recv(1024)  # until the client closes
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_stls_response_injection_is_refused_by_the_client() -> None:
+    # The mirror image: bytes after the +OK to STLS would be read as if over TLS.
+    answers = [b"+OK\r\nSTLS\r\n.\r\n", b"+OK go ahead\r\n+OK injected\r\n"]
+    listener, thread = fake_server(answers)
+    with listener:
+        port = listener.getsockname()[1]
+        with pytest.raises(p.RemoteProtocolError, match="STLS"):
+            with ps.connect("127.0.0.1", port, tls="starttls", timeout=5):
+                pass  # pragma: no cover
+    thread.join(5)
+
+
+def test_poplib_stls_response_injection_is_refused() -> None:
+    answers = [b"+OK\r\nSTLS\r\n.\r\n", b"+OK go ahead\r\n+OK injected\r\n"]
+    listener, thread = fake_server(answers)
+    with listener:
+        client = compat.POP3("127.0.0.1", listener.getsockname()[1], timeout=5)
+        with pytest.raises(compat.error_proto, match="after the STLS"):
+            client.stls()
+        assert client.sock is None
+    thread.join(5)
+
+
+def test_client_timeout_is_a_timeout_error() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:  # accepts (backlog) but never greets
+        client = ps.connect("127.0.0.1", listener.getsockname()[1], tls=None, timeout=0.2)
+        with pytest.raises(ps.Timeout) as info:
+            client.open()
+        assert isinstance(info.value, TimeoutError)
+        client.close()
+
+
+def test_large_message_is_streamed_in_bounded_memory() -> None:
+    big = b"Subject: big\n\n" + (b"x" * 76 + b"\n") * 200_000  # about 15 MB
+    backend, _ = make_backend([big])
+    with serve(backend) as server, plain(server.port) as client:
+        client.login("alice", "secret")
+        tracemalloc.start()
+        total = 0
+        for chunk in client.iter_retr(1):
+            total += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert total == p.message_size(big)
+    assert peak < 8 << 20, peak  # the server and client together, never the whole message
+
+
+@pytest.mark.parametrize("module", [poplib, compat], ids=["stdlib", "pop3_sync"])
+def test_poplib_fetches_byte_exact(running: Running, module: object) -> None:
+    client = module.POP3("127.0.0.1", running.port, timeout=10)  # type: ignore[attr-defined]
+    client.user("alice")
+    client.pass_("secret")
+    count, _ = client.stat()
+    bodies = [b"\r\n".join(client.retr(i)[1]) + b"\r\n" for i in range(1, count + 1)]
+    client.quit()
+    assert bodies == [crlf(m) for m in MESSAGES]
+
+
+@pytest.mark.parametrize("leave", ["raise", "break"])
+def test_interrupted_retr_leaves_the_client_unusable(running: Running, leave: str) -> None:
+    with plain(running.port) as client:
+        client.login("alice", "secret")
+        if leave == "raise":
+            with pytest.raises(RuntimeError):
+                for _ in client.iter_retr(1):
+                    raise RuntimeError("stop reading half-way")
+        else:
+            for _ in client.iter_retr(1):
+                break
+        with pytest.raises(ConnectionError, match="unusable"):
+            client.noop()
+        with pytest.raises(ConnectionError, match="unusable"):
+            client.noop()
+
+
+def test_bad_tls_mode() -> None:
+    with pytest.raises(ValueError, match="tls must be"):
+        ps.connect("localhost", tls="sometimes")  # type: ignore[arg-type]
+
+
+def test_default_ports() -> None:
+    assert ps.connect("h").port == 995
+    assert ps.connect("h", tls="starttls").port == 110
+    assert ps.connect("h", tls=None).port == 110
+
+
+def test_refused_when_over_the_session_cap() -> None:
+    backend, _ = make_backend()
+    with serve(backend, max_sessions=1) as server, plain(server.port):
+        with pytest.raises(ps.TemporaryError), plain(server.port):
+            pass
+
+
+def test_oauth_token_mechanisms() -> None:
+    storage = MemoryStorage({"alice": list(MESSAGES)})
+    backend = Backend(
+        UserDB.from_pairs({"alice": "secret"}),
+        storage,
+        check_token=lambda user, token: (user, token) == ("alice", "tok"),
+    )
+    with serve(backend, mechanisms=["OAUTHBEARER", "XOAUTH2"], failed_login_delay=0) as server:
+        for mechanism in ("OAUTHBEARER", "XOAUTH2"):
+            with plain(server.port) as client:
+                client.login("alice", token="tok", mechanism=mechanism)
+                assert client.stat()[0] == 3
+        with plain(server.port) as client, pytest.raises(ps.AuthError):
+            client.login("alice", token="forged")
+
+
+def test_autologout_closes_and_deletes_nothing() -> None:
+    backend, storage = make_backend()
+    with serve(backend, autologout=0.3) as server:
+        with plain(server.port, timeout=5) as client:
+            client.login("alice", "secret")
+            client.dele(1)
+            time.sleep(0.6)  # idle past the autologout
+            with pytest.raises((p.RemoteProtocolError, ConnectionError)):
+                client.noop()
+    assert len(storage.contents("alice")) == 3
+
+
+def test_server_shutdown_commits_nothing_without_quit(caplog: pytest.LogCaptureFixture) -> None:
+    backend, storage = make_backend()
+    server = serve(backend)
+    client = plain(server.port, timeout=5)
+    client.open()
+    client.login("alice", "secret")
+    client.dele(1)
+    with caplog.at_level(logging.INFO, logger="pop3.server"):
+        server.close()
+    with pytest.raises((p.RemoteProtocolError, ConnectionError)):
+        client.noop()
+    client.close()
+    assert len(storage.contents("alice")) == 3
+    storage.open("alice").close()  # the lock went with the session
+    assert any("ended" in r.getMessage() and "alice" in r.getMessage() for r in caplog.records)
+
+
+def test_failed_login_delay_does_not_hold_up_shutdown() -> None:
+    backend, _ = make_backend()
+    server = serve(backend, failed_login_delay=30)
+    client = plain(server.port, timeout=60)
+    client.open()
+    done = threading.Event()
+
+    def login() -> None:
+        with contextlib.suppress(Exception):  # the connection is dropped under it
+            client.login("alice", "wrong")
+        done.set()
+
+    threading.Thread(target=login, daemon=True).start()
+    time.sleep(0.2)
+    start = time.monotonic()
+    server.close()
+    assert time.monotonic() - start < 5
+    assert done.wait(5)
+    client.close()
+
+
+def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="pop3.server"):
+        with plain(running.port) as client:
+            client.login("alice", "secret")
+        wait_until(lambda: not running.server._sessions)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
+    assert lines == ["session from 127.0.0.1 ended: quit (user alice)"], lines
+
+
+def test_serve_forever_in_a_thread_of_ones_own() -> None:
+    backend, _ = make_backend()
+    server = ps.serve(backend, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    with plain(server.port) as client:
+        client.login("alice", "secret")
+        assert client.stat()[0] == 3
+    server.shutdown()
+    thread.join(5)
+    assert not thread.is_alive()

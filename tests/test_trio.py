@@ -1,0 +1,507 @@
+"""pop3_trio: client against server over real loopback sockets, with real TLS.
+
+The tests mirror tests/test_asyncio.py. Everything binding-specific sits in
+the "binding" section below (start a server, connect, run a thread, sleep, a
+raw socket peer), so the tests themselves can later be shared by every binding.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import poplib
+import ssl
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, TypeVar
+
+import pytest
+import trio
+import trustme
+
+import pop3_sansio as p
+import pop3_trio as pt
+from pop3_maildrop import Backend, MemoryStorage, UserDB
+
+T = TypeVar("T")
+
+MESSAGES = [
+    b"From: a@example.org\nSubject: one\n\nHello.\n",
+    b"From: b@example.org\nSubject: dots\n\n.leading dot\n.\n..two\nno final newline",
+    b"Subject: crlf\r\n\r\nalready CRLF\r\n",
+]
+MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
+
+
+# --- the binding: the only trio-specific part --------------------------------------------
+
+binding = pt
+connect = pt.connect
+
+
+@asynccontextmanager
+async def serving(backend: Backend, **options: Any) -> AsyncIterator[pt.Server]:
+    """A server on 127.0.0.1 (any free port) for the duration of the block."""
+    async with trio.open_nursery() as nursery:
+        server: pt.Server = await nursery.start(
+            partial(pt.serve, backend, "127.0.0.1", 0, **options)
+        )
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def in_thread(function: Callable[[], T]) -> T:
+    return await trio.to_thread.run_sync(function)
+
+
+async def sleep(seconds: float) -> None:
+    await trio.sleep(seconds)
+
+
+class RawPeer:
+    """A bare TCP connection, to speak POP3 by hand."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, port: int) -> AsyncIterator[RawPeer]:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            yield cls(stream)
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def readline(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            data = await self.stream.receive_some(4096)
+            if not data:
+                break
+            self.buffer += data
+        line, sep, self.buffer = self.buffer.partition(b"\r\n")
+        return line + sep
+
+    async def read_to_end(self) -> bytes:
+        while data := await self.stream.receive_some(4096):
+            self.buffer += data
+        out, self.buffer = self.buffer, b""
+        return out
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts and never says a word; yields its port."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        yield listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "trio"
+
+
+pytestmark = pytest.mark.anyio
+
+
+# --- shared helpers and fixtures ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def client_ssl(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
+    storage = MemoryStorage()
+    for message in MESSAGES if messages is None else messages:
+        storage.add("alice", message)
+    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
+
+
+def crlf(message: bytes) -> bytes:
+    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return out if out.endswith(b"\r\n") else out + b"\r\n"
+
+
+class Running:
+    def __init__(self, server: pt.Server, storage: MemoryStorage) -> None:
+        self.server = server
+        self.storage = storage
+        self.port = server.port
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    backend, storage = make_backend()
+    async with serving(backend, failed_login_delay=0, apop=True, mechanisms=MECHANISMS) as server:
+        yield Running(server, storage)
+
+
+# --- the tests --------------------------------------------------------------------------
+
+
+async def test_every_command(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        caps = await client.capa()
+        assert caps is not None and caps.pipelining and caps.uidl and caps.top
+        assert "maildrop has 3" in await client.login("alice", "secret")
+        sizes = {i: p.message_size(m) for i, m in enumerate(MESSAGES, 1)}
+        assert await client.stat() == (3, sum(sizes.values()))
+        assert await client.list() == sizes
+        assert await client.list(2) == {2: sizes[2]}
+        uids = await client.uidl()
+        assert sorted(uids) == [1, 2, 3] and len(set(uids.values())) == 3
+        assert await client.uidl(1) == {1: uids[1]}
+        for n, message in enumerate(MESSAGES, 1):
+            assert await client.retr(n) == crlf(message)
+        assert await client.top(1, 0) == b"From: a@example.org\r\nSubject: one\r\n\r\n"
+        chunks = [chunk async for chunk in client.iter_retr(2)]
+        assert all(type(c) is bytes for c in chunks)
+        assert b"".join(chunks) == crlf(MESSAGES[1])
+        out = io.BytesIO()
+        assert await client.retr_to(3, out) == len(crlf(MESSAGES[2]))
+        assert await client.noop() == ""
+        await client.dele(1)
+        await client.rset()
+        await client.dele(2)
+        with pytest.raises(binding.Pop3Error):
+            await client.retr(2)
+    # QUIT committed the one deletion still marked.
+    assert running.storage.contents("alice") == [MESSAGES[0], MESSAGES[2]]
+
+
+async def test_retr_many_pipelined_and_deleting(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.login("alice", "secret")
+        got = [(n, m) async for n, m in client.retr_many([3, 1, 2], delete=True)]
+    assert got == [(3, crlf(MESSAGES[2])), (1, crlf(MESSAGES[0])), (2, crlf(MESSAGES[1]))]
+    assert running.storage.contents("alice") == []
+
+
+async def test_failed_message_in_a_pipeline_never_desynchronises(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.login("alice", "secret")
+        got = []
+        with pytest.raises(binding.Pop3Error):
+            async for n, _ in client.retr_many([1, 9, 2], delete=True):
+                got.append(n)
+        assert got == [1]
+        # The client read the answers already in flight: the next answer is NOOP's own.
+        assert await client.noop() == ""
+    await sleep(0.05)
+    # Message 1 was taken whole before the failure, so QUIT removed it; 2 never was.
+    assert running.storage.contents("alice") == MESSAGES[1:]
+
+
+async def test_abandoned_retr_many_leaves_the_client_unusable(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.login("alice", "secret")
+        async for _ in client.retr_many([1, 2, 3], delete=True):
+            break
+        with pytest.raises(ConnectionError, match="unusable"):
+            await client.stat()
+    await sleep(0.05)
+    assert len(running.storage.contents("alice")) == 3
+
+
+async def test_dropped_connection_deletes_nothing(running: Running) -> None:
+    with pytest.raises(RuntimeError):
+        async with connect("127.0.0.1", running.port, tls=None) as client:
+            await client.login("alice", "secret")
+            await client.dele(1)
+            raise RuntimeError("the application failed mid-way")
+    await sleep(0.05)
+    assert len(running.storage.contents("alice")) == 3
+    # And the lock was released: a new session gets in.
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.login("alice", "secret")
+
+
+async def test_second_session_is_in_use(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as first:
+        await first.login("alice", "secret")
+        async with connect("127.0.0.1", running.port, tls=None) as second:
+            with pytest.raises(binding.InUseError) as info:
+                await second.login("alice", "secret")
+            assert info.value.code == p.IN_USE
+
+
+async def test_wrong_password_is_auth_error(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        with pytest.raises(binding.AuthError) as info:
+            await client.login("alice", "wrong")
+        assert info.value.code == p.AUTH
+
+
+async def test_failed_login_is_answered_late() -> None:
+    backend, _ = make_backend()
+    async with serving(backend, failed_login_delay=0.2) as server:
+        async with connect("127.0.0.1", server.port, tls=None) as client:
+            start = trio.current_time()
+            with pytest.raises(binding.AuthError):
+                await client.login("alice", "wrong")
+            assert trio.current_time() - start >= 0.2
+
+
+async def test_utf8(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        caps = await client.capa()
+        assert caps is not None and caps.utf8
+        await client.utf8()  # RFC 6856: in AUTHORIZATION state
+        await client.login("alice", "secret")
+        assert (await client.stat())[0] == 3
+
+
+async def test_connection_refused() -> None:
+    async with silent_server() as port:
+        pass  # the port is free again
+    with pytest.raises(OSError):
+        async with connect("127.0.0.1", port, tls=None):
+            pass
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+async def test_every_sasl_mechanism(running: Running, mechanism: str) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.auth(mechanism, "alice", password="secret")
+        assert await client.stat() == (3, sum(map(p.message_size, MESSAGES)))
+
+
+async def test_apop(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        assert client.session.greeting is not None and client.session.greeting.timestamp
+        await client.apop("alice", "secret")
+        assert (await client.stat())[0] == 3
+
+
+async def test_starttls(client_ssl: ssl.SSLContext, server_ssl: ssl.SSLContext) -> None:
+    backend, _ = make_backend()
+    async with (
+        serving(backend, starttls_context=server_ssl, allow_plaintext=False) as server,
+        connect("localhost", server.port, tls="starttls", ssl_context=client_ssl) as client,
+    ):
+        assert client.session.connection.tls_active
+        caps = await client.capa()
+        assert caps is not None and not caps.stls and caps.user
+        await client.login("alice", "secret")
+        assert await client.retr(1) == crlf(MESSAGES[0])
+
+
+async def test_implicit_tls(client_ssl: ssl.SSLContext, server_ssl: ssl.SSLContext) -> None:
+    backend, _ = make_backend()
+    async with (
+        serving(backend, ssl_context=server_ssl, allow_plaintext=False) as server,
+        connect("localhost", server.port, ssl_context=client_ssl) as client,
+    ):
+        await client.login("alice", "secret")
+        assert await client.retr(3) == crlf(MESSAGES[2])
+
+
+async def test_certificates_are_verified_by_default(server_ssl: ssl.SSLContext) -> None:
+    backend, _ = make_backend()
+    async with serving(backend, ssl_context=server_ssl) as server:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with connect("localhost", server.port):
+                pass
+
+
+async def test_starttls_refused_when_server_lacks_it(running: Running) -> None:
+    with pytest.raises(binding.Pop3Error, match="STLS"):
+        async with connect("127.0.0.1", running.port, tls="starttls"):
+            pass
+
+
+async def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
+    # CVE-2011-0411: plaintext pipelined behind STLS must never run inside TLS.
+    backend, _ = make_backend()
+    async with serving(backend, starttls_context=server_ssl) as server:
+        async with RawPeer.open(server.port) as peer:
+            await peer.readline()
+            await peer.send(b"STLS\r\nCAPA\r\n")
+            assert await peer.readline() == b"+OK begin TLS negotiation\r\n"
+            assert await peer.read_to_end() == b""  # closed, CAPA never answered
+
+
+async def test_large_message_is_streamed_in_bounded_memory() -> None:
+    big = b"Subject: big\n\n" + (b"x" * 76 + b"\n") * 200_000  # about 15 MB
+    backend, _ = make_backend([big])
+    async with serving(backend) as server:
+        async with connect("127.0.0.1", server.port, tls=None) as client:
+            await client.login("alice", "secret")
+            tracemalloc.start()
+            total = 0
+            async for chunk in client.iter_retr(1):
+                total += len(chunk)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    assert total == p.message_size(big)
+    assert peak < 8 << 20, peak  # the server and client together, never the whole message
+
+
+async def test_poplib_fetches_byte_exact(running: Running) -> None:
+    def fetch() -> list[bytes]:
+        client = poplib.POP3("127.0.0.1", running.port, timeout=10)
+        client.user("alice")
+        client.pass_("secret")
+        count, _ = client.stat()
+        bodies = [b"\r\n".join(client.retr(i)[1]) + b"\r\n" for i in range(1, count + 1)]
+        client.quit()
+        return bodies
+
+    assert await in_thread(fetch) == [crlf(m) for m in MESSAGES]
+
+
+async def test_abandoned_retr_leaves_the_client_unusable(running: Running) -> None:
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.login("alice", "secret")
+        with pytest.raises(RuntimeError):
+            async for _ in client.iter_retr(1):
+                raise RuntimeError("stop reading half-way")
+        with pytest.raises(ConnectionError, match="unusable"):
+            await client.noop()
+        with pytest.raises(ConnectionError, match="unusable"):
+            await client.noop()
+
+
+async def test_cancelled_retr_leaves_the_client_unusable() -> None:
+    big = b"Subject: big\n\n" + (b"y" * 76 + b"\n") * 20_000  # about 1.5 MB
+    backend, storage = make_backend([big, MESSAGES[0]])
+    async with serving(backend) as server:
+        async with connect("127.0.0.1", server.port, tls=None) as client:
+            await client.login("alice", "secret")
+            await client.dele(2)
+            with trio.CancelScope() as scope:
+                async for _ in client.iter_retr(1):
+                    scope.cancel()  # cancelled at the next network wait, mid-answer
+            assert scope.cancelled_caught
+            with pytest.raises(ConnectionError, match="unusable"):
+                await client.noop()
+        # Leaving the block after the interruption sent no QUIT: nothing deleted.
+        await sleep(0.05)
+        assert storage.contents("alice") == [big, MESSAGES[0]]
+
+
+async def test_cancelled_block_sends_no_quit(running: Running) -> None:
+    with trio.CancelScope() as scope:
+        async with connect("127.0.0.1", running.port, tls=None) as client:
+            await client.login("alice", "secret")
+            await client.dele(1)
+            scope.cancel()
+            await sleep(1)  # cancelled here
+    assert scope.cancelled_caught
+    await sleep(0.05)
+    assert len(running.storage.contents("alice")) == 3
+
+
+async def test_client_timeout() -> None:
+    async with silent_server() as port:
+        with pytest.raises(TimeoutError):
+            async with connect("127.0.0.1", port, tls=None, timeout=0.2):
+                pass
+
+
+def test_bad_tls_mode() -> None:
+    with pytest.raises(ValueError, match="tls must be"):
+        connect("localhost", tls="sometimes")  # type: ignore[arg-type]
+
+
+def test_default_ports() -> None:
+    assert connect("h").port == 995
+    assert connect("h", tls="starttls").port == 110
+    assert connect("h", tls=None).port == 110
+
+
+async def test_refused_when_over_the_session_cap() -> None:
+    backend, _ = make_backend()
+    async with serving(backend, max_sessions=1) as server:
+        async with connect("127.0.0.1", server.port, tls=None):
+            with pytest.raises(binding.TemporaryError):
+                async with connect("127.0.0.1", server.port, tls=None):
+                    pass
+
+
+async def test_oauth_token_mechanisms() -> None:
+    storage = MemoryStorage({"alice": list(MESSAGES)})
+    backend = Backend(
+        UserDB.from_pairs({"alice": "secret"}),
+        storage,
+        check_token=lambda user, token: (user, token) == ("alice", "tok"),
+    )
+    async with serving(
+        backend, mechanisms=["OAUTHBEARER", "XOAUTH2"], failed_login_delay=0
+    ) as server:
+        for mechanism in ("OAUTHBEARER", "XOAUTH2"):
+            async with connect("127.0.0.1", server.port, tls=None) as client:
+                await client.login("alice", token="tok", mechanism=mechanism)
+                assert (await client.stat())[0] == 3
+        async with connect("127.0.0.1", server.port, tls=None) as client:
+            with pytest.raises(binding.AuthError):
+                await client.login("alice", token="forged")
+
+
+async def test_autologout_closes_and_deletes_nothing() -> None:
+    backend, storage = make_backend()
+    async with serving(backend, autologout=0.3) as server:
+        async with connect("127.0.0.1", server.port, tls=None, timeout=5) as client:
+            await client.login("alice", "secret")
+            await client.dele(1)
+            await sleep(0.6)  # idle past the autologout
+            with pytest.raises((p.RemoteProtocolError, ConnectionError)):
+                await client.noop()
+    assert len(storage.contents("alice")) == 3
+
+
+async def test_server_shutdown_commits_nothing_without_quit() -> None:
+    backend, storage = make_backend()
+    client = None
+    async with serving(backend) as server:
+        client = connect("127.0.0.1", server.port, tls=None, timeout=5)
+        await client.open()
+        await client.login("alice", "secret")
+        await client.dele(1)
+    # The server is gone (its sessions cancelled); the client is still open.
+    with pytest.raises((p.RemoteProtocolError, ConnectionError)):
+        await client.noop()
+    client.close()
+    assert len(storage.contents("alice")) == 3
+    # The lock went with the session.
+    storage.open("alice").close()
+
+
+async def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pop3.server")
+    async with connect("127.0.0.1", running.port, tls=None) as client:
+        await client.login("alice", "secret")
+    with pytest.raises(binding.AuthError):
+        async with connect("127.0.0.1", running.port, tls=None) as client:
+            await client.login("alice", "wrong")
+    await sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
+    assert len(lines) == 2, lines
+    assert "(user alice)" in lines[0]
+    assert all("secret" not in line and "wrong" not in line for line in lines)
