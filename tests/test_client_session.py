@@ -473,3 +473,33 @@ def test_failed_dele_in_retr_many_is_raised_in_step() -> None:
     with pytest.raises(p.Pop3Error, match="already deleted"):
         wire.run(op)
     assert wire.result(wire.client.noop()) == ""
+
+
+def test_quit_before_login_to_a_server_that_hung_up_is_quiet() -> None:
+    # Dovecot closes the connection after -ERR [IN-USE]: saying goodbye then
+    # must not fail, since nothing could be committed.
+    client = p.ClientSession(secure=True)
+    client.receive_data(b"+OK hi\r\n")
+    with pytest.raises(StopIteration):
+        next(client.start())
+    assert not client.quit_commits
+    op = client.quit()
+    assert next(op) == p.Write(b"QUIT\r\n")
+    assert next(op) is p.READ
+    client.receive_data(b"")
+    with pytest.raises(StopIteration) as stop:
+        op.send(None)
+    assert stop.value.value == ""
+
+
+def test_quit_in_transaction_to_a_server_that_hung_up_raises() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    assert wire.client.quit_commits
+    op = wire.client.quit()
+    assert isinstance(next(op), p.Write)
+    assert next(op) is p.READ
+    wire.client.receive_data(b"")  # no +OK: whether deletions happened is unknown
+    with pytest.raises(p.RemoteProtocolError):
+        op.send(None)

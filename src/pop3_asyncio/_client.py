@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
@@ -123,17 +124,28 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None and self._broken is None:
+            commits = self._session is not None and self._session.quit_commits
             try:
                 await self.quit()
+            except ConnectionError:
+                if commits:
+                    raise  # whether the deletions were made is unknown
             finally:
-                self.close()
+                await self.aclose()
         else:
-            self.close()  # no QUIT: nothing marked is deleted
+            await self.aclose()  # no QUIT: nothing marked is deleted
 
     def close(self) -> None:
         """Close the connection without QUIT (deletions are not committed)."""
         if self._stream is not None:
             self._stream.close()
+
+    async def aclose(self) -> None:
+        """``close()``, then wait until the transport is gone (TLS close alert included)."""
+        self.close()
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                await with_timeout(self._stream.wait_closed(), self.timeout)
 
     @property
     def session(self) -> ClientSession:

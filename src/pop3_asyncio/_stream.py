@@ -53,6 +53,7 @@ class Stream(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused_reading = False
         self._paused_writing = False
+        self._lost: asyncio.Future[None] = self._loop.create_future()
 
     # --- Protocol callbacks -------------------------------------------------------
 
@@ -79,6 +80,8 @@ class Stream(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
         self._eof = True
         self._error = exc
         self._wake_reader()
@@ -157,6 +160,10 @@ class Stream(asyncio.Protocol):
         """Close the connection (a TLS close alert goes first, RFC 8314 section 3.4)."""
         if self.transport is not None:
             self.transport.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is gone (``connection_lost`` was called)."""
+        await asyncio.shield(self._lost)
 
     def abort(self) -> None:
         """Drop the connection at once."""

@@ -506,6 +506,19 @@ class ClientSession:
 
         Raises ``Pop3Error`` if the server could not remove every message.
         """
-        if self.connection.our_state in (State.CLOSED, State.ERROR):
+        state = self.connection.our_state
+        if state in (State.CLOSED, State.ERROR):
             return ""
-        return (yield from self._simple(ev.Quit(), "QUIT"))
+        try:
+            return (yield from self._simple(ev.Quit(), "QUIT"))
+        except RemoteProtocolError as exc:
+            # Before login QUIT only says goodbye: a server that already hung
+            # up (Dovecot does after -ERR [IN-USE]) loses nothing.
+            if state is State.AUTHORIZATION and exc.reason in ("closed", "truncated"):
+                return ""
+            raise
+
+    @property
+    def quit_commits(self) -> bool:
+        """Whether QUIT would commit deletions now (the session is in TRANSACTION)."""
+        return self.connection.our_state is State.TRANSACTION

@@ -141,8 +141,12 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None and self._broken is None:
+            commits = self._session is not None and self._session.quit_commits
             try:
                 self.quit()
+            except ConnectionError:
+                if commits:
+                    raise  # whether the deletions were made is unknown
             finally:
                 self.close()
         else:

@@ -188,7 +188,12 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None and self._broken is None:
-            await self.quit()  # closes, however it ends
+            commits = self._session is not None and self._session.quit_commits
+            try:
+                await self.quit()  # closes, however it ends
+            except ConnectionError:
+                if commits:
+                    raise  # whether the deletions were made is unknown
         else:
             self.close()  # no QUIT: nothing marked is deleted
 
