@@ -39,6 +39,7 @@ peers:
 bench: $(STAMP)
 	$(PY) benchmarks/bench_parse.py
 	$(PY) benchmarks/bench_client.py
+	$(PY) benchmarks/bench_bindings.py
 
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[fuzz]'
