@@ -308,3 +308,66 @@ async def test_rset_undoes_dele(server: Dovecot) -> None:
         await client.dele(1)
         await client.rset()
     assert len(server.stored("alice")) == len(MESSAGES)
+
+
+# --- every binding's client against Dovecot ---------------------------------------------
+
+
+def _fetch_with_sync_client(server: Dovecot, ca_context: object) -> list[object]:
+    import pop3_sync
+
+    with pop3_sync.connect(server.host, server.port, tls=None, timeout=10) as client:
+        client.login("alice", PASSWORD, mechanism="USER")
+        sizes = client.list()
+        uids = client.uidl()
+        messages = [client.retr(n) for n in sorted(sizes)]
+        many = [m for _, m in client.retr_many(sorted(sizes))]
+    with pop3_sync.connect(
+        "localhost",
+        server.pop3s_port,
+        ssl_context=ca_context,
+        timeout=10,  # type: ignore[arg-type]
+    ) as client:
+        client.login("alice", PASSWORD, mechanism="CRAM-MD5")
+        tls_first = client.retr(1)
+    return [sizes, uids, messages, many, tls_first]
+
+
+def _fetch_with_trio_client(server: Dovecot, ca_context: object) -> list[object]:
+    import trio
+
+    import pop3_trio
+
+    async def main() -> list[object]:
+        async with pop3_trio.connect(server.host, server.port, tls=None, timeout=10) as client:
+            await client.login("alice", PASSWORD, mechanism="USER")
+            sizes = await client.list()
+            uids = await client.uidl()
+            messages = [await client.retr(n) for n in sorted(sizes)]
+            many = [m async for _, m in client.retr_many(sorted(sizes))]
+        async with pop3_trio.connect(
+            "localhost",
+            server.pop3s_port,
+            ssl_context=ca_context,
+            timeout=10,  # type: ignore[arg-type]
+        ) as client:
+            await client.login("alice", PASSWORD, mechanism="CRAM-MD5")
+            tls_first = await client.retr(1)
+        return [sizes, uids, messages, many, tls_first]
+
+    return trio.run(main)
+
+
+@pytest.mark.parametrize("binding", ["sync", "trio"])
+async def test_every_binding_fetches_byte_exact_from_dovecot(server: Dovecot, binding: str) -> None:
+    fetch = _fetch_with_sync_client if binding == "sync" else _fetch_with_trio_client
+    sizes, uids, messages, many, tls_first = await anyio.to_thread.run_sync(
+        fetch, server, server.client_context()
+    )
+    expected = [as_received(m) for m in MESSAGES]
+    assert sizes == {n: crlf_size(m) for n, m in enumerate(MESSAGES, 1)}
+    assert sorted(uids) == [1, 2, 3, 4] and len(set(uids.values())) == 4  # type: ignore[union-attr]
+    assert messages == expected
+    assert many == expected
+    assert tls_first == expected[0]
+    assert len(server.stored("alice")) == len(MESSAGES)  # fetching deleted nothing

@@ -113,6 +113,8 @@ class Client:
         implicit = self._tls == "implicit"
         try:
             sock = socket.create_connection((self.host, self.port), self.timeout)
+            # Commands are small writes; do not let Nagle hold them back.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except TimeoutError as exc:
             raise Timeout(f"connecting to {self.host}:{self.port} timed out") from exc
         self._sock = sock

@@ -146,6 +146,11 @@ class Server:
             time.sleep(0.1)
             return
         conn.setblocking(True)
+        # A short answer and the ".\r\n" that ends it go out in separate
+        # writes: without TCP_NODELAY, Nagle holds the second until the
+        # client's delayed ACK (~40 ms a message). asyncio and trio set it too.
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = _Session(conn)
         with self._lock:
             if self._closing.is_set():
