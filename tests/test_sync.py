@@ -1,20 +1,18 @@
-"""pop3_sync: client against threaded server over real loopback sockets, with real TLS.
+"""pop3_sync: what only this binding has (timeouts, the poplib facade, shutdown, logging).
 
-The same behaviours as test_asyncio.py. The shared part (messages, backend,
-certificates, ``crlf``) is kept apart at the top so the suites can be merged.
+What every client and server share (every command, locks, SASL, TLS, streaming...)
+is tested once for every pair of bindings in tests/test_conformance.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import poplib
 import socket
 import ssl
 import threading
 import time
-import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -44,13 +42,6 @@ def ca() -> trustme.CA:
 def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
     return context
 
 
@@ -102,124 +93,12 @@ def running() -> Iterator[Running]:
 # --- the behaviours ----------------------------------------------------------------------
 
 
-def test_every_command(running: Running) -> None:
-    with plain(running.port) as client:
-        caps = client.capa()
-        assert caps is not None and caps.pipelining and caps.uidl and caps.top
-        assert "maildrop has 3" in client.login("alice", "secret")
-        sizes = {i: p.message_size(m) for i, m in enumerate(MESSAGES, 1)}
-        assert client.stat() == (3, sum(sizes.values()))
-        assert client.list() == sizes
-        assert client.list(2) == {2: sizes[2]}
-        uids = client.uidl()
-        assert sorted(uids) == [1, 2, 3] and len(set(uids.values())) == 3
-        assert client.uidl(1) == {1: uids[1]}
-        for n, message in enumerate(MESSAGES, 1):
-            assert client.retr(n) == crlf(message)
-        assert client.top(1, 0) == b"From: a@example.org\r\nSubject: one\r\n\r\n"
-        chunks = list(client.iter_retr(2))
-        assert all(type(c) is bytes for c in chunks)
-        assert b"".join(chunks) == crlf(MESSAGES[1])
-        out = io.BytesIO()
-        assert client.retr_to(3, out) == len(crlf(MESSAGES[2]))
-        assert client.noop() == ""
-        client.dele(1)
-        client.rset()
-        client.dele(2)
-        with pytest.raises(ps.Pop3Error):
-            client.retr(2)
-    # QUIT committed the one deletion still marked.
-    assert running.storage.contents("alice") == [MESSAGES[0], MESSAGES[2]]
-
-
-def test_retr_many_pipelined_and_deleting(running: Running) -> None:
-    with plain(running.port) as client:
-        client.login("alice", "secret")
-        got = list(client.retr_many([3, 1, 2], delete=True))
-    assert got == [(3, crlf(MESSAGES[2])), (1, crlf(MESSAGES[0])), (2, crlf(MESSAGES[1]))]
-    assert running.storage.contents("alice") == []
-
-
-def test_dropped_connection_deletes_nothing(running: Running) -> None:
-    with pytest.raises(RuntimeError), plain(running.port) as client:
-        client.login("alice", "secret")
-        client.dele(1)
-        raise RuntimeError("the application failed mid-way")
-    # The session ends on its own thread; the lock goes with it.
-    wait_until(lambda: not running.server._sessions)
-    assert len(running.storage.contents("alice")) == 3
-    with plain(running.port) as client:
-        client.login("alice", "secret")
-
-
-def test_second_session_is_in_use(running: Running) -> None:
-    with plain(running.port) as first:
-        first.login("alice", "secret")
-        with plain(running.port) as second:
-            with pytest.raises(ps.InUseError) as info:
-                second.login("alice", "secret")
-            assert info.value.code == p.IN_USE
-
-
-def test_wrong_password_is_auth_error(running: Running) -> None:
-    with plain(running.port) as client:
-        with pytest.raises(ps.AuthError) as info:
-            client.login("alice", "wrong")
-        assert info.value.code == p.AUTH
-
-
-@pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_every_sasl_mechanism(running: Running, mechanism: str) -> None:
-    with plain(running.port) as client:
-        client.auth(mechanism, "alice", password="secret")
-        assert client.stat() == (3, sum(map(p.message_size, MESSAGES)))
-
-
-def test_apop(running: Running) -> None:
-    with plain(running.port) as client:
-        assert client.session.greeting is not None and client.session.greeting.timestamp
-        client.apop("alice", "secret")
-        assert client.stat()[0] == 3
-
-
-def test_starttls(client_ssl: ssl.SSLContext, server_ssl: ssl.SSLContext) -> None:
-    backend, _ = make_backend()
-    with (
-        serve(backend, starttls_context=server_ssl, allow_plaintext=False) as server,
-        ps.connect("localhost", server.port, tls="starttls", ssl_context=client_ssl) as client,
-    ):
-        assert client.session.connection.tls_active
-        caps = client.capa()
-        assert caps is not None and not caps.stls and caps.user
-        client.login("alice", "secret")
-        assert client.retr(1) == crlf(MESSAGES[0])
-
-
-def test_implicit_tls(client_ssl: ssl.SSLContext, server_ssl: ssl.SSLContext) -> None:
-    backend, _ = make_backend()
-    with (
-        serve(backend, ssl_context=server_ssl, allow_plaintext=False) as server,
-        ps.connect("localhost", server.port, ssl_context=client_ssl) as client,
-    ):
-        client.login("alice", "secret")
-        assert client.retr(3) == crlf(MESSAGES[2])
-
-
-def test_certificates_are_verified_by_default(server_ssl: ssl.SSLContext) -> None:
+def test_poplib_facade_verifies_certificates_by_default(server_ssl: ssl.SSLContext) -> None:
+    # pop3_sync.connect's own default is checked by tests/test_conformance.py.
     backend, _ = make_backend()
     with serve(backend, ssl_context=server_ssl) as server:
-        with pytest.raises(ssl.SSLCertVerificationError), ps.connect("localhost", server.port):
-            pass
         with pytest.raises(ssl.SSLCertVerificationError):
             compat.POP3_SSL("localhost", server.port, timeout=10)
-
-
-def test_starttls_refused_when_server_lacks_it(running: Running) -> None:
-    with (
-        pytest.raises(ps.Pop3Error, match="STLS"),
-        ps.connect("127.0.0.1", running.port, tls="starttls"),
-    ):
-        pass
 
 
 def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
@@ -285,21 +164,6 @@ def test_client_timeout_is_a_timeout_error() -> None:
         client.close()
 
 
-def test_large_message_is_streamed_in_bounded_memory() -> None:
-    big = b"Subject: big\n\n" + (b"x" * 76 + b"\n") * 200_000  # about 15 MB
-    backend, _ = make_backend([big])
-    with serve(backend) as server, plain(server.port) as client:
-        client.login("alice", "secret")
-        tracemalloc.start()
-        total = 0
-        for chunk in client.iter_retr(1):
-            total += len(chunk)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    assert total == p.message_size(big)
-    assert peak < 8 << 20, peak  # the server and client together, never the whole message
-
-
 @pytest.mark.parametrize("module", [poplib, compat], ids=["stdlib", "pop3_sync"])
 def test_poplib_fetches_byte_exact(running: Running, module: object) -> None:
     client = module.POP3("127.0.0.1", running.port, timeout=10)  # type: ignore[attr-defined]
@@ -337,41 +201,6 @@ def test_default_ports() -> None:
     assert ps.connect("h").port == 995
     assert ps.connect("h", tls="starttls").port == 110
     assert ps.connect("h", tls=None).port == 110
-
-
-def test_refused_when_over_the_session_cap() -> None:
-    backend, _ = make_backend()
-    with serve(backend, max_sessions=1) as server, plain(server.port):
-        with pytest.raises(ps.TemporaryError), plain(server.port):
-            pass
-
-
-def test_oauth_token_mechanisms() -> None:
-    storage = MemoryStorage({"alice": list(MESSAGES)})
-    backend = Backend(
-        UserDB.from_pairs({"alice": "secret"}),
-        storage,
-        check_token=lambda user, token: (user, token) == ("alice", "tok"),
-    )
-    with serve(backend, mechanisms=["OAUTHBEARER", "XOAUTH2"], failed_login_delay=0) as server:
-        for mechanism in ("OAUTHBEARER", "XOAUTH2"):
-            with plain(server.port) as client:
-                client.login("alice", token="tok", mechanism=mechanism)
-                assert client.stat()[0] == 3
-        with plain(server.port) as client, pytest.raises(ps.AuthError):
-            client.login("alice", token="forged")
-
-
-def test_autologout_closes_and_deletes_nothing() -> None:
-    backend, storage = make_backend()
-    with serve(backend, autologout=0.3) as server:
-        with plain(server.port, timeout=5) as client:
-            client.login("alice", "secret")
-            client.dele(1)
-            time.sleep(0.6)  # idle past the autologout
-            with pytest.raises((p.RemoteProtocolError, ConnectionError)):
-                client.noop()
-    assert len(storage.contents("alice")) == 3
 
 
 def test_server_shutdown_commits_nothing_without_quit(caplog: pytest.LogCaptureFixture) -> None:

@@ -114,7 +114,12 @@ class Client:
         return await self._run(self._session.start(starttls=self._tls == "starttls"))
 
     async def __aenter__(self) -> Client:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            # ``async with`` calls no __aexit__ when __aenter__ fails.
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -320,6 +325,10 @@ class Client:
     async def noop(self) -> str:
         """``NOOP``."""
         return await self._run(self.session.noop())
+
+    async def utf8(self) -> str:
+        """``UTF8`` (RFC 6856): allow UTF-8 in user names and passwords."""
+        return await self._run(self.session.utf8())
 
     async def quit(self) -> str:
         """``QUIT``: commits deletions in TRANSACTION state, then closes."""
