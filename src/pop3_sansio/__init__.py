@@ -5,6 +5,7 @@ here opens a socket, reads a file or looks at a clock.
 """
 
 from ._apop import apop_digest, check_apop_digest, find_timestamp, make_timestamp
+from ._async_client import AsyncClient
 from ._base64 import b64decode_strict, b64encode
 from ._capabilities import Capabilities
 from ._client_session import (
@@ -156,6 +157,7 @@ __all__ = [
     "TOKEN_MECHANISMS",
     "UTF8",
     "Apop",
+    "AsyncClient",
     "Auth",
     "AuthError",
     "Backend",

@@ -1,0 +1,353 @@
+"""The POP3 client API for async bindings, written once over ``ClientSession``.
+
+``AsyncClient`` holds every method a user calls (``login``, ``stat``,
+``retr``...) and the rules for using one connection safely; an async binding
+(asyncio, trio) subclasses it and supplies only the I/O: ``open()``, ``_do()``
+(carry out one ``Write``/``READ``/``StartTls`` instruction), ``close()`` and
+``aclose()``. No event loop is imported here.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
+
+from ._capabilities import Capabilities
+from ._client_session import Chunk, ClientSession, Instruction, Pop3Error
+from ._events import Greeting
+from ._options import TlsMode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ssl import SSLContext
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient(abc.ABC):
+    """An async POP3 client; a binding's ``connect()`` returns a subclass.
+
+    Use it as ``async with connect(...) as client:``. Leaving the block
+    normally sends QUIT, which commits deletions; leaving it with an exception
+    closes the connection without QUIT, so nothing is deleted (RFC 1939
+    section 6). One operation at a time: an operation that is cancelled,
+    times out, breaks, or whose message is not read to the end leaves the
+    connection unusable, and every later call raises ``ConnectionError``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TlsMode,
+        ssl_context: SSLContext | None,
+        timeout: float | None,
+        allow_plaintext_login: bool,
+    ) -> None:
+        if tls not in ("implicit", "starttls", None):
+            raise ValueError(f"tls must be 'implicit', 'starttls' or None, not {tls!r}")
+        self.host = host
+        self.port = port
+        self.tls: TlsMode = tls
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        self.allow_plaintext_login = allow_plaintext_login
+        self._session: ClientSession | None = None
+        self._busy = False
+        self._broken: BaseException | None = None
+
+    # --- what a binding supplies -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> Greeting:
+        """Connect, read the greeting, and do STLS if asked; return the greeting."""
+
+    @abc.abstractmethod
+    async def _do(self, instruction: Instruction) -> None:
+        """Carry out one ``Write``, ``READ`` or ``StartTls`` instruction."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection at once, without QUIT (deletions are not committed)."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection gracefully (TLS close alert first), without QUIT."""
+
+    # --- the session and its rules -------------------------------------------------------
+
+    async def _greet(
+        self, *, peer_is_loopback: bool, random_bytes: Callable[[int], bytes]
+    ) -> Greeting:
+        """Start the session on a fresh connection: read the greeting, do STLS if asked.
+
+        A password may go in the clear only to a loopback peer or when the
+        caller allowed it; over TLS it always may (RFC 2595 section 2.3).
+        """
+        self._session = ClientSession(
+            tls=self.tls == "implicit",
+            secure=self.allow_plaintext_login or peer_is_loopback,
+            random_bytes=random_bytes,
+        )
+        return await self._run(self._session.start(starttls=self.tls == "starttls"))
+
+    @property
+    def session(self) -> ClientSession:
+        """The sans-IO session (greeting, connection state, capabilities cache)."""
+        if self._session is None:
+            raise RuntimeError("not connected: use 'async with connect(...)' or 'await open()'")
+        return self._session
+
+    async def __aenter__(self) -> AsyncClient:
+        try:
+            await self.open()
+        except BaseException:
+            # ``async with`` calls no __aexit__ when __aenter__ fails.
+            self._broken = self._broken or RuntimeError("open() failed")
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None or self._broken is not None:
+            await self.aclose()  # no QUIT: nothing marked is deleted
+            return
+        commits = self._session is not None and self._session.quit_commits
+        try:
+            await self.quit()  # closes, however it ends
+        except ConnectionError:
+            if commits:
+                raise  # whether the deletions were made is unknown
+
+    def _begin(self) -> None:
+        """Claim the connection for one operation, or raise if it cannot be used."""
+        if self._broken is not None:
+            raise ConnectionError(
+                f"connection unusable after an interrupted operation: {self._broken!r}"
+            )
+        if self._busy:
+            # An earlier operation stopped half-way (e.g. a RETR loop left
+            # early) or runs in another task: either way the answers are out
+            # of step with the commands, so the connection cannot go on.
+            self._interrupted(RuntimeError("an earlier operation was not finished"))
+            raise ConnectionError(
+                "connection unusable: an earlier operation was not finished "
+                "(read every chunk of iter_retr, or use one connection per task)"
+            )
+        self._busy = True
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """An operation stopped half-way: out of step for good, so close (no QUIT)."""
+        if self._broken is None:
+            self._broken = exc
+        self.close()
+
+    async def _run(self, op: Generator[Instruction, None, T]) -> T:
+        """Run an operation that yields no message data to completion."""
+        operation = _Operation(self, op)
+        async for _ in operation:  # pragma: no cover - these operations yield no chunks
+            raise AssertionError("unexpected message data")
+        return operation.result()
+
+    # --- the POP3 API ------------------------------------------------------------------
+
+    async def capa(self, *, refresh: bool = False) -> Capabilities | None:
+        """The server's capabilities, or ``None`` if it does not support CAPA."""
+        return await self._run(self.session.capa(refresh=refresh))
+
+    async def login(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        token: str | None = None,
+        mechanism: str | None = None,
+    ) -> str:
+        """Authenticate with the strongest safe method; see ``ClientSession.login``."""
+        return await self._run(
+            self.session.login(username, password, token=token, mechanism=mechanism)
+        )
+
+    async def apop(self, username: str, password: str) -> str:
+        """Authenticate with APOP (RFC 1939 section 7)."""
+        return await self.login(username, password, mechanism="APOP")
+
+    async def auth(
+        self,
+        mechanism: str,
+        username: str = "",
+        *,
+        password: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Authenticate with one SASL mechanism (RFC 5034)."""
+        return await self._run(
+            self.session.auth(mechanism, username, password=password, token=token)
+        )
+
+    async def stat(self) -> tuple[int, int]:
+        """``(message count, total size in octets)``."""
+        return await self._run(self.session.stat())
+
+    async def list(self, msg: int | None = None) -> dict[int, int]:
+        """``{msgno: size}``."""
+        return await self._run(self.session.list(msg))
+
+    async def uidl(self, msg: int | None = None) -> dict[int, str]:
+        """``{msgno: unique id}``."""
+        return await self._run(self.session.uidl(msg))
+
+    def iter_retr(self, msg: int) -> AsyncIterator[bytes]:
+        """Stream message ``msg``: ``async for chunk in client.iter_retr(1)``.
+
+        Read it to the end: leaving the loop early makes the connection unusable.
+        """
+        return _Operation(self, self.session.retr(msg))
+
+    async def retr(self, msg: int) -> bytes:
+        """Message ``msg`` as bytes: CRLF line ends, stuffing removed."""
+        return b"".join([chunk async for chunk in self.iter_retr(msg)])
+
+    async def retr_to(self, msg: int, file: BinaryIO) -> int:
+        """Write message ``msg`` to ``file`` as it arrives; return the octets written."""
+        total = 0
+        async for chunk in self.iter_retr(msg):
+            file.write(chunk)
+            total += len(chunk)
+        return total
+
+    async def top(self, msg: int, lines: int) -> bytes:
+        """The headers and first ``lines`` body lines of ``msg``."""
+        return b"".join([chunk async for chunk in _Operation(self, self.session.top(msg, lines))])
+
+    def retr_many(
+        self, msgs: Iterable[int], *, delete: bool = False
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """``(msgno, message)`` for each of ``msgs``, pipelined when the server allows.
+
+        With ``delete``, each message is marked for deletion once it has been
+        taken (committed at QUIT). Read it to the end: leaving the loop early
+        makes the connection unusable.
+        """
+        return _RetrMany(self, list(msgs), delete)
+
+    async def dele(self, msg: int) -> str:
+        """Mark ``msg`` for deletion; it is removed only by QUIT."""
+        return await self._run(self.session.dele(msg))
+
+    async def rset(self) -> str:
+        """Unmark every message marked for deletion."""
+        return await self._run(self.session.rset())
+
+    async def noop(self) -> str:
+        """``NOOP``."""
+        return await self._run(self.session.noop())
+
+    async def utf8(self) -> str:
+        """``UTF8`` (RFC 6856): allow UTF-8 in user names and passwords."""
+        return await self._run(self.session.utf8())
+
+    async def quit(self) -> str:
+        """``QUIT``: commits deletions in TRANSACTION state, then closes."""
+        if self._session is None:
+            return ""
+        try:
+            return await self._run(self.session.quit())
+        finally:
+            if self._broken is None:
+                await self.aclose()
+            else:
+                self.close()
+
+
+# Operations are iterator classes rather than async generators: an async
+# generator abandoned half-way would be finalised later, in another task
+# (trio warns about it); these need no finalising. An abandoned operation
+# leaves the client busy, so the next call fails.
+
+
+class _Operation(AsyncIterator[bytes], Generic[T]):
+    """Runs one sans-IO operation, handing out the message chunks it produces."""
+
+    def __init__(self, client: AsyncClient, op: Generator[Instruction, None, T]) -> None:
+        self._client = client
+        self._op = op
+        self._started = False
+        self._done = False
+        self._result: list[T] = []
+
+    def result(self) -> T:
+        """The operation's return value, once the iteration has ended."""
+        return self._result[0]
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        client = self._client
+        try:
+            if not self._started:
+                client._begin()
+                self._started = True
+                instruction = next(self._op)
+            else:
+                instruction = self._op.send(None)
+            while not isinstance(instruction, Chunk):
+                await client._do(instruction)
+                instruction = self._op.send(None)
+            return instruction.data
+        except StopIteration as stop:
+            self._finish()
+            self._result.append(stop.value)
+            raise StopAsyncIteration from None
+        except Pop3Error:
+            self._finish()
+            raise  # a complete -ERR answer: the session is still in step
+        except BaseException as exc:
+            # Cancelled, timed out or broken in the middle of an answer: the
+            # connection is out of step and must not be reused (nor QUIT sent).
+            if self._started:
+                self._finish()
+                client._interrupted(exc)
+            else:
+                self._done = True  # refused by _begin
+            raise
+
+    def _finish(self) -> None:
+        self._done = True
+        self._client._busy = False
+
+
+class _RetrMany(AsyncIterator[tuple[int, bytes]]):
+    """``retr_many``: whole messages from the chunks of one pipelined operation."""
+
+    def __init__(self, client: AsyncClient, order: list[int], delete: bool) -> None:
+        self._client = client
+        self._order = order
+        self._delete = delete
+        self._chunks: _Operation[None] | None = None
+        self._index = 0
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        if self._chunks is None:
+            client = self._client
+            await client.capa()  # pipelining depends on it (RFC 2449 section 6.6)
+            self._chunks = _Operation(
+                client, client.session.retr_many(self._order, delete=self._delete)
+            )
+        parts: list[bytes] = []
+        async for chunk in self._chunks:
+            if not chunk:  # the end of one message
+                n = self._order[self._index]
+                self._index += 1
+                return n, b"".join(parts)
+            parts.append(chunk)
+        raise StopAsyncIteration
