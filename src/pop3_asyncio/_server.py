@@ -97,15 +97,10 @@ class Server:
 
     async def _drive(self, driver: p.SessionDriver, stream: Stream) -> None:
         """Carry out the driver's instructions until the session ends."""
-        run = driver.run()
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                instruction = run.send(value) if error is None else run.throw(error)
-            except StopIteration:
-                return
-            value = error = None
+        instruction = driver.step()
+        while instruction is not None:
+            value: Any = None
+            error: BaseException | None = None
             if instruction is p.READ:
                 value = await with_timeout(stream.read(), driver.autologout)
             elif isinstance(instruction, p.Write):
@@ -121,6 +116,7 @@ class Server:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
                 await stream.start_tls(self.options.starttls_context, server_side=True)
+            instruction = driver.step(value, error)
 
     def close(self) -> None:
         """Stop listening and drop every session (without QUIT nothing is deleted)."""

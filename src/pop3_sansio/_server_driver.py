@@ -128,12 +128,32 @@ class SessionDriver:
         self.chunk_size = chunk_size
         self.maildrop: Maildrop | None = None
         self.close_reason: str | None = None
+        self._steps: Generator[ServerInstruction, Any, None] | None = None
 
     def release(self) -> None:
         """Release the maildrop lock (idempotent). Commits nothing."""
         maildrop, self.maildrop = self.maildrop, None
         if maildrop is not None:
             maildrop.close()
+
+    def step(
+        self, value: Any = None, error: BaseException | None = None
+    ) -> ServerInstruction | None:
+        """The next instruction, or ``None`` when the session is over.
+
+        Pass the result of the previous instruction (the bytes read, the
+        value a ``Call`` returned) as ``value``, or the exception a ``Call``
+        raised as ``error``. This is ``run()`` for a binding's loop.
+        """
+        if self._steps is None:
+            self._steps = self.run()
+            value = None
+        try:
+            if error is not None:
+                return self._steps.throw(error)
+            return self._steps.send(value)
+        except StopIteration:
+            return None
 
     def run(self) -> Generator[ServerInstruction, Any, None]:
         """The session, as instructions for the binding; ends at ``CloseConnection``."""

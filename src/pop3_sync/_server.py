@@ -214,15 +214,10 @@ class Server:
 
     def _drive(self, driver: p.SessionDriver, holder: _Session) -> None:
         """Carry out the driver's instructions until the session ends."""
-        run = driver.run()
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                instruction = run.send(value) if error is None else run.throw(error)
-            except StopIteration:
-                return
-            value = error = None
+        instruction = driver.step()
+        while instruction is not None:
+            value: Any = None
+            error: BaseException | None = None
             if instruction is p.READ:
                 value = holder.sock.recv(_RECV_SIZE)
             elif isinstance(instruction, p.Write):
@@ -240,6 +235,7 @@ class Server:
                 context = self.options.starttls_context
                 assert context is not None
                 holder.sock = context.wrap_socket(holder.sock, server_side=True)
+            instruction = driver.step(value, error)
 
     # --- stopping -----------------------------------------------------------------------
 

@@ -135,15 +135,10 @@ class Server:
 
     async def _drive(self, driver: p.SessionDriver, conn: _Connection) -> None:
         """Carry out the driver's instructions until the session ends."""
-        run = driver.run()
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                instruction = run.send(value) if error is None else run.throw(error)
-            except StopIteration:
-                return
-            value = error = None
+        instruction = driver.step()
+        while instruction is not None:
+            value: Any = None
+            error: BaseException | None = None
             if instruction is p.READ:
                 # The autologout timer (RFC 1939 section 3) runs while idle.
                 with trio.fail_after(driver.autologout):
@@ -164,6 +159,7 @@ class Server:
                 assert self.options.starttls_context is not None
                 with trio.fail_after(_HANDSHAKE_TIMEOUT):
                     await conn.start_tls(self.options.starttls_context)
+            instruction = driver.step(value, error)
 
 
 class _Connection:
