@@ -73,3 +73,16 @@ def test_public_names_are_exported() -> None:
     missing = [name for name in pop3_sansio.__all__ if not hasattr(pop3_sansio, name)]
     assert missing == []
     assert len(set(pop3_sansio.__all__)) == len(pop3_sansio.__all__)
+
+
+def test_the_parse_benchmark_runs_and_checks_its_results() -> None:
+    # A smoke run (tiny sizes): the benchmark verifies the decoded output
+    # before timing, so a decoder bug or an API change fails here.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_parse.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| RETR email" in result.stdout and "target checks pass" in result.stdout
