@@ -143,3 +143,16 @@ async def test_an_exhausted_operation_stays_exhausted() -> None:
         with pytest.raises(StopAsyncIteration):
             await chunks.__anext__()
     assert MESSAGES[0].startswith(b"Subject: one")
+
+
+async def test_a_command_in_the_wrong_state_leaves_the_client_unusable() -> None:
+    # The connection refuses a command sent in the wrong state and goes to
+    # ERROR (as h11 does after misuse): the client says so from then on.
+    client = MemoryClient()
+    await client.open()
+    with pytest.raises(p.LocalProtocolError) as info:
+        await client.retr(1)
+    assert info.value.reason == "wrong-state"
+    assert client.closed == 1
+    with pytest.raises(ConnectionError, match="unusable"):
+        await client.noop()

@@ -144,3 +144,25 @@ async def test_catching_in_use_then_leaving_normally_is_quiet() -> None:
         async with pa.connect("127.0.0.1", port, tls=None) as client:
             with pytest.raises(pa.InUseError):
                 await client.login("alice", "secret", mechanism="USER")
+
+
+async def test_stls_injection_in_a_later_segment_is_dropped() -> None:
+    # The plaintext comes in its own segment, after STLS was read but before
+    # the handshake: the binding must not hand it to the TLS session.
+    import trustme as _trustme
+
+    ca = _trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    backend, _ = make_backend()
+    async with await pa.serve(backend, "127.0.0.1", 0, starttls_context=context) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await reader.readline()
+        writer.write(b"STLS\r\n")
+        await writer.drain()
+        writer.write(b"USER mallory\r\n")
+        await writer.drain()
+        assert await reader.readline() == b"+OK begin TLS negotiation\r\n"
+        rest = await reader.read()
+        assert b"+OK" not in rest  # USER was never answered
+        writer.close()

@@ -503,3 +503,13 @@ def test_quit_in_transaction_to_a_server_that_hung_up_raises() -> None:
     wire.client.receive_data(b"")  # no +OK: whether deletions happened is unknown
     with pytest.raises(p.RemoteProtocolError):
         op.send(None)
+
+
+def test_tokens_are_not_sent_in_the_clear() -> None:
+    wire = Wire(mechanisms=["XOAUTH2", "OAUTHBEARER"], secure=False)
+    wire.result(wire.client.start())
+    with pytest.raises(p.AuthError, match="no authentication method"):
+        wire.result(wire.client.login("alice", token="tok-1"))
+    with pytest.raises(p.AuthError, match="in the clear"):
+        wire.result(wire.client.auth("XOAUTH2", "alice", token="tok-1"))
+    assert wire.sent == [b"CAPA\r\n"]

@@ -443,3 +443,26 @@ async def test_large_message_is_streamed_in_bounded_memory(peers: Peers) -> None
     assert digest.digest() == BIG_SHA256
     # Everything the process allocated meanwhile (the server's thread too), never the message.
     assert peak < MEMORY_BOUND, peak
+
+
+async def test_a_bad_argument_leaves_the_connection_usable(peers: Peers, mailbox: Mailbox) -> None:
+    async with peers.connect(mailbox.port) as client:
+        await client.login("alice", "secret")
+        with pytest.raises(p.LocalProtocolError):
+            await client.dele(0)  # refused before anything is sent
+        assert await client.noop() == ""
+        assert (await client.stat())[0] == 3
+
+
+async def test_a_failing_backend_ends_one_session_not_the_server(peers: Peers) -> None:
+    def broken_token_check(user: str, token: str) -> bool:
+        raise RuntimeError("the token service is down")
+
+    backend, _, _ = make_backend(MESSAGES, check_token=broken_token_check)
+    port = peers.serve(backend, failed_login_delay=0, mechanisms=["XOAUTH2", "PLAIN"])
+    with pytest.raises((ConnectionError, p.ProtocolError)):
+        async with peers.connect(port) as client:
+            await client.login("alice", token="tok", mechanism="XOAUTH2")
+    async with peers.connect(port) as client:  # the server still serves
+        await client.login("alice", "secret", mechanism="PLAIN")
+        assert (await client.stat())[0] == 3

@@ -184,3 +184,28 @@ def test_no_delay_when_configured_off() -> None:
     driver = p.SessionDriver(p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0)
     _, seen = run(driver, [b"USER alice\r\n", b"PASS nope\r\n"])
     assert not any(isinstance(s, p.Sleep) for s in seen)
+
+
+class _FailingDrop(Drop):
+    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
+        raise PermissionError("unreadable")
+
+    def commit(self, msgs: Sequence[int]) -> list[int]:
+        raise OSError("read-only file system")
+
+
+def test_storage_os_errors_are_temporary_failures() -> None:
+    store = Store()
+    store.drop = _FailingDrop(list(MESSAGES), fail_read=False, fail_commit=False)
+    out, _ = run(
+        driver_for(store), [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"DELE 1\r\nQUIT\r\n"]
+    )
+    assert b"-ERR [SYS/TEMP] message could not be read\r\n" in out
+    assert out.endswith(b"-ERR [SYS/TEMP] some deleted messages not removed: 1\r\n")
+
+    class Unopenable(Store):
+        def open(self, username: str) -> Drop:
+            raise PermissionError("no access")
+
+    out, _ = run(driver_for(Unopenable()), [b"USER a\r\n", b"PASS pw\r\n"])
+    assert out.endswith(b"-ERR [SYS/TEMP] unable to open maildrop\r\n")

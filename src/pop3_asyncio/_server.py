@@ -80,10 +80,10 @@ class Server:
             reason = "autologout"  # RFC 1939 section 3: close, delete nothing
         except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
             reason = f"connection error: {type(exc).__name__}"
-        except p.ProtocolError as exc:  # pragma: no cover - the session answers every error
-            # Should the core ever reject what it was given, end this session
-            # cleanly rather than leave a task exception nobody retrieves.
-            reason = f"protocol error: {exc.reason}"
+        except Exception as exc:
+            # A backend failing in a way it should not (or a bug): end this
+            # session and say so in the log, but keep serving the others.
+            reason = f"internal error: {type(exc).__name__}"
             log.exception("session failed")
         finally:
             driver.release()
@@ -104,7 +104,9 @@ class Server:
             if instruction is p.READ:
                 value = await with_timeout(stream.read(), driver.autologout)
             elif isinstance(instruction, p.Write):
-                await stream.write(instruction.data)
+                # A client that stops reading must not hold the maildrop lock
+                # forever: writes are bounded by the autologout timer too.
+                await with_timeout(stream.write(instruction.data), driver.autologout)
             elif isinstance(instruction, p.Call):
                 try:
                     value = await asyncio.to_thread(instruction.function, *instruction.args)

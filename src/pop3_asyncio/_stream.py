@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from pop3_sansio import RemoteProtocolError
+
 __all__ = ["Stream", "StreamClosedError", "with_timeout"]
 
 T = TypeVar("T")
@@ -108,6 +110,9 @@ class Stream(asyncio.Protocol):
     async def read(self) -> bytes:
         """The next received bytes, or ``b""`` once the peer closed."""
         while not self._chunks:
+            if self._error is not None:
+                # A reset or a TLS failure is not a clean end of stream.
+                raise ConnectionResetError(f"connection lost: {self._error}")
             if self._eof:
                 return b""
             self._read_waiter = self._loop.create_future()
@@ -133,8 +138,18 @@ class Stream(asyncio.Protocol):
     async def start_tls(
         self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
     ) -> None:
-        """Wrap the connection in TLS now (after ``+OK`` to STLS)."""
+        """Wrap the connection in TLS now (after ``+OK`` to STLS).
+
+        Raises ``RemoteProtocolError`` (``stls-injection``) if plaintext that
+        came after the STLS exchange is waiting unread: it must never be read
+        as if it had come through TLS (CVE-2011-0411, RFC 2595 section 4).
+        """
         assert self.transport is not None
+        if self._chunks:
+            raise RemoteProtocolError(
+                "plaintext received after STLS, before the TLS handshake",
+                reason="stls-injection",
+            )
         new = await self._loop.start_tls(
             self.transport,
             self,

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
 
 from ._capabilities import Capabilities
 from ._client_session import Chunk, ClientSession, Instruction, Pop3Error
+from ._errors import LocalProtocolError
 from ._events import Greeting
 from ._options import TlsMode
+from ._state import State
 
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
@@ -282,6 +284,7 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
         self._client = client
         self._op = op
         self._started = False
+        self._wrote = False  # something went out: a failure now leaves it out of step
         self._done = False
         self._result: list[T] = []
 
@@ -301,6 +304,7 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
             else:
                 instruction = self._op.send(None)
             while not isinstance(instruction, Chunk):
+                self._wrote = True
                 await client._do(instruction)
                 instruction = self._op.send(None)
             return instruction.data
@@ -311,6 +315,13 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
         except Pop3Error:
             self._finish()
             raise  # a complete -ERR answer: the session is still in step
+        except LocalProtocolError:
+            # A bad argument (``dele(0)``, CR in a name) is refused before
+            # anything is written: the connection is still in step.
+            self._finish()
+            if self._wrote or client.session.connection.our_state is State.ERROR:
+                client._interrupted(RuntimeError("the connection refused a command"))
+            raise
         except BaseException as exc:
             # Cancelled, timed out or broken in the middle of an answer: the
             # connection is out of step and must not be reused (nor QUIT sent).

@@ -137,6 +137,10 @@ Op: TypeAlias = Generator[Instruction, None, "object"]
 
 _MAX_LISTING = 64 << 20  # cap for accumulated LIST/UIDL/CAPA bodies
 
+# Mechanisms that hand the secret itself (a password or a bearer token) to
+# anyone who reads the connection.
+_CLEARTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"})
+
 
 class ClientSession:
     """A POP3 client's session logic over a ``ClientConnection``.
@@ -322,7 +326,8 @@ class ClientSession:
     def _methods(self, caps: Capabilities | None, with_token: bool) -> list[str]:
         sasl = caps.sasl if caps is not None else ()
         if with_token:
-            return [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl]
+            # A bearer token is as good as a password to whoever reads it.
+            return [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl] if self.secure else []
         order: list[str] = []
         if self._random is not None:
             order += [m for m in ("SCRAM-SHA-256", "SCRAM-SHA-1") if m in sasl]
@@ -360,7 +365,7 @@ class ClientSession:
             )
         else:
             mech = mechanism
-        if mech.name in ("PLAIN", "LOGIN") and not self.secure:
+        if mech.name in _CLEARTEXT_MECHANISMS and not self.secure:
             raise AuthError("refusing to send a password in the clear", None, "AUTH")
         command = ev.Auth(mech.name, mech.initial_response())
         if len(encode_command(command)) + 2 > self.connection.max_command_length:

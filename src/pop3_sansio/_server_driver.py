@@ -204,7 +204,9 @@ class SessionDriver:
                 maildrop = yield Call(backend.open, (request.username,))
             except MaildropLockedError:
                 session.maildrop_locked()
-            except MaildropError:
+            except (MaildropError, OSError):
+                # Storage that cannot be read (permissions, a full disk...)
+                # is a temporary failure for the client: -ERR [SYS/TEMP].
                 session.maildrop_failed()
             else:
                 self.maildrop = maildrop
@@ -216,7 +218,7 @@ class SessionDriver:
             assert maildrop is not None
             try:
                 failed = yield Call(maildrop.commit, (request.messages,))
-            except MaildropError:
+            except (MaildropError, OSError):
                 failed = request.messages
             session.deletions_committed(failed)
 
@@ -233,7 +235,7 @@ class SessionDriver:
                     yield Write(out)
                 if not more:
                     break
-        except MaildropError:
+        except (MaildropError, OSError):
             session.message_failed()
         else:
             session.message_end()

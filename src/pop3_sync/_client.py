@@ -212,12 +212,14 @@ class Client:
                 "(read every chunk of iter_retr, or use one connection per thread)"
             )
         self._busy = True
+        wrote = False
         try:
             instruction = next(op)
             while True:
                 if isinstance(instruction, Chunk):
                     yield instruction.data
                 else:
+                    wrote = True
                     self._do(instruction)
                 instruction = op.send(None)
         except StopIteration as stop:
@@ -225,6 +227,13 @@ class Client:
                 result.append(stop.value)
         except p.Pop3Error:
             raise  # a complete -ERR answer: the session is still in step
+        except p.LocalProtocolError as exc:
+            # A bad argument (``dele(0)``, CR in a name) is refused before
+            # anything is written: the connection is still in step.
+            if wrote or self.session.connection.our_state is p.State.ERROR:
+                self._broken = exc
+                self.close()
+            raise
         except BaseException as exc:
             # Interrupted (the iteration was left early, a timeout, a broken
             # connection) in the middle of an answer: the connection is out of

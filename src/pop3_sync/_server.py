@@ -195,8 +195,10 @@ class Server:
             reason = "autologout"  # RFC 1939 section 3: close, delete nothing
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             reason = f"connection error: {type(exc).__name__}"
-        except p.ProtocolError as exc:  # pragma: no cover - the session answers every error
-            reason = f"protocol error: {exc.reason}"
+        except Exception as exc:
+            # A backend failing in a way it should not (or a bug): end this
+            # session and say so in the log, but keep serving the others.
+            reason = f"internal error: {type(exc).__name__}"
             log.exception("session failed")
         finally:
             if driver is not None:

@@ -119,8 +119,10 @@ class Server:
             OSError,
         ) as exc:
             reason = f"connection error: {type(exc).__name__}"
-        except p.ProtocolError as exc:  # pragma: no cover - the session answers every error
-            reason = f"protocol error: {exc.reason}"
+        except Exception as exc:
+            # A backend failing in a way it should not (or a bug): end this
+            # session and say so in the log, but keep serving the others.
+            reason = f"internal error: {type(exc).__name__}"
             log.exception("session failed")
         finally:
             # Synchronous on purpose: this runs under cancellation too.
