@@ -645,3 +645,39 @@ def test_garbage_keywords_are_not_echoed() -> None:
     link.session.receive_data(b"\x16\x03\x01\x00HELLO\x00x\r\n" + b"A" * 50 + b"\r\n")
     link.backend.serve(link.session)
     assert link.session.data_to_send() == b"-ERR syntax error\r\n-ERR unknown command\r\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "line", "kept"),
+    [
+        (b"USER alice\r\n", b"PASS " + b"s" * 300, b"PASS <redacted>"),
+        (b"", b"AUTH PLAIN " + b"A" * 300, b"AUTH <redacted>"),
+        (b"", b"NOOP" + b" " * 300, b"NOOP" + b" " * 251),
+    ],
+)
+def test_overlong_lines_keep_no_secret_in_the_error(
+    before: bytes, line: bytes, kept: bytes
+) -> None:
+    conn = p.ServerConnection()
+    conn.send(p.Greeting("hi"))
+    if before:
+        conn.receive_data(before)
+        assert isinstance(conn.next_event(), p.User)
+        conn.send(p.Ok())
+    conn.receive_data(line)
+    with pytest.raises(p.RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.line == kept
+    assert b"sss" not in repr(info.value).encode() and b"AAA" not in (info.value.line or b"")
+
+
+def test_an_overlong_sasl_line_keeps_no_secret_in_the_error() -> None:
+    conn = p.ServerConnection(max_sasl_line_length=64)
+    conn.send(p.Greeting("hi"))
+    conn.receive_data(b"AUTH PLAIN\r\n")
+    assert isinstance(conn.next_event(), p.Auth)
+    conn.send(p.SaslChallenge(b""))
+    conn.receive_data(b"A" * 100)
+    with pytest.raises(p.RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.line == b"<SASL response>"

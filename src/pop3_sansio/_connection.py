@@ -167,7 +167,13 @@ class _Connection:
         try:
             return self._buffer.read_line(limit)
         except LineTooLongError as exc:
-            self._remote_error(f"line longer than {limit} octets", "line-too-long", exc.prefix)
+            self._remote_error(
+                f"line longer than {limit} octets", "line-too-long", self._loggable(exc.prefix)
+            )
+
+    def _loggable(self, line: bytes) -> bytes:
+        """``line`` as it may be kept in an error (and so end up in a log)."""
+        return line
 
     # --- errors -------------------------------------------------------------------
 
@@ -658,6 +664,15 @@ class ServerConnection(_Connection):
         self._after_user = False  # the last command was a successful USER
         self._utf8 = False
         self._apop_timestamp: str | None = None
+
+    def _loggable(self, line: bytes) -> bytes:
+        # Invariant 7: secrets are never logged. A SASL line or a PASS/AUTH
+        # command may carry one, so only its keyword is kept.
+        if self._awaiting_sasl:
+            return b"<SASL response>"
+        if line[:4].upper() in (b"PASS", b"AUTH", b"APOP"):
+            return line[:4] + b" <redacted>"
+        return line
 
     @property
     def current_command(self) -> ev.Command | ev.UnknownCommand | None:

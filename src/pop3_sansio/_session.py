@@ -56,7 +56,6 @@ PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 """Mechanisms that reveal the password to anyone who can read the connection."""
 
 _NEEDS_RANDOM = frozenset({"CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"})
-_NEEDS_SECRET = frozenset({"CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"})
 
 
 @dataclass(frozen=True, slots=True)
