@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
+import trustme
 
 from helpers import Link
 from pop3_sansio import Greeting, Ok, Pass, State, User
@@ -22,3 +25,28 @@ def logged_in(link: Link) -> Link:
     assert link.client.our_state is State.TRANSACTION
     assert link.server.our_state is State.TRANSACTION
     return link
+
+
+# --- TLS for the binding tests: one test CA, a server certificate, a client that trusts it ---
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A throwaway certificate authority (trustme)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context with a certificate for localhost and 127.0.0.1."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_ssl(ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts ``ca`` (and verifies, as by default)."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

@@ -12,7 +12,6 @@ import ssl
 from collections.abc import AsyncIterator
 
 import pytest
-import trustme
 
 import pop3_asyncio as pa
 from pop3_maildrop import Backend, MemoryStorage, UserDB
@@ -22,18 +21,6 @@ MESSAGES = [
     b"From: b@example.org\nSubject: dots\n\n.leading dot\n.\n..two\nno final newline",
     b"Subject: crlf\r\n\r\nalready CRLF\r\n",
 ]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
 
 
 def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:

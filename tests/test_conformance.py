@@ -23,7 +23,6 @@ from typing import Any
 
 import anyio
 import pytest
-import trustme
 
 import bindings
 import pop3_sansio as p
@@ -136,25 +135,6 @@ async def admitted(peers: Peers, port: int) -> None:
                     return
             await anyio.sleep(0.02)
     pytest.fail("still refused after 3 s: the last session never ended (its connection is open)")
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 # --- commands ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import trustme
 
 import pop3_sync as ps
 from pop3_maildrop import Backend, MemoryStorage, UserDB
@@ -92,25 +91,6 @@ MESSAGES = [
     b"Subject: dots\r\n\r\n.leading dot\r\n.\r\n..two\r\nno final newline",
     b"Subject: long\n\n" + LONG_LINE + b"\n",
 ]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 class Running:

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import trustme
 
 import pop3_sansio as p
 import pop3_sync as ps
@@ -31,18 +30,6 @@ MESSAGES = [
     b"Subject: crlf\r\n\r\nalready CRLF\r\n",
 ]
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
 
 
 def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
@@ -245,7 +232,8 @@ def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO, logger="pop3.server"):
         with plain(running.port) as client:
             client.login("alice", "secret")
-        wait_until(lambda: not running.server._sessions)
+        # The session thread logs after it has let go of the session: wait for the line.
+        wait_until(lambda: any(r.name == "pop3.server" for r in caplog.records))
     lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
     assert lines == ["session from 127.0.0.1 ended: quit (user alice)"], lines
 

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-import trustme
 
 import pop3_trio as pt
 from pop3_maildrop import Backend, MemoryStorage, UserDB
@@ -112,18 +111,6 @@ pytestmark = pytest.mark.anyio
 
 
 # --- shared helpers and fixtures ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ssl(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
 
 
 def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
