@@ -681,3 +681,32 @@ def test_an_overlong_sasl_line_keeps_no_secret_in_the_error() -> None:
     with pytest.raises(p.RemoteProtocolError) as info:
         conn.next_event()
     assert info.value.line == b"<SASL response>"
+
+
+def _scram_server_first(link: Link, user: str) -> bytes:
+    mech = p.ScramSHA256Client(user, "wrong password", "clientnonce")
+    events = link.do(p.Auth(mech.name, mech.initial_response()))
+    assert len(events) == 1 and isinstance(events[0], p.SaslChallenge), events
+    assert events[0].data is not None
+    return events[0].data
+
+
+def test_scram_does_not_tell_which_users_exist() -> None:
+    link = Link(mechanisms=["SCRAM-SHA-256"], random_bytes=_random, max_failed_logins=9)
+    known = _scram_server_first(link, "alice")
+    link.pump(link.client.send(p.SaslCancel()))
+    unknown = _scram_server_first(link, "nobody")
+    link.pump(link.client.send(p.SaslCancel()))
+    again = _scram_server_first(link, "alice")
+    link.pump(link.client.send(p.SaslCancel()))
+
+    def salt_and_rounds(server_first: bytes) -> tuple[bytes, bytes]:
+        fields = dict(part.split(b"=", 1) for part in server_first.split(b","))
+        return fields[b"s"], fields[b"i"]
+
+    # An unknown user gets a challenge like a known one (the exchange fails
+    # only at the end), with the same iteration count; a known user's salt
+    # is stable, as a stored salt would be.
+    assert salt_and_rounds(unknown)[1] == salt_and_rounds(known)[1] == b"4096"
+    assert salt_and_rounds(again)[0] == salt_and_rounds(known)[0]
+    assert salt_and_rounds(unknown)[0] != salt_and_rounds(known)[0]

@@ -32,13 +32,14 @@ from ._sasl import (
     Failed,
     LookupScram,
     LookupSecret,
+    ScramServer,
     SendChallenge,
     ServerMechanism,
     Step,
     Succeeded,
     server_mechanism,
 )
-from ._scram import ScramCredentials
+from ._scram import ScramCredentials, hash_key, hmac_digest
 from ._state import NEED_DATA, PAUSED, Sentinel, State
 
 __all__ = [
@@ -204,6 +205,9 @@ class ServerSession:
                 raise LocalProtocolError(f"{mech} needs random_bytes", reason="bad-argument")
         self._random = random_bytes
         self._scram_iterations = scram_iterations
+        # SCRAM salts are HMAC(key, user name) for known and unknown users
+        # alike, so the exchange does not tell which user names exist.
+        self._scram_key = random_bytes(32) if random_bytes is not None else b""
         self._max_failures = max_failed_logins
         self._implementation = implementation
         self._login_delay = login_delay
@@ -473,7 +477,18 @@ class ServerSession:
             else:
                 self._err(f"unsupported mechanism {name}")
             return None
-        mech = server_mechanism(name, nonce=self._nonce(), challenge=self._cram_challenge(name))
+        mech: ServerMechanism
+        if name.startswith("SCRAM-"):
+            nonce = self._nonce()
+            assert nonce is not None  # SCRAM is refused at construction without random_bytes
+            mech = ScramServer(
+                name[len("SCRAM-") :],
+                nonce,
+                mock_key=self._scram_key,
+                mock_iterations=self._scram_iterations,
+            )
+        else:
+            mech = server_mechanism(name, nonce=self._nonce(), challenge=self._cram_challenge(name))
         if event.initial_response is not None and not mech.allows_initial_response:
             # RFC 5034 section 4: an initial response to a server-first mechanism.
             self._err(f"{name} takes no initial response")
@@ -552,8 +567,10 @@ class ServerSession:
             creds = None
             if secret is not None:
                 assert self._random is not None
+                hash_name = hash_key(mech.name[len("SCRAM-") :])
+                salt = hmac_digest(hash_name, self._scram_key, request.username.encode())
                 creds = ScramCredentials.from_password(
-                    mech.name[len("SCRAM-") :], secret, self._random(16), self._scram_iterations
+                    hash_name, secret, salt[:16], self._scram_iterations
                 )
             self._queued = self._step(mech.scram_found(creds))
         else:
