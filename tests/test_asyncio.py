@@ -153,3 +153,29 @@ async def test_stls_injection_in_a_later_segment_is_dropped() -> None:
         rest = await reader.read()
         assert b"+OK" not in rest  # USER was never answered
         writer.close()
+
+
+async def test_shutdown_during_a_slow_open_still_releases_the_lock() -> None:
+    import threading
+
+    backend, storage = make_backend()
+    opening = threading.Event()
+    proceed = threading.Event()
+    real_open = backend.open
+
+    def slow_open(username: str) -> object:
+        opening.set()
+        proceed.wait(5)
+        return real_open(username)
+
+    backend.open = slow_open  # type: ignore[method-assign]
+    server = await pa.serve(backend, "127.0.0.1", 0, failed_login_delay=0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await reader.readline()
+    writer.write(b"USER alice\r\nPASS secret\r\n")
+    await asyncio.to_thread(opening.wait, 5)
+    server.close()  # cancels the session while the worker thread is opening
+    proceed.set()
+    await server.wait_closed()
+    writer.close()
+    storage.open("alice").close()  # the lock was released: no MaildropLocked

@@ -209,3 +209,13 @@ def test_storage_os_errors_are_temporary_failures() -> None:
 
     out, _ = run(driver_for(Unopenable()), [b"USER a\r\n", b"PASS pw\r\n"])
     assert out.endswith(b"-ERR [SYS/TEMP] unable to open maildrop\r\n")
+
+
+def test_a_maildrop_opened_after_the_binding_gave_up_is_still_released() -> None:
+    store = Store()
+    driver = driver_for(store)
+    driver.abandoned(p.Call(store.open, ("alice",)), store.drop)
+    driver.abandoned(p.Call(store.check_password, ("alice", "pw")), True)  # ignored
+    assert driver.maildrop is store.drop
+    driver.release()
+    assert store.drop.closed == 1

@@ -108,8 +108,18 @@ class Server:
                 # forever: writes are bounded by the autologout timer too.
                 await with_timeout(stream.write(instruction.data), driver.autologout)
             elif isinstance(instruction, p.Call):
+                call = asyncio.ensure_future(
+                    asyncio.to_thread(instruction.function, *instruction.args)
+                )
                 try:
-                    value = await asyncio.to_thread(instruction.function, *instruction.args)
+                    value = await asyncio.shield(call)
+                except asyncio.CancelledError:
+                    # The worker thread runs on regardless: let it finish, so
+                    # that a maildrop it opens (or a commit it makes) is not
+                    # left behind holding the lock, then give up.
+                    with contextlib.suppress(Exception):
+                        driver.abandoned(instruction, await call)
+                    raise
                 except Exception as exc:  # handed to the driver, which decides
                     error = exc
             elif isinstance(instruction, p.Sleep):

@@ -130,6 +130,15 @@ class SessionDriver:
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
 
+    def abandoned(self, call: Call, value: Any) -> None:
+        """A ``Call`` finished after the binding gave up on the session (it was cancelled).
+
+        If it opened the maildrop, the maildrop is kept so that ``release()``
+        frees its lock; any other result is dropped.
+        """
+        if call.function == self.backend.open and self.maildrop is None:
+            self.maildrop = value
+
     def release(self) -> None:
         """Release the maildrop lock (idempotent). Commits nothing."""
         maildrop, self.maildrop = self.maildrop, None
