@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from pop3_maildrop import Backend, MemoryStorage, UserDB
 from pop3_sansio import (
     NEED_DATA,
     PAUSED,
@@ -281,3 +282,17 @@ class Link:
         assert self.server_event() == command
         self.server_send(*responses)
         return self.client_events()
+
+
+def crlf(message: bytes) -> bytes:
+    """What RETR must hand back for ``message``: CRLF line ends, a final line end."""
+    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return out if out.endswith(b"\r\n") else out + b"\r\n"
+
+
+def alice_backend(messages: Iterable[bytes]) -> tuple[Backend, MemoryStorage]:
+    """A backend where user alice (password "secret") has ``messages`` in memory."""
+    storage = MemoryStorage()
+    for message in messages:
+        storage.add("alice", message)
+    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage

@@ -14,25 +14,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 import pop3_asyncio as pa
-from pop3_maildrop import Backend, MemoryStorage, UserDB
+from helpers import alice_backend, crlf
+from pop3_maildrop import MemoryStorage
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nHello.\n",
     b"From: b@example.org\nSubject: dots\n\n.leading dot\n.\n..two\nno final newline",
     b"Subject: crlf\r\n\r\nalready CRLF\r\n",
 ]
-
-
-def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
-    storage = MemoryStorage()
-    for message in MESSAGES if messages is None else messages:
-        storage.add("alice", message)
-    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
-
-
-def crlf(message: bytes) -> bytes:
-    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return out if out.endswith(b"\r\n") else out + b"\r\n"
 
 
 class Running:
@@ -44,7 +33,7 @@ class Running:
 
 @pytest.fixture
 async def running() -> AsyncIterator[Running]:
-    backend, storage = make_backend()
+    backend, storage = alice_backend(MESSAGES)
     async with await pa.serve(
         backend,
         "127.0.0.1",
@@ -66,7 +55,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
     # CVE-2011-0411: plaintext pipelined behind STLS must never run inside TLS.
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     async with await pa.serve(backend, "127.0.0.1", 0, starttls_context=server_ssl) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         await reader.readline()
@@ -141,7 +130,7 @@ async def test_stls_injection_in_a_later_segment_is_dropped() -> None:
     ca = _trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     async with await pa.serve(backend, "127.0.0.1", 0, starttls_context=context) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         await reader.readline()
@@ -158,7 +147,7 @@ async def test_stls_injection_in_a_later_segment_is_dropped() -> None:
 async def test_shutdown_during_a_slow_open_still_releases_the_lock() -> None:
     import threading
 
-    backend, storage = make_backend()
+    backend, storage = alice_backend(MESSAGES)
     opening = threading.Event()
     proceed = threading.Event()
     real_open = backend.open

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import pop3_sansio as p
+from helpers import crlf
 from test_session import MESSAGES, Backend
 
 
@@ -68,11 +69,6 @@ class Wire:
 
     def result(self, op: Generator[p.Instruction, None, Any]) -> Any:
         return self.run(op)[0]
-
-
-def crlf(message: bytes) -> bytes:
-    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return out if out.endswith(b"\r\n") else out + b"\r\n"
 
 
 def test_start_reads_the_greeting() -> None:

@@ -27,6 +27,7 @@ import pytest
 import bindings
 import pop3_sansio as p
 from bindings import ANYIO_BACKEND, NAMES, Client
+from helpers import crlf
 from pop3_maildrop import Backend, MaildropLocked, MemoryStorage, UserDB
 
 MESSAGES = [
@@ -39,12 +40,6 @@ TOKEN_MECHANISMS = ["XOAUTH2", "OAUTHBEARER"]
 PAIRS = [(client, server) for client in NAMES for server in NAMES]
 
 pytestmark = pytest.mark.anyio
-
-
-def crlf(message: bytes) -> bytes:
-    """What RETR must hand back for ``message``: CRLF line ends, a final line end."""
-    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return out if out.endswith(b"\r\n") else out + b"\r\n"
 
 
 # --- the pair under test ---------------------------------------------------------------

@@ -19,7 +19,8 @@ import pytest
 
 import pop3_sansio as p
 import pop3_sync as ps
-from pop3_maildrop import Backend, MemoryStorage, UserDB
+from helpers import alice_backend, crlf
+from pop3_maildrop import Backend, MemoryStorage
 from pop3_sync import poplib as compat
 
 # --- shared with test_asyncio.py ---------------------------------------------------------
@@ -30,18 +31,6 @@ MESSAGES = [
     b"Subject: crlf\r\n\r\nalready CRLF\r\n",
 ]
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
-
-
-def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
-    storage = MemoryStorage()
-    for message in MESSAGES if messages is None else messages:
-        storage.add("alice", message)
-    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
-
-
-def crlf(message: bytes) -> bytes:
-    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return out if out.endswith(b"\r\n") else out + b"\r\n"
 
 
 # --- binding-specific helpers ------------------------------------------------------------
@@ -72,7 +61,7 @@ class Running:
 
 @pytest.fixture
 def running() -> Iterator[Running]:
-    backend, storage = make_backend()
+    backend, storage = alice_backend(MESSAGES)
     with serve(backend, failed_login_delay=0, apop=True, mechanisms=MECHANISMS) as server:
         yield Running(server, storage)
 
@@ -82,7 +71,7 @@ def running() -> Iterator[Running]:
 
 def test_poplib_facade_verifies_certificates_by_default(server_ssl: ssl.SSLContext) -> None:
     # pop3_sync.connect's own default is checked by tests/test_conformance.py.
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     with serve(backend, ssl_context=server_ssl) as server:
         with pytest.raises(ssl.SSLCertVerificationError):
             compat.POP3_SSL("localhost", server.port, timeout=10)
@@ -90,7 +79,7 @@ def test_poplib_facade_verifies_certificates_by_default(server_ssl: ssl.SSLConte
 
 def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
     # CVE-2011-0411: plaintext pipelined behind STLS must never run inside TLS.
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     with serve(backend, starttls_context=server_ssl) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             reader = sock.makefile("rb")
@@ -191,7 +180,7 @@ def test_default_ports() -> None:
 
 
 def test_server_shutdown_commits_nothing_without_quit(caplog: pytest.LogCaptureFixture) -> None:
-    backend, storage = make_backend()
+    backend, storage = alice_backend(MESSAGES)
     server = serve(backend)
     client = plain(server.port, timeout=5)
     client.open()
@@ -208,7 +197,7 @@ def test_server_shutdown_commits_nothing_without_quit(caplog: pytest.LogCaptureF
 
 
 def test_failed_login_delay_does_not_hold_up_shutdown() -> None:
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     server = serve(backend, failed_login_delay=30)
     client = plain(server.port, timeout=60)
     client.open()
@@ -239,7 +228,7 @@ def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFix
 
 
 def test_serve_forever_in_a_thread_of_ones_own() -> None:
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     server = ps.serve(backend, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever)
     thread.start()

@@ -19,7 +19,8 @@ import pytest
 import trio
 
 import pop3_trio as pt
-from pop3_maildrop import Backend, MemoryStorage, UserDB
+from helpers import alice_backend, crlf
+from pop3_maildrop import Backend, MemoryStorage
 
 T = TypeVar("T")
 
@@ -113,18 +114,6 @@ pytestmark = pytest.mark.anyio
 # --- shared helpers and fixtures ------------------------------------------------------
 
 
-def make_backend(messages: list[bytes] | None = None) -> tuple[Backend, MemoryStorage]:
-    storage = MemoryStorage()
-    for message in MESSAGES if messages is None else messages:
-        storage.add("alice", message)
-    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
-
-
-def crlf(message: bytes) -> bytes:
-    out = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return out if out.endswith(b"\r\n") else out + b"\r\n"
-
-
 class Running:
     def __init__(self, server: pt.Server, storage: MemoryStorage) -> None:
         self.server = server
@@ -134,7 +123,7 @@ class Running:
 
 @pytest.fixture
 async def running() -> AsyncIterator[Running]:
-    backend, storage = make_backend()
+    backend, storage = alice_backend(MESSAGES)
     async with serving(backend, failed_login_delay=0, apop=True, mechanisms=MECHANISMS) as server:
         yield Running(server, storage)
 
@@ -154,7 +143,7 @@ async def test_abandoned_retr_many_leaves_the_client_unusable(running: Running) 
 
 
 async def test_failed_login_is_answered_late() -> None:
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     async with serving(backend, failed_login_delay=0.2) as server:
         async with connect("127.0.0.1", server.port, tls=None) as client:
             start = trio.current_time()
@@ -182,7 +171,7 @@ async def test_connection_refused() -> None:
 
 async def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
     # CVE-2011-0411: plaintext pipelined behind STLS must never run inside TLS.
-    backend, _ = make_backend()
+    backend, _ = alice_backend(MESSAGES)
     async with serving(backend, starttls_context=server_ssl) as server:
         async with RawPeer.open(server.port) as peer:
             await peer.readline()
@@ -218,7 +207,7 @@ async def test_abandoned_retr_leaves_the_client_unusable(running: Running) -> No
 
 async def test_cancelled_retr_leaves_the_client_unusable() -> None:
     big = b"Subject: big\n\n" + (b"y" * 76 + b"\n") * 20_000  # about 1.5 MB
-    backend, storage = make_backend([big, MESSAGES[0]])
+    backend, storage = alice_backend([big, MESSAGES[0]])
     async with serving(backend) as server:
         async with connect("127.0.0.1", server.port, tls=None) as client:
             await client.login("alice", "secret")
