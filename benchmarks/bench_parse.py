@@ -522,6 +522,10 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     check("20 MB RETR >= 12x poplib", pick("RETR email", 64 * KIB), "x_poplib", 12, False)
     check("20 MB RETR >= 0.15x copy", pick("RETR email", 64 * KIB), "x_copy", 0.15, False)
     check("no-dot body >= 1.0x copy", pick("RETR base64"), "x_copy", 1.0, False)
+    # The issue states this one as 8 us where poplib takes about 50: as a
+    # same-run ratio, at least 6.25x poplib. The absolute bound is printed
+    # too; it only holds on a machine as fast as the one it was set on.
+    check("per 4 KB message >= 6.25x poplib", pick("2000x4KB"), "x_poplib", 6.25, False)
     check("per 4 KB message <= 8 us", pick("2000x4KB"), "us_per_msg", 8, True)
     check("LIST >= 3x poplib+parsing", pick("LIST"), "x_poplib", 3, False)
     check("UIDL >= 3x poplib+parsing", pick("UIDL"), "x_poplib", 3, False)

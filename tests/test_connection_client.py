@@ -577,6 +577,28 @@ def test_nothing_pipelined_behind_auth_stls_quit(blocker: object) -> None:
     assert "until the" in info.value.message
 
 
+@pytest.mark.parametrize("command", [Retr(1), Dele(1), Noop()])
+def test_nothing_pipelined_behind_quit_in_transaction(command: object) -> None:
+    # RETR and DELE take a short cut in TRANSACTION; a QUIT in flight still stops them.
+    client = client_logged_in()
+    client.send(Quit())
+    with pytest.raises(LocalProtocolError) as info:
+        client.send(command)  # type: ignore[arg-type]
+    assert (info.value.reason, info.value.state) == ("wrong-state", "TRANSACTION")
+    assert client.in_flight == (Quit(),)
+
+
+@pytest.mark.parametrize("kind", [Retr, Dele])
+def test_retr_dele_length_limit(kind: type[Retr] | type[Dele]) -> None:
+    client = client_logged_in()
+    client.max_command_length = 12
+    assert client.send(kind(1234)) == b"%s 1234\r\n" % kind.__name__.upper().encode()
+    with pytest.raises(LocalProtocolError) as info:
+        client.send(kind(123456))
+    assert (info.value.reason, info.value.state) == ("command-too-long", "TRANSACTION")
+    assert client.in_flight == (kind(1234),)
+
+
 # ======================================================================================
 # Misuse: LocalProtocolError
 # ======================================================================================

@@ -71,7 +71,6 @@ class BodyDecoder:
                 # stuffing (stripped) and the CR is body.
                 prefix = b"\r"
             self._bol = False
-        seg = pos
         if self._bol and chunk[pos] == _DOT:
             dot = pos
         elif chunk.find(b".", pos) < 0:
@@ -86,27 +85,42 @@ class BodyDecoder:
             if prefix:
                 return prefix + chunk[pos:], n, False
             return (chunk if pos == 0 else chunk[pos:]), n, False
-        view = memoryview(chunk)
-        pieces: list[bytes | memoryview] = [prefix] if prefix else []
-        while dot >= 0:
-            if dot > seg:
-                pieces.append(view[seg:dot])
+        # The body is chunk[pos:] minus each line-start dot: collect the spans
+        # between those dots, then copy once.
+        spans: list[tuple[int, int]] = []
+        seg = pos
+        while True:
+            spans.append((seg, dot))
             after = dot + 1
             if after == n:
                 self._held = b"."
-                return b"".join(pieces), n, False
+                end, finished = n, False
+                break
             if chunk[after] == _CR:
                 if after + 1 == n:
                     self._held = b".\r"
-                    return b"".join(pieces), n, False
+                    end, finished = n, False
+                    break
                 if chunk[after + 1] == _LF:
-                    return b"".join(pieces), after + 2, True
+                    end, finished = after + 2, True
+                    break
             # A stuffed (or lone leading) dot: drop it, keep the rest.
             seg = after
             dot = _find_line_dot(chunk, seg)
-        pieces.append(view[seg:])
-        self._bol = chunk[n - 1] == _LF
-        return b"".join(pieces), n, False
+            if dot < 0:
+                spans.append((seg, n))
+                self._bol = chunk[n - 1] == _LF
+                end, finished = n, False
+                break
+        if len(spans) == 1 and not prefix:
+            # The usual case (a message with no dot line): one slice, one copy.
+            a, b = spans[0]
+            return chunk[a:b], end, finished
+        view = memoryview(chunk)
+        pieces: list[bytes | memoryview] = [view[a:b] for a, b in spans]
+        if prefix:
+            pieces.insert(0, prefix)
+        return b"".join(pieces), end, finished
 
 
 class _LineEnds:

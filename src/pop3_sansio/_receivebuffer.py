@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["LineTooLongError", "ReceiveBuffer"]
+from ._multiline import BodyDecoder
+
+__all__ = ["BufferFullError", "LineTooLongError", "ReceiveBuffer"]
+
+
+class BufferFullError(Exception):
+    """Internal: more bytes are waiting than the connection's cap allows."""
 
 
 class LineTooLongError(Exception):
@@ -42,8 +48,14 @@ class ReceiveBuffer:
     def __len__(self) -> int:
         return self._size + len(self._partial)
 
-    def append(self, data: bytes) -> None:
-        """Queue ``data`` (kept as the same object: no copy)."""
+    def append(self, data: bytes, limit: int) -> None:
+        """Queue ``data`` (kept as the same object: no copy).
+
+        Raises ``BufferFullError`` instead if more than ``limit`` bytes are
+        already waiting, so the cap holds however the bytes are chunked.
+        """
+        if self._size + len(self._partial) > limit:
+            raise BufferFullError
         self._chunks.append(data)
         self._size += len(data)
 
@@ -97,22 +109,27 @@ class ReceiveBuffer:
             offset = 0
         return out
 
-    def head_chunk(self) -> tuple[bytes, int] | None:
-        """The first whole chunk and the offset where unread bytes start in it.
+    def decode_body(self, decoder: BodyDecoder) -> tuple[bytes, bool] | None:
+        """Run ``decoder`` over the unread bytes, a whole chunk at a time.
 
-        Only valid at a line boundary (nothing stitched); ``None`` if empty.
+        Returns ``(data, finished)`` as soon as there is body data or the end
+        of the body (data may be empty only when finished), ``None`` once every
+        buffered byte is consumed without either. Only valid at a line
+        boundary (nothing stitched). One method rather than "peek, feed,
+        consume" calls: this is the per-chunk hot path of every RETR.
         """
         assert not self._partial
-        if not self._chunks:
-            return None
-        return self._chunks[0], self._offset
-
-    def consume_head(self, upto: int) -> None:
-        """Mark ``chunk[offset:upto]`` of the head chunk as read."""
-        chunk = self._chunks[0]
-        self._size -= upto - self._offset
-        if upto == len(chunk):
-            self._chunks.popleft()
-            self._offset = 0
-        else:
-            self._offset = upto
+        chunks = self._chunks
+        while chunks:
+            chunk = chunks[0]
+            start = self._offset
+            data, end, finished = decoder.feed(chunk, start)
+            self._size -= end - start
+            if end == len(chunk):
+                chunks.popleft()
+                self._offset = 0
+            else:
+                self._offset = end
+            if data or finished:
+                return data, finished
+        return None
