@@ -368,6 +368,29 @@ def test_listing_size_cap() -> None:
     assert info.value.reason == "too-big"
 
 
+def test_uidl_of_one_message_answered_with_the_uid_alone() -> None:
+    """Twisted's server answers ``UIDL n`` with ``+OK <uid>``: that is message n's uid."""
+
+    def uidl(answer: bytes) -> Any:
+        client = p.ClientSession()
+        client.receive_data(b"+OK hi\r\n")
+        client.connection.next_event()
+        client.connection._state = p.State.TRANSACTION
+        op = client.uidl(2)
+        assert next(op) == p.Write(b"UIDL 2\r\n")
+        assert op.send(None) is p.READ
+        client.receive_data(answer)
+        with pytest.raises(StopIteration) as stop:
+            op.send(None)
+        return stop.value.value
+
+    assert uidl(b"+OK 2 uid-b\r\n") == {2: "uid-b"}
+    assert uidl(b"+OK uid-b\r\n") == {2: "uid-b"}
+    with pytest.raises(p.RemoteProtocolError) as info:
+        uidl(b"+OK \r\n")
+    assert info.value.reason == "bad-uid"
+
+
 def test_server_closing_is_a_remote_error() -> None:
     client = p.ClientSession()
     op = client.start()

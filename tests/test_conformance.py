@@ -226,6 +226,37 @@ async def test_leaving_with_an_exception_deletes_nothing(peers: Peers, mailbox: 
         assert (await client.stat())[0] == 3
 
 
+async def test_leaving_an_unusable_connection_says_marks_were_not_deleted(
+    peers: Peers, mailbox: Mailbox
+) -> None:
+    # A RETR loop left early makes the connection unusable, so no QUIT can go
+    # out: leaving the block normally must not let the user believe the DELE
+    # was committed.
+    with pytest.raises(ConnectionError, match=r"1 message.* marked for deletion were not deleted"):
+        async with peers.connect(mailbox.port) as client:
+            await client.login("alice", "secret")
+            await client.dele(1)
+            assert client.session.marked == {1}
+            async for _ in client.iter_retr(2):
+                break
+    await unlocked(mailbox.storage)
+    assert mailbox.storage.contents("alice") == MESSAGES
+
+
+async def test_leaving_an_unusable_connection_without_marks_is_quiet(
+    peers: Peers, mailbox: Mailbox
+) -> None:
+    async with peers.connect(mailbox.port) as client:
+        await client.login("alice", "secret")
+        await client.dele(1)
+        await client.rset()
+        assert client.session.marked == set()
+        async for _ in client.iter_retr(2):
+            break
+    await unlocked(mailbox.storage)
+    assert mailbox.storage.contents("alice") == MESSAGES
+
+
 async def test_explicit_quit_commits(peers: Peers, mailbox: Mailbox) -> None:
     async with peers.connect(mailbox.port) as client:
         await client.login("alice", "secret")

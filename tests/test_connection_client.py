@@ -921,7 +921,12 @@ def test_several_challenges() -> None:
         (b"a\r\n..\r\n..\r\nb\r\n.\r\n", b"a\r\n.\r\n.\r\nb\r\n"),
         (b".foo\r\n.\r\n", b"foo\r\n"),  # an unstuffed leading dot is still removed
         (b"a\nb\n.\r\n", b"a\nb\n"),  # bare LF lines are passed through
-        (b"a\r\n.\n.\r\n", b"a\r\n\n"),  # "." LF is not the terminator
+        # "." LF ends the body too (as in poplib): a server with bare LF line
+        # ends must not leave the client waiting for a CRLF that never comes.
+        (b"a\r\n.\n", b"a\r\n"),
+        (b"a\nb\n.\n", b"a\nb\n"),
+        (b".\n", b""),
+        (b"..\n.\n", b".\n"),
         (b"a\r\n.\rx\r\n.\r\n", b"a\r\n\rx\r\n"),  # "." CR x: stuffing, then CR x
         (b".\r\r\n.\r\n", b"\r\r\n"),
         (b"\r\n\r\n.\r\n", b"\r\n\r\n"),

@@ -470,7 +470,9 @@ WIRE_CASES = [
     (b".\rx\r\n.\r\n", b"\rx\r\n"),
     (b".\r\r\n.\r\n", b"\r\r\n"),
     (b"..\r.\r\n.\r\n", b".\r.\r\n"),
-    (b"a\n.\n.\r\n", b"a\n\n"),
+    (b"a\n.\n", b"a\n"),  # "." LF ends the body as "." CRLF does
+    (b"a\n..\n.\n", b"a\n.\n"),
+    (b".\n", b""),
 ]
 
 

@@ -209,16 +209,18 @@ async def test_cancelled_retr_leaves_the_client_unusable() -> None:
     big = b"Subject: big\n\n" + (b"y" * 76 + b"\n") * 20_000  # about 1.5 MB
     backend, storage = alice_backend([big, MESSAGES[0]])
     async with serving(backend) as server:
-        async with connect("127.0.0.1", server.port, tls=None) as client:
-            await client.login("alice", "secret")
-            await client.dele(2)
-            with trio.CancelScope() as scope:
-                async for _ in client.iter_retr(1):
-                    scope.cancel()  # cancelled at the next network wait, mid-answer
-            assert scope.cancelled_caught
-            with pytest.raises(ConnectionError, match="unusable"):
-                await client.noop()
-        # Leaving the block after the interruption sent no QUIT: nothing deleted.
+        # Leaving the block after the interruption sends no QUIT, so nothing is
+        # deleted, and says so since message 2 was marked.
+        with pytest.raises(ConnectionError, match="marked for deletion were not deleted"):
+            async with connect("127.0.0.1", server.port, tls=None) as client:
+                await client.login("alice", "secret")
+                await client.dele(2)
+                with trio.CancelScope() as scope:
+                    async for _ in client.iter_retr(1):
+                        scope.cancel()  # cancelled at the next network wait, mid-answer
+                assert scope.cancelled_caught
+                with pytest.raises(ConnectionError, match="unusable"):
+                    await client.noop()
         await sleep(0.05)
         assert storage.contents("alice") == [big, MESSAGES[0]]
 

@@ -120,8 +120,18 @@ class AsyncClient(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None and self._busy and self._broken is None:
+            # An operation was left half-way (a RETR loop left early): out of step.
+            self._interrupted(RuntimeError("an operation was not finished"))
         if exc_type is not None or self._broken is not None:
             await self.aclose()  # no QUIT: nothing marked is deleted
+            lost = (
+                None
+                if exc_type is not None or self._session is None
+                else self._session.unsent_deletions()
+            )
+            if lost is not None:
+                raise ConnectionError(lost) from self._broken
             return
         commits = self._session is not None and self._session.quit_commits
         try:

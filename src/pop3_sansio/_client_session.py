@@ -164,6 +164,7 @@ class ClientSession:
         self._random = random_bytes
         self.greeting: ev.Greeting | None = None
         self._capabilities: Capabilities | None = None
+        self._marked: set[int] = set()  # answered +OK to DELE, not undone by RSET
         self._capa_known = False
 
     # --- plumbing --------------------------------------------------------------------
@@ -415,7 +416,9 @@ class ClientSession:
     def uidl(self, msg: int | None = None) -> Generator[Instruction, None, dict[int, str]]:
         """``UIDL`` -> ``{msgno: unique id}`` (one entry for ``UIDL msg``)."""
         if msg is not None:
-            n, uid = parse_uid_line((yield from self._simple(ev.Uidl(msg), "UIDL")))
+            text = yield from self._simple(ev.Uidl(msg), "UIDL")
+            # Twisted answers with the unique-id alone, without the message number.
+            n, uid = parse_uid_line(text if " " in text else f"{msg} {text}")
             return {n: uid}
         yield from self._simple(ev.Uidl(), "UIDL")
         return parse_uid_listing((yield from self._body()))
@@ -471,6 +474,7 @@ class ClientSession:
             try:
                 if isinstance(command, ev.Dele):
                     yield from self._status("DELE")
+                    self._marked.add(command.msg)
                     continue
                 assert isinstance(command, ev.Retr)
                 retrs -= 1
@@ -492,11 +496,15 @@ class ClientSession:
 
     def dele(self, msg: int) -> Generator[Instruction, None, str]:
         """``DELE msg``: mark for deletion at QUIT."""
-        return (yield from self._simple(ev.Dele(msg), "DELE"))
+        text = yield from self._simple(ev.Dele(msg), "DELE")
+        self._marked.add(msg)
+        return text
 
     def rset(self) -> Generator[Instruction, None, str]:
         """``RSET``: unmark everything."""
-        return (yield from self._simple(ev.Rset(), "RSET"))
+        text = yield from self._simple(ev.Rset(), "RSET")
+        self._marked.clear()
+        return text
 
     def noop(self) -> Generator[Instruction, None, str]:
         """``NOOP``."""
@@ -522,6 +530,28 @@ class ClientSession:
             if state is State.AUTHORIZATION and exc.reason in ("closed", "truncated"):
                 return ""
             raise
+
+    @property
+    def marked(self) -> frozenset[int]:
+        """Messages the server has marked for deletion (``+OK`` to DELE, no RSET since).
+
+        They are deleted only when QUIT is answered ``+OK`` (RFC 1939 section 6).
+        """
+        return frozenset(self._marked)
+
+    def unsent_deletions(self) -> str | None:
+        """Why leaving now loses deletions, or ``None``: for a client closing without QUIT.
+
+        A binding whose connection became unusable calls this when its user
+        leaves the session normally: marked messages were not deleted, and
+        the user must hear it rather than believe they were.
+        """
+        if not self._marked:
+            return None
+        return (
+            f"{len(self._marked)} message(s) marked for deletion were not deleted: "
+            "the connection became unusable before QUIT"
+        )
 
     @property
     def quit_commits(self) -> bool:

@@ -4,6 +4,7 @@ RFC 1939 section 3: each line of a multi-line response ends in CRLF; a line
 that starts with "." is sent with an extra "." in front; the response ends with
 a line holding only "." (so the stream ends with CRLF "." CRLF). The receiving
 side strips the first "." of any line where octets other than CRLF follow it.
+A "." line ended by a bare LF is accepted as the end too.
 
 Both coders are streaming state machines: they take chunks split anywhere and
 keep at most two octets of state between chunks, never a buffered line.
@@ -23,6 +24,13 @@ _DOT = 0x2E
 # bytes.find(b"\n.") manages about 0.8 GB/s (CPython 3.11).
 _LINE_DOT_SEARCH = re.compile(rb"\n\.").search
 _LINE_DOT_SUB = re.compile(rb"\n\.").sub
+
+
+# _BARE_LF_END: a line of "." ended by a bare LF also ends the body. RFC 1939
+# wants CRLF, but a server that sends bare LF line ends (as status lines are
+# accepted with them) would otherwise leave the client waiting for a CRLF that
+# never comes. A conforming server stuffs every line-start dot, so "." LF is
+# never body.
 
 
 def _find_line_dot(chunk: bytes, pos: int) -> int:
@@ -64,6 +72,8 @@ class BodyDecoder:
                         return b"", n, False
                     if chunk[pos + 1] == _LF:
                         return b"", pos + 2, True
+                elif chunk[pos] == _LF:
+                    return b"", pos + 1, True  # "." LF: see _BARE_LF_END
             elif chunk[pos] == _LF:  # held == b".\r"
                 return b"", pos + 1, True
             else:
@@ -104,6 +114,9 @@ class BodyDecoder:
                 if chunk[after + 1] == _LF:
                     end, finished = after + 2, True
                     break
+            elif chunk[after] == _LF:
+                end, finished = after + 1, True  # "." LF: see _BARE_LF_END
+                break
             # A stuffed (or lone leading) dot: drop it, keep the rest.
             seg = after
             dot = _find_line_dot(chunk, seg)

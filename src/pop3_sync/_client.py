@@ -142,6 +142,9 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None and self._busy and self._broken is None:
+            # An operation was left half-way (a RETR loop left early): out of step.
+            self._broken = RuntimeError("an operation was not finished")
         if exc_type is None and self._broken is None:
             commits = self._session is not None and self._session.quit_commits
             try:
@@ -153,6 +156,13 @@ class Client:
                 self.close()
         else:
             self.close()  # no QUIT: nothing marked is deleted
+            lost = (
+                None
+                if exc_type is not None or self._session is None
+                else self._session.unsent_deletions()
+            )
+            if lost is not None:
+                raise ConnectionError(lost) from self._broken
 
     def close(self) -> None:
         """Close the connection without QUIT (deletions are not committed)."""
