@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest run dialogue peers bench fuzz clean
+.PHONY: test lint typecheck pytest run dialogue peers interop-report bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ dialogue: $(STAMP)
 
 peers:
 	scripts/install-peers
+
+# The interoperability tests, then docs/interop.md's matrix from their results (written
+# even when some fail; the target then fails too).
+interop-report: $(STAMP)
+	mkdir -p build
+	$(PY) -m pytest -p no:cacheprovider -q tests/test_interop_*.py \
+		--junitxml=build/interop-junit.xml $(PYTEST_ARGS); status=$$?; \
+		$(PY) scripts/interop-report build/interop-junit.xml docs/interop.md && exit $$status
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_parse.py

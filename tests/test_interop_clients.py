@@ -1,6 +1,7 @@
-"""Real POP3 clients (curl, the standard library's poplib) against pop3_asyncio's server.
+"""Real POP3 clients (curl, the standard library's poplib) against every binding's server.
 
-The server runs in the test's own event loop on 127.0.0.1, serving a Maildir in
+Each test runs once per binding (asyncio, trio, sync): that binding's server runs in a
+thread of its own on 127.0.0.1 (``serving`` from bindings.py), serving a Maildir in
 ``tmp_path``; the clients run as subprocesses (curl) or in a worker thread (poplib).
 curl comes from the Debian package curl (``make peers``); without it the curl tests
 skip, or fail when ``POP3_REQUIRE_PEERS=1``.
@@ -12,7 +13,7 @@ import os
 import poplib
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,7 +22,7 @@ import anyio
 import pytest
 import trustme
 
-import pop3_asyncio as pa
+from bindings import NAMES, serving
 from peers import HOST, as_received, require_peer
 from pop3_maildrop import Backend, MaildirStorage, UserDB
 
@@ -68,10 +69,13 @@ class Served:
         return context
 
 
-@pytest.fixture
-async def served(
-    tmp_path: Path, peer_ca: trustme.CA, peer_cert: trustme.LeafCert
-) -> AsyncIterator[Served]:
+@pytest.fixture(params=NAMES)
+def served(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    peer_ca: trustme.CA,
+    peer_cert: trustme.LeafCert,
+) -> Iterator[Served]:
     maildir = tmp_path / "Maildir"
     for sub in ("tmp", "new", "cur"):
         (maildir / sub).mkdir(parents=True)
@@ -90,11 +94,11 @@ async def served(
         "apop": True,
         "mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"],
     }
-    async with (
-        await pa.serve(backend, HOST, 0, starttls_context=context, **options) as plain,
-        await pa.serve(backend, HOST, 0, ssl_context=context, **options) as implicit,
+    with (
+        serving(request.param, backend, starttls_context=context, **options) as port,
+        serving(request.param, backend, ssl_context=context, **options) as tls_port,
     ):
-        yield Served(maildir, plain.port, implicit.port, names, ca_file, peer_ca)
+        yield Served(maildir, port, tls_port, names, ca_file, peer_ca)
 
 
 # --- curl ---------------------------------------------------------------------------------
