@@ -361,7 +361,8 @@ def test_listing_size_cap() -> None:
     client.receive_data(b"+OK\r\n1 a\r\n")
     op.send(None)
     op.close()
-    op = client._body(limit=4)
+    client.max_listing_size = 4
+    op = client._body()
     client.receive_data(b"2 b\r\n")
     with pytest.raises(p.RemoteProtocolError) as info:
         next(op)
@@ -465,6 +466,22 @@ def test_retr_many_failure_keeps_the_session_in_step_and_deletes_only_what_was_t
     # Message 1 was taken whole, so it is marked; 2 was read and dropped, never marked.
     assert wire.server.deleted == frozenset({1})
     assert wire.result(wire.client.noop()) == ""  # the next answer is NOOP's own
+
+
+def test_answers_skipped_after_a_failure_are_not_collected() -> None:
+    # RETR 9 fails while RETR 1 is already pipelined behind it: message 1's
+    # body is read and dropped as it arrives, whatever its size (the listing
+    # cap, here one octet, is for bodies that are collected).
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    caps = wire.result(wire.client.capa())
+    assert caps is not None and caps.pipelining
+    wire.client.max_listing_size = 1
+    with pytest.raises(p.Pop3Error):
+        wire.run(wire.client.retr_many([9, 1]))
+    assert wire.sent[-1] == b"RETR 9\r\nRETR 1\r\n"
+    assert wire.result(wire.client.noop()) == ""  # in step
 
 
 def test_failed_dele_in_retr_many_is_raised_in_step() -> None:

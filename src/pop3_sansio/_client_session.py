@@ -135,7 +135,8 @@ READ: Final = _Read()
 Instruction: TypeAlias = Write | _Read | StartTls | Chunk
 Op: TypeAlias = Generator[Instruction, None, "object"]
 
-_MAX_LISTING = 64 << 20  # cap for accumulated LIST/UIDL/CAPA bodies
+MAX_LISTING_SIZE = 64 << 20
+"""Default cap on a LIST, UIDL or CAPA body the client collects (about 800k UIDL lines)."""
 
 # Mechanisms that hand the secret itself (a password or a bearer token) to
 # anyone who reads the connection.
@@ -165,6 +166,8 @@ class ClientSession:
         self.greeting: ev.Greeting | None = None
         self._capabilities: Capabilities | None = None
         self._marked: set[int] = set()  # answered +OK to DELE, not undone by RSET
+        self.max_listing_size = MAX_LISTING_SIZE
+        """Cap on a LIST, UIDL or CAPA body: more is a ``RemoteProtocolError`` ("too-big")."""
         self._capa_known = False
 
     # --- plumbing --------------------------------------------------------------------
@@ -199,7 +202,8 @@ class ClientSession:
         assert isinstance(event, ev.Ok | ev.SaslChallenge)
         return event
 
-    def _body(self, limit: int = _MAX_LISTING) -> Generator[Instruction, None, bytes]:
+    def _body(self) -> Generator[Instruction, None, bytes]:
+        """A listing's whole body (collected: LIST, UIDL and CAPA are parsed at once)."""
         parts: list[bytes] = []
         size = 0
         while True:
@@ -208,7 +212,7 @@ class ClientSession:
                 return b"".join(parts)
             assert isinstance(event, ev.Data)
             size += len(event.data)
-            if size > limit:
+            if size > self.max_listing_size:
                 raise RemoteProtocolError("multi-line answer over its size limit", reason="too-big")
             parts.append(event.data)
 
@@ -492,7 +496,9 @@ class ClientSession:
         for command in commands:
             event = yield from self._event()
             if isinstance(event, ev.Ok) and isinstance(command, ev.Retr):
-                yield from self._body()
+                # Dropped as it arrives: a message of any size, in no memory.
+                while not isinstance((yield from self._event()), ev.EndOfResponse):
+                    pass
 
     def dele(self, msg: int) -> Generator[Instruction, None, str]:
         """``DELE msg``: mark for deletion at QUIT."""

@@ -320,7 +320,7 @@ class ClientConnection(_Connection):
             # unusual takes the general path below, which explains it.
             in_flight = self._in_flight
             if not in_flight or type(in_flight[-1]) is not ev.Quit:
-                line = fast % command.msg  # type: ignore[attr-defined]
+                line = fast % command.msg  # type: ignore[union-attr]
                 if len(line) <= self.max_command_length:
                     in_flight.append(command)
                     self._last_sent = command
