@@ -378,7 +378,9 @@ class ClientConnection(_Connection):
         if self._their_error:
             self._check_receiving()
         if self._pending_end:
-            return self._end_of_response()
+            self._pending_end = False
+            self._in_flight.popleft()
+            return _END_OF_RESPONSE
         if self._decoder is not None:
             return self._next_data()
         if self._tls_pending:
@@ -393,7 +395,10 @@ class ClientConnection(_Connection):
             head = self._buffer.peek_partial(3)
             if head[:1] == b"+" and head[:3].upper() != b"+OK":
                 limit = self.max_sasl_line_length
-        line = self._read_line(limit)
+        try:
+            line = self._buffer.read_line(limit)
+        except LineTooLongError as exc:
+            self._remote_error(f"line longer than {limit} octets", "line-too-long", exc.prefix)
         if line is None:
             if self._peer_closed:
                 return self._closed()
