@@ -14,12 +14,18 @@ is stopped when the test ends, passed or failed; its log and configuration are c
 ``tmp_path`` (and printed, which pytest shows for a failed test), and the directory is
 removed once Dovecot has exited. The system-wide Dovecot is never used.
 
+``dovecot_module`` is the same factory for a whole test module (its Dovecots stop when the
+module's last test has run, the logs are kept in a temporary directory of the module): for
+tests that only read a maildrop, so one Dovecot serves many of them. Such tests look only
+at the log written since they started (``log_mark`` and ``since``).
+
 Test modules load this file with ``pytest_plugins = ["peers"]``. PYTEST_DONT_REWRITE (it is
 imported before it is a plugin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -151,11 +157,16 @@ class Dovecot:
     def log_path(self) -> Path:
         return self.root / "dovecot.log"
 
-    def log(self) -> str:
+    def log(self, since: int = 0) -> str:
+        """The log (from ``since``, a ``log_mark``)."""
         try:
-            return self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")[since:]
         except FileNotFoundError:
             return ""
+
+    def log_mark(self) -> int:
+        """Where the log ends now: pass it as ``since`` to see only what comes after."""
+        return len(self.log())
 
     @property
     def sasl(self) -> set[str]:
@@ -191,21 +202,21 @@ class Dovecot:
                 found[path.name.partition(":")[0]] = path.read_bytes()
         return found
 
-    def wait_for_log(self, pattern: str, timeout: float = 5.0) -> str:
-        """The first match of ``pattern`` in the log, waiting for Dovecot's log process."""
+    def wait_for_log(self, pattern: str, timeout: float = 5.0, *, since: int = 0) -> str:
+        """The first match of ``pattern`` in the log (after ``since``), waiting for Dovecot."""
         deadline = time.monotonic() + timeout
-        while (match := re.search(pattern, self.log())) is None:
+        while (match := re.search(pattern, self.log(since))) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not in the Dovecot log:\n{self.log()}")
+                raise AssertionError(f"{pattern!r} not in the Dovecot log:\n{self.log(since)}")
             time.sleep(0.02)
         return match.group(0)
 
-    async def await_log(self, pattern: str, timeout: float = 5.0) -> str:
+    async def await_log(self, pattern: str, timeout: float = 5.0, *, since: int = 0) -> str:
         """``wait_for_log`` for async tests: the event loop runs meanwhile."""
         deadline = time.monotonic() + timeout
-        while (match := re.search(pattern, self.log())) is None:
+        while (match := re.search(pattern, self.log(since))) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not in the Dovecot log:\n{self.log()}")
+                raise AssertionError(f"{pattern!r} not in the Dovecot log:\n{self.log(since)}")
             await anyio.sleep(0.02)
         return match.group(0)
 
@@ -271,6 +282,13 @@ def _config(root: Path, port: int, pop3s_port: int, mechanisms: Sequence[str]) -
         "disable_plaintext_auth = no",
         f"auth_mechanisms = {' '.join(mechanisms)}",
         "auth_failure_delay = 0",
+        # No authentication penalty (a delay of 2 s and more for every login from an address
+        # that failed one): wrong-password tests share a Dovecot with the others.
+        "service anvil {",
+        "  unix_listener anvil-auth-penalty {",
+        "    mode = 0",
+        "  }",
+        "}",
         "pop3_lock_session = yes",
         "mail_location = maildir:~/Maildir",
         f"first_valid_uid = {MAIL_UID}",
@@ -336,11 +354,11 @@ def _capa(port: int, deadline: float, process: subprocess.Popen[bytes]) -> tuple
 DovecotFactory = Callable[..., Dovecot]
 
 
-@pytest.fixture
-def dovecot(
-    tmp_path: Path, peer_ca: trustme.CA, peer_cert: trustme.LeafCert, _dovecot_reaper: None
+@contextlib.contextmanager
+def _dovecots(
+    keep: Callable[[int], Path], peer_ca: trustme.CA, peer_cert: trustme.LeafCert
 ) -> Iterator[DovecotFactory]:
-    """A factory: ``dovecot({user: [messages]})`` starts a throwaway Dovecot (see the module)."""
+    """The factory behind ``dovecot`` and ``dovecot_module``; ``keep(i)``: where logs go."""
     binary = require_peer("dovecot", "dovecot-core and dovecot-pop3d")
     pop3 = Path("/usr/lib/dovecot/pop3")
     if not pop3.exists() and Path("/usr/lib/dovecot").exists():
@@ -413,11 +431,33 @@ def dovecot(
             server.stop()
         _graveyard.extend(made)  # removed once Dovecot has exited (see _reap)
         for i, (root, _) in enumerate(made):
-            keep = tmp_path / f"dovecot{i}"
-            keep.mkdir()
+            kept = keep(i)
+            kept.mkdir()
             for name in ("dovecot.conf", "dovecot.log", "stderr.log"):
                 if (root / name).exists():
-                    shutil.copyfile(root / name, keep / name)
-            log = keep / "dovecot.log"
+                    shutil.copyfile(root / name, kept / name)
+            log = kept / "dovecot.log"
             text = log.read_text(errors="replace") if log.exists() else ""
-            print(f"--- {root}/dovecot.log (copied to {keep})\n{text}")  # shown if the test fails
+            print(f"--- {root}/dovecot.log (copied to {kept})\n{text}")  # shown if the test fails
+
+
+@pytest.fixture
+def dovecot(
+    tmp_path: Path, peer_ca: trustme.CA, peer_cert: trustme.LeafCert, _dovecot_reaper: None
+) -> Iterator[DovecotFactory]:
+    """A factory: ``dovecot({user: [messages]})`` starts a throwaway Dovecot (see the module)."""
+    with _dovecots(lambda i: tmp_path / f"dovecot{i}", peer_ca, peer_cert) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def dovecot_module(
+    tmp_path_factory: pytest.TempPathFactory,
+    peer_ca: trustme.CA,
+    peer_cert: trustme.LeafCert,
+    _dovecot_reaper: None,
+) -> Iterator[DovecotFactory]:
+    """``dovecot`` for a whole test module: its Dovecots stop after the module's last test."""
+    logs = tmp_path_factory.mktemp("dovecot-module")
+    with _dovecots(lambda i: logs / f"dovecot{i}", peer_ca, peer_cert) as start:
+        yield start

@@ -4,7 +4,10 @@ Twisted's POP3 server.
 Each Twisted side runs in a subprocess of its own (so its reactor is isolated from the
 test's event loops): twisted_pop3_client.py for one client session, twisted_pop3_server.py
 for a server over a directory of message files (see those files for what is Twisted's own
-and what the scripts add). Twisted comes from PyPI (the ``test`` extra).
+and what the scripts add). Twisted comes from PyPI (the ``test`` extra, ``twisted[tls]``:
+pyOpenSSL for its TLS). Twisted's client is also run over STLS and implicit TLS against our
+servers, and our clients against Twisted's server over implicit TLS (it has no STLS), all
+with certificates of the test CA, verified.
 
 Twisted's server is a good test of a client's tolerance: it announces ``PIPELINE`` (not
 ``PIPELINING``), answers ``+OK `` with a trailing space, reports the stored (LF) size of a
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import select
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,10 +65,14 @@ def twisted_available() -> None:
 # --- Twisted's client against our servers --------------------------------------------------
 
 
-def twisted_client(port: int, *delete: int) -> dict[str, object]:
+def twisted_client(
+    port: int, *delete: int, tls: str | None = None, ca_file: Path | None = None
+) -> dict[str, object]:
     twisted_available()
     script = HERE / "twisted_pop3_client.py"
-    result = run([sys.executable, str(script), str(port), USER, PASSWORD, *map(str, delete)])
+    options = [] if tls is None else ["--tls", tls, "--ca", str(ca_file)]
+    command = [sys.executable, str(script), str(port), USER, PASSWORD, *map(str, delete)]
+    result = run([*command, *options])
     assert result.returncode == 0, result.stderr
     out: dict[str, object] = json.loads(result.stdout)
     return out
@@ -104,6 +112,38 @@ def test_twisted_client_user_pass(
         assert served.stored() == served.original()
 
 
+@pytest.mark.parametrize("binding", bindings.NAMES)
+def test_twisted_client_stls(
+    binding: str, tmp_path: Path, ca: trustme.CA, served_cert: trustme.LeafCert
+) -> None:
+    # No APOP timestamp: after STLS (with the certificate verified), Twisted's login()
+    # sends USER/PASS over TLS.
+    with serve_maildir(binding, tmp_path, ca, served_cert, apop=False) as served:
+        out = twisted_client(served.port, 1, tls="starttls", ca_file=served.ca_file)
+        assert out["tls"] is True and out["apop"] is False
+        assert "STLS" in out["capabilities_before_tls"]
+        assert "STLS" not in out["capabilities"]  # RFC 2595: not offered again after TLS
+        assert {"USER", "UIDL", "TOP"} <= set(out["capabilities"])
+        assert messages(out) == [as_received(m) for m in MESSAGES]
+        assert out["uids"] == served.names
+        # DELE 1 over TLS, then QUIT: exactly that one is gone.
+        assert served.stored() == {
+            n: m for n, m in served.original().items() if n != served.names[0]
+        }
+
+
+def test_twisted_client_implicit_tls(served: Served) -> None:
+    out = twisted_client(served.tls_port, 3, tls="implicit", ca_file=served.ca_file)
+    assert out["tls"] is True
+    assert out["apop"] is True  # the greeting has a timestamp: APOP, over TLS
+    assert "STLS" not in out["capabilities"]  # already TLS
+    sizes = [len(as_received(m)) for m in MESSAGES]
+    assert out["stat"] == [len(MESSAGES), sum(sizes)]
+    assert out["sizes"] == sizes
+    assert messages(out) == [as_received(m) for m in MESSAGES]
+    assert served.stored() == {n: m for n, m in served.original().items() if n != served.names[2]}
+
+
 # --- our clients against Twisted's server --------------------------------------------------
 
 
@@ -118,19 +158,27 @@ class TwistedServer:
 
 
 @contextlib.contextmanager
-def twisted_server(root: Path) -> Iterator[TwistedServer]:
-    """Twisted's POP3 server over ``TWISTED_MESSAGES``, in files under ``root``."""
+def twisted_server(root: Path, cert: trustme.LeafCert | None = None) -> Iterator[TwistedServer]:
+    """Twisted's POP3 server over ``TWISTED_MESSAGES``, in files under ``root``.
+
+    With ``cert``, it speaks implicit TLS with that certificate (and its key).
+    """
     twisted_available()
     mail = root / "mail"
     mail.mkdir()
     names = [f"msg-{i:02}" for i in range(1, len(TWISTED_MESSAGES) + 1)]
     for name, message in zip(names, TWISTED_MESSAGES, strict=True):
         (mail / name).write_bytes(message)
+    tls = []
+    if cert is not None:
+        cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(root / "key.pem"))
+        tls = [str(root / "cert.pem"), str(root / "key.pem")]
     script = HERE / "twisted_pop3_server.py"
     log = root / "twisted.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(script), str(mail), USER, PASSWORD],
+            [sys.executable, str(script), str(mail), USER, PASSWORD, *tls],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -245,3 +293,50 @@ def test_twisted_server_dele_then_quit(tmp_path: Path, binding: str) -> None:
         anyio.run(session, server, backend=bindings.ANYIO_BACKEND[binding])
         # Twisted removes the files before it answers QUIT, and the client waits for that.
         assert server.stored() == {n: before[n] for n in ("msg-01", "msg-03", "msg-04")}
+
+
+@pytest.fixture(scope="module")
+def twisted_tls(
+    tmp_path_factory: pytest.TempPathFactory, served_cert: trustme.LeafCert
+) -> Iterator[TwistedServer]:
+    """One Twisted server over implicit TLS (certificate of the test CA), for reading."""
+    with twisted_server(tmp_path_factory.mktemp("twisted-tls"), served_cert) as server:
+        yield server
+
+
+@pytest.mark.parametrize("binding", bindings.NAMES)
+@pytest.mark.parametrize("mechanism", ["USER", "APOP", "CRAM-MD5"])
+def test_twisted_server_implicit_tls(
+    twisted_tls: TwistedServer, client_ssl: ssl.SSLContext, binding: str, mechanism: str
+) -> None:
+    server = twisted_tls
+    received = [as_received(m) for m in TWISTED_MESSAGES]
+
+    async def session() -> None:
+        with anyio.fail_after(30):
+            async with bindings.connect(
+                binding, HOST, server.port, tls="implicit", ssl_context=client_ssl, timeout=10
+            ) as c:
+                assert c.session.connection.tls_active
+                caps = await c.capa()
+                assert caps is not None and caps.pipelining and not caps.stls
+                await c.login(USER, PASSWORD, mechanism=mechanism)
+                assert await c.uidl() == dict(enumerate(server.names, 1))
+                many = [(n, m) async for n, m in c.retr_many(range(1, len(received) + 1))]
+                assert many == list(enumerate(received, 1))
+                assert await c.top(3, 0) == b"Subject: empty body\r\n\r\n"
+        assert server.stored() == dict(zip(server.names, TWISTED_MESSAGES, strict=True))
+
+    anyio.run(session, backend=bindings.ANYIO_BACKEND[binding])
+
+
+@pytest.mark.parametrize("binding", bindings.NAMES)
+def test_twisted_server_implicit_tls_refuses_an_untrusted_certificate(
+    twisted_tls: TwistedServer, binding: str
+) -> None:
+    async def session() -> None:
+        with anyio.fail_after(30), pytest.raises(ssl.SSLCertVerificationError):
+            async with bindings.connect(binding, HOST, twisted_tls.port, timeout=10):
+                pass  # pragma: no cover - the handshake fails
+
+    anyio.run(session, backend=bindings.ANYIO_BACKEND[binding])

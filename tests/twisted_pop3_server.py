@@ -1,9 +1,10 @@
 """A POP3 server made of Twisted's ``twisted.mail.pop3.POP3``, for the interoperability tests.
 
-Run as ``python twisted_pop3_server.py MAILDIR USER PASSWORD``: it listens on a free port
-of 127.0.0.1, prints ``PORT <n>`` on stdout once it does, and serves until it is
-terminated. The protocol is Twisted's own, unchanged; only the parts Twisted leaves to an
-application are written here:
+Run as ``python twisted_pop3_server.py MAILDIR USER PASSWORD [CERT KEY]``: it listens on a
+free port of 127.0.0.1, prints ``PORT <n>`` on stdout once it does, and serves until it is
+terminated. Given CERT and KEY (PEM files) it speaks implicit TLS (POP3S) with that
+certificate; Twisted's POP3 server has no STLS. The protocol is Twisted's own, unchanged;
+only the parts Twisted leaves to an application are written here:
 
 - a mailbox over the files of ``MAILDIR``: the messages are the files in name order, a
   message's unique id is its file name, and its size is the file's size in octets, as
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from twisted.cred import checkers, credentials, error, portal
-from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet import defer, endpoints, protocol, reactor, ssl
 from twisted.mail import pop3
 from twisted.mail.interfaces import IServerFactoryPOP3
 from zope.interface import implementer
@@ -148,7 +149,13 @@ def main() -> None:
     root, user, password = Path(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
     checker = Checker(user, password)
     mail_portal = portal.Portal(Realm(root), [checker])
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    endpoint: Any
+    if len(sys.argv) > 4:
+        pem = Path(sys.argv[4]).read_bytes() + Path(sys.argv[5]).read_bytes()
+        options = ssl.PrivateCertificate.loadPEM(pem).options()
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
+    else:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
 
     def listening(port: Any) -> None:
         print(f"PORT {port.getHost().port}", flush=True)
