@@ -11,6 +11,8 @@ split gives the same events (adjacent ``Data`` merged) and the same error.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -296,3 +298,30 @@ def alice_backend(messages: Iterable[bytes]) -> tuple[Backend, MemoryStorage]:
     for message in messages:
         storage.add("alice", message)
     return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
+
+
+def fake_server(
+    answers: list[bytes], tail: list[bytes] | None = None
+) -> tuple[socket.socket, threading.Thread]:
+    """A listener on 127.0.0.1 that greets, then sends the next of ``answers`` per command read.
+
+    After the last answer it reads once more (until the client closes); what that read
+    returns is appended to ``tail`` when given (``b""``: the client sent nothing more).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(b"+OK hi\r\n")
+            for answer in answers:
+                conn.recv(1024)
+                conn.sendall(answer)
+            last = conn.recv(1024)  # until the client closes
+            if tail is not None:
+                tail.append(last)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener, thread

@@ -19,7 +19,7 @@ import pytest
 
 import pop3_sansio as p
 import pop3_sync as ps
-from helpers import alice_backend, crlf
+from helpers import alice_backend, crlf, fake_server
 from pop3_maildrop import Backend, MemoryStorage
 from pop3_sync import poplib as compat
 
@@ -87,36 +87,6 @@ def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
             sock.sendall(b"STLS\r\nCAPA\r\n")
             assert reader.readline() == b"+OK begin TLS negotiation\r\n"
             assert reader.read() == b""  # closed, CAPA never answered
-
-
-def fake_server(answers: list[bytes]) -> tuple[socket.socket, threading.Thread]:
-    """A listener that greets, then sends the next of ``answers`` for each command read."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def run() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.sendall(b"+OK hi\r\n")
-            for answer in answers:
-                conn.recv(1024)
-                conn.sendall(answer)
-            conn.recv(1024)  # until the client closes
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return listener, thread
-
-
-def test_stls_response_injection_is_refused_by_the_client() -> None:
-    # The mirror image: bytes after the +OK to STLS would be read as if over TLS.
-    answers = [b"+OK\r\nSTLS\r\n.\r\n", b"+OK go ahead\r\n+OK injected\r\n"]
-    listener, thread = fake_server(answers)
-    with listener:
-        port = listener.getsockname()[1]
-        with pytest.raises(p.RemoteProtocolError, match="STLS"):
-            with ps.connect("127.0.0.1", port, tls="starttls", timeout=5):
-                pass  # pragma: no cover
-    thread.join(5)
 
 
 def test_poplib_stls_response_injection_is_refused() -> None:
