@@ -125,13 +125,8 @@ class AsyncClient(abc.ABC):
             self._interrupted(RuntimeError("an operation was not finished"))
         if exc_type is not None or self._broken is not None:
             await self.aclose()  # no QUIT: nothing marked is deleted
-            lost = (
-                None
-                if exc_type is not None or self._session is None
-                else self._session.unsent_deletions()
-            )
-            if lost is not None:
-                raise ConnectionError(lost) from self._broken
+            if exc_type is None and self._session is not None:
+                self._session.raise_if_marks_lost(self._broken)
             return
         commits = self._session is not None and self._session.quit_commits
         try:

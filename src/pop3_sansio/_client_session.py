@@ -545,19 +545,18 @@ class ClientSession:
         """
         return frozenset(self._marked)
 
-    def unsent_deletions(self) -> str | None:
-        """Why leaving now loses deletions, or ``None``: for a client closing without QUIT.
+    def raise_if_marks_lost(self, cause: BaseException | None) -> None:
+        """Raise ``ConnectionError`` if messages are marked: for a binding closing without QUIT.
 
-        A binding whose connection became unusable calls this when its user
-        leaves the session normally: marked messages were not deleted, and
-        the user must hear it rather than believe they were.
+        A binding whose connection became unusable (``cause``) calls this when
+        its user leaves the session normally: the marked messages were not
+        deleted, and the user must hear it rather than believe they were.
         """
-        if not self._marked:
-            return None
-        return (
-            f"{len(self._marked)} message(s) marked for deletion were not deleted: "
-            "the connection became unusable before QUIT"
-        )
+        if self._marked:
+            raise ConnectionError(
+                f"{len(self._marked)} message(s) marked for deletion were not deleted: "
+                "the connection became unusable before QUIT"
+            ) from cause
 
     @property
     def quit_commits(self) -> bool:

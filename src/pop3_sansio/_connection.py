@@ -158,18 +158,6 @@ class _Connection:
         except BufferFullError:
             self._remote_error("too much data received without being read", "buffer-full")
 
-    def _read_line(self, limit: int) -> bytes | None:
-        try:
-            return self._buffer.read_line(limit)
-        except LineTooLongError as exc:
-            self._remote_error(
-                f"line longer than {limit} octets", "line-too-long", self._loggable(exc.prefix)
-            )
-
-    def _loggable(self, line: bytes) -> bytes:
-        """``line`` as it may be kept in an error (and so end up in a log)."""
-        return line
-
     # --- errors -------------------------------------------------------------------
 
     def _local_error(self, message: str, reason: str) -> NoReturn:
@@ -676,6 +664,14 @@ class ServerConnection(_Connection):
         self._after_user = False  # the last command was a successful USER
         self._utf8 = False
         self._apop_timestamp: str | None = None
+
+    def _read_line(self, limit: int) -> bytes | None:
+        try:
+            return self._buffer.read_line(limit)
+        except LineTooLongError as exc:
+            self._remote_error(
+                f"line longer than {limit} octets", "line-too-long", self._loggable(exc.prefix)
+            )
 
     def _loggable(self, line: bytes) -> bytes:
         # Invariant 7: secrets are never logged. A SASL line or a PASS/AUTH

@@ -156,13 +156,8 @@ class Client:
                 self.close()
         else:
             self.close()  # no QUIT: nothing marked is deleted
-            lost = (
-                None
-                if exc_type is not None or self._session is None
-                else self._session.unsent_deletions()
-            )
-            if lost is not None:
-                raise ConnectionError(lost) from self._broken
+            if exc_type is None and self._session is not None:
+                self._session.raise_if_marks_lost(self._broken)
 
     def close(self) -> None:
         """Close the connection without QUIT (deletions are not committed)."""
