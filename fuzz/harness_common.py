@@ -30,9 +30,11 @@ __all__ = [
     "CLIENT_SCRIPTS",
     "SERVER_SECRET",
     "check_client",
+    "check_proxy",
     "check_server",
     "client_trace",
     "merge_data",
+    "proxy_trace",
     "server_trace",
 ]
 
@@ -502,3 +504,58 @@ def _diff(whole: Trace, other: Trace) -> str:
         f"chunking changed the trace length: whole {len(whole)} items, "
         f"chunked {len(other)}; tails {whole[-2:]!r} / {other[-2:]!r}"
     )
+
+
+# --- the PROXY header ----------------------------------------------------------------------
+
+
+def proxy_trace(chunks: Iterable[bytes]) -> tuple[Any, ...]:
+    """Feed ``chunks`` (then EOF) to a ProxyParser: the header and what followed it, or the error.
+
+    Only ``ProxyHeaderError`` may escape ``feed()``; anything else is a finding.
+    """
+    parser = p.ProxyParser()
+    rest = b""
+    try:
+        for chunk in [*chunks, b""]:
+            if parser.header is not None:
+                rest += chunk
+                continue
+            result = parser.feed(chunk)
+            assert result is p.NEED_DATA or result is parser.header, result
+    except p.ProxyHeaderError as exc:
+        assert exc.reason in _PROXY_REASONS, exc.reason
+        assert parser.wanted == 0
+        return ("error", exc.reason)
+    assert parser.header is not None
+    assert type(parser.leftover) is bytes
+    return ("header", parser.header, parser.leftover + rest)
+
+
+_PROXY_REASONS = {"proxy-signature", "proxy-too-long", "proxy-malformed", "proxy-incomplete"}
+
+
+def check_proxy(data: bytes) -> None:
+    """The PROXY parser's invariants for ``data``, what a proxy (or anyone) sends first.
+
+    The result is the same fed whole, byte by byte and in uneven chunks; read as a
+    binding reads it (``wanted`` octets at a time) it is the same again, and not one
+    octet after the header is consumed.
+    """
+    whole = proxy_trace([data] if data else [])
+    for chunks in (_chunks(data, 1), _uneven_chunks(data)):
+        other = proxy_trace(chunks)
+        assert other == whole, f"chunking changed the result: {whole!r} / {other!r}"
+    parser = p.ProxyParser()
+    pos = 0
+    try:
+        while parser.wanted:
+            size = parser.wanted
+            assert size <= p.MAX_PROXY_V1_LENGTH + 16 + p.MAX_PROXY_V2_LENGTH
+            parser.feed(data[pos : pos + size])
+            pos += size
+        read = ("header", parser.header, data[pos:])
+        assert parser.leftover == b"", "a read of `wanted` octets went past the header"
+    except p.ProxyHeaderError as exc:
+        read = ("error", exc.reason)
+    assert read == whole, f"reading `wanted` octets changed the result: {whole!r} / {read!r}"

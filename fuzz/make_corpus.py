@@ -354,6 +354,58 @@ SERVER_SEEDS: dict[str, bytes] = {
 }
 
 
+# --- PROXY headers (HAProxy's PROXY protocol, versions 1 and 2) ----------------------------
+
+V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2(command: int, family: int, body: bytes) -> bytes:
+    return V2 + bytes([0x20 | command, family]) + len(body).to_bytes(2, "big") + body
+
+
+def ports(source: int, destination: int) -> bytes:
+    return source.to_bytes(2, "big") + destination.to_bytes(2, "big")
+
+
+INET = bytes([192, 0, 2, 7, 10, 0, 0, 1]) + ports(56324, 995)
+INET6 = bytes(range(1, 17)) + bytes(15) + b"\x01" + ports(1, 110)
+UNIX = b"/run/client".ljust(108, b"\0") + b"/run/pop3".ljust(108, b"\0")
+TLVS = b"\x01\x00\x04pop3" + b"\x04\x00\x00" + b"\x20\x00\x05\x01\x00\x00\x00\x00"
+CLIENT_HELLO = b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03"
+
+PROXY_SEEDS: dict[str, bytes] = {
+    "v1-tcp4": b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 110\r\nCAPA\r\n",
+    "v1-tcp6": b"PROXY TCP6 2001:db8::7 ::1 56324 995\r\n" + CLIENT_HELLO,
+    "v1-tcp6-longest": b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+    b"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n",
+    "v1-unknown": b"PROXY UNKNOWN\r\nUSER alice\r\n",
+    "v1-unknown-tail": b"PROXY UNKNOWN whatever follows is ignored\r\n",
+    "v1-mapped": b"PROXY TCP6 ::ffff:127.0.0.1 ::1 1 2\r\n",
+    "v1-bad-address": b"PROXY TCP4 256.0.0.1 10.0.0.1 1 2\r\n",
+    "v1-leading-zero": b"PROXY TCP4 192.0.2.07 10.0.0.1 1 2\r\n",
+    "v1-bad-port": b"PROXY TCP4 192.0.2.7 10.0.0.1 65536 2\r\n",
+    "v1-lf-only": b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\n",
+    "v1-too-long": b"PROXY UNKNOWN " + b"x" * 100 + b"\r\n",
+    "v1-truncated": b"PROXY TCP4 192.0.2.7 10.0",
+    "no-header": b"USER alice\r\nPASS secret\r\n",
+    "v2-inet": v2(1, 0x11, INET) + b"CAPA\r\n",
+    "v2-inet-tlvs": v2(1, 0x11, INET + TLVS) + CLIENT_HELLO,
+    "v2-inet6": v2(1, 0x21, INET6),
+    "v2-inet-dgram": v2(1, 0x12, INET),
+    "v2-unix": v2(1, 0x31, UNIX + TLVS),
+    "v2-unspec": v2(1, 0x00, b"ignored"),
+    "v2-local": v2(0, 0x00, b"") + b"CAPA\r\n",
+    "v2-local-with-body": v2(0, 0x11, INET),
+    "v2-bad-version": V2 + b"\x11\x11\x00\x0c" + INET,
+    "v2-bad-family": v2(1, 0x41, INET),
+    "v2-short-addresses": v2(1, 0x21, INET),
+    "v2-tlv-overrun": v2(1, 0x11, INET + b"\x01\x00\x09ab"),
+    "v2-tlv-truncated": v2(1, 0x11, INET + b"\x01\x00"),
+    "v2-too-long": V2 + b"\x21\x11\xff\xff" + INET,
+    "v2-truncated": v2(1, 0x11, INET)[:20],
+}
+
+
 def link(options: int) -> tuple[bytes, bytes]:
     """Run a client script against the canned server; return (server bytes, client bytes)."""
     client = _ClientDriver(options, 10_000, 1 << 20)
@@ -385,14 +437,18 @@ def main() -> None:
         (client_dir / f"seed-{name}").write_bytes(data)
     for name, data in SERVER_SEEDS.items():
         (server_dir / f"seed-{name}").write_bytes(data)
+    proxy_dir = HERE / "corpus" / "proxy"
+    proxy_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in PROXY_SEEDS.items():
+        (proxy_dir / f"seed-{name}").write_bytes(data)
     for script in range(len(CLIENT_SCRIPTS)):
         for extra in (0, PIPELINED, TLS | PIPELINED, CANCEL | RFC_STAMP, DOVECOT | 1):
             options = script | extra
             from_server, from_client = link(options)
             (client_dir / f"link-{options:03d}").write_bytes(bytes([options]) + from_server)
             (server_dir / f"link-{options:03d}").write_bytes(bytes([options]) + from_client)
-    counts = [len(list(d.iterdir())) for d in (client_dir, server_dir)]
-    print(f"{counts[0]} client seeds, {counts[1]} server seeds")
+    counts = [len(list(d.iterdir())) for d in (client_dir, server_dir, proxy_dir)]
+    print(f"{counts[0]} client seeds, {counts[1]} server seeds, {counts[2]} proxy seeds")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 sys.path.insert(0, str(FUZZ))
 
 import fuzz_client  # noqa: E402
+import fuzz_proxy  # noqa: E402
 import fuzz_server  # noqa: E402
 import harness_common  # noqa: E402
 import make_corpus  # noqa: E402
@@ -28,7 +29,9 @@ import pop3_sansio as p  # noqa: E402
 CHECKS: dict[str, Callable[[bytes], None]] = {
     "client": fuzz_client.check,
     "server": fuzz_server.check,
+    "proxy": fuzz_proxy.check,
 }
+ROLES = list(CHECKS)
 MUTATIONS_PER_ROLE = 2000
 MAX_MUTANT = 1024  # keeps the byte-at-a-time passes fast
 
@@ -37,7 +40,7 @@ def corpus(role: str) -> list[Path]:
     return sorted((FUZZ / "corpus" / role).iterdir())
 
 
-@pytest.mark.parametrize("role", ["client", "server"])
+@pytest.mark.parametrize("role", ROLES)
 def test_corpus_is_there(role: str) -> None:
     files = corpus(role)
     assert len(files) >= 20
@@ -46,7 +49,7 @@ def test_corpus_is_there(role: str) -> None:
 
 @pytest.mark.parametrize(
     ("role", "path"),
-    [(role, path) for role in ("client", "server") for path in corpus(role)],
+    [(role, path) for role in ROLES for path in corpus(role)],
     ids=lambda value: value.name if isinstance(value, Path) else value,
 )
 def test_seed(role: str, path: Path) -> None:
@@ -55,7 +58,11 @@ def test_seed(role: str, path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("role", "seeds"),
-    [("client", make_corpus.CLIENT_SEEDS), ("server", make_corpus.SERVER_SEEDS)],
+    [
+        ("client", make_corpus.CLIENT_SEEDS),
+        ("server", make_corpus.SERVER_SEEDS),
+        ("proxy", make_corpus.PROXY_SEEDS),
+    ],
 )
 def test_hand_written_seeds_are_current(role: str, seeds: dict[str, bytes]) -> None:
     # The committed files are what make_corpus.py writes: rerun it after edits.
@@ -84,6 +91,11 @@ _TOKENS = [
     b"RETR 1\r\n",
     b"dGVzdAB0ZXN0AHRlc3Q=\r\n",
     b"*\r\n",
+    b"PROXY TCP4 ",
+    b"PROXY UNKNOWN",
+    b"127.0.0.1 ",
+    b"\r\n\r\n\x00\r\nQUIT\n",
+    b"\x21\x11\x00\x0c",
 ]
 
 
@@ -117,7 +129,7 @@ def mutate(rng: random.Random, data: bytes, other: bytes) -> bytes:
     return bytes(buf[:MAX_MUTANT])
 
 
-@pytest.mark.parametrize("role", ["client", "server"])
+@pytest.mark.parametrize("role", ROLES)
 def test_mutations(role: str) -> None:
     seeds = [path.read_bytes() for path in corpus(role)]
     rng = random.Random(f"pop3-sansio {role} 1939")
@@ -160,3 +172,12 @@ def test_harness_catches_chunking_differences() -> None:
     bytewise = harness_common.server_trace(data, [bytes([b]) for b in data[1:]])
     assert whole == bytewise
     assert whole[-1] == ("tls",)
+
+
+def test_proxy_harness_reaches_a_header_and_catches_overreads() -> None:
+    data = (FUZZ / "corpus" / "proxy" / "seed-v2-inet-tlvs").read_bytes()
+    kind, header, rest = harness_common.proxy_trace([data])
+    assert kind == "header"
+    assert header == p.ProxyHeader(2, "PROXY", ("192.0.2.7", 56324), ("10.0.0.1", 995))
+    assert rest.startswith(b"\x16\x03\x01")  # the ClientHello is left for TLS
+    assert harness_common.proxy_trace([b"USER alice\r\n"]) == ("error", "proxy-signature")

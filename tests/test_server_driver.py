@@ -176,8 +176,27 @@ def test_top_stops_reading_when_it_has_enough() -> None:
     )
     _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"TOP 2 0\r\n"])
     reads = [s for s in seen if isinstance(s, p.Call) and s.function.__name__ == "_next_chunk"]
-    # b"" twice, then "Subject: b\n\nlin", which already holds the blank line.
-    assert len(reads) == 3
+    # Opening read b"" twice; then "Subject: b\n\nlin" (which already holds
+    # the blank line) and the chunk after it, and no more.
+    assert len(reads) == 2
+
+
+class _DropWithoutEmptyChunks(Drop):
+    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
+        data = self.data[msg - 1]
+        return iter([data[i : i + chunk_size] for i in range(0, len(data), chunk_size)])
+
+
+def test_a_small_message_is_opened_read_and_ended_in_one_call() -> None:
+    store = Store()
+    store.drop = _DropWithoutEmptyChunks(list(MESSAGES), fail_read=False, fail_commit=False)
+    driver = driver_for(store)
+    out, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
+    calls = [s.function.__name__ for s in seen if isinstance(s, p.Call)]
+    assert calls.count("_open_message") == 2
+    assert "_next_chunk" not in calls
+    assert out.count(b"\r\n.\r\n") == 2
+    assert b"\r\n".join(MESSAGES[1].split(b"\n")) in out
 
 
 def test_no_delay_when_configured_off() -> None:
@@ -219,3 +238,76 @@ def test_a_maildrop_opened_after_the_binding_gave_up_is_still_released() -> None
     assert driver.maildrop is store.drop
     driver.release()
     assert store.drop.closed == 1
+
+
+def test_read_timeout_is_reset_by_a_command_not_by_a_byte() -> None:
+    """RFC 1939 section 3: the autologout timer restarts when a command comes in."""
+    driver = p.SessionDriver(p.ServerSession(allow_plaintext=True), Store(), autologout=10.0)
+    assert isinstance(driver.step(), p.Write)  # the greeting
+    assert driver.step() is p.READ
+    assert driver.read_timeout(100.0) == 10.0  # the timer starts with the first READ
+    assert driver.step(b"CA") is p.READ  # half a command: the same deadline
+    assert driver.read_timeout(104.0) == 6.0
+    assert driver.step(b"P") is p.READ
+    assert driver.read_timeout(111.0) == 0.0  # time is up (never negative)
+    assert isinstance(driver.step(b"A\r\n"), p.Write)  # a command, answered
+    assert driver.step() is p.READ
+    assert driver.read_timeout(111.5) == 10.0  # a new deadline
+
+
+def test_pipelined_answers_are_written_in_bounded_pieces() -> None:
+    """A client that pipelines without reading gets answers as the binding writes them.
+
+    ``max_output`` bounds what the session queues: ``next_request`` returns
+    ``PAUSED`` and the driver writes before answering the next command, so a
+    binding blocked on a full socket stops answering (backpressure).
+    """
+    flood = b"USER alice\r\nPASS pw\r\n" + b"LIST\r\n" * 100 + b"QUIT\r\n"
+    unbounded, _ = run(driver_for(Store()), [flood])
+    session = p.ServerSession(allow_plaintext=True, max_output=500)
+    driver = p.SessionDriver(session, Store(), failed_login_delay=0)
+    out, seen = run(driver, [flood])
+    assert out == unbounded  # the same answers, in the same order
+    writes = [len(i.data) for i in seen if isinstance(i, p.Write)]
+    first = unbounded.index(b"+OK 2 messages")
+    listing = unbounded.index(b"+OK 2 messages", first + 1) - first  # one LIST answer
+    assert len(writes) > 10 and max(writes) < 500 + listing, writes
+    assert driver.close_reason == "quit"
+
+
+def test_session_pauses_once_max_output_is_queued() -> None:
+    session = p.ServerSession(max_output=10)
+    session.receive_data(b"CAPA\r\nCAPA\r\n")
+    assert session.next_request() is p.PAUSED  # the greeting alone is over 10 octets
+    assert session.data_to_send().startswith(b"+OK POP3 server ready")
+    assert session.next_request() is p.PAUSED  # one CAPA answered, then a pause
+    assert session.data_to_send().startswith(b"+OK")
+    assert session.next_request() is p.PAUSED
+    assert session.data_to_send().endswith(b".\r\n")
+    assert session.next_request() is p.NEED_DATA
+    assert session.data_to_send() == b""
+
+
+def test_step_throws_a_failed_call_in_and_ends_with_none() -> None:
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True), Store(broken=True), failed_login_delay=0
+    )
+    feed = iter([b"USER alice\r\n", b"PASS pw\r\n", b"QUIT\r\n"])
+    written = []
+    instruction = driver.step()
+    while instruction is not None:
+        value: Any = None
+        error: BaseException | None = None
+        if instruction is p.READ:
+            value = next(feed)
+        elif isinstance(instruction, p.Write):
+            written.append(instruction.data)
+        else:
+            assert isinstance(instruction, p.Call)
+            try:
+                value = instruction.function(*instruction.args)
+            except p.MaildropError as exc:  # the broken store's open()
+                error = exc
+        instruction = driver.step(value, error)
+    assert b"-ERR [SYS/TEMP]" in b"".join(written)
+    assert driver.close_reason == "quit"

@@ -80,7 +80,23 @@ from ._listing import (
     parse_uid_listing,
 )
 from ._multiline import BodyDecoder, BodyEncoder, TopFilter, message_size
-from ._options import ServerOptions, TlsMode, default_port
+from ._options import (
+    AddressCounter,
+    ServerOptions,
+    TlsMode,
+    default_port,
+    is_loopback_address,
+    peer_host,
+)
+from ._proxy import (
+    MAX_PROXY_V1_LENGTH,
+    MAX_PROXY_V2_LENGTH,
+    PROXY_V2_SIGNATURE,
+    ProxyCommand,
+    ProxyHeader,
+    ProxyHeaderError,
+    ProxyParser,
+)
 from ._sasl import (
     SUPPORTED_CLIENT_MECHANISMS,
     SUPPORTED_SERVER_MECHANISMS,
@@ -145,10 +161,13 @@ __all__ = [
     "IN_USE",
     "LOGIN_DELAY",
     "MAX_COMMAND_LENGTH",
+    "MAX_PROXY_V1_LENGTH",
+    "MAX_PROXY_V2_LENGTH",
     "MAX_RESPONSE_LINE_LENGTH",
     "MAX_SASL_LINE_LENGTH",
     "NEED_DATA",
     "PAUSED",
+    "PROXY_V2_SIGNATURE",
     "READ",
     "SUPPORTED_CLIENT_MECHANISMS",
     "SUPPORTED_SERVER_MECHANISMS",
@@ -156,6 +175,7 @@ __all__ = [
     "SYS_TEMP",
     "TOKEN_MECHANISMS",
     "UTF8",
+    "AddressCounter",
     "Apop",
     "AsyncClient",
     "Auth",
@@ -209,6 +229,10 @@ __all__ = [
     "PlainServer",
     "Pop3Error",
     "ProtocolError",
+    "ProxyCommand",
+    "ProxyHeader",
+    "ProxyHeaderError",
+    "ProxyParser",
     "Quit",
     "ReadMessage",
     "RemoteProtocolError",
@@ -260,6 +284,7 @@ __all__ = [
     "default_port",
     "encode_command",
     "find_timestamp",
+    "is_loopback_address",
     "make_timestamp",
     "message_size",
     "parse_scan_line",
@@ -267,6 +292,7 @@ __all__ = [
     "parse_stat",
     "parse_uid_line",
     "parse_uid_listing",
+    "peer_host",
     "saslprep",
     "server_mechanism",
     "split_response_code",

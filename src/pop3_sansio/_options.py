@@ -6,6 +6,7 @@ and randomness, the clock and the host name come from the binding.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias
@@ -17,15 +18,73 @@ from ._session import ServerSession
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
 
-__all__ = ["ServerOptions", "TlsMode", "default_port"]
+__all__ = [
+    "AddressCounter",
+    "ServerOptions",
+    "TlsMode",
+    "default_port",
+    "is_loopback_address",
+    "peer_host",
+]
 
 TlsMode: TypeAlias = Literal["implicit", "starttls"] | None
 """How a client protects its connection: implicit TLS (port 995), STLS, or not at all."""
 
 
+MAX_QUEUED_OUTPUT = 1 << 16
+"""Octets of answers to pipelined commands queued before they are written (backpressure)."""
+
+
 def default_port(tls: TlsMode) -> int:
     """995 for implicit TLS (RFC 8314), 110 otherwise (RFC 1939)."""
     return 995 if tls == "implicit" else 110
+
+
+def peer_host(peer: object) -> str:
+    """The host of a peer: ``peer[0]`` of a socket address, a string as it is, else ``"?"``."""
+    if isinstance(peer, str):
+        return peer
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return "?"
+
+
+def is_loopback_address(peer: object) -> bool:
+    """Whether a peer (a socket address or a host) is 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104."""
+    try:
+        address = ipaddress.ip_address(peer_host(peer))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+class AddressCounter:
+    """How many sessions each client address has: what ``max_sessions_per_address`` limits.
+
+    ``add(peer)`` counts one more session for the peer's host and returns its
+    count, this one included; ``remove(peer)`` counts it off again. Not
+    thread-safe: a threaded server calls it under its lock.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """How many addresses have sessions."""
+        return len(self._counts)
+
+    def add(self, peer: object) -> int:
+        host = peer_host(peer)
+        count = self._counts[host] = self._counts.get(host, 0) + 1
+        return count
+
+    def remove(self, peer: object) -> None:
+        host = peer_host(peer)
+        count = self._counts.pop(host) - 1
+        if count:
+            self._counts[host] = count
 
 
 @dataclass
@@ -50,6 +109,21 @@ class ServerOptions:
     """Failed logins after which the session is closed."""
     max_sessions: int = 1000
     """Sessions at once; more are greeted with ``-ERR [SYS/TEMP]`` and closed."""
+    max_sessions_per_address: int | None = None
+    """Sessions at once from one client address (``None``: no limit); more are refused so."""
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY header (v1 or v2) naming the client.
+
+    Read before the greeting and before implicit TLS; the client's address
+    is then taken from it for the plaintext-login policy, the limits and the
+    logs. A connection without a valid header is closed without a greeting.
+    Turn it on only where just the proxy can connect: anyone else could
+    claim any address.
+    """
+    proxy_timeout: float = 10.0
+    """Seconds a connection has to send its whole PROXY header."""
+    reuse_port: bool = False
+    """Listen with ``SO_REUSEPORT``, so that several processes share the port (Linux)."""
     hostname: str = ""
     """The name in APOP timestamps and CRAM-MD5 challenges ("": the machine's name)."""
     greeting: str = "POP3 server ready"
@@ -60,14 +134,16 @@ class ServerOptions:
         *,
         peer_is_loopback: bool,
         sessions: int,
+        same_address: int = 1,
         hostname: str,
         random_bytes: Callable[[int], bytes],
         clock: int,
     ) -> SessionDriver:
         """A driver for one new connection.
 
-        ``sessions`` counts the sessions running, this one included;
-        ``hostname`` is used when the options name none; ``random_bytes`` and
+        ``sessions`` counts the sessions running, this one included, and
+        ``same_address`` those from the client's address (see
+        ``AddressCounter``); ``hostname`` is used when the options name none; ``random_bytes`` and
         ``clock`` (any integer that grows, e.g. microseconds) make the APOP
         timestamp unique (RFC 1939 section 7).
         """
@@ -85,7 +161,8 @@ class ServerOptions:
             ),
             random_bytes=random_bytes,
             max_failed_logins=self.max_failed_logins,
-            refuse="too many sessions" if sessions > self.max_sessions else None,
+            refuse=self._refusal(sessions, same_address),
+            max_output=MAX_QUEUED_OUTPUT,
         )
         return SessionDriver(
             session,
@@ -93,3 +170,11 @@ class ServerOptions:
             failed_login_delay=self.failed_login_delay,
             autologout=self.autologout,
         )
+
+    def _refusal(self, sessions: int, same_address: int) -> str | None:
+        if sessions > self.max_sessions:
+            return "too many sessions"
+        limit = self.max_sessions_per_address
+        if limit is not None and same_address > limit:
+            return "too many sessions from your address"
+        return None

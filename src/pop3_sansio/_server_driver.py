@@ -27,7 +27,7 @@ from ._session import (
     ServerSession,
     StartTls,
 )
-from ._state import NEED_DATA
+from ._state import NEED_DATA, PAUSED
 
 __all__ = [
     "Backend",
@@ -103,11 +103,26 @@ def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
     return next(chunks, None)
 
 
+def _open_message(
+    maildrop: Maildrop, msg: int, chunk_size: int
+) -> tuple[Iterator[bytes], bytes | None, bytes | None]:
+    """Open message ``msg`` and read its first two chunks (``None`` past the end).
+
+    One ``Call`` for all of a message that fits in a chunk, where opening,
+    reading and finding the end took three: each is a worker-thread hop in
+    the async bindings, and costs more than reading a small file.
+    """
+    chunks = maildrop.read(msg, chunk_size)
+    first = next(chunks, None)
+    return chunks, first, None if first is None else next(chunks, None)
+
+
 class SessionDriver:
     """Runs one ``ServerSession`` against a ``Backend``.
 
     ``autologout`` is the idle time after which the binding drops the
-    connection (RFC 1939 section 3: at least 10 minutes; nothing is deleted).
+    connection (RFC 1939 section 3: at least 10 minutes; nothing is deleted);
+    ``read_timeout()`` says how long each READ may wait.
     ``failed_login_delay`` seconds pass before a failed login is answered.
     Call ``release()`` when the connection ends, however it ends.
     """
@@ -129,6 +144,7 @@ class SessionDriver:
         self.maildrop: Maildrop | None = None
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
+        self._idle_since: float | None = None  # when the READs in a row began
 
     def abandoned(self, call: Call, value: Any) -> None:
         """A ``Call`` finished after the binding gave up on the session (it was cancelled).
@@ -158,11 +174,26 @@ class SessionDriver:
             self._steps = self.run()
             value = None
         try:
-            if error is not None:
-                return self._steps.throw(error)
-            return self._steps.send(value)
+            steps = self._steps
+            instruction = steps.send(value) if error is None else steps.throw(error)
         except StopIteration:
             return None
+        if instruction is not READ:
+            self._idle_since = None  # a command came in: the autologout timer starts again
+        return instruction
+
+    def read_timeout(self, now: float) -> float:
+        """Seconds the READ that ``step()`` just returned may wait (0.0: time is up).
+
+        RFC 1939 section 3: receiving a command resets the autologout timer;
+        receiving a byte does not. So the READs in a row (a command arriving
+        in pieces) share one deadline, ``autologout`` seconds after the first:
+        a client dripping a byte now and then is still logged out. ``now`` is
+        any clock in seconds that does not go back, the same at every call.
+        """
+        if self._idle_since is None:
+            self._idle_since = now
+        return max(0.0, self._idle_since + self.autologout - now)
 
     def run(self) -> Generator[ServerInstruction, Any, None]:
         """The session, as instructions for the binding; ends at ``CloseConnection``."""
@@ -180,6 +211,8 @@ class SessionDriver:
                 yield Write(out)
             if request is NEED_DATA:
                 session.receive_data((yield READ))
+            elif request is PAUSED:
+                continue  # the output is written: answer the next pipelined command
             elif isinstance(request, CloseConnection):
                 self.close_reason = request.reason
                 return
@@ -236,14 +269,21 @@ class SessionDriver:
         maildrop = self.maildrop
         assert maildrop is not None
         try:
-            chunks = yield Call(maildrop.read, (request.msg, self.chunk_size))
-            while (chunk := (yield Call(_next_chunk, (chunks,)))) is not None:
+            chunks, chunk, ahead = yield Call(
+                _open_message, (maildrop, request.msg, self.chunk_size)
+            )
+            # One chunk is read ahead of the one being sent, so the end of
+            # the message is known without a call that only finds it.
+            while chunk is not None:
                 more = session.message_data(chunk)
                 out = session.data_to_send()
                 if out:
                     yield Write(out)
                 if not more:
                     break
+                chunk = ahead
+                if chunk is not None:
+                    ahead = yield Call(_next_chunk, (chunks,))
         except (MaildropError, OSError):
             session.message_failed()
         else:

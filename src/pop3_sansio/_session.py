@@ -163,6 +163,7 @@ class ServerSession:
             request = session.next_request()
             write(session.data_to_send())
             if request is NEED_DATA: feed session.receive_data(await read())
+            elif request is PAUSED: continue (only with max_output, see below)
             else: perform the request and call its answer method
 
     ``allow_plaintext`` permits USER/PASS, PLAIN and LOGIN without TLS; the
@@ -171,6 +172,13 @@ class ServerSession:
     SASL mechanisms offered; CRAM-MD5 and SCRAM need ``random_bytes`` (a
     function returning that many random octets) and a backend that can look up
     the plain secret, as does APOP, enabled by passing ``apop_timestamp``.
+
+    ``max_output`` bounds what pipelined commands may queue (RFC 2449
+    PIPELINING lets a client send many commands without reading the answers):
+    once that many octets wait in ``data_to_send()``, ``next_request`` returns
+    ``PAUSED`` instead of answering the next buffered command -- write the
+    data, then call it again without reading. ``None`` (the default): no
+    bound, ``PAUSED`` never comes.
     """
 
     def __init__(
@@ -192,6 +200,7 @@ class ServerSession:
         expire: int | None = None,
         refuse: str | None = None,
         connection: ServerConnection | None = None,
+        max_output: int | None = None,
     ) -> None:
         self.connection = connection or ServerConnection(tls=tls)
         self._hostname = hostname
@@ -213,6 +222,8 @@ class ServerSession:
         self._login_delay = login_delay
         self._expire = expire
         self._out: list[bytes] = []
+        self._out_size = 0  # octets in _out
+        self._max_output = max_output
         self._pending: Request | None = None  # handed to the binding, awaiting its answer
         self._queued: Request | None = None  # made by an answer, for the next next_request()
         self._failures = 0
@@ -240,6 +251,7 @@ class ServerSession:
         """The bytes queued for the client since the last call (``b""`` if none)."""
         out = b"".join(self._out)
         self._out.clear()
+        self._out_size = 0
         return out
 
     def receive_data(self, data: bytes) -> None:
@@ -256,7 +268,9 @@ class ServerSession:
                 self._failure = exc
 
     def _send(self, event: ev.Response) -> None:
-        self._out.append(self.connection.send(event))
+        data = self.connection.send(event)
+        self._out.append(data)
+        self._out_size += len(data)
 
     def _ok(self, text: str = "") -> None:
         self._send(ev.Ok(text))
@@ -307,8 +321,11 @@ class ServerSession:
 
     # --- the loop ------------------------------------------------------------------
 
-    def next_request(self) -> Request | Literal[Sentinel.NEED_DATA]:
+    def next_request(self) -> Request | Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]:
         """Answer commands until one needs the binding; return that request or ``NEED_DATA``.
+
+        With ``max_output``, ``PAUSED`` once that many octets are queued: write
+        ``data_to_send()`` and call again (the next command is already received).
 
         Raises ``LocalProtocolError`` if a request is still unanswered.
         """
@@ -320,13 +337,19 @@ class ServerSession:
             )
         request = self._queued or self._answer_commands()
         self._queued = None
-        if request is not NEED_DATA:
+        if request is not NEED_DATA and request is not PAUSED:
             self._pending = request
         return request
 
-    def _answer_commands(self) -> Request | Literal[Sentinel.NEED_DATA]:
+    def _answer_commands(self) -> Request | Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]:
         conn = self.connection
         while True:
+            if self._max_output is not None and self._out_size >= self._max_output:
+                # A client that pipelines commands without reading the answers
+                # (LIST or UIDL of a big maildrop, again and again) would make
+                # us queue answers without end: let the binding write them
+                # first, so that the peer's TCP window holds us back.
+                return PAUSED
             try:
                 if self._failure is not None:
                     raise self._failure

@@ -1,0 +1,37 @@
+"""Atheris harness for the PROXY protocol header parser (versions 1 and 2).
+
+The input is what a connection's peer sends first: a header (or not), then anything.
+
+Run: ``python fuzz/fuzz_proxy.py fuzz/corpus/proxy -max_total_time=60``
+(see fuzz/README.md). ``check(data)`` needs no atheris: the smoke tests call it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+if __name__ == "__main__":
+    import atheris
+
+    # Instrument the core before anything imports it, so coverage guides the search.
+    with atheris.instrument_imports(include=["pop3_sansio"]):
+        import pop3_sansio  # noqa: F401
+
+from harness_common import check_proxy
+
+
+def check(data: bytes) -> None:
+    """Raise if the ProxyParser invariants fail for ``data`` (see harness_common)."""
+    check_proxy(data)
+
+
+def TestOneInput(data: bytes) -> None:  # noqa: N802 -- the name atheris looks for
+    check(data)
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
