@@ -561,6 +561,8 @@ def test_unknown_option_exits_2_without_echoing_values(tmp_path: Path) -> None:
         ["serve", "--implicit-tls"],  # no certificate
         ["serve", "--backend", "carrier-pigeon"],
         ["serve", "--port", "70000"],
+        ["serve", "--max-sessions", "0"],
+        ["serve", "--max-sessions", "many"],
         ["fetch", "--host", "h", "--user", "u", "--maildir", "d"],  # no password source
         ["fetch", "--host", "h", "--user", "u", "--password-env", "V"],  # no --maildir
         [

@@ -16,11 +16,16 @@ from typing import Any
 import pop3_sansio as p
 from pop3_sansio import ServerOptions
 
-from ._stream import Stream, StreamClosedError, with_timeout
+from ._stream import PrefixReader, Stream, StreamClosedError, with_timeout
 
 __all__ = ["Server", "ServerOptions", "serve"]
 
 log = logging.getLogger("pop3.server")
+
+# The listen queue: asyncio's default (100) and Python's (128) drop the SYNs of
+# a burst of connections past that, and each dropped client waits 1, 3, 7...
+# seconds to retry. The kernel caps this at net.core.somaxconn.
+_BACKLOG = 4096
 
 
 class Server:
@@ -31,6 +36,7 @@ class Server:
         self.options = options
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._addresses = p.AddressCounter()
 
     @property
     def port(self) -> int:
@@ -47,26 +53,51 @@ class Server:
     async def start(self, host: str | Sequence[str] | None, port: int) -> None:
         """Listen on ``host``:``port``."""
         loop = asyncio.get_running_loop()
+        options = self.options
         self._server = await loop.create_server(
-            self._protocol, host, port, ssl=self.options.ssl_context, reuse_address=True
+            self._protocol,
+            host,
+            port,
+            # Behind a proxy, TLS starts after the PROXY header (see _session).
+            ssl=None if options.proxy_protocol else options.ssl_context,
+            reuse_address=True,
+            reuse_port=options.reuse_port or None,
+            backlog=_BACKLOG,
         )
 
-    def _protocol(self) -> Stream:
+    def _protocol(self) -> asyncio.BaseProtocol:
+        if self.options.proxy_protocol:
+            return PrefixReader(on_connect=self._connected)
         return Stream(on_connect=self._connected)
 
-    def _connected(self, stream: Stream) -> None:
+    def _connected(self, stream: Stream | PrefixReader) -> None:
         task = asyncio.get_running_loop().create_task(self._session(stream))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _session(self, stream: Stream) -> None:
+    async def _session(self, connection: Stream | PrefixReader) -> None:
         options = self.options
-        assert stream.transport is not None
-        peer = stream.transport.get_extra_info("peername")
+        assert connection.transport is not None
+        peer = connection.transport.get_extra_info("peername")
+        if isinstance(connection, PrefixReader):
+            try:
+                peer = await _proxy_header(connection, peer, options.proxy_timeout)
+            except (p.ProxyHeaderError, OSError) as exc:
+                reason = f"no valid PROXY header: {exc!r}"  # closed without a greeting
+                log.info("session from %s ended: %s (user -)", p.peer_host(peer), reason)
+                connection.close()
+                return
+            except BaseException:  # cancelled: the server is shutting down
+                connection.close()
+                raise
+            stream = connection.hand_over()
+        else:
+            stream = connection
         driver = options.start_session(
             self.backend,
-            peer_is_loopback=stream.peer_is_loopback(),
+            peer_is_loopback=p.is_loopback_address(peer),
             sessions=len(self._tasks),
+            same_address=self._addresses.add(peer),
             hostname=socket.gethostname(),
             random_bytes=os.urandom,
             clock=time.time_ns() // 1000,
@@ -74,6 +105,9 @@ class Server:
         session = driver.session
         reason = "error"
         try:
+            if options.proxy_protocol and options.ssl_context is not None:
+                # Implicit TLS after the PROXY header (the listener has no TLS then).
+                await stream.start_tls(options.ssl_context, server_side=True)
             await self._drive(driver, stream)
             reason = driver.close_reason or "closed"
         except (TimeoutError, asyncio.TimeoutError):
@@ -87,6 +121,7 @@ class Server:
             log.exception("session failed")
         finally:
             driver.release()
+            self._addresses.remove(peer)
             stream.close()
             log.info(
                 "session from %s ended: %s (user %s)",
@@ -102,7 +137,9 @@ class Server:
             value: Any = None
             error: BaseException | None = None
             if instruction is p.READ:
-                value = await with_timeout(stream.read(), driver.autologout)
+                # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
+                timeout = driver.read_timeout(asyncio.get_running_loop().time())
+                value = await with_timeout(stream.read(), timeout)
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold the maildrop lock
                 # forever: writes are bounded by the autologout timer too.
@@ -165,6 +202,19 @@ class Server:
     ) -> None:
         self.close()
         await self.wait_closed()
+
+
+async def _proxy_header(reader: PrefixReader, peer: Any, timeout: float) -> Any:
+    """The client's address from the PROXY header, read without reading past it."""
+    parser = p.ProxyParser()
+
+    async def read() -> None:
+        while parser.wanted:
+            parser.feed(await reader.read(parser.wanted))
+
+    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+        await with_timeout(read(), timeout)
+    return parser.result().client_address(peer)
 
 
 async def serve(

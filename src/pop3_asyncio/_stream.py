@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from pop3_sansio import RemoteProtocolError
 
-__all__ = ["Stream", "StreamClosedError", "with_timeout"]
+__all__ = ["PrefixReader", "Stream", "StreamClosedError", "with_timeout"]
 
 T = TypeVar("T")
 
@@ -184,3 +184,76 @@ class Stream(asyncio.Protocol):
         """Drop the connection at once."""
         if self.transport is not None:
             self.transport.abort()
+
+
+class PrefixReader(asyncio.BufferedProtocol):
+    """A connection's first bytes, read in pieces of a size the caller picks; then a ``Stream``.
+
+    ``read(size)`` takes at most ``size`` bytes from the socket, never more:
+    asyncio reads into the buffer this protocol hands out. That is how a
+    PROXY header is read when TLS, which needs the bytes after it, follows.
+    ``hand_over()`` gives the connection to a new ``Stream``.
+    """
+
+    def __init__(self, on_connect: Callable[[PrefixReader], object]) -> None:
+        self._on_connect = on_connect
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray(1)
+        self._waiter: asyncio.Future[bytes] | None = None
+        self._eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()  # nothing is read until read() asks
+        self._on_connect(self)
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._wake(bytes(self._buffer[:nbytes]))
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake(b"")
+
+    def _wake(self, data: bytes) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(data)
+
+    async def read(self, size: int) -> bytes:
+        """At most ``size`` (> 0) bytes; ``b""`` once the peer closed."""
+        if self._eof:
+            return b""
+        assert self.transport is not None
+        self._buffer = bytearray(size)
+        self._waiter = self._loop.create_future()
+        self.transport.resume_reading()
+        return await self._waiter
+
+    def hand_over(self) -> Stream:
+        """A ``Stream`` that reads and writes this connection from here on."""
+        transport = self.transport
+        assert transport is not None
+        stream = Stream()
+        transport.set_protocol(stream)
+        stream.connection_made(transport)
+        # Safe before Stream.start_tls too: nothing is read before the loop
+        # runs again, and start_tls pauses reading before that.
+        transport.resume_reading()
+        return stream
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self.transport is not None:
+            self.transport.close()

@@ -58,6 +58,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive whole number")
+    return value
+
+
 def _user_pair(text: str) -> tuple[str, str]:
     # The message must not repeat ``text``: it may hold a password.
     name, sep, password = text.partition(":")
@@ -100,7 +110,18 @@ security: password logins (USER/PASS, PLAIN, LOGIN) are accepted only over
   --tls-cert/--tls-key offer STLS (RFC 2595); add --implicit-tls to speak TLS
   from the first byte instead (RFC 8314; default port then {tls_port}).
 
-Every session is logged as one line on stderr (-q: warnings only, -v: debug).
+behind a load balancer: --proxy-protocol reads HAProxy's PROXY header (v1 or
+  v2) before anything else, TLS included, and takes the client's address from
+  it; a connection without one is closed without a greeting. Only the proxy
+  may be able to reach the port: anyone else could claim any address.
+
+--workers N: N processes share the port (SO_REUSEPORT); a maildrop stays
+  locked across all of them. Ctrl-C or SIGTERM stops every worker; if one
+  dies, the others are stopped and the exit status is 1 (let a supervisor
+  such as systemd restart the service). Limits count per worker.
+
+Every session is logged as one line on stderr (-q: warnings only, -v: debug),
+with the process id of the worker that served it.
 """
 
 FETCH_HELP = """\
@@ -189,10 +210,35 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="speak TLS from the first byte (RFC 8314) instead of offering STLS",
     )
     serve.add_argument(
+        "--max-sessions",
+        type=_count,
+        default=1000,
+        metavar="N",
+        help="sessions at once; more are answered -ERR [SYS/TEMP] and closed (default 1000)",
+    )
+    serve.add_argument(
         "--backend",
         choices=sorted(BACKENDS),
         default="asyncio",
         help="the I/O binding that runs the server (default asyncio)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port with SO_REUSEPORT (Linux; default 1)",
+    )
+    serve.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="expect a PROXY protocol header (v1 or v2, HAProxy) on every connection",
+    )
+    serve.add_argument(
+        "--max-sessions-per-address",
+        type=_count,
+        metavar="N",
+        help="sessions at once from one client address (default: no limit)",
     )
 
     fetch = commands.add_parser(
@@ -257,7 +303,9 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
     level = min(max(logging.INFO - 10 * verbosity, logging.DEBUG), logging.ERROR)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+        logging.Formatter(
+            "%(asctime)s %(name)s[%(process)d]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+        )
     )
     logger = logging.getLogger("pop3")
     saved = logger.level, logger.propagate

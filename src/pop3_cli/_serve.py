@@ -346,7 +346,11 @@ def run_serve(args: argparse.Namespace) -> int:
     runner = BACKENDS[args.backend]
 
     def run(users: UserDB, storage: Storage, demo_dir: str | None) -> int:
-        options = {**tls_options, **_mechanism_options(users)}
+        options = {**tls_options, **_mechanism_options(users), "max_sessions": args.max_sessions}
+        options.update(
+            proxy_protocol=args.proxy_protocol,
+            max_sessions_per_address=args.max_sessions_per_address,
+        )
         config = ServeConfig(
             Backend(users, storage),
             args.host,
@@ -354,7 +358,12 @@ def run_serve(args: argparse.Namespace) -> int:
             options,
             announce=_announce(demo_dir, tls),
         )
-        runner(config)
+        if args.workers > 1:
+            from ._workers import run_workers
+
+            run_workers(runner, config, args.workers)
+        else:
+            runner(config)
         return 0
 
     if demo:

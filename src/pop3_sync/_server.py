@@ -20,11 +20,14 @@ from typing import Any
 import pop3_sansio as p
 from pop3_sansio import ServerOptions
 
-from ._client import peer_is_loopback
-
 __all__ = ["Server", "ServerOptions", "serve"]
 
 log = logging.getLogger("pop3.server")
+
+# The listen queue: asyncio's default (100) and Python's (128) drop the SYNs of
+# a burst of connections past that, and each dropped client waits 1, 3, 7...
+# seconds to retry. The kernel caps this at net.core.somaxconn.
+_BACKLOG = 4096
 
 _RECV_SIZE = 1 << 16
 _HANDSHAKE_TIMEOUT = 60.0  # implicit TLS: what asyncio's ssl_handshake_timeout defaults to
@@ -64,6 +67,7 @@ class Server:
         self._listeners: list[socket.socket] = []
         self._sessions: set[_Session] = set()
         self._lock = threading.Lock()
+        self._addresses = p.AddressCounter()  # under the lock
         self._closing = threading.Event()
         self._loop_done = threading.Event()
         self._loop_done.set()
@@ -86,14 +90,19 @@ class Server:
     def listen(self, host: str | Sequence[str] | None, port: int) -> None:
         """Listen on ``host``:``port`` (``None``: every interface; a sequence: each host)."""
         hosts: Sequence[str | None] = [host] if host is None or isinstance(host, str) else host
+        reuse_port = self.options.reuse_port
         for name in hosts:
             if name is None or name == "":
                 if socket.has_dualstack_ipv6():
                     sock = socket.create_server(
-                        ("", port), family=socket.AF_INET6, dualstack_ipv6=True
+                        ("", port),
+                        family=socket.AF_INET6,
+                        dualstack_ipv6=True,
+                        reuse_port=reuse_port,
+                        backlog=_BACKLOG,
                     )
                 else:
-                    sock = socket.create_server(("", port))
+                    sock = socket.create_server(("", port), reuse_port=reuse_port, backlog=_BACKLOG)
                 self._listeners.append(sock)
                 continue
             seen = set()
@@ -103,7 +112,9 @@ class Server:
                 if (family, address[0]) in seen:
                     continue
                 seen.add((family, address[0]))
-                sock = socket.create_server((address[0], port), family=family)
+                sock = socket.create_server(
+                    (address[0], port), family=family, reuse_port=reuse_port, backlog=_BACKLOG
+                )
                 self._listeners.append(sock)
                 port = sock.getsockname()[1]  # with port 0: every address on the same port
 
@@ -175,11 +186,17 @@ class Server:
         driver: p.SessionDriver | None = None
         session: p.ServerSession | None = None
         reason = "error"
+        same_address: int | None = None
         try:
+            if options.proxy_protocol:
+                peer = _proxy_header(sock, peer, options.proxy_timeout)
+            with self._lock:
+                same_address = self._addresses.add(peer)
             driver = options.start_session(
                 self.backend,
-                peer_is_loopback=peer_is_loopback(sock),
+                peer_is_loopback=p.is_loopback_address(peer),
                 sessions=active,
+                same_address=same_address,
                 hostname=socket.gethostname(),
                 random_bytes=os.urandom,
                 clock=time.time_ns() // 1000,
@@ -191,6 +208,8 @@ class Server:
             holder.sock.settimeout(options.autologout)
             self._drive(driver, holder)
             reason = driver.close_reason or "closed"
+        except p.ProxyHeaderError as exc:  # closed without a greeting
+            reason = f"no valid PROXY header: {exc!r}"
         except TimeoutError:
             reason = "autologout"  # RFC 1939 section 3: close, delete nothing
         except (ConnectionError, ssl.SSLError, OSError) as exc:
@@ -205,6 +224,8 @@ class Server:
                 driver.release()
             with self._lock:  # out of the set first: close() drops by descriptor
                 self._sessions.discard(holder)
+                if same_address is not None:
+                    self._addresses.remove(peer)
             with contextlib.suppress(OSError):
                 holder.sock.close()
             log.info(
@@ -221,8 +242,14 @@ class Server:
             value: Any = None
             error: BaseException | None = None
             if instruction is p.READ:
+                # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
+                timeout = driver.read_timeout(time.monotonic())
+                if timeout <= 0:
+                    raise TimeoutError
+                holder.sock.settimeout(timeout)
                 value = holder.sock.recv(_RECV_SIZE)
             elif isinstance(instruction, p.Write):
+                holder.sock.settimeout(driver.autologout)
                 holder.sock.sendall(instruction.data)
             elif isinstance(instruction, p.Call):
                 try:
@@ -284,6 +311,17 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _proxy_header(sock: socket.socket, peer: Any, timeout: float) -> Any:
+    """The client's address from the PROXY header, read without reading past it."""
+    parser = p.ProxyParser()
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(TimeoutError):
+        while parser.wanted and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            parser.feed(sock.recv(parser.wanted))
+    return parser.result().client_address(peer)
 
 
 def serve(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ class Server:
         self.listeners: list[trio.SocketListener] = []
         self.sessions = 0
         """How many sessions are open now (refused ones included while they are told so)."""
+        self._addresses = p.AddressCounter()
 
     @property
     def port(self) -> int:
@@ -65,7 +65,7 @@ class Server:
         listeners: list[trio.SocketListener] = []
         try:
             for name in hosts:
-                listeners += await trio.open_tcp_listeners(port, host=name)
+                listeners += await _listen(port, name, reuse_port=self.options.reuse_port)
             self.listeners = listeners
             async with trio.open_nursery() as nursery:
                 await nursery.start(
@@ -90,10 +90,22 @@ class Server:
             peer = tcp.socket.getpeername()
         except OSError:
             peer = None
+        if options.proxy_protocol:
+            try:
+                peer = await _proxy_header(tcp, peer, options.proxy_timeout)
+            except (p.ProxyHeaderError, trio.BrokenResourceError, OSError) as exc:
+                reason = f"no valid PROXY header: {exc!r}"  # closed without a greeting
+                log.info("session from %s ended: %s (user -)", p.peer_host(peer), reason)
+                tcp.socket.close()
+                return
+            except BaseException:  # cancelled: the server is shutting down
+                tcp.socket.close()
+                raise
         driver = options.start_session(
             self.backend,
-            peer_is_loopback=_is_loopback(peer),
+            peer_is_loopback=p.is_loopback_address(peer),
             sessions=self.sessions,
+            same_address=self._addresses.add(peer),
             hostname=socket.gethostname(),
             random_bytes=os.urandom,
             clock=time.time_ns() // 1000,
@@ -127,6 +139,7 @@ class Server:
         finally:
             # Synchronous on purpose: this runs under cancellation too.
             driver.release()
+            self._addresses.remove(peer)
             log.info(
                 "session from %s ended: %s (user %s)",
                 peer[0] if peer else "?",
@@ -142,8 +155,8 @@ class Server:
             value: Any = None
             error: BaseException | None = None
             if instruction is p.READ:
-                # The autologout timer (RFC 1939 section 3) runs while idle.
-                with trio.fail_after(driver.autologout):
+                # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
+                with trio.fail_after(driver.read_timeout(trio.current_time())):
                     value = await conn.receive()
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold its lock forever.
@@ -191,11 +204,38 @@ class _Connection:
             self.tcp.socket.close()
 
 
-def _is_loopback(peer: Any) -> bool:
-    try:
-        return ipaddress.ip_address(peer[0]).is_loopback
-    except (TypeError, ValueError, IndexError):
-        return False
+async def _proxy_header(tcp: trio.SocketStream, peer: Any, timeout: float) -> Any:
+    """The client's address from the PROXY header, read without reading past it."""
+    parser = p.ProxyParser()
+    with trio.move_on_after(timeout):
+        while parser.wanted:
+            parser.feed(await tcp.receive_some(parser.wanted))
+    return parser.result().client_address(peer)
+
+
+async def _listen(port: int, host: str | None, *, reuse_port: bool) -> list[trio.SocketListener]:
+    """``trio.open_tcp_listeners``, or the same with ``SO_REUSEPORT`` set before ``bind``."""
+    if not reuse_port:
+        return await trio.open_tcp_listeners(port, host=host)
+    listeners: list[trio.SocketListener] = []
+    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        sock = trio.socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            await sock.bind(address)
+            sock.listen(4096)  # as open_tcp_listeners (capped by somaxconn); the default is 128
+        except BaseException:
+            sock.close()
+            for listener in listeners:
+                listener.socket.close()
+            raise
+        listeners.append(trio.SocketListener(sock))
+    return listeners
 
 
 async def serve(

@@ -1,0 +1,346 @@
+"""Crash safety: ``pop3 serve`` and ``pop3 fetch`` killed with SIGKILL at random points.
+
+The server: every binding's ``pop3 serve`` runs sessions that RETR, DELE and
+QUIT (or just hang up) for several users at once, and is killed at a random
+moment, again and again, with new mail delivered between the runs. After each
+kill the Maildirs are checked against a ledger of what the clients were told:
+
+* every message file present is byte for byte one that was delivered (never
+  corrupt, never half-written), and tmp/ holds nothing;
+* a message DELE'd in a session whose QUIT was answered ``+OK`` is gone;
+* a message is gone only if some session DELE'd it (``+OK``) and then sent
+  QUIT: a DELE without QUIT never removes anything (RFC 1939 section 6).
+
+The one window no server can close: it has committed the deletions (unlinked
+the files and synced the directories) but is killed before its ``+OK`` to
+QUIT reaches the client. The client then cannot tell a commit from none, so
+for a session that sent QUIT and got no answer the test allows each message
+it DELE'd to be either present or gone -- but, being checked file by file,
+never corrupt, and never any message that session did not DELE.
+
+A restart must serve every user at once: the flock of a killed server goes
+with its process, so the first login of each user after a restart must not
+meet ``[IN-USE]``. The Maildir's size cache, if present, must be complete
+and right (it is replaced atomically, so a kill cannot leave half of it).
+
+The fetch client: ``pop3 fetch`` is killed at random points against a running
+server (with new mail arriving), then run to completion: no message lost, none
+stored twice, compared by bytes.
+
+Set POP3_CRASH_SEED to replay a run; the seed in use is printed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bindings import NAMES
+from pop3_maildrop._maildir import SIZE_CACHE
+from served import PopServer, RawClient, crlf, deliver, env, pop3, stored, write_users
+
+SEED = int(os.environ.get("POP3_CRASH_SEED", "20240607"))
+KILLS = 12
+"""Server kills per binding."""
+USERS = [f"user{n}" for n in range(4)]
+PASSWORD = "crash-test-pw"
+
+
+def message(rng: random.Random, name: str) -> bytes:
+    """A message of 200 octets to 40 KiB, with LF or CRLF line ends and dot lines."""
+    body = b"".join(
+        b"%s line %d of %s\n" % (rng.choice([b"", b".", b".."]), n, name.encode())
+        for n in range(rng.randrange(5, 1500))
+    )
+    out = b"From: sender@example.org\nSubject: " + name.encode() + b"\n\n" + body
+    return out.replace(b"\n", b"\r\n") if rng.random() < 0.3 else out
+
+
+@dataclass
+class Outcome:
+    """What one session was told."""
+
+    user: str
+    deleted: set[str] = field(default_factory=set)  # uids whose DELE got +OK
+    quit_sent: bool = False
+    quit_ok: bool = False
+
+    @property
+    def unanswered(self) -> bool:
+        """QUIT went out, its answer never came: the unavoidable window."""
+        return self.quit_sent and not self.quit_ok
+
+
+@dataclass
+class Ledger:
+    originals: dict[str, dict[str, bytes]] = field(
+        default_factory=lambda: {user: {} for user in USERS}
+    )
+    outcomes: list[Outcome] = field(default_factory=list)
+    serial: int = 0
+
+    def deliver(self, root: Path, rng: random.Random, count: int, users: list[str] = USERS) -> None:
+        for user in users:
+            for _ in range(count):
+                self.serial += 1
+                # The name is also the uid: it is a valid one (RFC 1939 section 7).
+                name = f"{1_700_000_000 + self.serial}.M{self.serial}P7.crash"
+                data = message(rng, name)
+                deliver(root / user, name, data)
+                self.originals[user][name] = data
+
+
+class KillableClient(RawClient):
+    """A connection the server may drop at any point: that is an ``OSError``, not a failure."""
+
+    def line(self) -> bytes:
+        line = super().line()
+        if not line.endswith(b"\n"):
+            raise ConnectionResetError("the server went away")
+        return line
+
+
+class Worker(threading.Thread):
+    """Sessions for one user, one after another, until told to stop or the server dies."""
+
+    def __init__(self, port: int, user: str, ledger: Ledger, rng: random.Random) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.user = user
+        self.ledger = ledger
+        self.rng = rng
+        self.stop = threading.Event()
+        self.sessions = 0
+        self.in_use = 0
+        self.errors: list[str] = []  # broken promises (not dropped connections)
+
+    def run(self) -> None:
+        first = True
+        while not self.stop.is_set():
+            outcome = Outcome(self.user)
+            try:
+                self.session(outcome, first)
+            except OSError:
+                pass  # the server was killed: what was answered is in `outcome`
+            except AssertionError as exc:
+                self.errors.append(f"{self.user}: {exc}")
+                return
+            finally:
+                self.ledger.outcomes.append(outcome)
+            first = False
+
+    def session(self, outcome: Outcome, first: bool) -> None:
+        rng = self.rng
+        with KillableClient(self.port, timeout=5) as client:
+            assert client.greeting.startswith(b"+OK"), client.greeting
+            answer = client.login(self.user, PASSWORD)
+            if answer.startswith(b"-ERR [IN-USE]") and not first:
+                # The last session's +OK to QUIT goes out just before its lock
+                # is released (RFC 1939 allows this): try again.
+                self.in_use += 1
+                time.sleep(0.005)
+                return
+            # A killed server's lock must be gone at once after the restart.
+            assert answer.startswith(b"+OK"), (first, answer)
+            self.sessions += 1
+            assert client.command(b"UIDL").startswith(b"+OK")
+            uids = {}
+            for line in client.multiline().split(b"\r\n")[:-1]:
+                number, uid = line.split(b" ")
+                uids[int(number)] = uid.decode()
+            originals = self.ledger.originals[self.user]
+            numbers = sorted(uids)
+            for msg in rng.sample(numbers, min(len(numbers), rng.randrange(0, 3))):
+                assert client.retr(msg) == crlf(originals[uids[msg]]), f"RETR {msg} differs"
+            for msg in rng.sample(numbers, min(len(numbers), rng.randrange(1, 4))):
+                answer = client.command(b"DELE %d" % msg)
+                assert answer.startswith(b"+OK"), answer
+                outcome.deleted.add(uids[msg])
+            if rng.random() < 0.15:
+                return  # hang up without QUIT: nothing may be deleted
+            outcome.quit_sent = True
+            answer = client.command(b"QUIT")  # OSError: killed before the answer came
+            assert answer.startswith(b"+OK"), answer
+            outcome.quit_ok = True
+
+
+def check_maildirs(root: Path, ledger: Ledger, since: int) -> collections.Counter[str]:
+    """The invariants of the module docstring; what the sessions from ``since`` on met."""
+    counts: collections.Counter[str] = collections.Counter()
+    for user in USERS:
+        maildir = root / user
+        originals = ledger.originals[user]
+        on_disk = stored(maildir)
+        for name, data in on_disk.items():
+            assert name in originals, f"{user}: unknown file {name}"
+            assert data == originals[name], f"{user}: {name} is corrupt"
+        assert list((maildir / "tmp").iterdir()) == []
+        outcomes = [o for o in ledger.outcomes if o.user == user]
+        for outcome in outcomes:
+            if outcome.quit_ok:
+                kept = outcome.deleted & on_disk.keys()
+                assert not kept, f"{user}: deleted by an answered QUIT, still there: {kept}"
+        may_be_gone = set().union(*(o.deleted for o in outcomes if o.quit_sent))
+        lost = originals.keys() - on_disk.keys() - may_be_gone
+        assert not lost, f"{user}: lost without a QUIT that deleted them: {lost}"
+        unanswered = set().union(
+            *(o.deleted for o in ledger.outcomes[since:] if o.user == user and o.unanswered)
+        )
+        counts["in the window, committed"] += len(unanswered - on_disk.keys())
+        counts["in the window, not committed"] += len(unanswered & on_disk.keys())
+        check_size_cache(maildir, originals)
+    return counts
+
+
+CACHE_LINE = re.compile(r"(\S+) ([0-9]+) ([0-9]+) ([0-9]+)\Z")
+
+
+def check_size_cache(maildir: Path, originals: dict[str, bytes]) -> None:
+    """The size cache, if there is one, is whole, and right for every file it still matches."""
+    path = maildir / SIZE_CACHE
+    if not path.exists():
+        return
+    text = path.read_text(encoding="ascii")
+    assert text.startswith("pop3-sansio sizes 1\n") and text.endswith("\n"), text[:200]
+    files = {p.name: p.stat() for sub in ("new", "cur") for p in (maildir / sub).iterdir()}
+    for line in text.splitlines()[1:]:
+        match = CACHE_LINE.match(line)
+        assert match is not None, line
+        uid, fsize, mtime, size = match.group(1), *map(int, match.groups()[1:])
+        st = files.get(uid)
+        if st is not None and (st.st_size, st.st_mtime_ns) == (fsize, mtime):
+            assert size == len(crlf(originals[uid])), line
+
+
+def final_check(port: int, root: Path, ledger: Ledger) -> None:
+    """A last session per user: LIST, UIDL and RETR agree with the files, byte for byte."""
+    for user in USERS:
+        on_disk = stored(root / user)
+        with RawClient(port) as client:
+            assert client.login(user, PASSWORD).startswith(b"+OK")
+            assert client.command(b"UIDL").startswith(b"+OK")
+            uids = dict(line.split(b" ") for line in client.multiline().split(b"\r\n")[:-1])
+            assert sorted(uid.decode() for uid in uids.values()) == sorted(on_disk)
+            assert client.command(b"LIST").startswith(b"+OK")
+            sizes = dict(line.split(b" ") for line in client.multiline().split(b"\r\n")[:-1])
+            for number, uid in uids.items():
+                expected = crlf(on_disk[uid.decode()])
+                assert int(sizes[number]) == len(expected), uid
+                assert client.retr(int(number)) == expected
+            assert client.command(b"QUIT").startswith(b"+OK")
+
+
+@pytest.mark.parametrize("backend", NAMES)
+def test_server_killed_at_random_points(tmp_path: Path, backend: str) -> None:
+    rng = random.Random(f"{SEED}-server-{backend}")
+    print(f"seed {SEED} ({backend})")
+    root = tmp_path / "maildirs"
+    users = write_users(tmp_path / "users", dict.fromkeys(USERS, PASSWORD))
+    ledger = Ledger()
+    ledger.deliver(root, rng, 25)
+    totals: collections.Counter[str] = collections.Counter()
+    for kill in range(KILLS):
+        since = len(ledger.outcomes)
+        server = PopServer(tmp_path, backend, users, root)
+        workers = [
+            Worker(server.port, user, ledger, random.Random(f"{SEED}-{backend}-{kill}-{user}"))
+            for user in USERS
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(rng.uniform(0.01, 0.4))
+        server.kill()
+        for worker in workers:
+            worker.stop.set()
+            worker.join(10)
+            assert not worker.is_alive()
+            assert not worker.errors, worker.errors
+            totals["sessions"] += worker.sessions
+            totals["in use"] += worker.in_use
+        totals.update(check_maildirs(root, ledger, since))
+        # New mail, as a delivery agent brings it, for the next run.
+        ledger.deliver(root, rng, rng.randrange(5, 20))
+    with PopServer(tmp_path, backend, users, root) as server:
+        final_check(server.port, root, ledger)
+    quits = sum(o.quit_ok for o in ledger.outcomes)
+    print(f"{backend}: {KILLS} kills, {dict(totals)}, {quits} answered QUITs")
+    assert quits > KILLS  # sessions did get through, deletions were committed
+    assert totals["sessions"] > 2 * KILLS
+
+
+# --- pop3 fetch, killed -------------------------------------------------------------------------
+
+FETCH_KILLS = 4
+"""Fetch kills per binding's server."""
+
+
+def run_fetch(port: int, dest: Path, err: Path) -> subprocess.Popen[bytes]:
+    with open(err, "wb") as stderr:
+        return subprocess.Popen(
+            pop3(
+                *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", "user0"),
+                *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), "-q"),
+            ),
+            env=env(POP3_TEST_PASSWORD=PASSWORD),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def check_fetched(source: Path, dest: Path, originals: dict[str, bytes]) -> int:
+    """Nothing lost (in the source or in dest), nothing stored twice; how many in dest."""
+    expected = {crlf(data): name for name, data in originals.items()}
+    got = collections.Counter(stored(dest).values())
+    unknown = [data[:80] for data in got if data not in expected]
+    assert not unknown, unknown
+    twice = [expected[data] for data, n in got.items() if n > 1]
+    assert not twice, f"stored twice: {twice}"
+    in_source = stored(source)
+    for name, data in originals.items():
+        assert name in in_source or crlf(data) in got, f"{name} lost"
+        if name in in_source:
+            assert in_source[name] == data
+    return sum(got.values())
+
+
+@pytest.mark.parametrize("backend", NAMES)
+def test_fetch_killed_at_random_points_then_completed(tmp_path: Path, backend: str) -> None:
+    rng = random.Random(f"{SEED}-fetch-{backend}")
+    print(f"seed {SEED} ({backend})")
+    root = tmp_path / "maildirs"
+    source = root / "user0"
+    dest = tmp_path / "dest"
+    users = write_users(tmp_path / "users", {"user0": PASSWORD})
+    ledger = Ledger()
+    originals = ledger.originals["user0"]
+    progress = []
+    with PopServer(tmp_path, backend, users, root) as server:
+        for kill in range(FETCH_KILLS):
+            ledger.deliver(root, rng, 30, ["user0"])
+            proc = run_fetch(server.port, dest, tmp_path / f"fetch-{kill}.err")
+            time.sleep(rng.uniform(0.15, 0.8))  # from before the login to the QUIT
+            proc.kill()
+            proc.wait(10)
+            progress.append(check_fetched(source, dest, originals))
+        for attempt in range(20):
+            # The server may not have seen the last killed session end yet.
+            err = tmp_path / f"final-{attempt}.err"
+            final = run_fetch(server.port, dest, err)
+            code = final.wait(60)
+            if code == 0 or "in use" not in err.read_text():
+                break
+            time.sleep(0.1)
+        assert code == 0, err.read_text()
+        assert check_fetched(source, dest, originals) == len(originals)
+        assert stored(source) == {}
+        assert list((dest / "tmp").iterdir()) == []
+    print(f"{backend}: messages in dest after each kill: {progress} of {len(originals)}")

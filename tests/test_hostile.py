@@ -1,0 +1,331 @@
+"""Hostile clients against every binding's server.
+
+Each attack must end in a clear ``-ERR`` or a closed connection, the server's
+memory must stay bounded, and all the while a normal session on another
+connection logs in and retrieves its mail.
+
+Attacks that need the server's memory measured (an endless line, a flood of
+pipelined commands, thousands of idle connections) run against ``pop3 serve``
+in a subprocess, whose VmRSS is read from ``/proc``; the others run against
+the binding's server in this process (``bindings.serving``), where options
+the command line does not offer (``autologout``, ``failed_login_delay``) can
+be set.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bindings import NAMES, serving
+from helpers import crlf
+from pop3_maildrop import Backend, MemoryStorage, UserDB
+from served import TIMEOUT, PopServer, RawClient, deliver, write_users
+
+ALICE_MESSAGE = b"Subject: for alice\n\nhi\n"
+BOB_MESSAGE = b"From: carol@example.org\nSubject: for bob\n\n.dot line\nhello bob\n"
+PASSWORD = "secret"
+
+
+# --- the normal session that must keep working ----------------------------------------------
+
+
+def normal_session(port: int) -> None:
+    """Bob logs in, retrieves his message byte-exact, and quits (nothing deleted)."""
+    with RawClient(port) as client:
+        assert client.greeting.startswith(b"+OK"), client.greeting
+        assert client.login("bob", PASSWORD).startswith(b"+OK")
+        assert client.retr(1) == crlf(BOB_MESSAGE)
+        assert client.command(b"QUIT").startswith(b"+OK")
+
+
+def wait_closed(client: RawClient, timeout: float = TIMEOUT) -> bytes:
+    """Read until the server closes the connection; what came meanwhile.
+
+    Fails (``TimeoutError``) if it stays open for ``timeout`` seconds. A reset
+    counts as closed: a server that closes with unread input resets.
+    """
+    client.sock.settimeout(timeout)
+    out = client.buffer
+    client.buffer = b""
+    with contextlib.suppress(ConnectionResetError):
+        while data := client.sock.recv(65536):
+            out += data
+    return out
+
+
+# --- in this process: options the command line does not set -----------------------------------
+
+
+def in_process_backend() -> Backend:
+    storage = MemoryStorage()
+    storage.add("alice", ALICE_MESSAGE)
+    storage.add("bob", BOB_MESSAGE)
+    return Backend(UserDB.from_pairs({"alice": PASSWORD, "bob": PASSWORD}), storage)
+
+
+@pytest.fixture(params=NAMES)
+def binding(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+AUTOLOGOUT = 1.0
+FAILED_LOGIN_DELAY = 0.3
+
+
+@pytest.fixture
+def port(binding: str) -> Iterator[int]:
+    options = {
+        "autologout": AUTOLOGOUT,
+        "failed_login_delay": FAILED_LOGIN_DELAY,
+        "max_failed_logins": 3,
+    }
+    with serving(binding, in_process_backend(), **options) as port:
+        yield port
+
+
+def test_slow_drip_is_ended_by_the_autologout_timer(port: int) -> None:
+    """A byte every 250 ms, never a whole command: logged out after ``autologout``.
+
+    RFC 1939 section 3: a command resets the autologout timer, a byte does
+    not. A timer restarted by every received byte would keep this session
+    (and its memory, its task or thread) until the line grew past 255 octets,
+    a minute later.
+    """
+    with RawClient(port) as attacker:
+        assert attacker.login("alice", PASSWORD).startswith(b"+OK")
+        started = time.monotonic()
+        closed_after = None
+        for n in range(int(4 * AUTOLOGOUT / 0.25)):
+            try:
+                attacker.send(b"N")
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - started
+                break
+            if n == 1:
+                normal_session(port)  # alice's drip does not hold the server up
+            time.sleep(0.25)
+        if closed_after is None:
+            assert wait_closed(attacker, 0.5) == b""  # closed without a word (RFC 1939 §3)
+            closed_after = time.monotonic() - started
+        # The timer started with the +OK to PASS, just before `started`.
+        assert closed_after < AUTOLOGOUT + 1.5, closed_after
+        assert closed_after > AUTOLOGOUT - 0.3, closed_after
+    normal_session(port)
+
+
+def test_slow_commands_keep_the_session(port: int) -> None:
+    """The other side of the rule: a whole command now and then resets the timer."""
+    with RawClient(port) as client:
+        assert client.login("alice", PASSWORD).startswith(b"+OK")
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5 * AUTOLOGOUT:
+            time.sleep(0.6 * AUTOLOGOUT)
+            assert client.command(b"NOOP") == b"+OK\r\n"
+        assert client.command(b"QUIT").startswith(b"+OK")
+
+
+def test_password_guessing_is_slowed_down_and_cut_off(port: int) -> None:
+    """Each wrong password is answered only after ``failed_login_delay``; the third closes."""
+    with RawClient(port) as guesser:
+        for attempt in range(3):
+            assert guesser.command(b"USER alice").startswith(b"+OK")
+            guesser.send(b"PASS guess-%d\r\n" % attempt)
+            sent = time.monotonic()
+            answer = guesser.line()
+            waited = time.monotonic() - sent
+            assert answer.startswith(b"-ERR [AUTH]"), answer
+            assert waited >= FAILED_LOGIN_DELAY - 0.01, waited  # a lower bound only
+            if attempt == 0:
+                normal_session(port)  # the delay holds up the guesser, nobody else
+        assert wait_closed(guesser) == b""
+
+
+def test_oversized_sasl_response_is_refused_and_closed(port: int) -> None:
+    with RawClient(port) as client:
+        assert client.command(b"AUTH PLAIN") == b"+ \r\n"
+        # 48 KiB of valid base64: over the 32 KiB limit of one SASL line.
+        client.send(base64.b64encode(b"\0alice\0" + b"x" * 36_000) + b"\r\n")
+        answer = wait_closed(client)
+        assert answer.startswith(b"-ERR") and answer.endswith(b"\r\n"), answer[:200]
+        assert answer.count(b"\r\n") == 1 and b"xxxx" not in answer
+        normal_session(port)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"AUTH PLAIN", b"!!not*base64!!"],  # the response to the challenge
+        [b"AUTH PLAIN AGFsaWNlAHNlY3JldA"],  # an initial response without its padding
+        [b"AUTH PLAIN ===="],  # padding only
+    ],
+)
+def test_invalid_base64_fails_the_exchange(port: int, lines: list[bytes]) -> None:
+    """RFC 5034 section 4: an undecodable response fails the exchange with -ERR."""
+    with RawClient(port) as client:
+        for line in lines[:-1]:
+            assert client.command(line) == b"+ \r\n"
+        answer = client.command(lines[-1])
+        assert answer.startswith(b"-ERR"), answer
+        # The session goes on: a correct login still works on this connection.
+        assert client.login("alice", PASSWORD).startswith(b"+OK")
+        normal_session(port)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"\0", b"NOOP\0", b"USER al\0ice", b"\0\0\0\0 \0\0", b"CAPA\0\r"],
+)
+def test_nul_bytes_in_commands_are_refused(port: int, line: bytes) -> None:
+    with RawClient(port) as client:
+        answer = client.command(line)
+        assert answer.startswith(b"-ERR"), answer
+        assert b"\0" not in answer
+        assert client.login("alice", PASSWORD).startswith(b"+OK")
+        assert client.command(b"USER\0 x").startswith(b"-ERR")
+        assert client.command(b"STAT") == b"+OK 1 %d\r\n" % len(crlf(ALICE_MESSAGE))
+        normal_session(port)
+
+
+# --- against pop3 serve, measuring its memory -------------------------------------------------
+
+
+BIG_DROP = 1000
+"""Messages in alice's maildrop: its LIST answer is about 9 KiB."""
+
+
+def big_drop_message(n: int) -> bytes:
+    return b"Subject: %d\n\nhi\n" % n
+
+
+@pytest.fixture(params=NAMES)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PopServer]:
+    """``pop3 serve --backend NAME``: alice has a big maildrop, bob one message."""
+    root = tmp_path / "maildirs"
+    for n in range(BIG_DROP):
+        deliver(root / "alice", f"{1_700_000_000 + n}.M{n}P1.test", big_drop_message(n))
+    deliver(root / "bob", "1700000000.M0P1.test", BOB_MESSAGE)
+    users = write_users(tmp_path / "users", {"alice": PASSWORD, "bob": PASSWORD})
+    with PopServer(tmp_path, str(request.param), users, root, "--max-sessions", "2001") as srv:
+        normal_session(srv.port)  # warm: the imports of a first session are not counted
+        yield srv
+
+
+def settle_rss(server: PopServer) -> int:
+    """VmRSS once freed memory had a moment to go (the largest of a few readings)."""
+    time.sleep(0.2)
+    return max(server.rss_kib() for _ in range(3))
+
+
+ENDLESS = 20 << 20
+
+
+def test_endless_line_is_refused_and_memory_stays_bounded(server: PopServer) -> None:
+    """20 MiB without a line end: -ERR (line too long) and the connection closed.
+
+    Bound: the server reads at most one receive buffer past the 255-octet
+    command limit before it answers and closes; 8 MiB of RSS growth leaves
+    room for allocator noise while being far below the 20 MiB sent.
+    """
+    before = settle_rss(server)
+    with RawClient(server.port) as attacker:
+        assert attacker.login("alice", PASSWORD).startswith(b"+OK")
+        chunk = b"A" * (1 << 16)
+        sent = 0
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < ENDLESS:
+                attacker.send(chunk)
+                sent += len(chunk)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            answer = wait_closed(attacker)
+        # The -ERR may be lost to the reset a close with unread input causes.
+        assert answer == b"" or answer.startswith(b"-ERR"), answer[:200]
+        assert b"AAAA" not in answer
+        assert sent < ENDLESS, "the server read 20 MiB of one line"
+    normal_session(server.port)
+    grown = settle_rss(server) - before
+    print(f"{server.backend}: endless line: {sent} octets sent, RSS +{grown} KiB")
+    assert grown < 8 * 1024, grown
+
+
+def test_pipelined_flood_without_reading_is_held_back(server: PopServer) -> None:
+    """LIST again and again, never reading: the server stops answering, not buffering.
+
+    Without backpressure every 64 KiB of "LIST\\r\\n" queues about 10,000
+    answers of 9 KiB -- some 100 MiB -- before the first one is written. With
+    it, the server holds at most a receive buffer of commands and 64 KiB of
+    answers besides what the kernel buffers; 16 MiB of growth is the bound.
+    """
+    sizes = [len(crlf(big_drop_message(n))) for n in range(BIG_DROP)]
+    total = sum(sizes)
+    listing = b"".join(b"%d %d\r\n" % (n, size) for n, size in enumerate(sizes, 1))
+    before = settle_rss(server)
+    with RawClient(server.port) as attacker:
+        assert attacker.login("alice", PASSWORD).startswith(b"+OK")
+        attacker.sock.setblocking(False)
+        flood = b"LIST\r\n" * 10_000
+        sent = 0
+        stalled_since = time.monotonic()
+        while time.monotonic() - stalled_since < 1.0:  # until a second without progress
+            with contextlib.suppress(BlockingIOError):
+                sent += attacker.sock.send(flood)
+                stalled_since = time.monotonic()
+            time.sleep(0.002)
+        during = settle_rss(server)
+        normal_session(server.port)  # the server is not busy answering the flood
+        attacker.sock.settimeout(TIMEOUT)
+        # The answers queued meanwhile are whole and right.
+        for _ in range(3):
+            status = attacker.line()
+            assert status == b"+OK %d messages (%d octets)\r\n" % (BIG_DROP, total)
+            assert attacker.multiline() == listing
+    grown = during - before
+    print(f"{server.backend}: pipelined flood: {sent} octets sent, RSS +{grown} KiB")
+    assert sent > 1 << 20  # the flood did go out (into kernel buffers at least)
+    assert grown < 16 * 1024, grown
+
+
+IDLE = 2000
+
+
+def test_thousands_of_idle_connections(server: PopServer) -> None:
+    """2000 idle sessions fit (``--max-sessions 2001``), the next is refused and closed.
+
+    Also measures the memory an idle session costs (RSS growth / 2000); the
+    target is under 50 KiB each.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < IDLE + 200:  # the server subprocess already has its own copy of the limit
+        assert hard >= IDLE + 200, f"RLIMIT_NOFILE hard limit {hard} is too low"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (IDLE + 200, hard))
+    before = settle_rss(server)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(IDLE):
+            # One at a time, as clients that come and stay: a burst of 2000
+            # connects would overflow the listen backlog instead.
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+            idle.append(sock)
+            assert sock.recv(512).startswith(b"+OK POP3 server ready"), "not greeted"
+        during = settle_rss(server)
+        with RawClient(server.port) as normal:  # session 2001: the last one allowed
+            assert normal.login("bob", PASSWORD).startswith(b"+OK")
+            with RawClient(server.port) as beyond:  # 2002: one too many
+                assert beyond.greeting.startswith(b"-ERR [SYS/TEMP]"), beyond.greeting
+                assert wait_closed(beyond) == b""
+            assert normal.retr(1) == crlf(BOB_MESSAGE)
+            assert normal.command(b"QUIT").startswith(b"+OK")
+    finally:
+        for sock in idle:
+            sock.close()
+    per_session = (during - before) * 1024 / IDLE
+    print(f"{server.backend}: {IDLE} idle sessions: {per_session / 1024:.1f} KiB each")
+    assert per_session < 50 * 1024, per_session
