@@ -44,10 +44,15 @@ interop-report: $(STAMP)
 		--junitxml=build/interop-junit.xml $(PYTEST_ARGS); status=$$?; \
 		$(PY) scripts/interop-report build/interop-junit.xml docs/interop.md && exit $$status
 
+# Each benchmark's results go to benchmarks/results/NAME.json, then plot.py draws the PNGs.
 bench: $(STAMP)
-	$(PY) benchmarks/bench_parse.py
-	$(PY) benchmarks/bench_client.py
-	$(PY) benchmarks/bench_bindings.py
+	$(PY) -m pip install --quiet -e '.[bench]'
+	mkdir -p benchmarks/results
+	$(PY) benchmarks/bench_parse.py --json benchmarks/results/parse.json
+	$(PY) benchmarks/bench_client.py --json benchmarks/results/client.json
+	$(PY) benchmarks/bench_bindings.py --json benchmarks/results/bindings.json
+	$(PY) benchmarks/bench_sessions.py --json benchmarks/results/sessions.json
+	$(PY) benchmarks/plot.py benchmarks/results
 
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[fuzz]'

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -211,8 +211,8 @@ def start_pop3(maildir: Path, backend: str) -> Server:
     raise RuntimeError(f"pop3 serve --backend {backend} did not start")
 
 
-def _dovecot_config(root: Path, port: int) -> str:
-    return f"""# A throwaway Dovecot for bench_bindings.py: defaults, apart from these.
+def _dovecot_config(root: Path, port: int, extra: str = "") -> str:
+    return f"""# A throwaway Dovecot for the benchmarks: defaults, apart from these.
 protocols = pop3
 listen = {HOST}
 base_dir = {root}/run
@@ -252,7 +252,7 @@ service submission-login {{
     port = 0
   }}
 }}
-"""
+{extra}"""
 
 
 def _answers(port: int) -> bool:
@@ -266,8 +266,14 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_dovecot(source: Path) -> Server:
-    """A Dovecot of its own on a free port, serving a copy of the Maildir ``source``."""
+def start_dovecot(
+    source: Path, *, users: Mapping[str, str] | None = None, extra_config: str = ""
+) -> Server:
+    """A Dovecot of its own on a free port, serving a copy of the Maildir ``source``.
+
+    With ``users`` (name: password), ``source`` holds one Maildir per user, ``source/NAME``.
+    ``extra_config`` is appended to the configuration.
+    """
     binary = shutil.which("dovecot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if binary is None or os.geteuid() != 0:
         raise RuntimeError("Dovecot needs to be installed, and this benchmark to run as root")
@@ -275,21 +281,24 @@ def start_dovecot(source: Path) -> Server:
     root.chmod(0o711)  # the login and mail processes (other users) pass through
     for sub in ("run", "state"):
         (root / sub).mkdir()
-    home = root / "home" / USER
-    shutil.copytree(source, home / "Maildir")
-    for directory, _, files in os.walk(home):
-        os.chown(directory, MAIL_UID, MAIL_GID)
-        for name in files:
-            os.chown(os.path.join(directory, name), MAIL_UID, MAIL_GID)
+    lines = []
+    for user, password in (users or {USER: PASSWORD}).items():
+        home = root / "home" / user
+        shutil.copytree(source / user if users else source, home / "Maildir")
+        for directory, _, files in os.walk(home):
+            os.chown(directory, MAIL_UID, MAIL_GID)
+            for name in files:
+                os.chown(os.path.join(directory, name), MAIL_UID, MAIL_GID)
+        home.chmod(0o700)
+        lines.append(f"{user}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_GID}::{home}::\n")
     (root / "home").chmod(0o711)
-    home.chmod(0o700)
-    (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{home}::\n")
+    (root / "users").write_text("".join(lines))
     (root / "users").chmod(0o644)  # read by the auth process (user dovecot)
     for _attempt in range(3):  # a free port can be taken by someone else meanwhile
         with socket.socket() as s:
             s.bind((HOST, 0))
             port = s.getsockname()[1]
-        (root / "dovecot.conf").write_text(_dovecot_config(root, port))
+        (root / "dovecot.conf").write_text(_dovecot_config(root, port, extra_config))
         process = subprocess.Popen(
             [binary, "-F", "-c", str(root / "dovecot.conf")],
             stdin=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,26 @@ def test_the_parse_benchmark_runs_and_checks_its_results() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "| RETR email" in result.stdout and "target checks pass" in result.stdout
+
+
+def test_the_sessions_benchmark_runs_without_failed_sessions(tmp_path: Path) -> None:
+    # A smoke run against the asyncio server only (N = 1 and 20, 2 s each, 50 idle
+    # connections, two message sizes): every session must succeed, timings aside.
+    out = tmp_path / "sessions.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_sessions.py"), "--quick"]
+    result = subprocess.run(
+        [*command, "--servers", "asyncio", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sessions/s" in result.stdout and "Memory per idle session" in result.stdout
+    results = json.loads(out.read_text())
+    cells = results["sessions"]["pop3 asyncio"]
+    assert set(cells) == {"1", "20"}
+    for cell in cells.values():
+        assert cell["ok"] > 0 and cell["failed"] == 0 and cell["timed_out"] == 0, cell
+    idle = results["idle"]["pop3 asyncio"]
+    assert idle["greeted"] == idle["logged_in"] == idle["connections"] == 50, idle
+    assert set(results["sizes"]["pop3 asyncio"]) == {"4 KB", "1 MB"}
