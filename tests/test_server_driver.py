@@ -187,6 +187,34 @@ class _DropWithoutEmptyChunks(Drop):
         return iter([data[i : i + chunk_size] for i in range(0, len(data), chunk_size)])
 
 
+@pytest.mark.parametrize("last", [b"QUIT\r\n", b"DELE 1\r\nQUIT\r\n"])
+def test_the_maildrop_is_released_before_the_answer_to_quit(last: bytes) -> None:
+    store = Store()
+    driver = driver_for(store)
+    steps = driver.run()
+    instruction = next(steps)
+    for line in (b"USER alice\r\n", b"PASS pw\r\n", last):
+        while instruction is not p.READ:
+            value = (
+                instruction.function(*instruction.args) if isinstance(instruction, p.Call) else None
+            )
+            instruction = steps.send(value)
+        instruction = steps.send(line)
+    writes: list[tuple[bytes, int]] = []  # what was written, and whether released by then
+    with pytest.raises(StopIteration):
+        while True:
+            value = None
+            if isinstance(instruction, p.Call):
+                value = instruction.function(*instruction.args)
+            elif isinstance(instruction, p.Write):
+                writes.append((instruction.data, store.drop.closed))
+            instruction = steps.send(value)
+    assert writes[-1][0].startswith(b"+OK") and writes[-1][1] == 1  # released, then +OK
+    assert all(closed == 0 for _, closed in writes[:-1])
+    driver.release()
+    assert store.drop.closed == 1  # release() stays idempotent
+
+
 def test_a_small_message_is_opened_read_and_ended_in_one_call() -> None:
     store = Store()
     store.drop = _DropWithoutEmptyChunks(list(MESSAGES), fail_read=False, fail_commit=False)

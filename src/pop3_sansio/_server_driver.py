@@ -207,6 +207,11 @@ class SessionDriver:
                 if self.failed_login_delay > 0:
                     # Slow password guessing down: the -ERR comes late.
                     yield Sleep(self.failed_login_delay)
+            if isinstance(request, CloseConnection):
+                # The session is over: release the maildrop before the last
+                # answer (the +OK to QUIT) goes out, so that a client which
+                # reconnects at once finds it free, not [IN-USE].
+                self.release()
             if out:
                 yield Write(out)
             if request is NEED_DATA:
