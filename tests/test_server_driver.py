@@ -222,6 +222,9 @@ def test_a_small_message_is_opened_read_and_ended_in_one_call() -> None:
     out, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
     calls = [s.function.__name__ for s in seen if isinstance(s, p.Call)]
     assert calls.count("_open_message") == 2
+    assert all(
+        s.quick == (s.function.__name__ == "_open_message") for s in seen if isinstance(s, p.Call)
+    )
     assert "_next_chunk" not in calls
     assert out.count(b"\r\n.\r\n") == 2
     assert b"\r\n".join(MESSAGES[1].split(b"\n")) in out
@@ -339,3 +342,21 @@ def test_step_throws_a_failed_call_in_and_ends_with_none() -> None:
         instruction = driver.step(value, error)
     assert b"-ERR [SYS/TEMP]" in b"".join(written)
     assert driver.close_reason == "quit"
+
+
+def test_only_reads_of_small_messages_are_quick_calls() -> None:
+    store = Store()
+    session = p.ServerSession(allow_plaintext=True)
+    size = p.message_size(MESSAGES[0])
+    driver = p.SessionDriver(session, store, failed_login_delay=0, quick_read_size=size)
+    _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
+    opens = [s for s in seen if isinstance(s, p.Call) and s.function.__name__ == "_open_message"]
+    assert [call.quick for call in opens] == [True, False]  # message 2 is bigger
+    assert (
+        p.ServerOptions(quick_read_size=0)
+        .start_session(
+            store, peer_is_loopback=True, sessions=1, hostname="h", random_bytes=bytes, clock=0
+        )
+        .quick_read_size
+        == 0
+    )

@@ -144,6 +144,12 @@ class Server:
                 # A client that stops reading must not hold the maildrop lock
                 # forever: writes are bounded by the autologout timer too.
                 await with_timeout(stream.write(instruction.data), driver.autologout)
+            elif isinstance(instruction, p.Call) and instruction.quick:
+                # A small read from storage: cheaper here than a worker-thread hop.
+                try:
+                    value = instruction.function(*instruction.args)
+                except Exception as exc:  # handed to the driver, which decides
+                    error = exc
             elif isinstance(instruction, p.Call):
                 call = asyncio.ensure_future(
                     asyncio.to_thread(instruction.function, *instruction.args)

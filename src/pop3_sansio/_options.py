@@ -122,6 +122,9 @@ class ServerOptions:
     """
     proxy_timeout: float = 10.0
     """Seconds a connection has to send its whole PROXY header."""
+    quick_read_size: int = 1 << 16
+    """Messages up to this size are read on an event loop's own thread, not a worker
+    thread (a hop costs more than such a read); 0 for storage where any read may block."""
     reuse_port: bool = False
     """Listen with ``SO_REUSEPORT``, so that several processes share the port (Linux)."""
     hostname: str = ""
@@ -169,6 +172,7 @@ class ServerOptions:
             backend,
             failed_login_delay=self.failed_login_delay,
             autologout=self.autologout,
+            quick_read_size=self.quick_read_size,
         )
 
     def _refusal(self, sessions: int, same_address: int) -> str | None:

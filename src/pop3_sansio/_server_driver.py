@@ -3,8 +3,9 @@
 ``SessionDriver.run()`` is a generator that yields I/O instructions to the
 binding -- ``Write``, ``READ``, ``StartTls``, ``Sleep``, ``Call`` -- and never
 touches a socket, a file or a clock itself. ``Call(function, args)`` asks the
-binding to call a backend method (in a worker thread, for an event loop) and
-send back its result, or throw its exception into the generator.
+binding to call a backend method (in a worker thread, for an event loop,
+unless the call is marked ``quick``) and send back its result, or throw its
+exception into the generator.
 
 The backend is duck-typed (see ``Backend`` and ``Maildrop``); ``pop3_maildrop``
 provides Maildir, mbox and in-memory ones.
@@ -83,10 +84,17 @@ class Backend(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Call ``function(*args)`` and send back the result (or throw its exception)."""
+    """Call ``function(*args)`` and send back the result (or throw its exception).
+
+    ``quick`` marks a call expected to take microseconds (reading a small
+    message): an event-loop binding may make it on the loop's own thread, as
+    a worker-thread hop would cost more than the call. Other calls (password
+    hashing, opening or committing a maildrop, big reads) go to a worker.
+    """
 
     function: Callable[..., Any]
     args: tuple[Any, ...] = field(default=())
+    quick: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +132,12 @@ class SessionDriver:
     connection (RFC 1939 section 3: at least 10 minutes; nothing is deleted);
     ``read_timeout()`` says how long each READ may wait.
     ``failed_login_delay`` seconds pass before a failed login is answered.
-    Call ``release()`` when the connection ends, however it ends.
+    Messages are read ``chunk_size`` octets at a time, one chunk ahead of the
+    one being sent: a session streaming a big message holds about three
+    chunks. Messages of at most ``quick_read_size`` octets are read with a ``quick``
+    ``Call`` (0: never; for storage where even a small read may block, such
+    as a network file system). Call ``release()`` when the connection ends,
+    however it ends.
     """
 
     def __init__(
@@ -135,12 +148,14 @@ class SessionDriver:
         failed_login_delay: float = 2.0,
         autologout: float = 600.0,
         chunk_size: int = 1 << 16,
+        quick_read_size: int = 1 << 16,
     ) -> None:
         self.session = session
         self.backend = backend
         self.failed_login_delay = failed_login_delay
         self.autologout = autologout
         self.chunk_size = chunk_size
+        self.quick_read_size = quick_read_size
         self.maildrop: Maildrop | None = None
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
@@ -274,8 +289,11 @@ class SessionDriver:
         maildrop = self.maildrop
         assert maildrop is not None
         try:
+            size = maildrop.messages[request.msg - 1].size
             chunks, chunk, ahead = yield Call(
-                _open_message, (maildrop, request.msg, self.chunk_size)
+                _open_message,
+                (maildrop, request.msg, self.chunk_size),
+                quick=size <= self.quick_read_size,
             )
             # One chunk is read ahead of the one being sent, so the end of
             # the message is known without a call that only finds it.
