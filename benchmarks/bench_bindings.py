@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -164,11 +163,6 @@ def tree_cpu(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return own + reaped + sum(tree_cpu(child) for child in _children(pid))
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -355,16 +349,21 @@ def run_curl(server: Server, which: str, sizes: list[int], tmp: Path) -> Result:
     config = tmp / "curl.conf"
     numbers = [1] if which == "big" else range(2, len(sizes) + 1)
     config.write_text("".join(f'url = "{base}/{n}"\noutput = "/dev/null"\n' for n in numbers))
-    before, cpu = server.cpu(), children_cpu()
+    before = server.cpu()
     t = time.perf_counter()
-    subprocess.run(["curl", "-sS", "--config", str(config)], check=True)
+    process = subprocess.Popen(["curl", "-sS", "--config", str(config)])
+    # wait4: this curl's own CPU time and peak RSS (KiB on Linux), not all children's.
+    _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - t
-    client_cpu = children_cpu() - cpu
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"curl exited with {process.returncode}")
     return {
         "seconds": elapsed,
         "octets": sizes[0] if which == "big" else sum(sizes[1:]),
-        "client_cpu": client_cpu,
+        "client_cpu": usage.ru_utime + usage.ru_stime,
         "server_cpu": settled_cpu(server) - before,
+        "peak_rss": usage.ru_maxrss * 1024,
     }
 
 
@@ -406,10 +405,13 @@ def measure(
     server = start_wire(maildir)
     try:
         run_python("pop3_asyncio", server, "big")  # warm the page cache
+        check_curl(server, sizes, tmp)
         for which in ("big", "small"):
             for name in CLIENTS:
                 runs = [run_python(name, server, which) for _ in range(args.repeat)]
                 clients.setdefault(which, {})[name] = best(runs)
+            runs = [run_curl(server, which, sizes, tmp) for _ in range(args.repeat)]
+            clients[which]["curl"] = best(runs)
     finally:
         server.stop()
     starters: dict[str, Callable[[Path], Server]] = {
@@ -445,17 +447,19 @@ def print_tables(
     results: dict[str, dict[str, dict[str, Result]]], big: str, small: str, repeat: int
 ) -> None:
     labels = {"big": big, "small": small}
-    print("Clients, from the wire server")
+    print("Clients, from the wire server (x curl: curl's wall time over the client's)")
     print(
         f"{'workload':<16}{'client':<14}{'seconds':>9}{'MB/s':>8}{'x poplib':>10}"
-        f"{'cli CPU':>9}{'srv CPU':>9}{'peak RSS':>12}"
+        f"{'x curl':>8}{'cli CPU':>9}{'srv CPU':>9}{'peak RSS':>12}"
     )
     for which, per_client in results["clients"].items():
         base = per_client["poplib"]["seconds"]
+        curl = per_client["curl"]["seconds"]
         for name, r in per_client.items():
             print(
                 f"{labels[which]:<16}{name:<14}{r['seconds']:9.3f}"
                 f"{r['octets'] / r['seconds'] / 1e6:8.1f}{base / r['seconds']:10.2f}"
+                f"{curl / r['seconds']:8.2f}"
                 f"{r['client_cpu']:9.3f}{r['server_cpu']:9.3f}{r['peak_rss'] / 2**20:9.1f} MB"
             )
     print()
