@@ -1,4 +1,4 @@
-"""The fuzzing invariants, shared by both atheris harnesses and the smoke tests.
+"""The fuzzing invariants, shared by the atheris harnesses and the smoke tests.
 
 ``check_client(data)`` and ``check_server(data)`` raise ``AssertionError`` (or
 let an unexpected exception escape) when the core breaks one of its promises:
@@ -16,25 +16,45 @@ The first byte of the input picks the options; the rest is what the peer sends.
 Client: bits 0-2 the script (CLIENT_SCRIPTS), 8 pipelining, 16 implicit TLS,
 32 cancel SASL challenges, 64 leave them unanswered. Server: 1 a non-empty
 first challenge, 16 implicit TLS, 64 the RFC 1939 APOP greeting, 128 Dovecot's.
+
+``check_proxy``, ``check_sasl`` and ``check_parsers`` (the SASL mechanisms; the
+capability, listing, response-code, base64 and Maildir file-name parsers) are
+described at their sections below and in fuzz/README.md.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import hashlib
+import hmac
+import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pop3_sansio as p
+from pop3_maildrop._base import is_valid_uid, make_unique
+from pop3_maildrop._maildir import _base_uid, _unique_part
+from pop3_sansio._listing import MAX_NUMBER_DIGITS, MAX_UID_LENGTH
 
 __all__ = [
     "CLIENT_SCRIPTS",
+    "PARSERS",
+    "SASL_MECHANISMS",
+    "SASL_SEPARATOR",
     "SERVER_SECRET",
     "check_client",
+    "check_parsers",
     "check_proxy",
+    "check_sasl",
     "check_server",
     "client_trace",
     "merge_data",
     "proxy_trace",
+    "sasl_client_trace",
+    "sasl_server_trace",
     "server_trace",
 ]
 
@@ -559,3 +579,543 @@ def check_proxy(data: bytes) -> None:
     except p.ProxyHeaderError as exc:
         read = ("error", exc.reason)
     assert read == whole, f"reading `wanted` octets changed the result: {whole!r} / {read!r}"
+
+
+# --- SASL mechanisms -----------------------------------------------------------------------
+#
+# Byte 0: bits 0-2 the mechanism (SASL_MECHANISMS; 7 wraps to PLAIN), bit 3 the client
+# side (else the server side). Server: 16 the users exist, 32 the first response is an
+# initial response, 64 SCRAM's mock_key / OAuth's scope and openid-configuration, 128
+# token_checked() names the token's owner. Client: 16 initial_response() first, 32 an
+# authzid, 64 OAUTHBEARER's host and port. The rest, split on SASL_SEPARATOR, is the
+# decoded responses (server side) or challenges (client side), at most SASL_MAX_MESSAGES.
+
+SASL_MECHANISMS = (
+    "PLAIN",
+    "LOGIN",
+    "CRAM-MD5",
+    "XOAUTH2",
+    "OAUTHBEARER",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+)
+SASL_SEPARATOR = b"\xff"  # never in UTF-8, and every mechanism reads its messages as UTF-8
+SASL_MAX_MESSAGES = 16
+SASL_CLIENT = 8
+
+# RFC 2195 and RFC 4616 use tim's secret; RFC 5802 and RFC 7677 use user's.
+SASL_USERS = {"tim": "tanstaaftanstaaf", "user": "pencil"}
+CRAM_CHALLENGE = b"<1896.697170952@postoffice.reston.mci.net>"
+# (client nonce, server nonce, salt) of RFC 5802 section 5 and RFC 7677 section 3.
+SCRAM_EXAMPLES = {
+    "SCRAM-SHA-1": ("fyko+d2lbbFgONRv9qkxdawL", "3rfcNHYJY1ZVvWVs7j", "QSXCR+Q6sek8bf92"),
+    "SCRAM-SHA-256": (
+        "rOprNGfwEbeRWgbNEkqO",
+        "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        "W22ZaJ0SNY7soEsUEjb6gQ==",
+    ),
+}
+SCRAM_ITERATIONS = 4096
+# RFC 7628 section 4.1's token, and an XOAUTH2-shaped one.
+OAUTH_TOKENS = (
+    "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg",
+)
+_SCRAM_HASH = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}
+_SERVER_REASONS = {"malformed", "unknown-user", "bad-credentials", "unsupported-channel-binding"}
+_CLIENT_REASONS = {
+    "sasl-bad-challenge",
+    "sasl-unexpected-challenge",
+    "sasl-bad-nonce",
+    "sasl-bad-iterations",
+    "sasl-server-error",
+    "sasl-bad-server-signature",
+}
+
+
+def _hmac(hash_name: str, key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hash_name).digest()
+
+
+def _salted(hash_name: str, password: str, salt: bytes, iterations: int) -> bytes:
+    # RFC 5802 section 3: Hi() is PBKDF2; the passwords here are ASCII, SASLprep's identity.
+    return hashlib.pbkdf2_hmac(hash_name, password.encode(), salt, iterations)
+
+
+def _scram_credentials(mechanism: str, password: str) -> p.ScramCredentials:
+    """The credentials computed here from RFC 5802 section 3, not by the library."""
+    hash_name = _SCRAM_HASH[mechanism]
+    salt = base64.b64decode(SCRAM_EXAMPLES[mechanism][2])
+    salted = _salted(hash_name, password, salt, SCRAM_ITERATIONS)
+    stored = hashlib.new(hash_name, _hmac(hash_name, salted, b"Client Key")).digest()
+    server = _hmac(hash_name, salted, b"Server Key")
+    return p.ScramCredentials(salt, SCRAM_ITERATIONS, stored, server)
+
+
+_SCRAM_CREDS = {
+    mechanism: {user: _scram_credentials(mechanism, pw) for user, pw in SASL_USERS.items()}
+    for mechanism in SCRAM_EXAMPLES
+}
+
+
+def _sasl_messages(data: bytes) -> list[bytes]:
+    return data[1:].split(SASL_SEPARATOR)[:SASL_MAX_MESSAGES]
+
+
+def _sasl_mechanism(options: int) -> str:
+    return SASL_MECHANISMS[(options & 7) % len(SASL_MECHANISMS)]
+
+
+def _new_server_mechanism(options: int, *, factory: bool) -> p.ServerMechanism:
+    name = _sasl_mechanism(options)
+    nonce = SCRAM_EXAMPLES[name][1] if name in SCRAM_EXAMPLES else None
+    if factory:
+        # The case-insensitive factory must build the same machine as the classes.
+        return p.server_mechanism(name.lower(), nonce=nonce, challenge=CRAM_CHALLENGE)
+    extra = bool(options & 64)
+    if name == "SCRAM-SHA-1":
+        assert nonce is not None
+        return p.ScramSHA1Server(nonce, mock_key=b"mock" if extra else None)
+    if name == "SCRAM-SHA-256":
+        assert nonce is not None
+        return p.ScramSHA256Server(nonce, mock_key=b"mock" if extra else None)
+    if name == "CRAM-MD5":
+        return p.CramMD5Server(CRAM_CHALLENGE)
+    if name in ("XOAUTH2", "OAUTHBEARER"):
+        oauth = p.XOAuth2Server if name == "XOAUTH2" else p.OAuthBearerServer
+        if extra:
+            return oauth(scope="mail", openid_configuration="https://example.com/.well-known/x")
+        return oauth()
+    return p.PlainServer() if name == "PLAIN" else p.LoginServer()
+
+
+def _check_scram_success(name: str, exchange: list[bytes], username: str) -> None:
+    """An independent check (RFC 5802 section 3) of a SCRAM exchange the server accepted."""
+    hash_name = _SCRAM_HASH[name]
+    client_nonce_server = SCRAM_EXAMPLES[name][1]
+    first, server_first, final, server_final, last = (m.decode() for m in exchange[-5:])
+    assert last == "", "SCRAM succeeded before the client's empty reply to server-final"
+    flag, authzid, bare = first.split(",", 2)
+    assert flag in ("n", "y"), f"SCRAM accepted the gs2 flag {flag!r}"
+    client_nonce = bare.split(",")[1][2:]
+    creds = _SCRAM_CREDS[name][username]
+    salt = base64.b64encode(creds.salt).decode()
+    nonce = client_nonce + client_nonce_server
+    assert server_first == f"r={nonce},s={salt},i={creds.iterations}", server_first
+    without_proof, _, proof = final.rpartition(",p=")
+    attrs = without_proof.split(",")
+    gs2 = base64.b64encode(f"{flag},{authzid},".encode()).decode()
+    assert attrs[0] == f"c={gs2}" and attrs[1] == f"r={nonce}", f"accepted {without_proof!r}"
+    auth_message = f"{bare},{server_first},{without_proof}".encode()
+    salted = _salted(hash_name, SASL_USERS[username], creds.salt, creds.iterations)
+    key = _hmac(hash_name, salted, b"Client Key")
+    signature = _hmac(hash_name, creds.stored_key, auth_message)
+    expected = base64.b64encode(bytes(a ^ b for a, b in zip(key, signature, strict=True)))
+    assert proof.encode() == expected, "SCRAM accepted a wrong proof"
+    verifier = base64.b64encode(_hmac(hash_name, creds.server_key, auth_message)).decode()
+    assert server_final == f"v={verifier}", "SCRAM sent a wrong server signature"
+
+
+def sasl_server_trace(data: bytes, *, factory: bool = False) -> Trace:
+    """Drive the server mechanism of ``data[0]`` with the responses in ``data[1:]``.
+
+    Lookups are answered from SASL_USERS and the SCRAM credentials; only well-typed
+    steps may come out, and a success is checked against the mechanism's RFC.
+    """
+    options = data[0] if data else 0
+    name = _sasl_mechanism(options)
+    known = bool(options & 16)
+    owner = "token-owner" if options & 128 else None
+    mech = _new_server_mechanism(options, factory=factory)
+    responses = _sasl_messages(data)
+    trace: Trace = []
+    exchange: list[bytes] = []  # the messages both ways, for the success checks
+    if options & 32:
+        exchange.append(responses[0])
+        step = mech.start(responses.pop(0))
+    else:
+        step = mech.start(None)
+    previous: object = None
+    budget = 3 * len(responses) + 8
+    while True:
+        budget -= 1
+        assert budget >= 0, "the server mechanism keeps asking: a hang"
+        trace.append(("step", step))
+        if isinstance(step, p.SendChallenge):
+            assert type(step.data) is bytes
+            if not responses:
+                break
+            exchange += [step.data, responses[0]]
+            previous, step = step, mech.receive(responses.pop(0))
+        elif isinstance(step, p.CheckPassword):
+            ok = known and SASL_USERS.get(step.username) == step.password
+            previous, step = (step, ok), mech.password_checked(ok)
+        elif isinstance(step, p.LookupSecret):
+            secret = SASL_USERS.get(step.username) if known else None
+            previous, step = (step, secret), mech.secret_found(secret)
+        elif isinstance(step, p.CheckToken):
+            ok = known and step.token in OAUTH_TOKENS
+            assert step.port is None or 0 < step.port < 65536, step.port
+            previous, step = (step, ok), mech.token_checked(ok, username=owner)
+        elif isinstance(step, p.LookupScram):
+            creds = _SCRAM_CREDS[name].get(step.username) if known else None
+            previous, step = (step, creds), mech.scram_found(creds)
+        elif isinstance(step, p.Failed):
+            assert step.reason in _SERVER_REASONS, step.reason
+            break
+        else:
+            assert isinstance(step, p.Succeeded), f"not a step: {step!r}"
+            _check_server_success(name, step, previous, exchange)
+            break
+    if isinstance(step, p.Failed | p.Succeeded):
+        # The exchange is over: any further call is the application's mistake.
+        _refused(lambda: mech.receive(b""))
+        _refused(lambda: mech.start(None))
+    return trace
+
+
+def _refused(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except p.LocalProtocolError as exc:
+        assert exc.reason == "sasl-out-of-turn", exc.reason
+    else:
+        raise AssertionError("a mechanism took a call out of turn")
+
+
+def _check_server_success(
+    name: str, step: p.Succeeded, previous: object, exchange: list[bytes]
+) -> None:
+    assert type(step.username) is str and type(step.authzid) is str
+    if name in ("PLAIN", "LOGIN"):
+        assert isinstance(previous, tuple) and isinstance(previous[0], p.CheckPassword)
+        asked, ok = previous
+        assert ok, f"{name} succeeded after a refused password"
+        assert (step.username, step.authzid) == (asked.username, asked.authzid)
+    elif name == "CRAM-MD5":
+        assert isinstance(previous, tuple) and isinstance(previous[0], p.LookupSecret)
+        asked, secret = previous
+        assert secret is not None and step.username == asked.username
+        user, _, digest = exchange[-1].decode().rpartition(" ")
+        expected = hmac.new(secret.encode(), CRAM_CHALLENGE, "md5").hexdigest()
+        assert user == step.username and digest.lower() == expected, "CRAM-MD5 forged"
+    elif name in ("XOAUTH2", "OAUTHBEARER"):
+        assert isinstance(previous, tuple) and isinstance(previous[0], p.CheckToken)
+        asked, ok = previous
+        assert ok, f"{name} succeeded after a refused token"
+        assert step.authzid == asked.authzid
+        assert step.username in ("token-owner", asked.username)
+    else:
+        assert len(exchange) >= 5
+        assert step.username in SASL_USERS, f"SCRAM succeeded for {step.username!r}"
+        _check_scram_success(name, exchange, step.username)
+
+
+def _new_client_mechanism(options: int) -> p.ClientMechanism:
+    name = _sasl_mechanism(options)
+    authzid = "admin" if options & 32 else ""
+    password = SASL_USERS["tim"]
+    if name == "PLAIN":
+        return p.PlainClient("tim", password, authzid)
+    if name == "LOGIN":
+        return p.LoginClient("tim", password)
+    if name == "CRAM-MD5":
+        return p.CramMD5Client("tim", password)
+    if name == "XOAUTH2":
+        return p.XOAuth2Client("someuser@example.com", OAUTH_TOKENS[1])
+    if name == "OAUTHBEARER":
+        where = {"host": "server.example.com", "port": 143} if options & 64 else {}
+        return p.OAuthBearerClient(OAUTH_TOKENS[0], "user@example.com" if authzid else "", **where)
+    scram = p.ScramSHA1Client if name == "SCRAM-SHA-1" else p.ScramSHA256Client
+    # Iterations are capped at the RFC examples' 4096: the default cap of ten million
+    # is a hostile server's way to burn CPU, which a harness cannot afford per input.
+    return scram(
+        "user",
+        SASL_USERS["user"],
+        SCRAM_EXAMPLES[name][0],
+        authzid=authzid,
+        min_iterations=1,
+        max_iterations=SCRAM_ITERATIONS,
+    )
+
+
+def sasl_client_trace(data: bytes) -> Trace:
+    """Feed the challenges in ``data[1:]`` to the client mechanism of ``data[0]``.
+
+    Only ``RemoteProtocolError`` may come out of ``respond()``; after it every call
+    raises ``LocalProtocolError``. Responses are checked against the mechanism's RFC.
+    """
+    options = data[0] if data else 0
+    name = _sasl_mechanism(options)
+    mech = _new_client_mechanism(options)
+    trace: Trace = []
+    sent: list[bytes] = []
+    if options & 16:
+        first = mech.initial_response()
+        assert first is None or type(first) is bytes
+        trace.append(("initial", first))
+        if first is not None:
+            sent.append(first)
+    seen: list[bytes] = []
+    for challenge in _sasl_messages(data):
+        seen.append(challenge)
+        try:
+            response = mech.respond(challenge)
+        except p.RemoteProtocolError as exc:
+            assert exc.reason in _CLIENT_REASONS, exc.reason
+            trace.append(("error", exc.reason))
+            try:
+                mech.respond(challenge)
+            except p.LocalProtocolError as again:
+                assert again.reason == "sasl-out-of-turn", again.reason
+            else:
+                raise AssertionError("a failed client mechanism answered again") from exc
+            break
+        assert type(response) is bytes
+        complete = mech.is_complete
+        assert type(complete) is bool
+        trace.append(("response", response, complete))
+        sent.append(response)
+        _check_client_response(name, options, seen, response, complete, sent)
+    if trace:
+        try:
+            mech.initial_response()
+        except p.LocalProtocolError as exc:
+            assert exc.reason == "sasl-out-of-turn", exc.reason
+        else:
+            raise AssertionError("initial_response() worked after the exchange began")
+    return trace
+
+
+def _check_client_response(
+    name: str, options: int, seen: list[bytes], response: bytes, complete: bool, sent: list[bytes]
+) -> None:
+    challenge = seen[-1]
+    password = SASL_USERS["tim"].encode()
+    if name == "PLAIN":
+        assert response == (b"admin" if options & 32 else b"") + b"\0tim\0" + password
+    elif name == "LOGIN":
+        assert response == (b"tim", password)[len(sent) - 1]
+        assert complete == (len(sent) == 2)
+    elif name == "CRAM-MD5":
+        digest = hmac.new(password, challenge, "md5").hexdigest()
+        assert challenge and response == b"tim " + digest.encode() and complete
+    elif name in SCRAM_EXAMPLES and complete:
+        # Complete only once server-final carried the right signature (RFC 5802 3).
+        assert response == b"" and len(sent) >= 3 and len(seen) >= 2
+        first, final, server_first = sent[-3].decode(), sent[-2].decode(), seen[-2].decode()
+        bare = first.split(",", 2)[2]
+        without_proof = final.rpartition(",p=")[0]
+        auth_message = f"{bare},{server_first},{without_proof}".encode()
+        attrs = dict(item.split("=", 1) for item in server_first.split(",")[:3])
+        hash_name = _SCRAM_HASH[name]
+        salt = base64.b64decode(attrs["s"])
+        salted = _salted(hash_name, SASL_USERS["user"], salt, int(attrs["i"]))
+        verifier = _hmac(hash_name, _hmac(hash_name, salted, b"Server Key"), auth_message)
+        text = challenge.decode("utf-8", "replace").split(",", 1)[0]
+        assert text == "v=" + base64.b64encode(verifier).decode(), "forged server-final accepted"
+
+
+def check_sasl(data: bytes) -> None:
+    """The SASL invariants for one input; raises ``AssertionError`` on a finding.
+
+    Run twice, the exchange is the same (the server side built the second time by
+    ``server_mechanism()`` when the options allow it).
+    """
+    options = data[0] if data else 0
+    if options & SASL_CLIENT:
+        first, again = sasl_client_trace(data), sasl_client_trace(data)
+    else:
+        first = sasl_server_trace(data)
+        again = sasl_server_trace(data, factory=not options & 64)
+    assert first == again, f"not deterministic: {first!r} / {again!r}"
+
+
+# --- parsers ---------------------------------------------------------------------------------
+#
+# Byte 0 (modulo len(PARSERS)) picks the parser; the rest is its input, decoded as
+# Latin-1 and as UTF-8 (with U+FFFD) for the parsers of text.
+
+PARSERS = (
+    "capabilities",
+    "lines",
+    "scan-listing",
+    "uid-listing",
+    "response-code",
+    "base64",
+    "maildir-name",
+)
+_NUMBER_CAP = 10**MAX_NUMBER_DIGITS
+# The grammar of RFC 1939 sections 5 and 7 as the parsers document it, written again.
+_DIGITS = f"[0-9]{{1,{MAX_NUMBER_DIGITS}}}"
+_STAT_LINE = re.compile(f"({_DIGITS}) ({_DIGITS})(?: .*)?", re.S)
+_UID_LINE = re.compile(f"({_DIGITS}) ([!-~]{{1,{MAX_UID_LENGTH}}})")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_POP3_UID = re.compile(r"[\x21-\x7e]{1,70}")  # RFC 1939 section 7
+_MAILDIR_INFO = (":2,", ":2,S", ":2,RS", ":2,FRS", ":1,x", "")
+
+
+def _texts(payload: bytes) -> tuple[str, str]:
+    return payload.decode("latin-1"), payload.decode("utf-8", "replace")
+
+
+def _outcome(parse: Callable[[Any], Any], value: Any, reasons: set[str]) -> tuple[Any, ...]:
+    """``("ok", result)`` or ``("error", reason)``; only ``RemoteProtocolError`` may escape."""
+    try:
+        return ("ok", parse(value))
+    except p.RemoteProtocolError as exc:
+        assert exc.reason in reasons, exc.reason
+        return ("error", exc.reason)
+
+
+def _check_capabilities(payload: bytes) -> None:
+    outcome = _outcome(p.Capabilities.parse, payload, {"bad-capability"})
+    if outcome[0] == "error":
+        return
+    caps = outcome[1]
+    for tag, args in caps.tags.items():
+        assert tag and tag == tag.upper() and not any(c.isspace() for c in tag), tag
+        assert all(arg and not any(c.isspace() for c in arg) for arg in args), args
+        assert caps.args(tag.lower()) == args and tag.lower() in caps
+    # Every typed field reads without raising once parse() accepted the body.
+    flags = (caps.top, caps.user, caps.uidl, caps.stls, caps.pipelining, caps.resp_codes)
+    assert all(type(flag) is bool for flag in (*flags, caps.auth_resp_code, caps.utf8))
+    assert all(m == m.upper() for m in caps.sasl)
+    assert caps.implementation is None or type(caps.implementation) is str
+    for field in (caps.login_delay, caps.expire):
+        if field is not None:
+            amount, per_user = field
+            assert type(per_user) is bool
+            assert amount is None or 0 <= amount < 10**10
+    # CRLF and bare LF bodies mean the same, and what encode() writes parses back.
+    assert p.Capabilities.parse(payload.replace(b"\r\n", b"\n")) == caps
+    encoded = caps.encode()
+    if all(len(line) + 2 <= 512 for line in encoded.split(b"\r\n")):
+        assert p.Capabilities.parse(encoded) == caps
+
+
+def _check_lines(payload: bytes) -> None:
+    for text in _texts(payload):
+        stat = _outcome(p.parse_stat, text, {"bad-listing", "bad-number"})
+        assert _outcome(p.parse_scan_line, text, {"bad-listing", "bad-number"}) == stat
+        match = _STAT_LINE.fullmatch(text)
+        expected = (int(match[1]), int(match[2])) if match else None
+        assert (stat[1] if stat[0] == "ok" else None) == expected, (text, stat)
+        uid = _outcome(p.parse_uid_line, text, {"bad-listing", "bad-number", "bad-uid"})
+        match = _UID_LINE.fullmatch(text)
+        expected_uid = (int(match[1]), match[2]) if match else None
+        assert (uid[1] if uid[0] == "ok" else None) == expected_uid, (text, uid)
+
+
+def _by_lines(payload: bytes, parse_line: Callable[[str], tuple[int, Any]]) -> dict[int, Any]:
+    """A listing parsed one line at a time (RFC 1939 sections 5 and 7)."""
+    if payload and not payload.endswith(b"\n"):
+        raise p.RemoteProtocolError("no line end", reason="bad-listing")
+    try:
+        text = payload.decode("ascii")
+    except UnicodeDecodeError:
+        raise p.RemoteProtocolError("not ASCII", reason="bad-listing") from None
+    # Every line is parsed first: a malformed line is reported before a repeated number.
+    pairs = [parse_line(line.removesuffix("\r")) for line in text.split("\n")[:-1]]
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise p.RemoteProtocolError("repeated", reason="bad-listing")
+    return result
+
+
+def _check_listing(payload: bytes, uid: bool) -> None:
+    reasons = {"bad-listing", "bad-number", "bad-uid"}
+    parse_whole = p.parse_uid_listing if uid else p.parse_scan_listing
+    parse_line: Callable[[str], tuple[int, Any]] = p.parse_uid_line if uid else p.parse_scan_line
+    whole = _outcome(parse_whole, payload, reasons)
+    lines = _outcome(lambda body: _by_lines(body, parse_line), payload, reasons)
+    # The regex fast path and the line-by-line path agree, errors included.
+    assert whole == lines, f"whole {whole!r}, line by line {lines!r}"
+    if whole[0] == "ok":
+        for msg, value in whole[1].items():
+            assert type(msg) is int and 0 <= msg < _NUMBER_CAP
+            if uid:
+                assert type(value) is str and 0 < len(value) <= MAX_UID_LENGTH
+            else:
+                assert type(value) is int and 0 <= value < _NUMBER_CAP
+
+
+def _check_response_code(payload: bytes) -> None:
+    for text in _texts(payload):
+        code, rest = p.split_response_code(text)
+        assert type(rest) is str
+        if code is None:
+            assert rest == text
+        else:
+            inner, _, after = text[1:].partition("]")
+            assert text.startswith("[") and str(code) == inner.upper(), (text, code)
+            assert rest == after.removeprefix(" ")
+            assert p.ResponseCode.parse(str(code)) == code and code.matches(str(code))
+        try:
+            parsed = p.ResponseCode.parse(text)
+        except ValueError:
+            continue
+        assert str(parsed) == text.upper() and all(parsed.levels)
+        # RFC 2449 section 3: rchar = %x21-2E / %x30-5C / %x5E-7F.
+        assert all(0x21 <= ord(c) <= 0x7F and c not in "/]" for c in "".join(parsed.levels))
+
+
+def _check_base64(payload: bytes) -> None:
+    decoded = p.b64decode_strict(payload)
+    try:
+        reference = binascii.a2b_base64(payload, strict_mode=True)
+    except binascii.Error:
+        reference = None
+    if len(payload) % 4 or any(c not in _B64_ALPHABET + b"=" for c in payload):
+        reference = None
+    if reference is not None and binascii.b2a_base64(reference, newline=False) != payload:
+        reference = None  # not canonical: non-zero pad bits
+    assert decoded == reference, f"{payload!r}: {decoded!r}, reference {reference!r}"
+    if decoded is not None:
+        assert type(decoded) is bytes
+        encoded = p.b64encode(decoded)
+        assert type(encoded) is bytes and p.b64decode_strict(encoded) == decoded
+        # Only the canonical form is accepted, so re-encoding gives the input back
+        # (non-zero pad bits, RFC 4648 section 3.5, are refused: fuzz/README.md).
+        assert encoded == payload, (payload, encoded)
+
+
+def _check_maildir_name(payload: bytes) -> None:
+    # A file name is any bytes but "/" and NUL; os.scandir() decodes it with
+    # surrogateescape, and Latin-1 gives every code point below 256.
+    raw = payload.replace(b"/", b"").replace(b"\0", b"")
+    for name in (os.fsdecode(raw), raw.decode("latin-1")):
+        unique = _unique_part(name)
+        uid = _base_uid(unique)
+        assert type(uid) is str and _POP3_UID.fullmatch(uid), f"{name!r} gives uid {uid!r}"
+        assert is_valid_uid(uid)
+        if _POP3_UID.fullmatch(unique):
+            assert uid == unique, "a valid unique part is the uid itself"
+        # Renames by flag changes (and the move from new/ to cur/) keep the uid.
+        stem = name.partition(":")[0]
+        for info in _MAILDIR_INFO:
+            assert _unique_part(stem + info) == _unique_part(stem)
+            assert _base_uid(_unique_part(stem + info)) == _base_uid(_unique_part(stem))
+        # Repeats get distinct ids, still valid (make_unique's ".<n>" suffix).
+        uids = make_unique([uid, uid, uid, uid])
+        assert len(set(uids)) == 4 and all(_POP3_UID.fullmatch(u) for u in uids), uids
+
+
+def check_parsers(data: bytes) -> None:
+    """The parsers' invariants for one input; raises ``AssertionError`` on a finding."""
+    if not data:
+        return
+    kind = PARSERS[data[0] % len(PARSERS)]
+    payload = data[1:]
+    if kind == "capabilities":
+        _check_capabilities(payload)
+    elif kind == "lines":
+        _check_lines(payload)
+    elif kind in ("scan-listing", "uid-listing"):
+        _check_listing(payload, uid=kind == "uid-listing")
+    elif kind == "response-code":
+        _check_response_code(payload)
+    elif kind == "base64":
+        _check_base64(payload)
+    else:
+        _check_maildir_name(payload)

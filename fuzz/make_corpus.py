@@ -1,10 +1,14 @@
-"""Write the seed corpora: ``fuzz/corpus/client/`` and ``fuzz/corpus/server/``.
+"""Write the seed corpora: ``fuzz/corpus/<role>/`` for client, server, proxy, sasl, parsers.
 
 Every seed is one options byte (see harness_common) followed by what the peer
 sends. Hand-written seeds follow RFC 1939 section 10, RFC 2449 section 5,
 RFC 5034 section 6, RFC 2595 (STLS) and Dovecot transcripts; the ``link-*``
 seeds are recorded from a ClientConnection and a ServerConnection talking to
-each other, one per client script and option set.
+each other, one per client script and option set. The sasl seeds are the
+example exchanges of RFC 4616, RFC 2195, RFC 5802, RFC 7677 and RFC 7628 (and
+their failures), both sides; the parsers seeds are CAPA answers (RFC 2449, RFC
+5034, Dovecot, Twisted's PIPELINE), LIST/UIDL bodies, response codes, base64 and
+Maildir file names.
 
 Run ``python fuzz/make_corpus.py`` after changing the scripts; the files are
 committed as data. The fuzzer adds its own finds next to them.
@@ -17,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness_common import CLIENT_SCRIPTS, _ClientDriver, _ServerDriver
+from harness_common import CLIENT_SCRIPTS, SASL_SEPARATOR, _ClientDriver, _ServerDriver
 
 HERE = Path(__file__).resolve().parent
 
@@ -406,6 +410,235 @@ PROXY_SEEDS: dict[str, bytes] = {
 }
 
 
+# --- SASL exchanges: options byte, then the messages joined by 0xFF ------------------------
+#
+# Options (harness_common): bits 0-2 the mechanism, 8 the client side; server: 16 users
+# known, 32 initial response, 64 mock_key / OAuth error details, 128 token owner;
+# client: 16 initial_response() first, 32 an authzid, 64 OAUTHBEARER host and port.
+
+PLAIN, LOGIN, CRAM, XOAUTH2, OAUTHBEARER, SCRAM1, SCRAM256 = range(7)
+CLIENT = 8
+KNOWN, IR, EXTRA, OWNER = 16, 32, 64, 128  # server options
+C_IR, C_AUTHZ, C_HOST = 16, 32, 64  # client options
+
+
+def sasl(options: int, *messages: bytes | str) -> bytes:
+    parts = [m.encode() if isinstance(m, str) else m for m in messages]
+    return bytes([options]) + SASL_SEPARATOR.join(parts)
+
+
+# RFC 5802 section 5 (SCRAM-SHA-1) and RFC 7677 section 3 (SCRAM-SHA-256).
+SCRAM1_FIRST = "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"
+SCRAM1_SERVER_FIRST = "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096"
+SCRAM1_FINAL = "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
+SCRAM1_SERVER_FINAL = "v=rmF9pqV8S7suAoZWja4dJRkFsKQ="
+SCRAM256_FIRST = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+SCRAM256_SERVER_FIRST = (
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+)
+SCRAM256_FINAL = (
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+)
+SCRAM256_SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+# RFC 7628 section 4.1 (success) and 4.2 (failure, then the client's ^A).
+OAUTHBEARER_IR = (
+    "n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
+    "auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+)
+OAUTHBEARER_BAD = (
+    "n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
+    "auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCh==\x01\x01"
+)
+OAUTH_ERROR = (
+    '{"status":"invalid_token","scope":"example_scope",'
+    '"openid-configuration":"https://example.com/.well-known/openid-configuration"}'
+)
+XOAUTH2_IR = (
+    "user=someuser@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\x01\x01"
+)
+
+SASL_SEEDS: dict[str, bytes] = {
+    # Server side.
+    "rfc4616-plain": sasl(PLAIN | KNOWN | IR, "\0tim\0tanstaaftanstaaf"),
+    "rfc4616-plain-authzid": sasl(PLAIN | KNOWN, "Ursel\0Kurt\0xipj3plmq"),
+    "plain-wrong-password": sasl(PLAIN | KNOWN, "\0tim\0wrong"),
+    "plain-malformed": sasl(PLAIN | KNOWN | IR, "tim\0tanstaaftanstaaf", "more"),
+    "plain-not-utf8": sasl(PLAIN | KNOWN | IR, b"\0tim\0\xc3("),
+    "login": sasl(LOGIN | KNOWN, "tim", "tanstaaftanstaaf"),
+    "login-with-ir": sasl(LOGIN | KNOWN | IR, "tim", "tanstaaftanstaaf"),
+    "login-empty": sasl(LOGIN | KNOWN, "", "x"),
+    "rfc2195-cram-md5": sasl(CRAM | KNOWN, "tim b913a602c7eda7a495b4e6e7334d3890"),
+    "cram-md5-upper-hex": sasl(CRAM | KNOWN, "tim B913A602C7EDA7A495B4E6E7334D3890"),
+    "cram-md5-unknown": sasl(CRAM, "tim b913a602c7eda7a495b4e6e7334d3890"),
+    "cram-md5-spaces": sasl(CRAM | KNOWN, "tim smith 0123456789abcdef0123456789abcdef"),
+    "xoauth2": sasl(XOAUTH2 | KNOWN | IR, XOAUTH2_IR),
+    "xoauth2-owner": sasl(XOAUTH2 | KNOWN | IR | OWNER, XOAUTH2_IR),
+    "xoauth2-refused": sasl(XOAUTH2 | IR | EXTRA, XOAUTH2_IR, ""),
+    "rfc7628-oauthbearer": sasl(OAUTHBEARER | KNOWN | IR, OAUTHBEARER_IR),
+    "rfc7628-oauthbearer-failure": sasl(OAUTHBEARER | KNOWN | EXTRA, OAUTHBEARER_BAD, "\x01"),
+    "oauthbearer-discovery": sasl(OAUTHBEARER | KNOWN | IR, "n,,\x01auth=\x01\x01", "\x01"),
+    "oauthbearer-bad-port": sasl(
+        OAUTHBEARER | KNOWN | IR, "y,a=a=2Cb,\x01port=0143\x01auth=Bearer x\x01\x01"
+    ),
+    "rfc5802-scram-sha-1": sasl(SCRAM1 | KNOWN | IR, SCRAM1_FIRST, SCRAM1_FINAL, ""),
+    "rfc5802-scram-sha-1-no-ir": sasl(SCRAM1 | KNOWN, SCRAM1_FIRST, SCRAM1_FINAL, ""),
+    "rfc7677-scram-sha-256": sasl(SCRAM256 | KNOWN | IR, SCRAM256_FIRST, SCRAM256_FINAL, ""),
+    "scram-mock-unknown": sasl(SCRAM256 | IR | EXTRA, SCRAM256_FIRST, SCRAM256_FINAL, ""),
+    "scram-unknown": sasl(SCRAM1 | IR, SCRAM1_FIRST, SCRAM1_FINAL),
+    "scram-channel-binding": sasl(SCRAM1 | KNOWN | IR, "p=tls-unique,,n=user,r=abc"),
+    "scram-authzid": sasl(
+        SCRAM1 | KNOWN | IR, "n,a=ad=3Dmin,n=user,r=fyko+d2lbbFgONRv9qkxdawL", SCRAM1_FINAL
+    ),
+    "scram-extension": sasl(SCRAM256 | KNOWN | IR, "n,,m=ext,n=user,r=x", "c=biws,r=x,p=AA=="),
+    "scram-final-not-empty": sasl(SCRAM1 | KNOWN | IR, SCRAM1_FIRST, SCRAM1_FINAL, "again"),
+    # Client side.
+    "client-plain-ir": sasl(CLIENT | PLAIN | C_IR, ""),
+    "client-plain-authzid": sasl(CLIENT | PLAIN | C_AUTHZ, "", "unexpected"),
+    "client-login": sasl(CLIENT | LOGIN, "Username:", "Password:", "extra"),
+    "client-rfc2195-cram-md5": sasl(CLIENT | CRAM, "<1896.697170952@postoffice.reston.mci.net>"),
+    "client-cram-md5-empty": sasl(CLIENT | CRAM, ""),
+    "client-xoauth2-error": sasl(
+        CLIENT | XOAUTH2 | C_IR,
+        '{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}',
+        "again",
+    ),
+    "client-rfc7628-oauthbearer-error": sasl(
+        CLIENT | OAUTHBEARER | C_IR | C_AUTHZ | C_HOST, OAUTH_ERROR
+    ),
+    "client-oauthbearer-not-json": sasl(CLIENT | OAUTHBEARER, "", b"\xff\xfe[1,"),
+    "client-rfc5802-scram-sha-1": sasl(
+        CLIENT | SCRAM1 | C_IR, SCRAM1_SERVER_FIRST, SCRAM1_SERVER_FINAL, ""
+    ),
+    "client-rfc5802-scram-sha-1-no-ir": sasl(
+        CLIENT | SCRAM1, "", SCRAM1_SERVER_FIRST, SCRAM1_SERVER_FINAL
+    ),
+    "client-rfc7677-scram-sha-256": sasl(
+        CLIENT | SCRAM256 | C_IR, SCRAM256_SERVER_FIRST, SCRAM256_SERVER_FINAL
+    ),
+    "client-scram-server-error": sasl(
+        CLIENT | SCRAM1 | C_IR, SCRAM1_SERVER_FIRST, "e=invalid-proof"
+    ),
+    "client-scram-forged-signature": sasl(
+        CLIENT | SCRAM256 | C_IR, SCRAM256_SERVER_FIRST, "v=" + "A" * 43 + "="
+    ),
+    "client-scram-low-iterations": sasl(
+        CLIENT | SCRAM1 | C_IR | C_AUTHZ, "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=1"
+    ),
+    "client-scram-bad-nonce": sasl(
+        CLIENT | SCRAM256 | C_IR, "r=other,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1"
+    ),
+    "client-scram-mandatory-ext": sasl(CLIENT | SCRAM1 | C_IR, "m=x,r=a,s=b,i=1"),
+}
+
+
+# --- parser inputs: the parser's index (harness_common.PARSERS), then its input ---------------
+
+CAPA, LINES, SCAN, UIDL, CODE, B64, MAILDIR = range(7)
+
+
+def parser(kind: int, payload: bytes | str) -> bytes:
+    return bytes([kind]) + (payload.encode("latin-1") if isinstance(payload, str) else payload)
+
+
+PARSER_SEEDS: dict[str, bytes] = {
+    "capa-rfc2449": parser(
+        CAPA,
+        lines(
+            "TOP",
+            "USER",
+            "SASL CRAM-MD5 KERBEROS_V4",
+            "RESP-CODES",
+            "LOGIN-DELAY 900",
+            "PIPELINING",
+            "EXPIRE 60",
+            "UIDL",
+            "IMPLEMENTATION Shlemazle-Plotz-v302",
+        ),
+    ),
+    "capa-rfc5034": parser(
+        CAPA,
+        lines(
+            "SASL PLAIN DIGEST-MD5 GSSAPI ANONYMOUS",
+            "STLS",
+            "IMPLEMENTATION BlurdyBlurp POP3 server",
+        ),
+    ),
+    "capa-dovecot": parser(
+        CAPA,
+        lines(
+            "CAPA",
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "PIPELINING",
+            "AUTH-RESP-CODE",
+            "STLS",
+            "USER",
+            "SASL PLAIN LOGIN CRAM-MD5",
+        ),
+    ),
+    "capa-twisted-style": parser(
+        CAPA,
+        b"TOP\nUSER\nUIDL\nPIPELINE\nIMPLEMENTATION Twisted POP3\nSASL CRAM-MD5\n"
+        b"EXPIRE 60 USER\nLOGIN-DELAY 120 USER\n",
+    ),
+    "capa-lenient": parser(
+        CAPA, b"top\nSasl  plain\r\n\r\npipeline\r\nexpire NEVER user\r\nutf8 USER\r\n"
+    ),
+    "capa-bad-delay": parser(CAPA, lines("LOGIN-DELAY soon", "EXPIRE 99999999999")),
+    "capa-long-line": parser(CAPA, b"IMPLEMENTATION " + b"x" * 495 + b"\n"),
+    "capa-not-ascii": parser(CAPA, lines("TOP") + b"X-\xc3\xa9\r\n"),
+    "line-stat": parser(LINES, "2 320"),
+    "line-stat-extra": parser(LINES, "1 120 octets follow"),
+    "line-uid": parser(LINES, "1 whqtswO00WBw418f9t5JxYwZ"),
+    "line-long-number": parser(LINES, "1" * 21 + " 2"),
+    "line-max-number": parser(LINES, "9" * 20 + " " + "9" * 20),
+    "line-unicode-digits": parser(LINES, "\u0661 2".encode()),
+    "line-double-space": parser(LINES, "1  2"),
+    "scan-rfc1939": parser(SCAN, b"1 120\r\n2 200\r\n"),
+    "scan-dovecot": parser(SCAN, b"1 1320\r\n2 442\r\n3 5611\r\n"),
+    "scan-extra-text": parser(SCAN, b"1 120 x\r\n2 200\n"),
+    "scan-repeated": parser(SCAN, b"1 120\r\n1 200\r\n"),
+    "scan-no-line-end": parser(SCAN, b"1 120\r\n2 200"),
+    "scan-empty": parser(SCAN, b""),
+    "scan-cr-cr": parser(SCAN, b"1 2\r\r\n"),
+    "uidl-rfc1939": parser(UIDL, b"1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n"),
+    "uidl-dovecot": parser(UIDL, b"1 000000015a1b2c3d\r\n2 000000025a1b2c3d\r\n"),
+    "uidl-long": parser(UIDL, b"1 " + b"u" * 512 + b"\r\n2 " + b"v" * 513 + b"\r\n"),
+    "uidl-repeated": parser(UIDL, b"7 a\n7 b\n"),
+    "uidl-tab": parser(UIDL, b"1 a\tb\r\n"),
+    "uidl-repeat-then-malformed": parser(UIDL, b"2 a\r\n2 b\r\n2 c d\r\n"),
+    "code-sys-temp": parser(CODE, "[SYS/TEMP] too busy, try later"),
+    "code-in-use": parser(CODE, "[IN-USE] maildrop locked"),
+    "code-auth": parser(CODE, "[AUTH] Authentication failed."),
+    "code-login-delay": parser(CODE, "[LOGIN-DELAY] wait a while"),
+    "code-detail": parser(CODE, "[sys/perm/DETAIL]no space"),
+    "code-unclosed": parser(CODE, "[bad code"),
+    "code-empty-level": parser(CODE, "[SYS//TEMP] x"),
+    "code-del": parser(CODE, "[X\x7f] x"),
+    "code-bare": parser(CODE, "SYS/TEMP"),
+    "b64-plain": parser(B64, b"dGVzdAB0ZXN0AHRlc3Q="),
+    "b64-two-pad": parser(B64, b"AGZvbwBiYXI="),
+    "b64-stray-bits": parser(B64, b"QR=="),
+    "b64-empty": parser(B64, b""),
+    "b64-pad-only": parser(B64, b"===="),
+    "b64-inner-pad": parser(B64, b"QQ==QQ=="),
+    "b64-url-safe": parser(B64, b"dGVz-A=="),
+    "maildir-python": parser(MAILDIR, b"1234567890.M123456P789Q1.host.example.org:2,RS"),
+    "maildir-dovecot": parser(MAILDIR, b"1035478339.M619395P32445.host,S=1723,W=1754:2,S"),
+    "maildir-new": parser(MAILDIR, b"1700000000.V801I1234M567.mx"),
+    "maildir-long": parser(MAILDIR, b"x" * 71 + b":2,S"),
+    "maildir-seventy": parser(MAILDIR, b"y" * 70),
+    "maildir-non-ascii": parser(MAILDIR, "1700000000.caf\u00e9:2,".encode()),
+    "maildir-bad-utf8": parser(MAILDIR, b"17\xff\xfe.host:2,T"),
+    "maildir-space": parser(MAILDIR, b"a b:2,S"),
+    "maildir-comma-first": parser(MAILDIR, b",S=12:2,S"),
+    "maildir-colon-first": parser(MAILDIR, b":2,S"),
+    "maildir-control": parser(MAILDIR, b"abc\x01\x7f\n:2,"),
+}
+
+
 def link(options: int) -> tuple[bytes, bytes]:
     """Run a client script against the canned server; return (server bytes, client bytes)."""
     client = _ClientDriver(options, 10_000, 1 << 20)
@@ -447,8 +680,14 @@ def main() -> None:
             from_server, from_client = link(options)
             (client_dir / f"link-{options:03d}").write_bytes(bytes([options]) + from_server)
             (server_dir / f"link-{options:03d}").write_bytes(bytes([options]) + from_client)
-    counts = [len(list(d.iterdir())) for d in (client_dir, server_dir, proxy_dir)]
-    print(f"{counts[0]} client seeds, {counts[1]} server seeds, {counts[2]} proxy seeds")
+    for role, seeds in (("sasl", SASL_SEEDS), ("parsers", PARSER_SEEDS)):
+        role_dir = HERE / "corpus" / role
+        role_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in seeds.items():
+            (role_dir / f"seed-{name}").write_bytes(data)
+    roles = ("client", "server", "proxy", "sasl", "parsers")
+    counts = [len(list((HERE / "corpus" / role).iterdir())) for role in roles]
+    print(", ".join(f"{n} {role} seeds" for n, role in zip(counts, roles, strict=True)))
 
 
 if __name__ == "__main__":

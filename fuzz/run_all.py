@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-HARNESSES = ("client", "server", "proxy")
+HARNESSES = ("client", "server", "proxy", "sasl", "parsers")
 _EXECS = re.compile(rb"stat::number_of_executed_units:\s*(\d+)")
 _DONE = re.compile(rb"Done (\d+) runs in (\d+) second")
 _COVERAGE = re.compile(rb"#\d+\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")

@@ -1,9 +1,10 @@
 """The fuzz harnesses' invariants over the seed corpus and a fixed set of mutations.
 
-No atheris needed: ``fuzz/fuzz_client.py`` and ``fuzz/fuzz_server.py`` expose
-``check(data)``, which raises when the core lets something other than a
-``ProtocolError`` escape, gives a different trace for a different chunking, or
-buffers more than its limit allows. The mutations are seeded, so a failure here
+No atheris needed: every ``fuzz/fuzz_<role>.py`` exposes ``check(data)``, which
+raises when the core lets something other than a ``ProtocolError`` escape, gives a
+different trace for a different chunking, buffers more than its limit allows, lets
+a SASL exchange succeed against its RFC, or when two parsers of the same grammar
+disagree (see fuzz/README.md). The mutations are seeded, so a failure here
 is reproducible: the assertion message holds the input.
 """
 
@@ -20,7 +21,9 @@ FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 sys.path.insert(0, str(FUZZ))
 
 import fuzz_client  # noqa: E402
+import fuzz_parsers  # noqa: E402
 import fuzz_proxy  # noqa: E402
+import fuzz_sasl  # noqa: E402
 import fuzz_server  # noqa: E402
 import harness_common  # noqa: E402
 import make_corpus  # noqa: E402
@@ -30,6 +33,8 @@ CHECKS: dict[str, Callable[[bytes], None]] = {
     "client": fuzz_client.check,
     "server": fuzz_server.check,
     "proxy": fuzz_proxy.check,
+    "sasl": fuzz_sasl.check,
+    "parsers": fuzz_parsers.check,
 }
 ROLES = list(CHECKS)
 MUTATIONS_PER_ROLE = 2000
@@ -62,6 +67,8 @@ def test_seed(role: str, path: Path) -> None:
         ("client", make_corpus.CLIENT_SEEDS),
         ("server", make_corpus.SERVER_SEEDS),
         ("proxy", make_corpus.PROXY_SEEDS),
+        ("sasl", make_corpus.SASL_SEEDS),
+        ("parsers", make_corpus.PARSER_SEEDS),
     ],
 )
 def test_hand_written_seeds_are_current(role: str, seeds: dict[str, bytes]) -> None:
@@ -96,6 +103,14 @@ _TOKENS = [
     b"127.0.0.1 ",
     b"\r\n\r\n\x00\r\nQUIT\n",
     b"\x21\x11\x00\x0c",
+    b"\xff",  # the SASL harness's message separator
+    b"n,,n=user,r=",
+    b",p=",
+    b"\x01auth=Bearer ",
+    b"SASL PLAIN ",
+    b"LOGIN-DELAY 9",
+    b" 4294967296\r\n",
+    b":2,S",
 ]
 
 
@@ -181,3 +196,59 @@ def test_proxy_harness_reaches_a_header_and_catches_overreads() -> None:
     assert header == p.ProxyHeader(2, "PROXY", ("192.0.2.7", 56324), ("10.0.0.1", 995))
     assert rest.startswith(b"\x16\x03\x01")  # the ClientHello is left for TLS
     assert harness_common.proxy_trace([b"USER alice\r\n"]) == ("error", "proxy-signature")
+
+
+def test_sasl_harness_reaches_success_on_both_sides() -> None:
+    # The RFC example exchanges must get through the harness's own checks to the end.
+    for name in (
+        "rfc4616-plain",
+        "login",
+        "rfc2195-cram-md5",
+        "xoauth2",
+        "rfc7628-oauthbearer",
+        "rfc5802-scram-sha-1",
+        "rfc5802-scram-sha-1-no-ir",
+        "rfc7677-scram-sha-256",
+    ):
+        trace = harness_common.sasl_server_trace(make_corpus.SASL_SEEDS[name])
+        assert isinstance(trace[-1][1], p.Succeeded), name
+    for name in ("client-rfc5802-scram-sha-1-no-ir", "client-rfc7677-scram-sha-256"):
+        trace = harness_common.sasl_client_trace(make_corpus.SASL_SEEDS[name])
+        assert trace[-1] == ("response", b"", True), name
+
+
+def test_sasl_harness_catches_forged_successes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that takes any CRAM-MD5 digest, a client that takes any server signature.
+    wrong = make_corpus.sasl(
+        make_corpus.CRAM | make_corpus.KNOWN, "tim 0123456789abcdef0123456789abcdef"
+    )
+    fuzz_sasl.check(wrong)
+    monkeypatch.setattr(
+        p.CramMD5Server, "_secret_found", lambda self, secret: p.Succeeded(self._username, "")
+    )
+    with pytest.raises(AssertionError, match="CRAM-MD5 forged"):
+        fuzz_sasl.check(wrong)
+    forged = make_corpus.SASL_SEEDS["client-scram-forged-signature"]
+    fuzz_sasl.check(forged)
+    monkeypatch.setattr(p.ScramClient, "_verify_server_final", lambda self, challenge: None)
+    with pytest.raises(AssertionError, match="forged server-final"):
+        fuzz_sasl.check(forged)
+
+
+def test_parsers_harness_catches_disagreements(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    import pop3_sansio._listing as listing
+
+    # A fast path looser than the line parser: "1 2\r\r\n" is not a listing line.
+    data = make_corpus.PARSER_SEEDS["scan-cr-cr"]
+    fuzz_parsers.check(data)
+    monkeypatch.setattr(listing, "_SCAN_LISTING", re.compile(rb"(?:[0-9]+ [0-9]+\s*\n)*"))
+    with pytest.raises(AssertionError, match="line by line"):
+        fuzz_parsers.check(data)
+    # A Maildir unique part taken as the uid even with a space in it.
+    data = make_corpus.PARSER_SEEDS["maildir-space"]
+    fuzz_parsers.check(data)
+    monkeypatch.setattr(harness_common, "_base_uid", lambda unique: unique)
+    with pytest.raises(AssertionError, match="gives uid"):
+        fuzz_parsers.check(data)
