@@ -5,6 +5,7 @@ validation and the error classes."""
 from __future__ import annotations
 
 import base64
+import binascii
 import itertools
 import re
 import time
@@ -426,6 +427,8 @@ def test_make_timestamp() -> None:
         (b"dGVz_A==", None),
         (b"dGVz!A==", None),
         (b"\xffGVzdA==", None),
+        (b"QQ==", b"A"),
+        (b"QUI=", b"AB"),
     ],
 )
 def test_b64decode_strict(text: bytes, data: bytes | None) -> None:
@@ -433,6 +436,14 @@ def test_b64decode_strict(text: bytes, data: bytes | None) -> None:
     assert result == data
     if data is not None:
         assert type(result) is bytes
+
+
+@pytest.mark.parametrize("text", [b"QR==", b"QX==", b"Q/==", b"QUJ=", b"QUL=", b"dGVzdB=="])
+def test_base64_rejects_non_zero_pad_bits(text: bytes) -> None:
+    # RFC 4648 section 3.5: a lax decoder ignores the unused low bits of the last
+    # character before "=" (QR== reads as QQ==); only the canonical form is base64 here.
+    assert binascii.a2b_base64(text)
+    assert b64decode_strict(text) is None
 
 
 @settings(max_examples=200, deadline=None)
