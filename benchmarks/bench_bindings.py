@@ -61,8 +61,14 @@ c.user(user); c.pass_(password)
 count, _ = c.stat()
 msgs = [1] if which == "big" else range(2, count + 1)
 cpu = time.process_time(); t = time.perf_counter(); total = 0
-for n in msgs:
-    total += sum(len(line) + 2 for line in c.retr(n)[1])
+if which == "list":
+    # What a poplib user writes to get the same dicts.
+    sizes = {int(a): int(b) for a, b in (line.split() for line in c.list()[1])}
+    uids = {int(a): b.decode("ascii") for a, b in (line.split() for line in c.uidl()[1])}
+    total = len(sizes) + len(uids)
+else:
+    for n in msgs:
+        total += sum(len(line) + 2 for line in c.retr(n)[1])
 elapsed = time.perf_counter() - t; cpu = time.process_time() - cpu
 c.quit()
 print(elapsed, total, peak(), cpu)
@@ -81,6 +87,11 @@ async def main():
         if which == "big":
             async for chunk in c.iter_retr(1):
                 total += len(chunk)
+        elif which == "list":
+            total = len(await c.list()) + len(await c.uidl())
+        elif which == "serial":
+            for n in range(2, count + 1):
+                total += len(await c.retr(n))
         else:
             async for _, message in c.retr_many(range(2, count + 1)):
                 total += len(message)
@@ -103,6 +114,11 @@ async def main():
         if which == "big":
             async for chunk in c.iter_retr(1):
                 total += len(chunk)
+        elif which == "list":
+            total = len(await c.list()) + len(await c.uidl())
+        elif which == "serial":
+            for n in range(2, count + 1):
+                total += len(await c.retr(n))
         else:
             async for _, message in c.retr_many(range(2, count + 1)):
                 total += len(message)
@@ -123,6 +139,11 @@ with pop3_sync.connect(host, port, tls=None) as c:
     if which == "big":
         for chunk in c.iter_retr(1):
             total += len(chunk)
+    elif which == "list":
+        total = len(c.list()) + len(c.uidl())
+    elif which == "serial":
+        for n in range(2, count + 1):
+            total += len(c.retr(n))
     else:
         for _, message in c.retr_many(range(2, count + 1)):
             total += len(message)
@@ -349,9 +370,13 @@ def run_curl(server: Server, which: str, sizes: list[int], tmp: Path) -> Result:
     config = tmp / "curl.conf"
     numbers = [1] if which == "big" else range(2, len(sizes) + 1)
     config.write_text("".join(f'url = "{base}/{n}"\noutput = "/dev/null"\n' for n in numbers))
+    command = ["curl", "-sS", "--config", str(config)]
+    if which == "list":  # LIST, then UIDL on the same connection
+        command = ["curl", "-sS", "-o", "/dev/null", f"{base}/", "--next"]
+        command += ["-sS", "-o", "/dev/null", "-X", "UIDL", f"{base}/"]
     before = server.cpu()
     t = time.perf_counter()
-    process = subprocess.Popen(["curl", "-sS", "--config", str(config)])
+    process = subprocess.Popen(command)
     # wait4: this curl's own CPU time and peak RSS (KiB on Linux), not all children's.
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - t
@@ -360,7 +385,7 @@ def run_curl(server: Server, which: str, sizes: list[int], tmp: Path) -> Result:
         raise RuntimeError(f"curl exited with {process.returncode}")
     return {
         "seconds": elapsed,
-        "octets": sizes[0] if which == "big" else sum(sizes[1:]),
+        "octets": sizes[0] if which == "big" else sum(sizes[1:]),  # "list": set by the caller
         "client_cpu": usage.ru_utime + usage.ru_stime,
         "server_cpu": settled_cpu(server) - before,
         "peak_rss": usage.ru_maxrss * 1024,
@@ -402,15 +427,28 @@ def measure(
 ) -> dict[str, dict[str, dict[str, Result]]]:
     clients: dict[str, dict[str, Result]] = {}
     servers: dict[str, dict[str, Result]] = {}
-    server = start_wire(maildir)
+    process, port = bench_client.start_server(maildir, "wire", listing=args.listing)
+    server = Server(process, port)
+    # The octets of the LIST and UIDL answers the wire server sends.
+    listing_octets = sum(
+        len(bench_client.listing_answer(kind, args.listing)) for kind in ("LIST", "UIDL")
+    )
     try:
         run_python("pop3_asyncio", server, "big")  # warm the page cache
         check_curl(server, sizes, tmp)
-        for which in ("big", "small"):
+        for which in ("big", "small", "serial", "list"):
             for name in CLIENTS:
                 runs = [run_python(name, server, which) for _ in range(args.repeat)]
+                if which == "list":
+                    if any(r["octets"] != 2 * args.listing for r in runs):
+                        raise RuntimeError(f"{name}: wrong LIST/UIDL entry count")
+                    for r in runs:
+                        r["octets"] = listing_octets
                 clients.setdefault(which, {})[name] = best(runs)
             runs = [run_curl(server, which, sizes, tmp) for _ in range(args.repeat)]
+            if which == "list":
+                for r in runs:
+                    r["octets"] = listing_octets
             clients[which]["curl"] = best(runs)
     finally:
         server.stop()
@@ -444,9 +482,15 @@ def measure(
 
 
 def print_tables(
-    results: dict[str, dict[str, dict[str, Result]]], big: str, small: str, repeat: int
+    results: dict[str, dict[str, dict[str, Result]]], args: argparse.Namespace
 ) -> None:
-    labels = {"big": big, "small": small}
+    repeat = args.repeat
+    labels = {
+        "big": f"1 x {args.big_mb} MB",
+        "small": f"{args.small} x 4 KB",
+        "serial": f"{args.small} x 4 KB 1by1",
+        "list": f"LIST+UIDL {args.listing // 1000}k",
+    }
     print("Clients, from the wire server (x curl: curl's wall time over the client's)")
     print(
         f"{'workload':<16}{'client':<14}{'seconds':>9}{'MB/s':>8}{'x poplib':>10}"
@@ -488,10 +532,11 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int)
     parser.add_argument("--small", type=int)
     parser.add_argument("--repeat", type=int)
+    parser.add_argument("--listing", type=int, help="messages in the LIST/UIDL workload")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    defaults = (5, 100, 1) if args.quick else (50, 1000, 3)
-    for name, default in zip(("big_mb", "small", "repeat"), defaults, strict=True):
+    defaults = (5, 100, 1, 1000) if args.quick else (50, 1000, 3, 100_000)
+    for name, default in zip(("big_mb", "small", "repeat", "listing"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -504,11 +549,16 @@ def main() -> None:
         files = sorted((maildir / "new").iterdir())
         sizes = [len(path.read_bytes().replace(b"\n", b"\r\n")) for path in files]
         results = measure(args, maildir, tmp, sizes)
-    print_tables(results, f"1 x {args.big_mb} MB", f"{args.small} x 4 KB", args.repeat)
+    print_tables(results, args)
     print(f"\n({time.monotonic() - started:.0f} s, load average {os.getloadavg()[0]:.2f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"big_mb": args.big_mb, "small": args.small, "repeat": args.repeat}
+        meta = {
+            "big_mb": args.big_mb,
+            "small": args.small,
+            "repeat": args.repeat,
+            "listing": args.listing,
+        }
         args.json.write_text(json.dumps({"meta": meta, **results}, indent=2))
 
 

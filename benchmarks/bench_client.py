@@ -11,6 +11,7 @@ wall times, throughput, the ratio to poplib, and peak RSS.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -94,9 +95,21 @@ def make_maildir(root: Path, big_mb: int, small: int) -> int:
     return len(big)
 
 
+def listing_answer(kind: str, n: int) -> bytes:
+    """The whole answer to LIST or UIDL for ``n`` made-up messages."""
+    lines = range(1, n + 1)
+    if kind == "LIST":
+        body = b"".join(b"%d %d\r\n" % (i, 4000 + i % 997) for i in lines)
+        return b"+OK %d messages\r\n" % n + body + b".\r\n"
+    body = b"".join(b"%d %024x\r\n" % (i, i * 2654435761) for i in lines)
+    return b"+OK\r\n" + body + b".\r\n"
+
+
 # A server that only replays prepared wire bytes: it costs the client nothing to
 # wait for, so the client's own speed is what gets measured.
-WIRE_SERVER = r"""
+WIRE_SERVER = (
+    inspect.getsource(listing_answer)
+    + r"""
 import socket, sys
 from pathlib import Path
 import pop3_sansio as p
@@ -112,6 +125,10 @@ for n, path in enumerate(sorted((root / "new").iterdir()), 1):
     wire[b"RETR %d" % n] = b"+OK %d octets\r\n" % sizes[-1] + body
 wire[b"STAT"] = b"+OK %d %d\r\n" % (len(sizes), sum(sizes))
 wire[b"CAPA"] = b"+OK\r\nUSER\r\nPIPELINING\r\n.\r\n"
+if len(sys.argv) > 2:
+    # A maildrop listing of that many (made-up) messages for LIST and UIDL.
+    for kind in ("LIST", "UIDL"):
+        wire[kind.encode()] = listing_answer(kind, int(sys.argv[2]))
 listener = socket.create_server(("127.0.0.1", 0))
 print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
 while True:
@@ -130,12 +147,17 @@ while True:
             break
     conn.close()
 """
+)
 
 
-def start_server(maildir: Path, kind: str) -> tuple[subprocess.Popen[str], int]:
-    """Start ``kind`` ("wire" or "pop3 serve") on a free port; return it and the port."""
+def start_server(maildir: Path, kind: str, listing: int = 0) -> tuple[subprocess.Popen[str], int]:
+    """Start ``kind`` ("wire" or "pop3 serve") on a free port; return it and the port.
+
+    ``listing``: the wire server also answers LIST and UIDL for that many messages.
+    """
     if kind == "wire":
         command = [sys.executable, "-c", WIRE_SERVER, str(maildir)]
+        command += [str(listing)] if listing else []
     else:
         command = [sys.executable, "-m", "pop3_cli", "serve", "--maildir", str(maildir)]
         command += ["--port", "0", "--user", f"{USER}:{PASSWORD}", "-q"]
