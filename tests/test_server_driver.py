@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import concurrent.futures
 import hmac
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -360,3 +363,45 @@ def test_only_reads_of_small_messages_are_quick_calls() -> None:
         .quick_read_size
         == 0
     )
+
+
+def test_scram_keys_are_derived_inside_the_storage_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PBKDF2 takes milliseconds: it must run where Calls run (a worker thread
+    # in the event-loop bindings), never in the binding's own thread.
+    derived_in: list[str] = []
+    real = p.ScramCredentials.from_password.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type, *args: Any) -> p.ScramCredentials:
+        derived_in.append(threading.current_thread().name)
+        return real(cls, *args)
+
+    monkeypatch.setattr(p.ScramCredentials, "from_password", classmethod(spy))
+    store = Store()
+    session = p.ServerSession(
+        allow_plaintext=True, mechanisms=["SCRAM-SHA-256"], random_bytes=lambda n: b"\x01" * n
+    )
+    driver = p.SessionDriver(session, store, failed_login_delay=0)
+    client = p.ScramClient("SHA-256", "alice", "pw", nonce="n" * 24)
+    first = base64.b64encode(client.initial_response() or b"").decode()
+    steps = driver.run()
+    instruction = next(steps)
+    lines = [f"AUTH SCRAM-SHA-256 {first}\r\n".encode()]
+    written = b""
+    with concurrent.futures.ThreadPoolExecutor(thread_name_prefix="worker") as pool:
+        while True:
+            if instruction is p.READ:
+                if not lines:
+                    break
+                value: Any = lines.pop(0)
+            elif isinstance(instruction, p.Call):
+                value = pool.submit(instruction.function, *instruction.args).result()
+            else:
+                assert isinstance(instruction, p.Write)
+                written += instruction.data
+                if written.endswith(b"\r\n") and written.split(b"\r\n")[-2].startswith(b"+ "):
+                    challenge = base64.b64decode(written.split(b"\r\n")[-2][2:])
+                    lines.append(base64.b64encode(client.respond(challenge)) + b"\r\n")
+                value = None
+            instruction = steps.send(value)
+    assert b"-ERR" not in written and written.count(b"+ ") >= 1
+    assert derived_in and all(name.startswith("worker") for name in derived_in)

@@ -111,6 +111,18 @@ def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
     return next(chunks, None)
 
 
+def _answer_secret(
+    lookup: Callable[[str], str | None], session: ServerSession, username: str
+) -> None:
+    """Look the user's secret up and hand it to the session, in one ``Call``.
+
+    For SCRAM the session derives the keys from it then (PBKDF2, some
+    milliseconds): that belongs in the worker thread, not on an event loop.
+    The session is the driver's alone, and the driver waits for the call.
+    """
+    session.secret_found(lookup(username))
+
+
 def _open_message(
     maildrop: Maildrop, msg: int, chunk_size: int
 ) -> tuple[Iterator[bytes], bytes | None, bytes | None]:
@@ -257,7 +269,7 @@ class SessionDriver:
             ok = yield Call(backend.check_password, (request.username, request.password))
             session.password_checked(bool(ok))
         elif isinstance(request, LookupSecret):
-            session.secret_found((yield Call(backend.secret, (request.username,))))
+            yield Call(_answer_secret, (backend.secret, session, request.username))
         elif isinstance(request, CheckToken):
             ok = yield Call(backend.check_token, (request.username, request.token))
             session.token_checked(bool(ok))
