@@ -58,8 +58,9 @@ class Server:
             self._protocol,
             host,
             port,
-            # Behind a proxy, TLS starts after the PROXY header (see _session).
-            ssl=None if options.proxy_protocol else options.ssl_context,
+            # Implicit TLS starts in _session (after the PROXY header if any), so a
+            # handshake that fails or stalls is timed out and logged like a session.
+            ssl=None,
             reuse_address=True,
             reuse_port=options.reuse_port or None,
             backlog=_BACKLOG,
@@ -105,11 +106,12 @@ class Server:
         session = driver.session
         reason = "error"
         try:
-            if options.proxy_protocol and options.ssl_context is not None:
-                # Implicit TLS after the PROXY header (the listener has no TLS then).
-                await stream.start_tls(options.ssl_context, server_side=True)
+            if options.ssl_context is not None:  # implicit TLS (RFC 8314)
+                await _handshake(stream, options.ssl_context, options.autologout)
             await self._drive(driver, stream)
             reason = driver.close_reason or "closed"
+        except _HandshakeTimeoutError:
+            reason = "TLS handshake timed out"
         except (TimeoutError, asyncio.TimeoutError):
             reason = "autologout"  # RFC 1939 section 3: close, delete nothing
         except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
@@ -170,7 +172,7 @@ class Server:
             else:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
-                await stream.start_tls(self.options.starttls_context, server_side=True)
+                await _handshake(stream, self.options.starttls_context, driver.autologout)
             instruction = driver.step(value, error)
 
     def close(self) -> None:
@@ -238,3 +240,20 @@ async def serve(
     server = Server(backend, ServerOptions(**options))
     await server.start(host, port)
     return server
+
+
+_HANDSHAKE_TIMEOUT = 60.0  # asyncio's own default ssl_handshake_timeout
+
+
+class _HandshakeTimeoutError(Exception):
+    """The TLS handshake did not finish in time."""
+
+
+async def _handshake(stream: Stream, context: ssl.SSLContext, autologout: float) -> None:
+    """Start TLS on ``stream``; ``_HandshakeTimeoutError`` after 60 s (less if autologout is)."""
+    try:
+        await with_timeout(
+            stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, autologout)
+        )
+    except (TimeoutError, asyncio.TimeoutError):
+        raise _HandshakeTimeoutError from None

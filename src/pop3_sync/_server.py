@@ -203,13 +203,14 @@ class Server:
             )
             session = driver.session
             if options.ssl_context is not None:
-                sock.settimeout(min(_HANDSHAKE_TIMEOUT, options.autologout))
-                holder.sock = options.ssl_context.wrap_socket(sock, server_side=True)
+                _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, options.autologout))
             holder.sock.settimeout(options.autologout)
             self._drive(driver, holder)
             reason = driver.close_reason or "closed"
         except p.ProxyHeaderError as exc:  # closed without a greeting
             reason = f"no valid PROXY header: {exc!r}"
+        except _HandshakeTimeoutError:
+            reason = "TLS handshake timed out"
         except TimeoutError:
             reason = "autologout"  # RFC 1939 section 3: close, delete nothing
         except (ConnectionError, ssl.SSLError, OSError) as exc:
@@ -263,7 +264,8 @@ class Server:
                 assert isinstance(instruction, p.StartTls)
                 context = self.options.starttls_context
                 assert context is not None
-                holder.sock = context.wrap_socket(holder.sock, server_side=True)
+                _start_tls(holder, context, min(_HANDSHAKE_TIMEOUT, driver.autologout))
+                holder.sock.settimeout(driver.autologout)
             instruction = driver.step(value, error)
 
     # --- stopping -----------------------------------------------------------------------
@@ -322,6 +324,25 @@ def _proxy_header(sock: socket.socket, peer: Any, timeout: float) -> Any:
             sock.settimeout(left)
             parser.feed(sock.recv(parser.wanted))
     return parser.result().client_address(peer)
+
+
+class _HandshakeTimeoutError(Exception):
+    """The TLS handshake did not finish in time."""
+
+
+def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> None:
+    """Replace the session's socket with a TLS one and run the handshake.
+
+    The TLS socket is the session's before the handshake starts, so the
+    session closes it however the handshake ends. A handshake that takes
+    longer than ``timeout`` raises ``_HandshakeTimeoutError``.
+    """
+    holder.sock.settimeout(timeout)
+    holder.sock = context.wrap_socket(holder.sock, server_side=True, do_handshake_on_connect=False)
+    try:
+        holder.sock.do_handshake()
+    except TimeoutError:
+        raise _HandshakeTimeoutError from None
 
 
 def serve(

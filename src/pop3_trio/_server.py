@@ -115,10 +115,13 @@ class Server:
         reason = "error"
         try:
             if options.ssl_context is not None:
-                with trio.fail_after(_HANDSHAKE_TIMEOUT):
-                    await conn.start_tls(options.ssl_context)
+                await conn.start_tls(
+                    options.ssl_context, min(_HANDSHAKE_TIMEOUT, options.autologout)
+                )
             await self._drive(driver, conn)
             reason = driver.close_reason or "closed"
+        except _HandshakeTimeoutError:
+            reason = "TLS handshake timed out"
         except trio.TooSlowError:
             reason = "autologout"  # RFC 1939 section 3: close, delete nothing
         except trio.Cancelled:
@@ -178,9 +181,14 @@ class Server:
             else:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
-                with trio.fail_after(_HANDSHAKE_TIMEOUT):
-                    await conn.start_tls(self.options.starttls_context)
+                await conn.start_tls(
+                    self.options.starttls_context, min(_HANDSHAKE_TIMEOUT, driver.autologout)
+                )
             instruction = driver.step(value, error)
+
+
+class _HandshakeTimeoutError(Exception):
+    """The TLS handshake did not finish in time."""
 
 
 class _Connection:
@@ -190,10 +198,15 @@ class _Connection:
         self.tcp = tcp
         self.stream: trio.abc.Stream = tcp
 
-    async def start_tls(self, context: ssl.SSLContext) -> None:
+    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
+        """Run the TLS handshake; ``_HandshakeTimeoutError`` if it takes over ``timeout``."""
         stream = trio.SSLStream(self.stream, context, server_side=True)
         self.stream = stream
-        await stream.do_handshake()
+        try:
+            with trio.fail_after(timeout):
+                await stream.do_handshake()
+        except trio.TooSlowError:
+            raise _HandshakeTimeoutError from None
 
     async def receive(self) -> bytes:
         data = await self.stream.receive_some(_RECEIVE_SIZE)

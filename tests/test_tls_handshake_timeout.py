@@ -1,0 +1,44 @@
+"""A client that never finishes the TLS handshake is dropped and logged as such, by every server.
+
+Implicit TLS (RFC 8314) and STLS (RFC 2595) alike: the handshake has a timeout of its own
+(60 s, or the autologout time when that is shorter), and the session's log line says
+"TLS handshake timed out" rather than "autologout", which is about idle sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+
+import pytest
+
+from bindings import NAMES, serving
+from helpers import alice_backend
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+@pytest.mark.parametrize("server", NAMES)
+def test_a_stalled_tls_handshake_is_logged_as_such(
+    server_ssl: ssl.SSLContext, caplog: pytest.LogCaptureFixture, server: str, tls: str
+) -> None:
+    backend, _ = alice_backend([b"Subject: x\n\nhello\n"])
+    context = {"ssl_context" if tls == "implicit" else "starttls_context": server_ssl}
+    caplog.set_level(logging.INFO, logger="pop3.server")
+    with serving(server, backend, autologout=0.5, **context) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            if tls == "starttls":
+                assert sock.recv(512).startswith(b"+OK")
+                sock.sendall(b"STLS\r\n")
+                assert sock.recv(512).startswith(b"+OK")
+            # No ClientHello: the server gives up after the (short) timeout.
+            started = time.monotonic()
+            assert sock.recv(512) == b""
+            assert time.monotonic() - started < 4
+        deadline = time.monotonic() + 5
+        while not any(r.name == "pop3.server" for r in caplog.records):
+            assert time.monotonic() < deadline, "no log line"
+            time.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
+    assert lines[0] == "session from 127.0.0.1 ended: TLS handshake timed out (user -)", lines
