@@ -563,6 +563,8 @@ def test_unknown_option_exits_2_without_echoing_values(tmp_path: Path) -> None:
         ["serve", "--port", "70000"],
         ["serve", "--max-sessions", "0"],
         ["serve", "--max-sessions", "many"],
+        ["serve", "--quick-read-size", "-1"],
+        ["serve", "--quick-read-size", "big"],
         ["fetch", "--host", "h", "--user", "u", "--maildir", "d"],  # no password source
         ["fetch", "--host", "h", "--user", "u", "--password-env", "V"],  # no --maildir
         [
@@ -654,3 +656,28 @@ def test_user_options_and_users_file_combine(tmp_path: Path) -> None:
         load_users([("alice", "other")], str(users))
     with pytest.raises(UsageError, match="'bob' is given twice"):
         load_users([("bob", "a"), ("bob", "b")], None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], {"quick_read_size": 65536, "max_sessions": 1000, "proxy_protocol": False}),
+        (
+            ["--quick-read-size", "0", "--max-sessions", "7", "--proxy-protocol"],
+            {"quick_read_size": 0, "max_sessions": 7, "proxy_protocol": True},
+        ),
+    ],
+)
+def test_serve_options_reach_the_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], expected: dict[str, object]
+) -> None:
+    import pop3_cli._serve as serve_module
+
+    seen: list[dict[str, object]] = []
+    monkeypatch.setitem(
+        serve_module.BACKENDS, "asyncio", lambda config: seen.append(config.options)
+    )
+    code = main(["serve", "-q", "--maildir", str(tmp_path), "--user", "a:b", *argv])
+    assert code == 0 and len(seen) == 1
+    assert {key: seen[0][key] for key in expected} == expected
+    assert "max_sessions_per_address" in seen[0]

@@ -68,6 +68,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _octets(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected a whole number, 0 or more")
+    return value
+
+
 def _user_pair(text: str) -> tuple[str, str]:
     # The message must not repeat ``text``: it may hold a password.
     name, sep, password = text.partition(":")
@@ -233,6 +243,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--proxy-protocol",
         action="store_true",
         help="expect a PROXY protocol header (v1 or v2, HAProxy) on every connection",
+    )
+    serve.add_argument(
+        "--quick-read-size",
+        type=_octets,
+        default=1 << 16,
+        metavar="OCTETS",
+        help="read messages up to this size on the event loop's thread rather than in a "
+        "worker thread (default 65536; 0 for network file systems, where a read may block)",
     )
     serve.add_argument(
         "--max-sessions-per-address",

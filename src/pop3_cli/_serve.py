@@ -346,11 +346,14 @@ def run_serve(args: argparse.Namespace) -> int:
     runner = BACKENDS[args.backend]
 
     def run(users: UserDB, storage: Storage, demo_dir: str | None) -> int:
-        options = {**tls_options, **_mechanism_options(users), "max_sessions": args.max_sessions}
-        options.update(
-            proxy_protocol=args.proxy_protocol,
-            max_sessions_per_address=args.max_sessions_per_address,
-        )
+        options = {
+            **tls_options,
+            **_mechanism_options(users),
+            "max_sessions": args.max_sessions,
+            "max_sessions_per_address": args.max_sessions_per_address,
+            "proxy_protocol": args.proxy_protocol,
+            "quick_read_size": args.quick_read_size,
+        }
         config = ServeConfig(
             Backend(users, storage),
             args.host,
