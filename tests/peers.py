@@ -158,11 +158,15 @@ class Dovecot:
         return self.root / "dovecot.log"
 
     def log(self, since: int = 0) -> str:
-        """The log (from ``since``, a ``log_mark``)."""
+        """The log's complete lines (from ``since``, a ``log_mark``).
+
+        A line Dovecot is still writing is left out: a pattern must never match half of it.
+        """
         try:
-            return self.log_path.read_text(errors="replace")[since:]
+            text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+        return text[: text.rfind("\n") + 1][since:]
 
     def log_mark(self) -> int:
         """Where the log ends now: pass it as ``since`` to see only what comes after."""
