@@ -259,7 +259,8 @@ class ClientConnection(_Connection):
         self.max_sasl_line_length = max_sasl_line_length
         self.max_command_length = max_command_length
         self._in_flight: deque[ev.Command] = deque()
-        self._decoder: BodyDecoder | None = None
+        self._decoder: BodyDecoder | None = None  # set while a body is being read
+        self._body_decoder = BodyDecoder()  # the one it is set to: bodies come one at a time
         self._challenged = False  # a SaslChallenge awaits our SaslResponse or SaslCancel
         self._cancelled = False  # we sent "*": the AUTH must now end with -ERR
         self._last_sent: ev.Command | None = None
@@ -391,7 +392,8 @@ class ClientConnection(_Connection):
             if self._peer_closed:
                 return self._closed()
             return NEED_DATA
-        return self._status_line(_strip_eol(line))
+        # _strip_eol, inlined: this is once per answer.
+        return self._status_line(line[:-2] if line[-2:-1] == b"\r" else line[:-1])
 
     def _closed(self) -> ev.ConnectionClosed:
         if len(self._buffer) or self._in_flight:
@@ -444,7 +446,7 @@ class ClientConnection(_Connection):
                 if "\r" in text or "\0" in text:
                     self._remote_error("control character in status line", "bad-status-line", line)
                 if kind is ev.Retr or kind is ev.Top or command.msg is None:  # type: ignore[union-attr]
-                    self._decoder = BodyDecoder()
+                    self._decoder = self._body_decoder.restart()
                 else:
                     self._in_flight.popleft()
                 return _ok_event(text, None)
@@ -478,7 +480,7 @@ class ClientConnection(_Connection):
             return ev.Err(text, code)
         if multiline_on_ok(command):
             self._in_flight.appendleft(command)
-            self._decoder = BodyDecoder()
+            self._decoder = self._body_decoder.restart()
         self._state = _after_success(self._state, command)
         if isinstance(command, ev.Stls):
             # Bytes already buffered after this +OK are an injection; they are

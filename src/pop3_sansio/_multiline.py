@@ -57,6 +57,12 @@ class BodyDecoder:
         # A line-start "." (or "." CR) seen at the end of the previous chunk.
         self._held = b""
 
+    def restart(self) -> BodyDecoder:
+        """Make this decoder ready for a new body, and return it (cheaper than a new one)."""
+        self._bol = True
+        self._held = b""
+        return self
+
     def feed(self, chunk: bytes, start: int = 0) -> tuple[bytes, int, bool]:
         """Decode non-empty ``chunk[start:]``; see the class docstring."""
         n = len(chunk)
