@@ -68,6 +68,11 @@ class Served:
     tls_port: int
     names: list[str]  # the message files' unique names, in message-number order
     ca_file: Path
+    messages: Sequence[bytes] = tuple(MESSAGES)
+
+    def context(self) -> ssl.SSLContext:
+        """A client context that trusts the served certificate."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def stored(self) -> dict[str, bytes]:
         """``{unique name: contents}`` of the messages now in the served Maildir."""
@@ -78,7 +83,7 @@ class Served:
         }
 
     def original(self) -> dict[str, bytes]:
-        return dict(zip(self.names, MESSAGES, strict=True))
+        return dict(zip(self.names, self.messages, strict=True))
 
 
 @contextlib.contextmanager
@@ -90,12 +95,14 @@ def serve_maildir(
     *,
     apop: bool = True,
     starttls: bool = True,
+    messages: Sequence[bytes] = tuple(MESSAGES),
+    mechanisms: Sequence[str] = ("CRAM-MD5", "PLAIN", "LOGIN"),
 ) -> Iterator[Served]:
     maildir = root / "Maildir"
     for sub in ("tmp", "new", "cur"):
         (maildir / sub).mkdir(parents=True)
     names = []
-    for i, message in enumerate(MESSAGES, 1):
+    for i, message in enumerate(messages, 1):
         name = f"{1_600_000_000 + i}.M{i}P{os.getpid()}.interop"
         (maildir / "new" / name).write_bytes(message)
         names.append(name)
@@ -107,7 +114,7 @@ def serve_maildir(
     options = {
         "failed_login_delay": 0,
         "apop": apop,
-        "mechanisms": ["CRAM-MD5", "PLAIN", "LOGIN"],
+        "mechanisms": list(mechanisms),
     }
     with (
         serving(
@@ -115,7 +122,7 @@ def serve_maildir(
         ) as port,
         serving(binding, backend, ssl_context=context, **options) as tls_port,
     ):
-        yield Served(binding, maildir, port, tls_port, names, ca_file)
+        yield Served(binding, maildir, port, tls_port, names, ca_file, tuple(messages))
 
 
 @pytest.fixture(scope="session")

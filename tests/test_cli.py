@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -33,23 +32,12 @@ from pop3_cli import main
 from pop3_cli._errors import UsageError
 from pop3_cli._progress import Progress
 from pop3_cli._serve import load_users
+from served import env, pop3
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 PASSWORD = "Tr0ub4dor&3-horse"  # distinctive, so it can be looked for in any output
 WRONG_PASSWORD = "Wr0ng-battery-staple"
 LISTENING = re.compile(rb"listening on 127\.0\.0\.1:([0-9]+)\n")
 SUMMARY = re.compile(r"fetched ([0-9]+) messages \(([0-9]+) octets\)")
-
-
-def env(**extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("POP3_TEST")}
-    environ["PYTHONPATH"] = SRC + os.pathsep + environ.get("PYTHONPATH", "")
-    environ.update(extra)
-    return environ
-
-
-def pop3(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pop3_cli", *args]
 
 
 def require_peer(name: str, install: str) -> str:

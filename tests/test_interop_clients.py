@@ -9,7 +9,6 @@ skip, or fail when ``POP3_REQUIRE_PEERS=1``.
 
 from __future__ import annotations
 
-import os
 import poplib
 import re
 import ssl
@@ -22,9 +21,9 @@ import anyio
 import pytest
 import trustme
 
-from bindings import NAMES, serving
+from bindings import NAMES
+from ourserver import Served, serve_maildir
 from peers import HOST, as_received, require_peer
-from pop3_maildrop import Backend, MaildirStorage, UserDB
 
 pytest_plugins = ["peers"]
 pytestmark = pytest.mark.anyio
@@ -46,29 +45,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@dataclass
-class Served:
-    maildir: Path
-    port: int
-    tls_port: int
-    names: list[str]  # the message files' unique names, in message-number order
-    ca_file: Path
-    ca: trustme.CA
-
-    def stored(self) -> dict[str, bytes]:
-        """``{unique name: contents}`` of the messages now in the Maildir."""
-        return {
-            path.name.partition(":")[0]: path.read_bytes()
-            for sub in ("new", "cur")
-            for path in (self.maildir / sub).iterdir()
-        }
-
-    def context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
-
-
 @pytest.fixture(params=NAMES)
 def served(
     request: pytest.FixtureRequest,
@@ -76,29 +52,12 @@ def served(
     peer_ca: trustme.CA,
     peer_cert: trustme.LeafCert,
 ) -> Iterator[Served]:
-    maildir = tmp_path / "Maildir"
-    for sub in ("tmp", "new", "cur"):
-        (maildir / sub).mkdir(parents=True)
-    names = []
-    for i, message in enumerate(MESSAGES, 1):
-        name = f"{1_600_000_000 + i}.M{i}P{os.getpid()}.interop"
-        (maildir / "new" / name).write_bytes(message)
-        names.append(name)
-    ca_file = tmp_path / "ca.pem"
-    peer_ca.cert_pem.write_to_path(str(ca_file))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    peer_cert.configure_cert(context)
-    backend = Backend(UserDB.from_pairs({"alice": PASSWORD}), MaildirStorage(maildir))
-    options = {
-        "failed_login_delay": 0,
-        "apop": True,
-        "mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"],
-    }
-    with (
-        serving(request.param, backend, starttls_context=context, **options) as port,
-        serving(request.param, backend, ssl_context=context, **options) as tls_port,
-    ):
-        yield Served(maildir, port, tls_port, names, ca_file, peer_ca)
+    """Each binding's server in turn, with every SASL mechanism, STLS and implicit TLS."""
+    mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
+    with serve_maildir(
+        request.param, tmp_path, peer_ca, peer_cert, messages=MESSAGES, mechanisms=mechanisms
+    ) as served:
+        yield served
 
 
 # --- curl ---------------------------------------------------------------------------------

@@ -58,24 +58,23 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive whole number")
-    return value
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a decimal whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}")
+        return value
+
+    return parse
 
 
-def _octets(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected a whole number, 0 or more")
-    return value
+_count = _whole_number(1)
+_octets = _whole_number(0)
 
 
 def _user_pair(text: str) -> tuple[str, str]:
