@@ -542,6 +542,30 @@ def test_encoder_decoder_round_trip(message: list[bytes], cuts: list[int]) -> No
     assert message_size(raw) == message_size(chunks) == len(body)
 
 
+def _stuffed_by_lines(message: bytes) -> bytes:
+    """The wire form of a CRLF ``message``, one line at a time (RFC 1939 section 3)."""
+    lines = message.split(b"\r\n")[:-1]
+    return b"".join((b"." + x if x[:1] == b"." else x) + b"\r\n" for x in lines) + b".\r\n"
+
+
+@pytest.mark.parametrize("dots_in_lines", [0, 3, 8, 9, 40])
+@pytest.mark.parametrize("first", [b".", b".."])
+def test_encoder_stuffs_every_line_start_dot_however_many_dots_lines_hold(
+    dots_in_lines: int, first: bytes
+) -> None:
+    # The encoder walks dots with memchr while few of them are inside lines,
+    # then lets one regex pass do the rest: both ways must give the same.
+    prose = b"".join(b"Word%d. " % i if i < dots_in_lines else b"word " for i in range(60))
+    message = first + b"start\r\n" + prose + b"\r\n.\r\n..x\r\nend.\r\n" + prose + b"\r\n"
+    wire = _stuffed_by_lines(message)
+    for size in (1, 7, 64, len(message)):
+        chunks = [message[i : i + size] for i in range(0, len(message), size)]
+        assert _encode(chunks) == wire
+        # A chunk that starts inside a line keeps a dot at its start as it is.
+        assert _encode([b"x", message]) == _stuffed_by_lines(b"x" + message)
+        assert _encode([b"x", message]).startswith(b"x" + first + b"start")
+
+
 def test_message_size() -> None:
     assert message_size(b"") == 0
     assert message_size([]) == 0

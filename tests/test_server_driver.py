@@ -365,6 +365,26 @@ def test_only_reads_of_small_messages_are_quick_calls() -> None:
     )
 
 
+@pytest.mark.parametrize(("quick_read_size", "quick"), [(16, True), (15, False), (0, False)])
+def test_each_chunk_of_a_big_message_is_a_quick_read_if_a_chunk_may_be(
+    quick_read_size: int, quick: bool
+) -> None:
+    # Reading 64 KiB of a big message costs what reading a 64 KiB message does.
+    store = Store()
+    session = p.ServerSession(allow_plaintext=True)
+    driver = p.SessionDriver(
+        session, store, failed_login_delay=0, chunk_size=16, quick_read_size=quick_read_size
+    )
+    out, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 2\r\n"])
+    calls = [s for s in seen if isinstance(s, p.Call)]
+    reads = [c for c in calls if c.function.__name__ == "_next_chunk"]
+    assert len(reads) >= len(MESSAGES[1]) // 16 - 2
+    assert all(c.quick is quick for c in reads)
+    # Opening the message (and reading two chunks) stays in a worker.
+    assert [c.quick for c in calls if c.function.__name__ == "_open_message"] == [False]
+    assert b"\r\n".join(MESSAGES[1].split(b"\n")) in out
+
+
 def test_scram_keys_are_derived_inside_the_storage_call(monkeypatch: pytest.MonkeyPatch) -> None:
     # PBKDF2 takes milliseconds: it must run where Calls run (a worker thread
     # in the event-loop bindings), never in the binding's own thread.

@@ -86,9 +86,9 @@ class Client(AsyncClient):
         stream = self._stream
         assert stream is not None
         if instruction is READ:
-            self.session.receive_data(await self._wait(stream.read()))
+            self.session.receive_data(await stream.read(self.timeout))
         elif isinstance(instruction, Write):
-            await self._wait(stream.write(instruction.data))
+            await stream.write(instruction.data, self.timeout)
         else:
             assert isinstance(instruction, StartTls)
             await self._wait(

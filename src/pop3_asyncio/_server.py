@@ -141,11 +141,11 @@ class Server:
             if instruction is p.READ:
                 # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
                 timeout = driver.read_timeout(asyncio.get_running_loop().time())
-                value = await with_timeout(stream.read(), timeout)
+                value = await stream.read(timeout)
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold the maildrop lock
                 # forever: writes are bounded by the autologout timer too.
-                await with_timeout(stream.write(instruction.data), driver.autologout)
+                await stream.write(instruction.data, driver.autologout)
             elif isinstance(instruction, p.Call) and instruction.quick:
                 # A small read from storage: cheaper here than a worker-thread hop.
                 try:

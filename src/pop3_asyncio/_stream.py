@@ -33,6 +33,18 @@ async def with_timeout(awaitable: Awaitable[T], seconds: float | None) -> T:
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
+async def _wait_until(waiter: asyncio.Future[None], deadline: float | None) -> None:
+    """``await waiter``, raising ``TimeoutError`` at loop time ``deadline`` (``None``: never)."""
+    if deadline is None:
+        await waiter
+    elif sys.version_info >= (3, 11):
+        async with asyncio.timeout_at(deadline):
+            await waiter
+    else:  # pragma: no cover - Python 3.10
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+
+
 _HIGH_WATER = 1 << 20  # pause reading when this much is received and unread
 
 
@@ -107,16 +119,24 @@ class Stream(asyncio.Protocol):
 
     # --- the stream API ------------------------------------------------------------
 
-    async def read(self) -> bytes:
-        """The next received bytes, or ``b""`` once the peer closed."""
+    async def read(self, timeout: float | None = None) -> bytes:
+        """The next received bytes, or ``b""`` once the peer closed.
+
+        ``TimeoutError`` if nothing came within ``timeout`` seconds (``None``:
+        wait for ever). A timer is set only when there is something to wait
+        for: on a busy connection most reads find data already received.
+        """
+        deadline = None
         while not self._chunks:
             if self._error is not None:
                 # A reset or a TLS failure is not a clean end of stream.
                 raise ConnectionResetError(f"connection lost: {self._error}")
             if self._eof:
                 return b""
+            if timeout is not None and deadline is None:
+                deadline = self._loop.time() + timeout
             self._read_waiter = self._loop.create_future()
-            await self._read_waiter
+            await _wait_until(self._read_waiter, deadline)
         data = self._chunks.popleft()
         self._buffered -= len(data)
         if self._paused_reading and self._buffered <= _HIGH_WATER // 2:
@@ -125,15 +145,21 @@ class Stream(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def write(self, data: bytes) -> None:
-        """Write ``data``, waiting while the transport's buffer is full."""
+    async def write(self, data: bytes, timeout: float | None = None) -> None:
+        """Write ``data``, waiting while the transport's buffer is full.
+
+        ``TimeoutError`` if the buffer did not drain within ``timeout``
+        seconds (``None``: wait for ever); as with ``read()``, a timer is set
+        only when the write has to wait.
+        """
         transport = self.transport
         if transport is None or transport.is_closing():
             raise StreamClosedError("connection closed")
         transport.write(data)
         if self._paused_writing:
             self._drain_waiter = self._loop.create_future()
-            await self._drain_waiter
+            deadline = None if timeout is None else self._loop.time() + timeout
+            await _wait_until(self._drain_waiter, deadline)
 
     async def start_tls(
         self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None

@@ -248,8 +248,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         type=_octets,
         default=1 << 16,
         metavar="OCTETS",
-        help="read messages up to this size on the event loop's thread rather than in a "
-        "worker thread (default 65536; 0 for network file systems, where a read may block)",
+        help="make reads of up to this size (a small message, or a 64 KiB chunk of a big "
+        "one) on the event loop's thread rather than in a worker thread (default 65536; "
+        "0 for network file systems, where a read may block)",
     )
     serve.add_argument(
         "--max-sessions-per-address",

@@ -142,6 +142,41 @@ class BodyDecoder:
         return b"".join(pieces), end, finished
 
 
+# Dots inside lines that _stuff() steps over one memchr at a time before it
+# hands the chunk to sre: text has a sentence dot on most lines, where sre's
+# single scan is faster; a base64 attachment or a message whose only dots
+# start lines never gets there.
+_STUFF_MISSES = 8
+
+
+def _stuff(data: bytes, bol: bool) -> bytes:
+    """``data`` (CRLF lines) with a "." put before each "." that starts a line.
+
+    ``bol``: the octet before ``data`` ended a line. RFC 1939 section 3.
+    """
+    dot = data.find(b".")  # memchr, 10+ GB/s
+    if dot < 0:
+        return data
+    cuts: list[int] = []
+    misses = 0
+    while dot >= 0:
+        if data[dot - 1] == _LF if dot else bol:
+            cuts.append(dot)
+        else:
+            misses += 1
+            if misses > _STUFF_MISSES:
+                out = _LINE_DOT_SUB(b"\n..", data)
+                return b"." + out if bol and data[0] == _DOT else out
+        dot = data.find(b".", dot + 1)
+    if not cuts:
+        return data
+    view = memoryview(data)
+    starts = [0, *cuts]
+    ends = [*cuts, len(data)]
+    # Each line-start dot begins a piece; joining the pieces with "." doubles it.
+    return b".".join([view[a:b] for a, b in zip(starts, ends, strict=True)])
+
+
 class _LineEnds:
     """Normalises LF or CRLF line ends to CRLF across chunk boundaries.
 
@@ -203,11 +238,7 @@ class BodyEncoder:
         out = self._lines.feed(data)
         if not out:
             return b""
-        if b"." in out:  # memchr
-            out = _LINE_DOT_SUB(b"\n..", out)
-        if bol and out[0] == _DOT:
-            out = b"." + out
-        return out
+        return _stuff(out, bol)
 
     def finish(self) -> bytes:
         """End the body: a final line end if one is missing, then ``.`` CRLF."""

@@ -123,8 +123,9 @@ class ServerOptions:
     proxy_timeout: float = 10.0
     """Seconds a connection has to send its whole PROXY header."""
     quick_read_size: int = 1 << 16
-    """Messages up to this size are read on an event loop's own thread, not a worker
-    thread (a hop costs more than such a read); 0 for storage where any read may block."""
+    """Reads of up to this many octets (a whole small message, or one 64 KiB chunk of a
+    big one) are made on an event loop's own thread, not a worker thread (a hop costs
+    more than such a read); 0 for storage where any read may block."""
     reuse_port: bool = False
     """Listen with ``SO_REUSEPORT``, so that several processes share the port (Linux)."""
     hostname: str = ""

@@ -146,9 +146,11 @@ class SessionDriver:
     ``failed_login_delay`` seconds pass before a failed login is answered.
     Messages are read ``chunk_size`` octets at a time, one chunk ahead of the
     one being sent: a session streaming a big message holds about three
-    chunks. Messages of at most ``quick_read_size`` octets are read with a ``quick``
-    ``Call`` (0: never; for storage where even a small read may block, such
-    as a network file system). Call ``release()`` when the connection ends,
+    chunks. Messages of at most ``quick_read_size`` octets are opened and read
+    with one ``quick`` ``Call``, and so is each further chunk of a big message
+    if ``chunk_size`` is at most ``quick_read_size`` (0: never; for storage
+    where even a small read may block, such as a network file system).
+    Call ``release()`` when the connection ends,
     however it ends.
     """
 
@@ -300,6 +302,8 @@ class SessionDriver:
         session = self.session
         maildrop = self.maildrop
         assert maildrop is not None
+        # A chunk of a big message costs what a small message does to read.
+        chunk_quick = self.chunk_size <= self.quick_read_size
         try:
             size = maildrop.messages[request.msg - 1].size
             chunks, chunk, ahead = yield Call(
@@ -318,7 +322,7 @@ class SessionDriver:
                     break
                 chunk = ahead
                 if chunk is not None:
-                    ahead = yield Call(_next_chunk, (chunks,))
+                    ahead = yield Call(_next_chunk, (chunks,), quick=chunk_quick)
         except (MaildropError, OSError):
             session.message_failed()
         else:
