@@ -298,6 +298,15 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
         return self._result[0]
 
     async def __anext__(self) -> bytes:
+        return await self.advance(None)
+
+    async def advance(self, parts: list[bytes] | None) -> bytes:
+        """The next chunk; with ``parts``, collect chunks there up to an empty one.
+
+        Raises ``StopAsyncIteration`` once the operation is over. ``retr_many``
+        collects a whole message in one call: one coroutine a message, not
+        one a chunk.
+        """
         if self._done:
             raise StopAsyncIteration
         client = self._client
@@ -308,11 +317,16 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
                 instruction = next(self._op)
             else:
                 instruction = self._op.send(None)
-            while not isinstance(instruction, Chunk):
-                self._wrote = True
-                await client._do(instruction)
+            while True:
+                if isinstance(instruction, Chunk):
+                    data = instruction.data
+                    if parts is None or not data:
+                        return data
+                    parts.append(data)
+                else:
+                    self._wrote = True
+                    await client._do(instruction)
                 instruction = self._op.send(None)
-            return instruction.data
         except StopIteration as stop:
             self._finish()
             self._result.append(stop.value)
@@ -360,10 +374,7 @@ class _RetrMany(AsyncIterator[tuple[int, bytes]]):
                 client, client.session.retr_many(self._order, delete=self._delete)
             )
         parts: list[bytes] = []
-        async for chunk in self._chunks:
-            if not chunk:  # the end of one message
-                n = self._order[self._index]
-                self._index += 1
-                return n, b"".join(parts)
-            parts.append(chunk)
-        raise StopAsyncIteration
+        await self._chunks.advance(parts)  # up to the end of one message
+        n = self._order[self._index]
+        self._index += 1
+        return n, b"".join(parts)

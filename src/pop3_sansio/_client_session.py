@@ -467,9 +467,12 @@ class ClientSession:
         outgoing: list[ev.Command] = []
         retrs = 0  # RETRs sent and not yet answered
         while queue or pending or outgoing:
-            while queue and retrs < depth and (pipelining or not outgoing):
-                outgoing.append(ev.Retr(queue.popleft()))
-                retrs += 1
+            # The window is topped up when half of it is answered (or a DELE
+            # goes out anyway): one write for many RETRs, not one for each.
+            if retrs <= depth // 2 or outgoing:
+                while queue and retrs < depth and (pipelining or not outgoing):
+                    outgoing.append(ev.Retr(queue.popleft()))
+                    retrs += 1
             if outgoing:
                 yield from self._send(*outgoing)
                 pending.extend(outgoing)
