@@ -340,6 +340,25 @@ def test_retr_many_pipelined_with_delete() -> None:
     assert any(data.count(b"\r\n") > 1 for data in wire.sent)
 
 
+@pytest.mark.parametrize("delete", [False, True])
+def test_retr_many_refills_its_window_half_a_window_at_a_time(delete: bool) -> None:
+    messages = [b"Subject: %d\n\nbody\n" % i for i in range(40)]
+    wire = Wire(Backend(messages=messages))
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    _, chunks = wire.run(wire.client.retr_many(range(1, 41), delete=delete, window=8))
+    assert chunks.count(b"") == 40
+    retr_writes = [w.count(b"RETR") for w in wire.sent if b"RETR" in w]
+    assert sum(retr_writes) == 40
+    if delete:
+        # A DELE goes out after each message; RETRs ride along, up to the window.
+        assert sum(w.count(b"DELE") for w in wire.sent) == 40
+        assert wire.server.deleted == frozenset(range(1, 41))
+    else:
+        # 8, then 4 each time 4 are answered: 9 writes, where one per RETR made 33.
+        assert retr_writes == [8] + [4] * 8
+
+
 def test_retr_many_one_at_a_time_without_pipelining() -> None:
     wire = Wire()
     wire.result(wire.client.start())
