@@ -132,6 +132,18 @@ def test_failed_login_is_delayed_before_the_answer() -> None:
     assert driver.close_reason == "client-closed"
 
 
+def test_answers_held_back_before_a_failed_login_are_not_delayed_with_it() -> None:
+    # With a tiny max_output the session pauses after each CAPA answer; the
+    # driver holds those answers, and writes them before the failed-login delay.
+    driver = driver_for(Store(), mechanisms=["PLAIN"], max_output=10)
+    malformed = base64.b64encode(b"no separators").decode()
+    _, seen = run(driver, [f"CAPA\r\nCAPA\r\nAUTH PLAIN {malformed}\r\n".encode()])
+    i = seen.index(p.Sleep(1.5))
+    before, after = seen[i - 1], seen[i + 1]
+    assert isinstance(before, p.Write) and before.data.startswith(b"+OK")  # CAPA lists
+    assert isinstance(after, p.Write) and after.data == b"-ERR [AUTH] authentication failed\r\n"
+
+
 def test_apop_and_token_paths() -> None:
     store = Store()
     driver = driver_for(store, apop_timestamp="<1@x>", mechanisms=["XOAUTH2"])
@@ -292,21 +304,41 @@ def test_read_timeout_is_reset_by_a_command_not_by_a_byte() -> None:
 def test_pipelined_answers_are_written_in_bounded_pieces() -> None:
     """A client that pipelines without reading gets answers as the binding writes them.
 
-    ``max_output`` bounds what the session queues: ``next_request`` returns
-    ``PAUSED`` and the driver writes before answering the next command, so a
+    ``max_output`` bounds what the session queues (``next_request`` returns
+    ``PAUSED``), ``chunk_size`` what the driver holds before it writes, so a
     binding blocked on a full socket stops answering (backpressure).
     """
     flood = b"USER alice\r\nPASS pw\r\n" + b"LIST\r\n" * 100 + b"QUIT\r\n"
     unbounded, _ = run(driver_for(Store()), [flood])
     session = p.ServerSession(allow_plaintext=True, max_output=500)
-    driver = p.SessionDriver(session, Store(), failed_login_delay=0)
+    driver = p.SessionDriver(session, Store(), failed_login_delay=0, chunk_size=1000)
     out, seen = run(driver, [flood])
     assert out == unbounded  # the same answers, in the same order
     writes = [len(i.data) for i in seen if isinstance(i, p.Write)]
     first = unbounded.index(b"+OK 2 messages")
     listing = unbounded.index(b"+OK 2 messages", first + 1) - first  # one LIST answer
-    assert len(writes) > 10 and max(writes) < 500 + listing, writes
+    assert len(writes) > 5 and max(writes) < 1000 + 500 + listing, writes
     assert driver.close_reason == "quit"
+
+
+def test_answers_to_pipelined_commands_go_out_together_and_none_is_held() -> None:
+    # Ten pipelined RETRs of small messages: one write, not two per message.
+    # Whatever the client sent last, its answer is written before the next READ.
+    driver = driver_for(Store())
+    commands = [b"USER alice\r\nPASS pw\r\n", b"RETR 1\r\n" * 5 + b"RETR 2\r\n" * 5, b"NOOP\r\n"]
+    out, seen = run(driver, commands)
+    assert out.count(b"\r\n.\r\n") == 10
+    reads_and_writes = [
+        "W" if isinstance(i, p.Write) else "R"
+        for i in seen
+        if i is p.READ or isinstance(i, p.Write)
+    ]
+    # Each READ here follows commands, so an answer goes out before it: never
+    # two READs in a row. (+OK to USER goes out before the password check.)
+    assert "".join(reads_and_writes) == "WRWWRWRWR"
+    writes = [i.data for i in seen if isinstance(i, p.Write)]
+    assert writes[3].count(b"\r\n.\r\n") == 10 and writes[3].startswith(b"+OK")
+    assert writes[4].startswith(b"+OK") and b"\r\n.\r\n" not in writes[4]
 
 
 def test_session_pauses_once_max_output_is_queued() -> None:
@@ -383,6 +415,25 @@ def test_each_chunk_of_a_big_message_is_a_quick_read_if_a_chunk_may_be(
     # Opening the message (and reading two chunks) stays in a worker.
     assert [c.quick for c in calls if c.function.__name__ == "_open_message"] == [False]
     assert b"\r\n".join(MESSAGES[1].split(b"\n")) in out
+
+
+def test_answers_are_written_before_a_read_in_a_worker_thread() -> None:
+    # RETR 1 (small, read at once) then RETR 2 (read in a worker): the first
+    # answer does not wait for the worker.
+    store = Store()
+    session = p.ServerSession(allow_plaintext=True)
+    size = p.message_size(MESSAGES[0])
+    driver = p.SessionDriver(session, store, failed_login_delay=0, quick_read_size=size)
+    _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\nRETR 2\r\n"])
+    opens = [
+        i
+        for i, s in enumerate(seen)
+        if isinstance(s, p.Call) and s.function.__name__ == "_open_message"
+    ]
+    assert [seen[i].quick for i in opens] == [True, False]  # type: ignore[attr-defined]
+    slow = opens[1]
+    assert isinstance(seen[slow - 1], p.Write)
+    assert seen[slow - 1].data.endswith(b"hello\r\n.\r\n")
 
 
 def test_scram_keys_are_derived_inside_the_storage_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,7 +146,7 @@ class BodyDecoder:
 # hands the chunk to sre: text has a sentence dot on most lines, where sre's
 # single scan is faster; a base64 attachment or a message whose only dots
 # start lines never gets there.
-_STUFF_MISSES = 8
+_STUFF_MISSES = 2
 
 
 def _stuff(data: bytes, bol: bool) -> bytes:

@@ -174,6 +174,10 @@ class SessionDriver:
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
         self._idle_since: float | None = None  # when the READs in a row began
+        # Answers not yet written: the answers to pipelined commands go out
+        # together, in writes of up to about chunk_size octets.
+        self._unwritten: list[bytes] = []
+        self._unwritten_size = 0
 
     def abandoned(self, call: Call, value: Any) -> None:
         """A ``Call`` finished after the binding gave up on the session (it was cancelled).
@@ -224,8 +228,30 @@ class SessionDriver:
             self._idle_since = now
         return max(0.0, self._idle_since + self.autologout - now)
 
+    def _queue(self, data: bytes) -> Write | None:
+        """Add ``data`` to the answers to write; a ``Write`` once a chunk's worth waits."""
+        if data:
+            self._unwritten.append(data)
+            self._unwritten_size += len(data)
+        return self._flush() if self._unwritten_size >= self.chunk_size else None
+
+    def _flush(self) -> Write | None:
+        """A ``Write`` of every answer not yet written (``None`` if there is none)."""
+        unwritten = self._unwritten
+        if not unwritten:
+            return None
+        data = unwritten[0] if len(unwritten) == 1 else b"".join(unwritten)
+        self._unwritten = []
+        self._unwritten_size = 0
+        return Write(data)
+
     def run(self) -> Generator[ServerInstruction, Any, None]:
-        """The session, as instructions for the binding; ends at ``CloseConnection``."""
+        """The session, as instructions for the binding; ends at ``CloseConnection``.
+
+        Answers are written before every READ, wait and handshake, so a
+        client never waits for an answer the server holds; the answers to
+        commands that were pipelined go out together.
+        """
         session = self.session
         failures = 0
         while True:
@@ -234,19 +260,24 @@ class SessionDriver:
             if session.failed_logins > failures:
                 failures = session.failed_logins
                 if self.failed_login_delay > 0:
-                    # Slow password guessing down: the -ERR comes late.
+                    # Slow password guessing down: the -ERR comes late (and
+                    # the answers before it do not).
+                    if (write := self._flush()) is not None:
+                        yield write
                     yield Sleep(self.failed_login_delay)
             if isinstance(request, CloseConnection):
                 # The session is over: release the maildrop before the last
                 # answer (the +OK to QUIT) goes out, so that a client which
                 # reconnects at once finds it free, not [IN-USE].
                 self.release()
-            if out:
-                yield Write(out)
+            if (write := self._queue(out)) is not None:
+                yield write
+            if request is PAUSED:
+                continue  # the output is taken: answer the next pipelined command
+            if not isinstance(request, ReadMessage) and (write := self._flush()) is not None:
+                yield write
             if request is NEED_DATA:
                 session.receive_data((yield READ))
-            elif request is PAUSED:
-                continue  # the output is written: answer the next pipelined command
             elif isinstance(request, CloseConnection):
                 self.close_reason = request.reason
                 return
@@ -306,22 +337,24 @@ class SessionDriver:
         chunk_quick = self.chunk_size <= self.quick_read_size
         try:
             size = maildrop.messages[request.msg - 1].size
+            quick = size <= self.quick_read_size
+            if not quick and (write := self._flush()) is not None:
+                yield write  # the answers so far do not wait for a worker thread
             chunks, chunk, ahead = yield Call(
-                _open_message,
-                (maildrop, request.msg, self.chunk_size),
-                quick=size <= self.quick_read_size,
+                _open_message, (maildrop, request.msg, self.chunk_size), quick=quick
             )
             # One chunk is read ahead of the one being sent, so the end of
             # the message is known without a call that only finds it.
             while chunk is not None:
                 more = session.message_data(chunk)
-                out = session.data_to_send()
-                if out:
-                    yield Write(out)
+                if (write := self._queue(session.data_to_send())) is not None:
+                    yield write
                 if not more:
                     break
                 chunk = ahead
                 if chunk is not None:
+                    if not chunk_quick and (write := self._flush()) is not None:
+                        yield write
                     ahead = yield Call(_next_chunk, (chunks,), quick=chunk_quick)
         except (MaildropError, OSError):
             session.message_failed()
