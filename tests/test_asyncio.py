@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import poplib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 
 import pytest
 
 import pop3_asyncio as pa
-from helpers import alice_backend, crlf
+from helpers import alice_backend, crlf, fake_server
 from pop3_maildrop import MemoryStorage
 
 MESSAGES = [
@@ -168,3 +169,30 @@ async def test_shutdown_during_a_slow_open_still_releases_the_lock() -> None:
     await server.wait_closed()
     writer.close()
     storage.open("alice").close()  # the lock was released: no MaildropLocked
+
+
+async def test_client_timeout_when_the_server_says_nothing() -> None:
+    # A listener that never accepts: the kernel completes the handshake, and
+    # no greeting ever comes.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            async with pa.connect("127.0.0.1", listener.getsockname()[1], tls=None, timeout=0.2):
+                pass
+        assert 0.15 < loop.time() - started < 5
+
+
+async def test_client_timeout_in_the_middle_of_a_session_leaves_it_unusable() -> None:
+    tail: list[bytes] = []
+    listener, thread = fake_server([b""], tail)  # greets, reads CAPA, never answers
+    with listener:
+        client = pa.connect("127.0.0.1", listener.getsockname()[1], tls=None, timeout=0.2)
+        await client.open()
+        with pytest.raises(TimeoutError):
+            await client.capa()
+        with pytest.raises(ConnectionError):
+            await client.capa()  # out of step: never reused
+        client.close()
+        await asyncio.to_thread(thread.join, 10)
+    assert tail == [b""]  # after the timeout nothing more was sent (no QUIT)

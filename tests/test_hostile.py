@@ -91,6 +91,30 @@ def port(binding: str) -> Iterator[int]:
         yield port
 
 
+def test_a_client_that_stops_reading_is_logged_out_and_frees_the_maildrop(binding: str) -> None:
+    # Writes wait for the client under the autologout timer too (RFC 1939
+    # section 3): a client that asks for a big message and never reads it
+    # must not hold the maildrop lock for ever.
+    storage = MemoryStorage()
+    storage.add("alice", b"Subject: big\n\n" + b"x" * 70 * 250_000)  # 17.5 MB, past the buffers
+    backend = Backend(UserDB.from_pairs({"alice": PASSWORD}), storage)
+    with serving(binding, backend, autologout=AUTOLOGOUT, failed_login_delay=0) as port:
+        with RawClient(port) as stalled:
+            assert stalled.login("alice", PASSWORD).startswith(b"+OK")
+            stalled.send(b"RETR 1\r\n")  # and never read
+            started = time.monotonic()
+            while True:
+                with RawClient(port) as again:
+                    answer = again.login("alice", PASSWORD)
+                    if answer.startswith(b"+OK"):
+                        assert again.command(b"STAT").startswith(b"+OK 1 ")  # nothing deleted
+                        break
+                assert b"[IN-USE]" in answer
+                assert time.monotonic() - started < AUTOLOGOUT + TIMEOUT
+                time.sleep(0.2)
+    assert time.monotonic() - started >= AUTOLOGOUT * 0.9  # held until the autologout
+
+
 def test_slow_drip_is_ended_by_the_autologout_timer(port: int) -> None:
     """A byte every 250 ms, never a whole command: logged out after ``autologout``.
 
