@@ -467,9 +467,11 @@ class ClientSession:
         outgoing: list[ev.Command] = []
         retrs = 0  # RETRs sent and not yet answered
         while queue or pending or outgoing:
-            # The window is topped up when half of it is answered (or a DELE
-            # goes out anyway): one write for many RETRs, not one for each.
-            if retrs <= depth // 2 or outgoing:
+            # The window is topped up once a quarter of it is answered (or a
+            # DELE goes out anyway): one write for several RETRs, not one for
+            # each, while three quarters stay in flight so the server never
+            # waits for the next command (half a window drained the pipe).
+            if retrs <= depth - max(1, depth // 4) or outgoing:
                 while queue and retrs < depth and (pipelining or not outgoing):
                     outgoing.append(ev.Retr(queue.popleft()))
                     retrs += 1
