@@ -38,14 +38,16 @@ class Sentinel(enum.Enum):
 NEED_DATA: Final = Sentinel.NEED_DATA
 PAUSED: Final = Sentinel.PAUSED
 
-_A = frozenset({State.AUTHORIZATION})
-_T = frozenset({State.TRANSACTION})
-_AT = _A | _T
+# Tuples, not sets: ``state in (...)`` compares by identity, where a set
+# would hash the member with Enum's Python-level __hash__ (once per command).
+_A = (State.AUTHORIZATION,)
+_T = (State.TRANSACTION,)
+_AT = _A + _T
 
 # Which state each command is valid in.  RFC 1939 sections 4-7, RFC 2449
 # section 5 (CAPA in both), RFC 5034 section 4 (AUTH), RFC 2595 section 4
 # (STLS), RFC 6856 section 2 (UTF8).
-COMMAND_STATES: dict[type, frozenset[State]] = {
+COMMAND_STATES: dict[type, tuple[State, ...]] = {
     ev.User: _A,
     ev.Pass: _A,
     ev.Apop: _A,
