@@ -13,7 +13,8 @@ the small ones in one curl run that reuses its connection (one RETR at a time: c
 pipeline). Then the ``pop3_asyncio`` client fetches the big message (and, pipelined, the
 small ones) from each server.
 
-Best of ``--repeat`` runs (a server run over 10 s is not repeated). "srv CPU" is the
+Best of ``--repeat`` runs (a server run over 10 s is not repeated); the clients of table 1
+take turns, one run each per round. "srv CPU" is the
 server's CPU seconds during the run (its process tree: Dovecot's master, its reaped children
 and live ones; 10 ms ticks); "cli CPU" is the client's CPU seconds (the Python clients: only
 the timed part; curl: the whole process).
@@ -437,19 +438,20 @@ def measure(
         run_python("pop3_asyncio", server, "big")  # warm the page cache
         check_curl(server, sizes, tmp)
         for which in ("big", "small", "serial", "list"):
-            for name in CLIENTS:
-                runs = [run_python(name, server, which) for _ in range(args.repeat)]
+            # The clients take turns, one run each per round: a slow spell of
+            # the machine falls on all of them, not on one client's runs.
+            by_client: dict[str, list[Result]] = {name: [] for name in (*CLIENTS, "curl")}
+            for _ in range(args.repeat):
+                for name in CLIENTS:
+                    by_client[name].append(run_python(name, server, which))
+                by_client["curl"].append(run_curl(server, which, sizes, tmp))
+            for name, runs in by_client.items():
                 if which == "list":
-                    if any(r["octets"] != 2 * args.listing for r in runs):
+                    if name != "curl" and any(r["octets"] != 2 * args.listing for r in runs):
                         raise RuntimeError(f"{name}: wrong LIST/UIDL entry count")
                     for r in runs:
                         r["octets"] = listing_octets
                 clients.setdefault(which, {})[name] = best(runs)
-            runs = [run_curl(server, which, sizes, tmp) for _ in range(args.repeat)]
-            if which == "list":
-                for r in runs:
-                    r["octets"] = listing_octets
-            clients[which]["curl"] = best(runs)
     finally:
         server.stop()
     starters: dict[str, Callable[[Path], Server]] = {
