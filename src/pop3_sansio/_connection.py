@@ -784,12 +784,7 @@ class ServerConnection(_Connection):
         ):
             # The hot path of a TRANSACTION: +OK to RETR, TOP, LIST or UIDL,
             # none of which changes the state; the checks below, fewer steps.
-            line = self._status_line(b"+OK", event)
-            if multiline_on_ok(current):
-                self._encoder = BodyEncoder()
-            else:
-                self._current = None
-            return line
+            return self._ok_line(event, current)
         if isinstance(event, ev.Greeting):
             if self._state is not State.GREETING:
                 self._local_error("the greeting was already sent", "wrong-state")
@@ -842,6 +837,10 @@ class ServerConnection(_Connection):
             self._state = State.CLOSED
         elif completes_login(current):
             self._state = State.TRANSACTION
+        return self._ok_line(event, current)
+
+    def _ok_line(self, event: ev.Ok, current: object) -> bytes:
+        """The ``+OK`` line answering ``current``; a body follows if its answer has one."""
         line = self._status_line(b"+OK", event)
         if multiline_on_ok(current):
             self._encoder = BodyEncoder()
