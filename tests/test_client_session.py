@@ -359,6 +359,12 @@ def test_retr_many_refills_its_window_a_quarter_at_a_time(delete: bool) -> None:
         assert retr_writes == [8] + [2] * 16
 
 
+def test_retr_many_needs_a_window_of_at_least_one() -> None:
+    wire = Wire()
+    with pytest.raises(ValueError, match="window"):
+        next(wire.client.retr_many([1], window=0))
+
+
 def test_retr_many_one_at_a_time_without_pipelining() -> None:
     wire = Wire()
     wire.result(wire.client.start())

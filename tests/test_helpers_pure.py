@@ -562,8 +562,8 @@ def test_encoder_stuffs_every_line_start_dot_however_many_dots_lines_hold(
         chunks = [message[i : i + size] for i in range(0, len(message), size)]
         assert _encode(chunks) == wire
         # A chunk that starts inside a line keeps a dot at its start as it is.
-        assert _encode([b"x", message]) == _stuffed_by_lines(b"x" + message)
-        assert _encode([b"x", message]).startswith(b"x" + first + b"start")
+        assert _encode([b"x", *chunks]) == _stuffed_by_lines(b"x" + message)
+    assert _encode([b"x", message]).startswith(b"x" + first + b"start")
 
 
 def test_message_size() -> None:

@@ -180,7 +180,9 @@ def test_read_failure_and_commit_failure() -> None:
 def test_stls_is_handed_to_the_binding() -> None:
     driver = driver_for(Store(), starttls=True)
     out, seen = run(driver, [b"STLS\r\n", b"CAPA\r\n"])
-    assert p.StartTls() in seen
+    tls = seen.index(p.StartTls())
+    before = seen[tls - 1]  # the +OK is written before the handshake starts
+    assert isinstance(before, p.Write) and before.data.endswith(b"begin TLS negotiation\r\n")
     assert b"STLS" not in out.split(b"begin TLS negotiation\r\n")[1]
 
 
@@ -200,6 +202,14 @@ class _DropWithoutEmptyChunks(Drop):
     def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
         data = self.data[msg - 1]
         return iter([data[i : i + chunk_size] for i in range(0, len(data), chunk_size)])
+
+
+class _DropInSmallPieces(Drop):
+    """Reads 5 octets at a time, whatever the chunk size asked for (a storage may)."""
+
+    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
+        data = self.data[msg - 1]
+        return iter([data[i : i + 5] for i in range(0, len(data), 5)])
 
 
 @pytest.mark.parametrize("last", [b"QUIT\r\n", b"DELE 1\r\nQUIT\r\n"])
@@ -403,6 +413,7 @@ def test_each_chunk_of_a_big_message_is_a_quick_read_if_a_chunk_may_be(
 ) -> None:
     # Reading 64 KiB of a big message costs what reading a 64 KiB message does.
     store = Store()
+    store.drop = _DropInSmallPieces(list(MESSAGES), fail_read=False, fail_commit=False)
     session = p.ServerSession(allow_plaintext=True)
     driver = p.SessionDriver(
         session, store, failed_login_delay=0, chunk_size=16, quick_read_size=quick_read_size
@@ -412,6 +423,15 @@ def test_each_chunk_of_a_big_message_is_a_quick_read_if_a_chunk_may_be(
     reads = [c for c in calls if c.function.__name__ == "_next_chunk"]
     assert len(reads) >= len(MESSAGES[1]) // 16 - 2
     assert all(c.quick is quick for c in reads)
+    writes_before_reads = [
+        isinstance(seen[i - 1], p.Write) for i, s in enumerate(seen) if s in reads
+    ]
+    if quick:
+        # Pieces smaller than a chunk are gathered into fewer writes.
+        assert not all(writes_before_reads)
+    else:
+        # Each read waits on a worker: what is ready (however small) is written first.
+        assert all(writes_before_reads)
     # Opening the message (and reading two chunks) stays in a worker.
     assert [c.quick for c in calls if c.function.__name__ == "_open_message"] == [False]
     assert b"\r\n".join(MESSAGES[1].split(b"\n")) in out

@@ -35,7 +35,9 @@ async def with_timeout(awaitable: Awaitable[T], seconds: float | None) -> T:
 
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(TimeoutError())
+        # asyncio's class: the builtin TimeoutError on 3.11+, and on 3.10
+        # the one asyncio.wait_for raises, as the other timeouts here do.
+        waiter.set_exception(asyncio.TimeoutError())
 
 
 async def _wait_until(

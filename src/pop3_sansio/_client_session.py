@@ -459,6 +459,8 @@ class ClientSession:
         answers to the commands already sent are read, so the session stays
         in step and no message the caller did not get is marked.
         """
+        if window < 1:
+            raise ValueError(f"window must be at least 1, not {window}")
         caps = self._capabilities
         pipelining = caps is not None and caps.pipelining
         depth = window if pipelining else 1

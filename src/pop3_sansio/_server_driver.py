@@ -260,8 +260,8 @@ class SessionDriver:
             if session.failed_logins > failures:
                 failures = session.failed_logins
                 if self.failed_login_delay > 0:
-                    # Slow password guessing down: the -ERR comes late (and
-                    # the answers before it do not).
+                    # Slow password guessing down: the -ERR comes late.
+                    # Answers held back from earlier commands go out first.
                     if (write := self._flush()) is not None:
                         yield write
                     yield Sleep(self.failed_login_delay)
