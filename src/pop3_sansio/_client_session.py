@@ -452,8 +452,8 @@ class ClientSession:
 
         Yields, per message, a ``Chunk`` for each piece of it and then an empty
         ``Chunk(b"")`` that marks its end. With PIPELINING (RFC 2449 section
-        6.6) up to ``window`` RETRs are in flight; otherwise one command at a
-        time. A message is marked for deletion only after the caller has taken
+        6.6) up to ``window`` (at least 1) RETRs are in flight; otherwise one
+        command at a time. A message is marked for deletion only after the caller has taken
         all of it (the DELE goes out when the generator is resumed after its
         end marker). A RETR or DELE that fails raises its ``Pop3Error`` once the
         answers to the commands already sent are read, so the session stays

@@ -274,6 +274,10 @@ class SessionDriver:
                 yield write
             if request is PAUSED:
                 continue  # the output is taken: answer the next pipelined command
+            # Everything but a message read waits (for the client, a worker
+            # thread, a handshake, the close): what is held goes out first. A
+            # small message's read is immediate, so its answer can join the
+            # next ones; _read() flushes before a read that is not.
             if not isinstance(request, ReadMessage) and (write := self._flush()) is not None:
                 yield write
             if request is NEED_DATA:
