@@ -36,6 +36,20 @@ def lines(*items: str) -> bytes:
     return "".join(item + "\r\n" for item in items).encode("utf-8")
 
 
+# RFC 2449 section 5's example capability list (a server answer and a parser seed).
+RFC2449_CAPABILITIES = (
+    "TOP",
+    "USER",
+    "SASL CRAM-MD5 KERBEROS_V4",
+    "RESP-CODES",
+    "LOGIN-DELAY 900",
+    "PIPELINING",
+    "EXPIRE 60",
+    "UIDL",
+    "IMPLEMENTATION Shlemazle-Plotz-v302",
+)
+
+
 # A message of RFC 1939 section 10's size class, with lines that need stuffing.
 MSG1 = lines(
     "From: dewey@dbc.mtview.ca.us",
@@ -92,15 +106,7 @@ CLIENT_SEEDS: dict[str, bytes] = {
     + lines(
         "+OK POP3 server ready",
         "+OK Capability list follows",
-        "TOP",
-        "USER",
-        "SASL CRAM-MD5 KERBEROS_V4",
-        "RESP-CODES",
-        "LOGIN-DELAY 900",
-        "PIPELINING",
-        "EXPIRE 60",
-        "UIDL",
-        "IMPLEMENTATION Shlemazle-Plotz-v302",
+        *RFC2449_CAPABILITIES,
         ".",
         "+OK",
         "-ERR [AUTH] invalid password",
@@ -542,20 +548,7 @@ def parser(kind: int, payload: bytes | str) -> bytes:
 
 
 PARSER_SEEDS: dict[str, bytes] = {
-    "capa-rfc2449": parser(
-        CAPA,
-        lines(
-            "TOP",
-            "USER",
-            "SASL CRAM-MD5 KERBEROS_V4",
-            "RESP-CODES",
-            "LOGIN-DELAY 900",
-            "PIPELINING",
-            "EXPIRE 60",
-            "UIDL",
-            "IMPLEMENTATION Shlemazle-Plotz-v302",
-        ),
-    ),
+    "capa-rfc2449": parser(CAPA, lines(*RFC2449_CAPABILITIES)),
     "capa-rfc5034": parser(
         CAPA,
         lines(

@@ -40,6 +40,25 @@ def pop3(*args: str) -> list[str]:
     return [sys.executable, "-m", "pop3_cli", *args]
 
 
+def start_fetch(
+    port: int, user: str, password: str, dest: Path, stderr: Path, *options: str
+) -> subprocess.Popen[bytes]:
+    """``pop3 fetch`` from 127.0.0.1:``port`` into the Maildir ``dest``, its stderr to a file.
+
+    The password goes by environment variable, as a user should pass it.
+    """
+    with open(stderr, "wb") as err:
+        return subprocess.Popen(
+            pop3(
+                *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", user),
+                *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), *options),
+            ),
+            env=env(POP3_TEST_PASSWORD=password),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
 def write_users(path: Path, users: dict[str, str]) -> Path:
     """A users file with plain passwords (no maildir column: ``--maildir ROOT/NAME``)."""
     path.write_text("".join(f"{name}:{password}\n" for name, password in users.items()))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+import served
 from pop3_cli import main
 from pop3_cli._errors import UsageError
 from pop3_cli._progress import Progress
@@ -317,16 +318,7 @@ def test_fetch_keep_fetches_only_new_mail(tmp_path: Path) -> None:
 
 
 def start_fetch(port: int, dest: Path, stderr: Path) -> subprocess.Popen[bytes]:
-    with open(stderr, "wb") as err:
-        return subprocess.Popen(
-            pop3(
-                *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", "alice"),
-                *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest)),
-            ),
-            env=env(POP3_TEST_PASSWORD=PASSWORD),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    return served.start_fetch(port, "alice", PASSWORD, dest, stderr)
 
 
 def wait_until_stored(dest: Path, count: int, proc: subprocess.Popen[bytes]) -> None:

@@ -46,7 +46,7 @@ import pytest
 
 from bindings import NAMES
 from pop3_maildrop._maildir import SIZE_CACHE
-from served import PopServer, RawClient, crlf, deliver, env, pop3, stored, write_users
+from served import PopServer, RawClient, crlf, deliver, start_fetch, stored, write_users
 
 SEED = int(os.environ.get("POP3_CRASH_SEED", "20240607"))
 KILLS = 12
@@ -284,16 +284,7 @@ FETCH_KILLS = 4
 
 
 def run_fetch(port: int, dest: Path, err: Path) -> subprocess.Popen[bytes]:
-    with open(err, "wb") as stderr:
-        return subprocess.Popen(
-            pop3(
-                *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", "user0"),
-                *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), "-q"),
-            ),
-            env=env(POP3_TEST_PASSWORD=PASSWORD),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    return start_fetch(port, "user0", PASSWORD, dest, err, "-q")
 
 
 def check_fetched(source: Path, dest: Path, originals: dict[str, bytes]) -> int:
