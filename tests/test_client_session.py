@@ -502,6 +502,7 @@ def test_answers_skipped_after_a_failure_are_not_collected() -> None:
     wire.result(wire.client.login("alice", "secret"))
     caps = wire.result(wire.client.capa())
     assert caps is not None and caps.pipelining
+    wire.result(wire.client.list())  # the sizes retr_many holds bodies to
     wire.client.max_listing_size = 1
     with pytest.raises(p.Pop3Error):
         wire.run(wire.client.retr_many([9, 1]))
@@ -574,3 +575,163 @@ def test_tokens_are_not_sent_in_the_clear() -> None:
     with pytest.raises(p.AuthError, match="in the clear"):
         wire.result(wire.client.auth("XOAUTH2", "alice", token="tok-1"))
     assert wire.sent == [b"CAPA\r\n"]
+
+
+# --- body limits: a message may not be much longer than its LIST size ----------------------
+
+
+def _in_transaction(**kwargs: Any) -> p.ClientSession:
+    client = p.ClientSession(**kwargs)
+    client.receive_data(b"+OK hi\r\n")
+    client.connection.next_event()
+    client.connection._state = p.State.TRANSACTION
+    return client
+
+
+def test_body_limit_is_twice_the_announced_size_plus_slack_capped_by_max_message_size() -> None:
+    assert p.ClientSession().body_limit(0) == 65536
+    assert p.ClientSession().body_limit(100) == 200 + 65536
+    # The absolute cap wins only where it is lower.
+    assert p.ClientSession(max_message_size=1000).body_limit(100) == 1000
+    assert p.ClientSession(max_message_size=10**9).body_limit(100) == 200 + 65536
+    assert p.ClientSession(max_message_size=65736).body_limit(100) == 65736
+    assert p.ClientSession(max_message_size=0).body_limit(0) == 0
+
+
+def test_retr_of_an_unlisted_size_asks_list_first_and_stops_a_flood_at_the_limit() -> None:
+    client = _in_transaction()
+    op = client.retr(3)
+    assert next(op) == p.Write(b"LIST 3\r\n")  # the size is not known yet
+    assert next(op) is p.READ
+    client.receive_data(b"+OK 3 100\r\n")
+    assert op.send(None) == p.Write(b"RETR 3\r\n")
+    assert next(op) is p.READ
+    line = b"x" * 1022 + b"\r\n"
+    client.receive_data(b"+OK\r\n" + line * 64)  # exactly the limit: 65536 + 200 would pass
+    taken = 0
+    with pytest.raises(p.MessageTooLargeError) as info:
+        while True:
+            instruction = op.send(None)
+            if instruction is p.READ:
+                client.receive_data(line * 64)  # and the server goes on and on
+            else:
+                assert isinstance(instruction, p.Chunk)
+                taken += len(instruction.data)
+    assert (info.value.msg, info.value.announced, info.value.limit) == (3, 100, 65736)
+    assert info.value.reason == "message-too-large"
+    assert str(info.value) == (
+        "message 3 is announced as 100 octets, but the server sent more than the limit of 65736"
+    )
+    assert isinstance(info.value, p.RemoteProtocolError)
+    assert taken <= 65736  # the caller never got more than the limit
+    # The rest of the body is still coming: nothing more is sent, QUIT included.
+    quit_op = client.quit()
+    with pytest.raises(p.RemoteProtocolError) as later:
+        next(quit_op)
+    assert later.value.reason == "peer-error"
+    assert "message 3" in str(later.value)
+
+
+def test_retr_and_top_use_the_listed_sizes_without_another_round_trip() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    sizes = wire.result(wire.client.list())
+    sent = len(wire.sent)
+    _, chunks = wire.run(wire.client.retr(2))
+    assert len(b"".join(chunks)) == sizes[2]
+    wire.run(wire.client.top(1, 0))
+    assert wire.sent[sent:] == [b"RETR 2\r\n", b"TOP 1 0\r\n"]
+
+
+def test_top_of_an_unlisted_size_asks_list_for_it() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    _, chunks = wire.run(wire.client.top(2, 1))
+    assert b"".join(chunks) == b"Subject: two\r\nX: y\r\n\r\nline 1\r\n"
+    assert wire.sent[-2:] == [b"LIST 2\r\n", b"TOP 2 1\r\n"]
+    wire.run(wire.client.retr(2))  # LIST 2 answered once for both
+    assert wire.sent[-1] == b"RETR 2\r\n"
+
+
+def test_a_message_announced_over_max_message_size_is_not_fetched() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    wire.client.max_message_size = 30
+    sizes = wire.result(wire.client.list())
+    assert sizes[1] <= 30 < sizes[2]
+    wire.run(wire.client.retr(1))
+    with pytest.raises(p.MessageTooLargeError) as info:
+        wire.run(wire.client.retr(2))
+    assert (info.value.msg, info.value.announced, info.value.limit) == (2, sizes[2], 30)
+    assert str(info.value) == f"message 2 is announced as {sizes[2]} octets, over the limit of 30"
+    assert wire.sent[-1] == b"RETR 1\r\n"  # RETR 2 never went out
+    with pytest.raises(p.RemoteProtocolError, match="unusable"):
+        wire.run(wire.client.noop())
+
+
+def test_retr_many_lists_once_for_unknown_sizes_and_not_again() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    wire.client._capabilities = p.Capabilities({})
+    _, chunks = wire.run(wire.client.retr_many([1, 2]))
+    assert chunks.count(b"") == 2
+    assert wire.sent[-3:] == [b"LIST\r\n", b"RETR 1\r\n", b"RETR 2\r\n"]
+    # Message 9 is not in the listing: no LIST again (the server refuses RETR 9).
+    with pytest.raises(p.Pop3Error, match="no such message"):
+        wire.run(wire.client.retr_many([3, 9]))
+    assert wire.sent[-2:] == [b"RETR 3\r\n", b"RETR 9\r\n"]
+
+
+def _retr_many_against(answers: bytes, **kwargs: Any) -> p.ClientSession:
+    """A pipelining session that knows sizes 1: 100, 2: 100 and has ``answers`` waiting."""
+    client = _in_transaction(**kwargs)
+    client._capabilities = p.Capabilities({"PIPELINING": ()})
+    op = client.list()
+    next(op)
+    next(op)
+    client.receive_data(b"+OK\r\n1 100\r\n2 100\r\n.\r\n")
+    with pytest.raises(StopIteration):
+        op.send(None)
+    client.receive_data(answers)
+    return client
+
+
+def test_retr_many_stops_a_flood_at_the_limit() -> None:
+    flood = b"+OK\r\n" + (b"y" * 998 + b"\r\n") * 80  # 80000 octets, announced 100
+    client = _retr_many_against(flood)
+    op = client.retr_many([1, 2])
+    assert next(op) == p.Write(b"RETR 1\r\nRETR 2\r\n")
+    with pytest.raises(p.MessageTooLargeError) as info:
+        while True:
+            assert op.send(None) is not p.READ  # everything needed is buffered
+    assert (info.value.msg, info.value.announced, info.value.limit) == (1, 100, 65736)
+
+
+def test_answers_skipped_after_a_failure_are_dropped_only_up_to_their_limit() -> None:
+    # RETR 1 fails; RETR 2, pipelined behind it, answers +OK and never stops.
+    flood = b"-ERR no such message\r\n+OK\r\n" + (b"z" * 998 + b"\r\n") * 80
+    client = _retr_many_against(flood)
+    op = client.retr_many([1, 2])
+    assert next(op) == p.Write(b"RETR 1\r\nRETR 2\r\n")
+    with pytest.raises(p.MessageTooLargeError) as info:
+        while True:
+            instruction = op.send(None)
+            assert not isinstance(instruction, p.Chunk)  # dropped, never handed out
+            assert instruction is not p.READ
+    assert (info.value.msg, info.value.limit) == (2, 65736)
+
+
+def test_retr_many_refuses_a_message_announced_over_the_cap_when_its_turn_comes() -> None:
+    client = _retr_many_against(b"+OK\r\nsmall\r\n.\r\n+OK\r\n", max_message_size=100)
+    client._sizes[2] = 101
+    op = client.retr_many([1, 2])
+    assert next(op) == p.Write(b"RETR 1\r\nRETR 2\r\n")
+    assert op.send(None) == p.Chunk(b"small\r\n")
+    assert op.send(None) == p.Chunk(b"")  # message 1 is taken
+    with pytest.raises(p.MessageTooLargeError) as info:
+        op.send(None)
+    assert (info.value.msg, info.value.announced, info.value.limit) == (2, 101, 100)

@@ -49,6 +49,7 @@ class AsyncClient(abc.ABC):
         ssl_context: SSLContext | None,
         timeout: float | None,
         allow_plaintext_login: bool,
+        max_message_size: int | None = None,
     ) -> None:
         if tls not in ("implicit", "starttls", None):
             raise ValueError(f"tls must be 'implicit', 'starttls' or None, not {tls!r}")
@@ -58,6 +59,7 @@ class AsyncClient(abc.ABC):
         self.ssl_context = ssl_context
         self.timeout = timeout
         self.allow_plaintext_login = allow_plaintext_login
+        self.max_message_size = max_message_size
         self._session: ClientSession | None = None
         self._busy = False
         self._broken: BaseException | None = None
@@ -94,6 +96,7 @@ class AsyncClient(abc.ABC):
             tls=self.tls == "implicit",
             secure=self.allow_plaintext_login or peer_is_loopback,
             random_bytes=random_bytes,
+            max_message_size=self.max_message_size,
         )
         return await self._run(self._session.start(starttls=self.tls == "starttls"))
 

@@ -20,7 +20,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, NoReturn, TypeAlias
 
 from . import _events as ev
 from ._apop import apop_digest
@@ -47,6 +47,7 @@ __all__ = [
     "InUseError",
     "Instruction",
     "LoginDelayError",
+    "MessageTooLargeError",
     "PermanentError",
     "Pop3Error",
     "TemporaryError",
@@ -96,6 +97,29 @@ _BY_CODE: tuple[tuple[ResponseCode, type[Pop3Error]], ...] = (
 )
 
 
+class MessageTooLargeError(RemoteProtocolError):
+    """A message body went over its limit (``ClientSession.body_limit``), or was announced so.
+
+    ``msg`` is the message number, ``announced`` the size the server gave in
+    its scan listing (LIST), ``limit`` the octets the client accepts for it.
+    The rest of the body is not read: the connection cannot be used any more
+    (no QUIT either, so nothing marked for deletion is deleted).
+    """
+
+    def __init__(self, msg: int, announced: int, limit: int, *, received: int | None) -> None:
+        if received is None:
+            text = f"message {msg} is announced as {announced} octets, over the limit of {limit}"
+        else:
+            text = (
+                f"message {msg} is announced as {announced} octets, but the server sent "
+                f"more than the limit of {limit}"
+            )
+        super().__init__(text, reason="message-too-large")
+        self.msg = msg
+        self.announced = announced
+        self.limit = limit
+
+
 def error_for(err: ev.Err, command: str, default: type[Pop3Error] = Pop3Error) -> Pop3Error:
     """The exception for ``err``: chosen by its response code, else ``default``."""
     if err.code is not None:
@@ -138,6 +162,9 @@ Op: TypeAlias = Generator[Instruction, None, "object"]
 MAX_LISTING_SIZE = 64 << 20
 """Default cap on a LIST, UIDL or CAPA body the client collects (about 800k UIDL lines)."""
 
+BODY_SLACK = 64 << 10
+"""Octets a body may exceed twice its announced size by (see ``ClientSession.body_limit``)."""
+
 # Mechanisms that hand the secret itself (a password or a bearer token) to
 # anyone who reads the connection.
 _CLEARTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"})
@@ -159,6 +186,7 @@ class ClientSession:
         secure: bool = False,
         random_bytes: Callable[[int], bytes] | None = None,
         connection: ClientConnection | None = None,
+        max_message_size: int | None = None,
     ) -> None:
         self.connection = connection or ClientConnection(tls=tls)
         self._insecure_ok = secure
@@ -169,6 +197,11 @@ class ClientSession:
         self.max_listing_size = MAX_LISTING_SIZE
         """Cap on a LIST, UIDL or CAPA body: more is a ``RemoteProtocolError`` ("too-big")."""
         self._capa_known = False
+        self.max_message_size = max_message_size
+        """Absolute cap on a RETR or TOP body, in octets; ``None``: only the relative limit."""
+        self._sizes: dict[int, int] = {}  # from LIST: sizes are fixed for the session
+        self._listed = False  # a whole scan listing was read: _sizes has every message
+        self._refused: MessageTooLargeError | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -182,6 +215,12 @@ class ClientSession:
         return self._insecure_ok or self.connection.tls_active
 
     def _send(self, *commands: ev.Command) -> Generator[Instruction, None, None]:
+        if self._refused is not None:
+            # The rest of an oversized body is still on its way: no command
+            # (QUIT included) can be answered in step any more.
+            raise RemoteProtocolError(
+                f"the connection is unusable: {self._refused}", reason="peer-error"
+            )
         yield Write(b"".join(self.connection.send(c) for c in commands))
 
     def _event(self) -> Generator[Instruction, None, ev.Event]:
@@ -413,9 +452,13 @@ class ClientSession:
         """``LIST`` -> ``{msgno: size}`` (one entry for ``LIST msg``)."""
         if msg is not None:
             n, size = parse_scan_line((yield from self._simple(ev.List(msg), "LIST")))
+            self._sizes[n] = size
             return {n: size}
         yield from self._simple(ev.List(), "LIST")
-        return parse_scan_listing((yield from self._body()))
+        sizes = parse_scan_listing((yield from self._body()))
+        self._sizes.update(sizes)
+        self._listed = True
+        return sizes
 
     def uidl(self, msg: int | None = None) -> Generator[Instruction, None, dict[int, str]]:
         """``UIDL`` -> ``{msgno: unique id}`` (one entry for ``UIDL msg``)."""
@@ -427,23 +470,77 @@ class ClientSession:
         yield from self._simple(ev.Uidl(), "UIDL")
         return parse_uid_listing((yield from self._body()))
 
+    def body_limit(self, size: int) -> int:
+        """The octets accepted for a RETR or TOP body of a message announced as ``size``.
+
+        Twice the size plus ``BODY_SLACK``: servers differ on whether LIST
+        counts bare LF line ends as one octet or two (RFC 1939 section 11
+        asks for CRLF, yet the size of a stored LF file is common), and the
+        slack covers small messages. ``max_message_size``, when set, caps it.
+        """
+        limit = 2 * size + BODY_SLACK
+        cap = self.max_message_size
+        return limit if cap is None or cap > limit else cap
+
+    def _limit(self, msg: int) -> Generator[Instruction, None, tuple[int, int]]:
+        """``(announced size, body limit)`` of ``msg``; raises if it is announced over the cap.
+
+        The size comes from an earlier LIST when there was one; otherwise
+        ``LIST msg`` asks for it, one round trip (``list()`` first saves it
+        for every message at once).
+        """
+        size = self._sizes.get(msg)
+        if size is None:
+            (size,) = (yield from self.list(msg)).values()
+        return size, self._check_announced(msg, size)
+
+    def _check_announced(self, msg: int, size: int) -> int:
+        limit = self.body_limit(size)
+        if self.max_message_size is not None and size > self.max_message_size:
+            # Known too big before a byte of it is sent: not fetched at all.
+            self._refuse(MessageTooLargeError(msg, size, limit, received=None))
+        return limit
+
+    def _refuse(self, error: MessageTooLargeError) -> NoReturn:
+        self._refused = error
+        raise error
+
     def retr(self, msg: int) -> Generator[Instruction, None, None]:
-        """``RETR msg``: yields the message as ``Chunk`` instructions."""
+        """``RETR msg``: yields the message as ``Chunk`` instructions.
+
+        Raises ``MessageTooLargeError`` once the body goes over its
+        ``body_limit`` (from the LIST size, asked for first if not known).
+        """
+        size, limit = yield from self._limit(msg)
         yield from self._simple(ev.Retr(msg), "RETR")
-        yield from self._chunks()
+        yield from self._chunks(msg, size, limit)
 
     def top(self, msg: int, lines: int) -> Generator[Instruction, None, None]:
-        """``TOP msg lines``: yields the headers and ``lines`` body lines as ``Chunk``."""
-        yield from self._simple(ev.Top(msg, lines), "TOP")
-        yield from self._chunks()
+        """``TOP msg lines``: yields the headers and ``lines`` body lines as ``Chunk``.
 
-    def _chunks(self) -> Generator[Instruction, None, None]:
+        Held to the whole message's ``body_limit``, as ``retr`` is: headers
+        and some lines are never more than the message.
+        """
+        size, limit = yield from self._limit(msg)
+        yield from self._simple(ev.Top(msg, lines), "TOP")
+        yield from self._chunks(msg, size, limit)
+
+    def _chunks(
+        self, msg: int, size: int, limit: int, *, keep: bool = True
+    ) -> Generator[Instruction, None, None]:
+        """A body as ``Chunk`` instructions (dropped unless ``keep``), up to ``limit`` octets."""
+        received = 0
         while True:
             event = yield from self._event()
             if isinstance(event, ev.EndOfResponse):
                 return
             assert isinstance(event, ev.Data)
-            yield Chunk(event.data)
+            received += len(event.data)
+            if received > limit:
+                # Not drained: a server that never stops would keep us here.
+                self._refuse(MessageTooLargeError(msg, size, limit, received=received))
+            if keep:
+                yield Chunk(event.data)
 
     def retr_many(
         self, msgs: Iterable[int], *, delete: bool = False, window: int = 32
@@ -458,6 +555,11 @@ class ClientSession:
         end marker). A RETR or DELE that fails raises its ``Pop3Error`` once the
         answers to the commands already sent are read, so the session stays
         in step and no message the caller did not get is marked.
+
+        Each body is held to its ``body_limit``. Sizes not known from an
+        earlier LIST are asked for with one LIST of every message first (one
+        round trip for them all, not one ``LIST msg`` each); a message that
+        listing lacks is held to ``BODY_SLACK``.
         """
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window}")
@@ -465,6 +567,9 @@ class ClientSession:
         pipelining = caps is not None and caps.pipelining
         depth = window if pipelining else 1
         queue = deque(msgs)
+        sizes = self._sizes
+        if not self._listed and any(msg not in sizes for msg in queue):
+            yield from self.list()
         pending: deque[ev.Command] = deque()
         outgoing: list[ev.Command] = []
         retrs = 0  # RETRs sent and not yet answered
@@ -493,19 +598,21 @@ class ClientSession:
             except Pop3Error:
                 yield from self._skip_answers(pending)
                 raise
-            yield from self._chunks()
+            msg = command.msg
+            size = sizes.get(msg, 0)
+            yield from self._chunks(msg, size, self._check_announced(msg, size))
             yield Chunk(b"")
             if delete:
                 outgoing.append(ev.Dele(command.msg))
 
     def _skip_answers(self, commands: Iterable[ev.Command]) -> Generator[Instruction, None, None]:
-        """Read and drop the answers to ``commands`` (already sent)."""
+        """Read and drop the answers to ``commands`` (already sent), bodies up to their limit."""
         for command in commands:
             event = yield from self._event()
             if isinstance(event, ev.Ok) and isinstance(command, ev.Retr):
-                # Dropped as it arrives: a message of any size, in no memory.
-                while not isinstance((yield from self._event()), ev.EndOfResponse):
-                    pass
+                # Dropped as it arrives, in no memory, yet not for ever.
+                size = self._sizes.get(command.msg, 0)
+                yield from self._chunks(command.msg, size, self.body_limit(size), keep=False)
 
     def dele(self, msg: int) -> Generator[Instruction, None, str]:
         """``DELE msg``: mark for deletion at QUIT."""

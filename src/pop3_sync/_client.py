@@ -50,6 +50,7 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     allow_plaintext_login: bool = False,
+    max_message_size: int | None = None,
 ) -> Client:
     """A client for ``host``; use it as ``with connect(...) as client:``.
 
@@ -60,6 +61,10 @@ def connect(
     (``Timeout``, a ``TimeoutError``, when it passes). Passwords are never
     sent in the clear to a non-loopback host unless ``allow_plaintext_login``
     is true.
+
+    A RETR or TOP body longer than twice the size the server announced plus
+    64 KiB, or than ``max_message_size`` octets when set, raises
+    ``MessageTooLargeError`` and leaves the connection unusable.
 
     Leaving the ``with`` block normally sends QUIT, which commits deletions;
     leaving it with an exception closes the connection without QUIT, so
@@ -72,6 +77,7 @@ def connect(
         ssl_context=ssl_context,
         timeout=timeout,
         allow_plaintext_login=allow_plaintext_login,
+        max_message_size=max_message_size,
     )
 
 
@@ -87,6 +93,7 @@ class Client:
         ssl_context: ssl.SSLContext | None,
         timeout: float | None,
         allow_plaintext_login: bool,
+        max_message_size: int | None = None,
     ) -> None:
         if tls not in ("implicit", "starttls", None):
             raise ValueError(f"tls must be 'implicit', 'starttls' or None, not {tls!r}")
@@ -96,6 +103,7 @@ class Client:
         self._context = ssl_context
         self.timeout = timeout
         self._allow_plaintext = allow_plaintext_login
+        self.max_message_size = max_message_size
         self._sock: socket.socket | None = None
         self._session: ClientSession | None = None
         self._busy = False
@@ -125,7 +133,12 @@ class Client:
                 sock.close()
                 raise
         secure = self._allow_plaintext or peer_is_loopback(self._sock)
-        self._session = ClientSession(tls=implicit, secure=secure, random_bytes=os.urandom)
+        self._session = ClientSession(
+            tls=implicit,
+            secure=secure,
+            random_bytes=os.urandom,
+            max_message_size=self.max_message_size,
+        )
         return self._run(self._session.start(starttls=self._tls == "starttls"))
 
     def __enter__(self) -> Client:

@@ -44,6 +44,7 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     allow_plaintext_login: bool = False,
+    max_message_size: int | None = None,
 ) -> Client:
     """A client for ``host``; use it as ``async with connect(...) as client:``.
 
@@ -54,6 +55,10 @@ def connect(
     (``OperationTimeoutError``, a ``TimeoutError`` and a ``trio.TooSlowError``).
     Passwords are never sent in the clear to a non-loopback host unless
     ``allow_plaintext_login`` is true.
+
+    A RETR or TOP body longer than twice the size the server announced plus
+    64 KiB, or than ``max_message_size`` octets when set, raises
+    ``MessageTooLargeError`` and leaves the connection unusable.
 
     Leaving the ``async with`` block normally sends QUIT, which commits
     deletions; leaving it with an exception (cancellation included) closes
@@ -66,6 +71,7 @@ def connect(
         ssl_context=ssl_context,
         timeout=timeout,
         allow_plaintext_login=allow_plaintext_login,
+        max_message_size=max_message_size,
     )
 
 
