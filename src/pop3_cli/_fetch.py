@@ -26,6 +26,7 @@ from typing import Literal
 from pop3_asyncio import (
     AuthError,
     InUseError,
+    MessageTooLargeError,
     Pop3Error,
     ProtocolError,
     connect,
@@ -159,6 +160,7 @@ async def _fetch_all(
         ssl_context=context,
         timeout=args.timeout,
         allow_plaintext_login=args.insecure,
+        max_message_size=args.max_message_size,
     )
     async with client:
         await client.login(args.user, password)
@@ -240,6 +242,8 @@ def run_fetch(args: argparse.Namespace) -> int:
             raise CliError(f"the maildrop on {where} is in use: {exc}") from None
         except Pop3Error as exc:
             raise CliError(f"{where}: {exc}") from None
+        except MessageTooLargeError as exc:
+            raise CliError(f"{where}: {exc}; nothing was deleted on the server") from None
         except ProtocolError as exc:
             raise CliError(f"{where}: protocol error: {exc}") from None
         except ssl.SSLCertVerificationError as exc:

@@ -307,6 +307,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         metavar="SECONDS",
         help="give up when the server is silent this long (default 60)",
     )
+    fetch.add_argument(
+        "--max-message-size",
+        type=_octets,
+        metavar="OCTETS",
+        help="refuse a message larger than this (default: no cap beyond twice the size "
+        "the server announced plus 64 KiB)",
+    )
     return parser, {"serve": serve, "fetch": fetch}
 
 
