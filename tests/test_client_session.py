@@ -125,7 +125,8 @@ def test_retr_of_a_missing_message_is_a_plain_pop3_error() -> None:
     with pytest.raises(p.Pop3Error) as info:
         wire.run(wire.client.retr(9))
     assert type(info.value) is p.Pop3Error and info.value.code is None
-    assert wire.result(wire.client.noop()) == ""  # still in step
+    assert wire.sent[-1] == b"LIST 9\r\nRETR 9\r\n"  # the size, asked for in the same write
+    assert wire.result(wire.client.noop()) == ""  # still in step: RETR's -ERR was read too
 
 
 @pytest.mark.parametrize(
@@ -644,15 +645,45 @@ def test_retr_and_top_use_the_listed_sizes_without_another_round_trip() -> None:
     assert wire.sent[sent:] == [b"RETR 2\r\n", b"TOP 1 0\r\n"]
 
 
-def test_top_of_an_unlisted_size_asks_list_for_it() -> None:
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_top_of_an_unlisted_size_asks_list_for_it(pipelining: bool) -> None:
     wire = Wire()
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
+    if not pipelining:
+        wire.client._capabilities = p.Capabilities({})
     _, chunks = wire.run(wire.client.top(2, 1))
     assert b"".join(chunks) == b"Subject: two\r\nX: y\r\n\r\nline 1\r\n"
-    assert wire.sent[-2:] == [b"LIST 2\r\n", b"TOP 2 1\r\n"]
+    if pipelining:  # one round trip (RFC 2449 section 6.6)
+        assert wire.sent[-1] == b"LIST 2\r\nTOP 2 1\r\n"
+    else:
+        assert wire.sent[-2:] == [b"LIST 2\r\n", b"TOP 2 1\r\n"]
     wire.run(wire.client.retr(2))  # LIST 2 answered once for both
     assert wire.sent[-1] == b"RETR 2\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [(b"short\r\n.\r\n", p.Pop3Error), (b"z" * 70000 + b"\r\n", p.MessageTooLargeError)],
+    ids=["in-step", "flood"],
+)
+def test_a_body_after_a_refused_list_is_dropped_up_to_the_slack(
+    body: bytes, error: type[Exception]
+) -> None:
+    # A server that says message 4 does not exist, then sends its TOP anyway.
+    client = _in_transaction()
+    client._capabilities = p.Capabilities({"PIPELINING": ()})
+    op = client.top(4, 0)
+    assert next(op) == p.Write(b"LIST 4\r\nTOP 4 0\r\n")
+    client.receive_data(b"-ERR no such message\r\n+OK\r\n" + body)
+    with pytest.raises(error) as info:
+        while True:
+            instruction = op.send(None)
+            assert not isinstance(instruction, p.Chunk)  # dropped, never handed out
+            assert instruction is not p.READ
+    if error is p.Pop3Error:
+        assert info.value.command == "LIST"  # type: ignore[attr-defined]
+        assert client.connection.in_flight == ()  # in step
 
 
 def test_a_message_announced_over_max_message_size_is_not_fetched() -> None:

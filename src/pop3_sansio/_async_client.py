@@ -220,6 +220,9 @@ class AsyncClient(abc.ABC):
         """Stream message ``msg``: ``async for chunk in client.iter_retr(1)``.
 
         Read it to the end: leaving the loop early makes the connection unusable.
+        A body over ``session.body_limit`` of its LIST size (``LIST msg`` goes
+        out with the RETR unless ``list()`` was called) raises
+        ``MessageTooLargeError``; so do ``retr``, ``retr_to``, ``top`` and ``retr_many``.
         """
         return _Operation(self, self.session.retr(msg))
 

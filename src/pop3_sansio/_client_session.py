@@ -199,7 +199,8 @@ class ClientSession:
         self._capa_known = False
         self.max_message_size = max_message_size
         """Absolute cap on a RETR or TOP body, in octets; ``None``: only the relative limit."""
-        self._sizes: dict[int, int] = {}  # from LIST: sizes are fixed for the session
+        # From LIST: a message's size is fixed once the maildrop is open (RFC 1939 section 4).
+        self._sizes: dict[int, int] = {}
         self._listed = False  # a whole scan listing was read: _sizes has every message
         self._refused: MessageTooLargeError | None = None
 
@@ -473,26 +474,48 @@ class ClientSession:
     def body_limit(self, size: int) -> int:
         """The octets accepted for a RETR or TOP body of a message announced as ``size``.
 
-        Twice the size plus ``BODY_SLACK``: servers differ on whether LIST
-        counts bare LF line ends as one octet or two (RFC 1939 section 11
-        asks for CRLF, yet the size of a stored LF file is common), and the
-        slack covers small messages. ``max_message_size``, when set, caps it.
+        Twice the size plus ``BODY_SLACK``: RFC 1939 section 11 counts each
+        line end as two octets (CRLF), yet some servers give the size of the
+        stored file with one-octet LF ends, which a body of short lines
+        nearly doubles on the wire; the slack covers small messages.
+        ``max_message_size``, when set, caps it.
         """
         limit = 2 * size + BODY_SLACK
         cap = self.max_message_size
         return limit if cap is None or cap > limit else cap
 
-    def _limit(self, msg: int) -> Generator[Instruction, None, tuple[int, int]]:
-        """``(announced size, body limit)`` of ``msg``; raises if it is announced over the cap.
+    def _open_body(
+        self, command: ev.Retr | ev.Top, name: str
+    ) -> Generator[Instruction, None, tuple[int, int]]:
+        """Send ``command``, read its ``+OK``; return the message's ``(size, body limit)``.
 
-        The size comes from an earlier LIST when there was one; otherwise
-        ``LIST msg`` asks for it, one round trip (``list()`` first saves it
-        for every message at once).
+        The size comes from an earlier LIST when there was one. Otherwise
+        ``LIST msg`` asks for it: in the same write as ``command`` when the
+        server pipelines (RFC 2449 section 6.6), else one round trip before
+        it (``list()`` first saves them for every message at once).
         """
+        msg = command.msg
         size = self._sizes.get(msg)
-        if size is None:
-            (size,) = (yield from self.list(msg)).values()
-        return size, self._check_announced(msg, size)
+        caps = self._capabilities
+        if size is None and caps is not None and caps.pipelining:
+            yield from self._send(ev.List(msg), command)
+            try:
+                ok = yield from self._status("LIST")
+            except Pop3Error:
+                # No such message: read the answer to ``command`` too, in step.
+                yield from self._skip_answers([command])
+                raise
+            assert isinstance(ok, ev.Ok)
+            n, size = parse_scan_line(ok.text)
+            self._sizes[n] = size
+            limit = self._check_announced(msg, size)
+        else:
+            if size is None:
+                (size,) = (yield from self.list(msg)).values()
+            limit = self._check_announced(msg, size)
+            yield from self._send(command)
+        yield from self._status(name)
+        return size, limit
 
     def _check_announced(self, msg: int, size: int) -> int:
         limit = self.body_limit(size)
@@ -509,10 +532,9 @@ class ClientSession:
         """``RETR msg``: yields the message as ``Chunk`` instructions.
 
         Raises ``MessageTooLargeError`` once the body goes over its
-        ``body_limit`` (from the LIST size, asked for first if not known).
+        ``body_limit`` (from the LIST size, asked for as well if not known).
         """
-        size, limit = yield from self._limit(msg)
-        yield from self._simple(ev.Retr(msg), "RETR")
+        size, limit = yield from self._open_body(ev.Retr(msg), "RETR")
         yield from self._chunks(msg, size, limit)
 
     def top(self, msg: int, lines: int) -> Generator[Instruction, None, None]:
@@ -521,8 +543,7 @@ class ClientSession:
         Held to the whole message's ``body_limit``, as ``retr`` is: headers
         and some lines are never more than the message.
         """
-        size, limit = yield from self._limit(msg)
-        yield from self._simple(ev.Top(msg, lines), "TOP")
+        size, limit = yield from self._open_body(ev.Top(msg, lines), "TOP")
         yield from self._chunks(msg, size, limit)
 
     def _chunks(
@@ -609,7 +630,7 @@ class ClientSession:
         """Read and drop the answers to ``commands`` (already sent), bodies up to their limit."""
         for command in commands:
             event = yield from self._event()
-            if isinstance(event, ev.Ok) and isinstance(command, ev.Retr):
+            if isinstance(event, ev.Ok) and isinstance(command, ev.Retr | ev.Top):
                 # Dropped as it arrives, in no memory, yet not for ever.
                 size = self._sizes.get(command.msg, 0)
                 yield from self._chunks(command.msg, size, self.body_limit(size), keep=False)

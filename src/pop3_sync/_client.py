@@ -310,7 +310,10 @@ class Client:
         """Stream message ``msg``: ``for chunk in client.iter_retr(1)``.
 
         Leaving the loop early makes the connection unusable (the rest of the
-        message is still on its way); it is closed without QUIT.
+        message is still on its way); it is closed without QUIT. A body over
+        ``session.body_limit`` of its LIST size (``LIST msg`` goes out with the
+        RETR unless ``list()`` was called) raises ``MessageTooLargeError``; so
+        do ``retr``, ``retr_to``, ``top`` and ``retr_many``.
         """
         return self._stream_op(self.session.retr(msg))
 
