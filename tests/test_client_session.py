@@ -610,11 +610,15 @@ def test_retr_of_an_unlisted_size_asks_list_first_and_stops_a_flood_at_the_limit
     line = b"x" * 1022 + b"\r\n"
     client.receive_data(b"+OK\r\n" + line * 64)  # exactly the limit: 65536 + 200 would pass
     taken = 0
+    reads = 0
     with pytest.raises(p.MessageTooLargeError) as info:
         while True:
             instruction = op.send(None)
             if instruction is p.READ:
-                client.receive_data(line * 64)  # and the server goes on and on
+                # The server goes on and on (ending after 64 MiB, so that a
+                # client without a limit fails here rather than loops).
+                reads += 1
+                client.receive_data(line * 64 if reads < 1024 else b".\r\n")
             else:
                 assert isinstance(instruction, p.Chunk)
                 taken += len(instruction.data)
