@@ -139,8 +139,11 @@ Download mail from a POP3 server into a Maildir.
 Each message is written to DIR/tmp, synced, and renamed into DIR/new before
 it is marked for deletion; the deletions take effect only when the session
 ends normally (QUIT). A run that is interrupted or killed therefore loses
-nothing, and the next run does not download again what it already stored:
-the unique ids (UIDL) of stored messages are kept in DIR/.pop3-fetch-state.json.
+nothing, and the next run does not store again what it already stored: the
+unique id (UIDL), size and SHA-256 of stored messages are kept in
+DIR/.pop3-fetch-state.json. A message is deleted only after it was retrieved
+in the same session and its bytes are stored, so a server that reuses unique
+ids cannot make it delete mail unread; one that lists an id twice is refused.
 """
 
 FETCH_EPILOG = """\
