@@ -285,6 +285,25 @@ def test_keep_records_id_size_and_digest_and_skips_only_on_a_matching_size(tmp_p
     assert account_records(dest) == {"a": [300, sha256(grown)]}
 
 
+def test_after_keep_a_run_without_keep_retrieves_again_and_stores_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """Stored earlier is not enough to delete: the bytes listed now must be the ones stored."""
+    dest = tmp_path / "dest"
+    mails = [("a", message(1)), ("b", message(2))]
+    sessions = [Session(list(mails)), Session(list(mails))]
+    with ScriptedServer(sessions) as server:
+        assert fetch(tmp_path, server.port, dest, "--keep") == (0, "")
+        assert fetch(tmp_path, server.port, dest) == (0, "")
+    commands = sessions[1].commands
+    for n in (1, 2):
+        assert commands.index(f"RETR {n}") < commands.index(f"DELE {n}")
+    assert sessions[1].deleted == [1, 2]
+    assert Counter(stored(dest).values()) == Counter(m for _, m in mails)
+    assert list((dest / "tmp").iterdir()) == []
+    assert account_records(dest) == {}
+
+
 def write_version_1_state(dest: Path, port: int, uids: list[str], journal: list[str]) -> None:
     """A state file and journal as the version that kept unique ids only wrote them."""
     for sub in ("tmp", "new", "cur"):
