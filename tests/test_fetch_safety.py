@@ -5,8 +5,9 @@ sessions (ids that are message numbers), a Maildir can hold two files of one
 unique part, and a broken server may even list one id twice. Each test runs
 ``pop3 fetch`` in a subprocess against a real server on 127.0.0.1: a small
 scripted one (``ScriptedServer``) that plays the broken server and records
-every command, or ``pop3 serve``. Each checks the invariant directly: every
-message the server deleted is, byte for byte, in the destination Maildir.
+every command, or ``pop3 serve``. Where the server deleted anything, the test
+checks the invariant itself: every message the server deleted is, byte for
+byte, in the destination Maildir.
 """
 
 from __future__ import annotations
