@@ -62,6 +62,7 @@ def start_fetch(
 def write_users(path: Path, users: dict[str, str]) -> Path:
     """A users file with plain passwords (no maildir column: ``--maildir ROOT/NAME``)."""
     path.write_text("".join(f"{name}:{password}\n" for name, password in users.items()))
+    path.chmod(0o600)  # pop3 serve warns about a users file that others can read
     return path
 
 

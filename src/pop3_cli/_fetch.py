@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -51,6 +52,7 @@ from pop3_asyncio import (
 from ._deliver import MaildirWriter, message_token
 from ._errors import CliError, Interrupted
 from ._progress import Progress
+from ._secretfile import read_secret_file
 from ._state import FetchState
 
 __all__ = ["FetchResult", "read_password", "run_fetch"]
@@ -80,13 +82,8 @@ def read_password(args: argparse.Namespace) -> str:
             raise CliError(f"--password-env: environment variable {args.password_env} is empty")
         return password
     path = args.password_file
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            first = f.readline()
-    except OSError as exc:
-        raise CliError(f"cannot read the password file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"the password file {path} is not UTF-8") from None
+    text = read_secret_file(path, "the password file", private=True, newline="")
+    first = io.StringIO(text, newline="").readline()
     password = first.removesuffix("\n").removesuffix("\r")
     if not password:
         raise CliError(f"the password file {path} starts with an empty line")
