@@ -1,10 +1,28 @@
-"""Servers that keep accepting when the system runs out of descriptors or threads."""
+"""Servers that keep accepting when the system runs out of descriptors or threads.
+
+Each runs as ``pop3 serve`` in a subprocess under a real limit: a low
+``RLIMIT_NOFILE``, set before it starts.
+"""
 
 from __future__ import annotations
 
+import os
+import resource
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
+from bindings import NAMES
+from helpers import crlf
 from pop3_sansio import AcceptPause, refusal
+from served import TIMEOUT, PopServer, RawClient, deliver, write_users
+
+MESSAGE = b"From: carol@example.org\nSubject: for bob\n\nhello bob\n"
+PASSWORD = "secret"
+
 
 # --- the shared rules ----------------------------------------------------------------------
 
@@ -26,3 +44,102 @@ def test_accept_pause_refuses_pauses_that_are_not_positive_and_ordered(
 
 def test_refusal_is_a_sys_temp_greeting() -> None:
     assert refusal("no room") == b"-ERR [SYS/TEMP] no room\r\n"
+
+
+# --- pop3 serve in a subprocess ---------------------------------------------------------------
+
+
+@pytest.fixture
+def maildrops(tmp_path: Path) -> tuple[Path, Path]:
+    """(users file, Maildir root): bob has one message."""
+    root = tmp_path / "maildirs"
+    deliver(root / "bob", "1700000000.M0P1.test", MESSAGE)
+    return write_users(tmp_path / "users", {"bob": PASSWORD}), root
+
+
+def new_session(port: int) -> None:
+    """Bob logs in, retrieves his message byte-exact and quits."""
+    with RawClient(port) as client:
+        assert client.greeting.startswith(b"+OK"), client.greeting
+        assert client.login("bob", PASSWORD).startswith(b"+OK")
+        assert client.retr(1) == crlf(MESSAGE)
+        assert client.command(b"QUIT").startswith(b"+OK")
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after ``TIMEOUT`` seconds."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# --- out of descriptors ---------------------------------------------------------------------
+
+NOFILE = 64
+"""The server's RLIMIT_NOFILE: room for its own files and a few dozen connections."""
+HELD = 100
+"""Connections held open at once: more than the server has descriptors for."""
+HOLD = 3.0
+"""Seconds the server spends out of descriptors while it is measured."""
+
+
+def few_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+@pytest.mark.parametrize("backend", NAMES)
+def test_out_of_descriptors_costs_little_cpu_and_few_log_lines(
+    backend: str, tmp_path: Path, maildrops: tuple[Path, Path]
+) -> None:
+    """More connections than descriptors: the server pauses accepting, not spins.
+
+    For ``HOLD`` seconds with every descriptor taken and connections still
+    queued, the server uses under a quarter of a core and logs under 50
+    lines; a session logged in before answers NOOP throughout; once the
+    connections close, a new session logs in.
+    """
+    users, root = maildrops
+    with PopServer(tmp_path, backend, users, root, preexec_fn=few_descriptors) as server:
+        new_session(server.port)  # the imports of a first session are done
+        existing = RawClient(server.port)
+        held: list[socket.socket] = []
+        try:
+            assert existing.login("bob", PASSWORD).startswith(b"+OK")
+            while len(held) < HELD:  # queued by the kernel even once accept() fails
+                held.append(socket.create_connection(("127.0.0.1", server.port), TIMEOUT))
+            wait_until(lambda: open_descriptors(server.pid) >= NOFILE, "descriptors run out")
+            log_before = len(server.stderr.splitlines())
+            cpu_before, start = cpu_seconds(server.pid), time.monotonic()
+            slowest_noop = 0.0
+            while time.monotonic() - start < HOLD:
+                sent = time.monotonic()
+                assert existing.command(b"NOOP").startswith(b"+OK")
+                slowest_noop = max(slowest_noop, time.monotonic() - sent)
+                time.sleep(0.05)
+            cpu = cpu_seconds(server.pid) - cpu_before
+            elapsed = time.monotonic() - start
+            log_lines = len(server.stderr.splitlines()) - log_before
+        finally:
+            for sock in held:
+                sock.close()
+        assert existing.command(b"QUIT").startswith(b"+OK")
+        existing.close()
+        new_session(server.port)  # accepting again
+    print(
+        f"{backend}: out of descriptors for {elapsed:.1f} s: CPU {cpu / elapsed:.0%},"
+        f" {log_lines} log lines, slowest NOOP {slowest_noop * 1000:.0f} ms"
+    )
+    assert cpu < 0.25 * elapsed, (cpu, elapsed)
+    assert log_lines < 50, server.stderr[-3000:]

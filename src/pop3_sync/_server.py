@@ -74,6 +74,7 @@ class Server:
         self._loop_ident: int | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._pause = p.AcceptPause()  # the accept thread's
 
     # --- listening ---------------------------------------------------------------------
 
@@ -151,11 +152,14 @@ class Server:
             conn, _ = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        except OSError:
-            # Out of descriptors and the like: keep serving the others.
-            log.exception("accept failed")
-            time.sleep(0.1)
+        except OSError as exc:
+            # Out of descriptors and the like: the connection stays queued, so
+            # pause (the others keep being served) and say so once per pause.
+            pause = self._pause.failed()
+            log.warning("cannot accept a connection (%s): pausing %.2f s", exc, pause)
+            self._closing.wait(pause)
             return
+        self._pause.accepted()
         conn.setblocking(True)
         # A short answer and the ".\r\n" that ends it go out in separate
         # writes: without TCP_NODELAY, Nagle holds the second until the
