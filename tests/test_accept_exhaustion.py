@@ -1,16 +1,21 @@
 """Servers that keep accepting when the system runs out of descriptors or threads.
 
 Each runs as ``pop3 serve`` in a subprocess under a real limit: a low
-``RLIMIT_NOFILE``, set before it starts.
+``RLIMIT_NOFILE`` (set before it starts), or for the threaded server a
+``RLIMIT_NPROC`` that lets just one more session thread start. Root is exempt
+from ``RLIMIT_NPROC``, so that server runs as ``nobody`` through util-linux's
+``setpriv``, keeping only ``CAP_DAC_OVERRIDE`` to reach the interpreter and
+the test's files.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -143,3 +148,70 @@ def test_out_of_descriptors_costs_little_cpu_and_few_log_lines(
     )
     assert cpu < 0.25 * elapsed, (cpu, elapsed)
     assert log_lines < 50, server.stderr[-3000:]
+
+
+# --- out of threads (the threaded server) -------------------------------------------------
+
+NOBODY = 65534
+
+
+def tasks_of(uid: int) -> int:
+    """Threads of every process whose real user is ``uid``: what RLIMIT_NPROC counts."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+                uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+                count += int(uid_line.split()[1]) == uid
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # it ended meanwhile
+    return count
+
+
+@pytest.fixture
+def as_nobody() -> Iterator[list[str]]:
+    """The command prefix that runs the server as ``nobody``, able to read root's files."""
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is needed to run a server as nobody"
+    yield [
+        setpriv,
+        *(f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"),
+        *("--inh-caps=+dac_override", "--ambient-caps=+dac_override"),
+    ]
+
+
+def test_sync_server_refuses_a_connection_no_thread_starts_for(
+    tmp_path: Path, maildrops: tuple[Path, Path], as_nobody: list[str]
+) -> None:
+    """``thread.start()`` fails (RLIMIT_NPROC): -ERR [SYS/TEMP] to that client, one log line.
+
+    The limit lets the server start exactly one thread besides its main and
+    accept threads: the first session gets it, the next two connections are
+    refused, and once the first session ends the next one is served.
+    """
+    users, root = maildrops
+    limit = tasks_of(NOBODY) + 3
+
+    def few_threads() -> None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+
+    with PopServer(
+        tmp_path, "sync", users, root, prefix=as_nobody, preexec_fn=few_threads
+    ) as server:
+        assert server.threads() == 2  # main and accept: one more thread can start
+        with RawClient(server.port) as first:
+            assert first.login("bob", PASSWORD).startswith(b"+OK")
+            for _ in range(2):
+                with RawClient(server.port) as refused:
+                    assert refused.greeting == b"-ERR [SYS/TEMP] cannot start a session now\r\n"
+                    assert refused.line() == b""  # closed
+            assert first.retr(1) == crlf(MESSAGE)  # the session that has a thread goes on
+            assert first.command(b"QUIT").startswith(b"+OK")
+        wait_until(lambda: server.threads() == 2, "the first session's thread ends")
+        new_session(server.port)
+        log = server.stderr
+    assert log.count("cannot start a session thread") == 1, log
+    assert "session threads start again (2 connections refused)" in log, log

@@ -75,6 +75,7 @@ class Server:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._pause = p.AcceptPause()  # the accept thread's
+        self._refused = 0  # connections in a row no thread could be started for
 
     # --- listening ---------------------------------------------------------------------
 
@@ -177,7 +178,29 @@ class Server:
             target=self._session, args=(session, active), name="pop3-session", daemon=True
         )
         session.thread = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            # No thread to be had (RLIMIT_NPROC, a pids cgroup such as systemd's
+            # TasksMax): turn this client away and keep accepting.
+            with self._lock:
+                self._sessions.discard(session)
+            self._refuse(conn, exc)
+            return
+        if self._refused:
+            log.warning("session threads start again (%d connections refused)", self._refused)
+            self._refused = 0
+
+    def _refuse(self, conn: socket.socket, exc: RuntimeError) -> None:
+        """Greet ``conn`` with ``-ERR [SYS/TEMP]`` and close it; log the first of a run."""
+        if not self._refused:
+            log.warning("cannot start a session thread (%s): refusing connections", exc)
+        self._refused += 1
+        with contextlib.suppress(OSError):
+            # Never blocks the accept loop: a new connection's send buffer is empty.
+            conn.setblocking(False)
+            conn.send(p.refusal("cannot start a session now"))
+        conn.close()
 
     # --- one session --------------------------------------------------------------------
 
