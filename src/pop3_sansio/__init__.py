@@ -4,6 +4,7 @@ Bytes in, events out; events in, bytes out -- in the manner of h11. Nothing
 here opens a socket, reads a file or looks at a clock.
 """
 
+from ._accept import AcceptPause, refusal
 from ._apop import apop_digest, check_apop_digest, find_timestamp, make_timestamp
 from ._async_client import AsyncClient
 from ._base64 import b64decode_strict, b64encode
@@ -175,6 +176,7 @@ __all__ = [
     "SYS_TEMP",
     "TOKEN_MECHANISMS",
     "UTF8",
+    "AcceptPause",
     "AddressCounter",
     "Apop",
     "AsyncClient",
@@ -293,6 +295,7 @@ __all__ = [
     "parse_uid_line",
     "parse_uid_listing",
     "peer_host",
+    "refusal",
     "saslprep",
     "server_mechanism",
     "split_response_code",

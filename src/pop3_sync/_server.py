@@ -74,6 +74,8 @@ class Server:
         self._loop_ident: int | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._pause = p.AcceptPause()  # the accept thread's
+        self._refused = 0  # connections in a row no thread could be started for
 
     # --- listening ---------------------------------------------------------------------
 
@@ -151,11 +153,14 @@ class Server:
             conn, _ = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        except OSError:
-            # Out of descriptors and the like: keep serving the others.
-            log.exception("accept failed")
-            time.sleep(0.1)
+        except OSError as exc:
+            # Out of descriptors and the like: the connection stays queued, so
+            # pause (the others keep being served) and say so once per pause.
+            pause = self._pause.failed()
+            log.warning("cannot accept a connection (%s): pausing %.2f s", exc, pause)
+            self._closing.wait(pause)
             return
+        self._pause.accepted()
         conn.setblocking(True)
         # A short answer and the ".\r\n" that ends it go out in separate
         # writes: without TCP_NODELAY, Nagle holds the second until the
@@ -173,7 +178,29 @@ class Server:
             target=self._session, args=(session, active), name="pop3-session", daemon=True
         )
         session.thread = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            # No thread to be had (RLIMIT_NPROC, a pids cgroup such as systemd's
+            # TasksMax): turn this client away and keep accepting.
+            with self._lock:
+                self._sessions.discard(session)
+            self._refuse(conn, exc)
+            return
+        if self._refused:
+            log.warning("session threads start again (%d connections refused)", self._refused)
+            self._refused = 0
+
+    def _refuse(self, conn: socket.socket, exc: RuntimeError) -> None:
+        """Greet ``conn`` with ``-ERR [SYS/TEMP]`` and close it; log the first of a run."""
+        if not self._refused:
+            log.warning("cannot start a session thread (%s): refusing connections", exc)
+        self._refused += 1
+        with contextlib.suppress(OSError):
+            # Never blocks the accept loop: a new connection's send buffer is empty.
+            conn.setblocking(False)
+            conn.send(p.refusal("cannot start a session now"))
+        conn.close()
 
     # --- one session --------------------------------------------------------------------
 
