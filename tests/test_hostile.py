@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import resource
 import socket
 import time
@@ -154,6 +155,40 @@ def test_slow_commands_keep_the_session(port: int) -> None:
             time.sleep(0.6 * AUTOLOGOUT)
             assert client.command(b"NOOP") == b"+OK\r\n"
         assert client.command(b"QUIT").startswith(b"+OK")
+
+
+LOGIN_TIMEOUT = 0.5
+
+
+def test_a_client_that_does_not_log_in_is_dropped_after_the_login_timeout(
+    binding: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before login a client has ``login_timeout`` seconds, not the 10-minute autologout.
+
+    A session that logged in first, with the same options, outlives the one
+    that did not: it still answers NOOP once that one has been dropped.
+    """
+    caplog.set_level(logging.INFO, logger="pop3.server")
+    with serving(binding, in_process_backend(), login_timeout=LOGIN_TIMEOUT) as port:
+        with RawClient(port) as user:
+            assert user.login("alice", PASSWORD).startswith(b"+OK")
+            with RawClient(port) as idle:
+                assert idle.greeting.startswith(b"+OK")
+                assert idle.command(b"USER bob").startswith(b"+OK")  # but never PASS
+                # Closed without a word (RFC 1939 section 3), within the test's timeout.
+                assert wait_closed(idle) == b""
+            assert user.command(b"NOOP") == b"+OK\r\n"
+            assert user.command(b"QUIT").startswith(b"+OK")
+        deadline = time.monotonic() + TIMEOUT
+        lines: list[str] = []
+        while len(lines) < 2:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.01)
+            lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
+    assert lines == [
+        "session from 127.0.0.1 ended: login-timeout (user -)",
+        "session from 127.0.0.1 ended: quit (user alice)",
+    ]
 
 
 def test_password_guessing_is_slowed_down_and_cut_off(port: int) -> None:
