@@ -121,8 +121,16 @@ class ServerOptions:
     """Failed logins after which the session is closed."""
     max_sessions: int = 1000
     """Sessions at once; more are greeted with ``-ERR [SYS/TEMP]`` and closed."""
-    max_sessions_per_address: int | None = None
-    """Sessions at once from one client address (``None``: no limit); more are refused so."""
+    max_sessions_per_address: int | None = 20
+    """Sessions at once from one client address (``None``: no limit); more are refused so.
+
+    Counted from the greeting, logged in or not, so one address cannot take
+    every slot of ``max_sessions``. A maildrop admits one session at a time
+    (``[IN-USE]``), so 20 sessions from one address are 20 users behind one
+    NAT connecting in the same moment: room for an office, while filling
+    the default 1000 slots takes 50 addresses. (Dovecot's
+    ``mail_max_userip_connections`` allows 10 per user and address.)
+    """
     proxy_protocol: bool = False
     """Every connection starts with a PROXY header (v1 or v2) naming the client.
 
