@@ -272,7 +272,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PopServer
         deliver(root / "alice", f"{1_700_000_000 + n}.M{n}P1.test", big_drop_message(n))
     deliver(root / "bob", "1700000000.M0P1.test", BOB_MESSAGE)
     users = write_users(tmp_path / "users", {"alice": PASSWORD, "bob": PASSWORD})
-    with PopServer(tmp_path, str(request.param), users, root, "--max-sessions", "2001") as srv:
+    # 2001 sessions from 127.0.0.1, the first ones idle for as long as the
+    # others take to connect: no limit per address, and the old pre-login time.
+    limits = ("--max-sessions", "2001", "--max-sessions-per-address", "0")
+    limits += ("--login-timeout", "600")
+    with PopServer(tmp_path, str(request.param), users, root, *limits) as srv:
         normal_session(srv.port)  # warm: the imports of a first session are not counted
         yield srv
 
