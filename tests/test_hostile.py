@@ -191,6 +191,30 @@ def test_a_client_that_does_not_log_in_is_dropped_after_the_login_timeout(
     ]
 
 
+def test_commands_do_not_extend_the_login_time(binding: str) -> None:
+    """A client that sends a command every 100 ms but never logs in is dropped all the same.
+
+    Were the login time an idle timer, restarted by each command as the
+    autologout timer is, such a client would hold its session for ever.
+    """
+    with serving(binding, in_process_backend(), login_timeout=LOGIN_TIMEOUT) as port:
+        with RawClient(port) as client:
+            started = time.monotonic()
+            while True:
+                try:
+                    client.send(b"CAPA\r\n")
+                    answer = client.line()
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                if answer == b"":  # closed
+                    break
+                assert answer.startswith(b"+OK"), answer
+                client.multiline()
+                assert time.monotonic() - started < TIMEOUT, "commands kept the session"
+                time.sleep(0.1)
+        normal_session(port)
+
+
 def test_password_guessing_is_slowed_down_and_cut_off(port: int) -> None:
     """Each wrong password is answered only after ``failed_login_delay``; the third closes."""
     with RawClient(port) as guesser:
