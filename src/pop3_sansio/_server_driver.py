@@ -236,7 +236,10 @@ class SessionDriver:
         """
         if self._idle_since is None:
             self._idle_since = now
-        return self._bounded(self._idle_since + self.autologout - now, now)
+        left = self._idle_since + self.autologout - now
+        if self._logged_in:  # the common case, once per READ: kept short
+            return left if left > 0.0 else 0.0
+        return self._bounded(left, now)
 
     def wait_timeout(self, now: float) -> float:
         """Seconds a ``Write`` or a TLS handshake may take (0.0: time is up).
@@ -249,6 +252,8 @@ class SessionDriver:
         login time is not reset by commands: a client sending NOOP now and
         then must not keep a connection that never logs in.
         """
+        if self._logged_in:  # the common case, once per write: kept short
+            return self.autologout
         return self._bounded(self.autologout, now)
 
     def timed_out(self) -> str:
@@ -262,17 +267,16 @@ class SessionDriver:
         return self._expiring
 
     def _bounded(self, left: float, now: float) -> float:
-        """``left``, or the login time left if that is less; never negative."""
-        if not self._logged_in:
-            if self.session.state is State.AUTHORIZATION:
-                if self._login_deadline is None:
-                    self._login_deadline = now + self.login_timeout
-                login_left = self._login_deadline - now
-                if login_left < left:
-                    self._expiring = "login-timeout"
-                    return max(0.0, login_left)
-            else:
-                self._logged_in = True
+        """Until login: ``left``, or the login time left if that is less; never negative."""
+        if self.session.state is State.AUTHORIZATION:
+            if self._login_deadline is None:
+                self._login_deadline = now + self.login_timeout
+            login_left = self._login_deadline - now
+            if login_left < left:
+                self._expiring = "login-timeout"
+                return max(0.0, login_left)
+        else:
+            self._logged_in = True
         self._expiring = "autologout"
         return max(0.0, left)
 
