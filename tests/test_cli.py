@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+import pop3_sansio
 import served
 from pop3_cli import main
 from pop3_cli._errors import UsageError
@@ -674,6 +675,8 @@ def test_help_documents_the_insecure_effects(capsys: pytest.CaptureFixture[str])
     assert main(["serve", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Prefer --users FILE" in out and "process listings" in out
+    # The limits, with their defaults and how to lift the one per address.
+    assert "(default 20; 0: no limit)" in out and "--login-timeout SECONDS" in out
 
 
 def test_progress_is_shown_only_on_a_terminal() -> None:
@@ -717,11 +720,25 @@ def test_user_options_and_users_file_combine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], {"quick_read_size": 65536, "max_sessions": 1000, "proxy_protocol": False}),
+        (
+            [],
+            {
+                "quick_read_size": 65536,
+                "max_sessions": 1000,
+                "proxy_protocol": False,
+                "max_sessions_per_address": 20,
+                "login_timeout": 60.0,
+            },
+        ),
         (
             ["--quick-read-size", "0", "--max-sessions", "7", "--proxy-protocol"],
             {"quick_read_size": 0, "max_sessions": 7, "proxy_protocol": True},
         ),
+        (
+            ["--max-sessions-per-address", "3", "--login-timeout", "2.5"],
+            {"max_sessions_per_address": 3, "login_timeout": 2.5},
+        ),
+        (["--max-sessions-per-address", "0"], {"max_sessions_per_address": None}),  # no limit
     ],
 )
 def test_serve_options_reach_the_server(
@@ -737,3 +754,4 @@ def test_serve_options_reach_the_server(
     assert code == 0 and len(seen) == 1
     assert {key: seen[0][key] for key in expected} == expected
     assert "max_sessions_per_address" in seen[0]
+    pop3_sansio.ServerOptions(**seen[0])  # every key is an option the bindings take

@@ -153,15 +153,19 @@ class Server:
         )
         session = driver.session
         reason = "error"
+        loop = asyncio.get_running_loop()
         try:
             if options.ssl_context is not None:  # implicit TLS (RFC 8314)
-                await _handshake(stream, options.ssl_context, options.autologout)
+                # Part of the time the client has to log in.
+                timeout = driver.wait_timeout(loop.time())
+                await _handshake(stream, options.ssl_context, timeout)
             await self._drive(driver, stream)
             reason = driver.close_reason or "closed"
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
         except (TimeoutError, asyncio.TimeoutError):
-            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
+            reason = driver.timed_out()
         except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
             reason = f"connection error: {type(exc).__name__}"
         except Exception as exc:
@@ -182,18 +186,21 @@ class Server:
 
     async def _drive(self, driver: p.SessionDriver, stream: Stream) -> None:
         """Carry out the driver's instructions until the session ends."""
+        clock = asyncio.get_running_loop().time
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
             error: BaseException | None = None
             if instruction is p.READ:
                 # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
-                timeout = driver.read_timeout(asyncio.get_running_loop().time())
+                timeout = driver.read_timeout(clock())
+                if timeout <= 0:  # even with input waiting: commands do not extend the login
+                    raise TimeoutError
                 value = await stream.read(timeout)
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold the maildrop lock
                 # forever: writes are bounded by the autologout timer too.
-                await stream.write(instruction.data, driver.autologout)
+                await stream.write(instruction.data, driver.wait_timeout(clock()))
             elif isinstance(instruction, p.Call) and instruction.quick:
                 # A small read from storage: cheaper here than a worker-thread hop.
                 try:
@@ -220,7 +227,8 @@ class Server:
             else:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
-                await _handshake(stream, self.options.starttls_context, driver.autologout)
+                timeout = driver.wait_timeout(clock())
+                await _handshake(stream, self.options.starttls_context, timeout)
             instruction = driver.step(value, error)
 
     def close(self) -> None:
@@ -351,11 +359,15 @@ class _HandshakeTimeoutError(Exception):
     """The TLS handshake did not finish in time."""
 
 
-async def _handshake(stream: Stream, context: ssl.SSLContext, autologout: float) -> None:
-    """Start TLS on ``stream``; ``_HandshakeTimeoutError`` after 60 s (less if autologout is)."""
+async def _handshake(stream: Stream, context: ssl.SSLContext, timeout: float) -> None:
+    """Start TLS on ``stream``; ``_HandshakeTimeoutError`` after 60 s (less if ``timeout`` is).
+
+    ``timeout`` is the driver's ``wait_timeout()``: before login, what is
+    left of the login time.
+    """
     try:
         await with_timeout(
-            stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, autologout)
+            stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, timeout)
         )
     except (TimeoutError, asyncio.TimeoutError):
         raise _HandshakeTimeoutError from None

@@ -341,7 +341,8 @@ def run_serve(args: argparse.Namespace) -> int:
             **tls_options,
             **_mechanism_options(users),
             "max_sessions": args.max_sessions,
-            "max_sessions_per_address": args.max_sessions_per_address,
+            "max_sessions_per_address": args.max_sessions_per_address or None,  # 0: no limit
+            "login_timeout": args.login_timeout,
             "proxy_protocol": args.proxy_protocol,
             "quick_read_size": args.quick_read_size,
         }

@@ -105,12 +105,32 @@ class ServerOptions:
     """Seconds before a failed login is answered."""
     autologout: float = 600.0
     """Idle seconds before a session is dropped (RFC 1939 section 3: at least 600)."""
+    login_timeout: float = 60.0
+    """Seconds a client has from connecting to logging in; then it is dropped.
+
+    RFC 1939 section 3's 10 minutes are for an idle logged-in client; a
+    connection that has not logged in holds a session slot for nothing, so
+    it gets far less, in all (commands do not extend it), the TLS handshake
+    included. Dovecot's pop3-login drops a client that has not logged in
+    after 3 minutes in all (``CLIENT_LOGIN_TIMEOUT_MSECS``); nginx's mail
+    proxy waits 60 s (its ``timeout``) for a client not yet logged in, and
+    asyncio 60 s for a TLS handshake. A client logs in in well under a
+    second, or a few seconds with the delays after failed logins: 60 s.
+    """
     max_failed_logins: int = 3
     """Failed logins after which the session is closed."""
     max_sessions: int = 1000
     """Sessions at once; more are greeted with ``-ERR [SYS/TEMP]`` and closed."""
-    max_sessions_per_address: int | None = None
-    """Sessions at once from one client address (``None``: no limit); more are refused so."""
+    max_sessions_per_address: int | None = 20
+    """Sessions at once from one client address (``None``: no limit); more are refused so.
+
+    Counted from the greeting, logged in or not, so one address cannot take
+    every slot of ``max_sessions``. A maildrop admits one session at a time
+    (``[IN-USE]``), so 20 sessions from one address are 20 users behind one
+    NAT connecting in the same moment: room for an office, while filling
+    the default 1000 slots takes 50 addresses. (Dovecot's
+    ``mail_max_userip_connections`` allows 10 per user and address.)
+    """
     proxy_protocol: bool = False
     """Every connection starts with a PROXY header (v1 or v2) naming the client.
 
@@ -173,6 +193,7 @@ class ServerOptions:
             backend,
             failed_login_delay=self.failed_login_delay,
             autologout=self.autologout,
+            login_timeout=self.login_timeout,
             quick_read_size=self.quick_read_size,
         )
 

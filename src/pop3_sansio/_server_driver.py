@@ -28,7 +28,7 @@ from ._session import (
     ServerSession,
     StartTls,
 )
-from ._state import NEED_DATA, PAUSED
+from ._state import NEED_DATA, PAUSED, State
 
 __all__ = [
     "Backend",
@@ -142,7 +142,10 @@ class SessionDriver:
 
     ``autologout`` is the idle time after which the binding drops the
     connection (RFC 1939 section 3: at least 10 minutes; nothing is deleted);
-    ``read_timeout()`` says how long each READ may wait.
+    before that, a client has ``login_timeout`` seconds in all to log in
+    (leave the AUTHORIZATION state). ``read_timeout()`` says how long each
+    READ may wait, ``wait_timeout()`` a Write or a TLS handshake, and
+    ``timed_out()`` which of the two limits ran out.
     ``failed_login_delay`` seconds pass before a failed login is answered.
     Messages are read ``chunk_size`` octets at a time, one chunk ahead of the
     one being sent: a session streaming a big message holds about three
@@ -161,6 +164,7 @@ class SessionDriver:
         *,
         failed_login_delay: float = 2.0,
         autologout: float = 600.0,
+        login_timeout: float = 60.0,
         chunk_size: int = 1 << 16,
         quick_read_size: int = 1 << 16,
     ) -> None:
@@ -168,12 +172,16 @@ class SessionDriver:
         self.backend = backend
         self.failed_login_delay = failed_login_delay
         self.autologout = autologout
+        self.login_timeout = login_timeout
         self.chunk_size = chunk_size
         self.quick_read_size = quick_read_size
         self.maildrop: Maildrop | None = None
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
         self._idle_since: float | None = None  # when the READs in a row began
+        self._login_deadline: float | None = None  # set by the first wait
+        self._logged_in = False  # past AUTHORIZATION: only the autologout applies
+        self._expiring = "autologout"  # the limit the last timeout given out was
         # Answers not yet written: the answers to pipelined commands go out
         # together, in writes of up to about chunk_size octets.
         self._unwritten: list[bytes] = []
@@ -221,12 +229,56 @@ class SessionDriver:
         RFC 1939 section 3: receiving a command resets the autologout timer;
         receiving a byte does not. So the READs in a row (a command arriving
         in pieces) share one deadline, ``autologout`` seconds after the first:
-        a client dripping a byte now and then is still logged out. ``now`` is
-        any clock in seconds that does not go back, the same at every call.
+        a client dripping a byte now and then is still logged out. Before
+        login the login deadline comes first if it is sooner (see
+        ``wait_timeout``). ``now`` is any clock in seconds that does not go
+        back, the same at every call.
         """
         if self._idle_since is None:
             self._idle_since = now
-        return max(0.0, self._idle_since + self.autologout - now)
+        left = self._idle_since + self.autologout - now
+        if self._logged_in:  # the common case, once per READ: kept short
+            return left if left > 0.0 else 0.0
+        return self._bounded(left, now)
+
+    def wait_timeout(self, now: float) -> float:
+        """Seconds a ``Write`` or a TLS handshake may take (0.0: time is up).
+
+        ``autologout`` once logged in: a client that stops reading must not
+        hold its maildrop for ever. Before that, what is left of
+        ``login_timeout``, counted from the first call to this method or
+        ``read_timeout()``: a binding asks before the implicit TLS handshake
+        or the greeting, so the clock starts as the connection does. The
+        login time is not reset by commands: a client sending NOOP now and
+        then must not keep a connection that never logs in.
+        """
+        if self._logged_in:  # the common case, once per write: kept short
+            return self.autologout
+        return self._bounded(self.autologout, now)
+
+    def timed_out(self) -> str:
+        """The binding gave up waiting: the reason to log, also set as ``close_reason``.
+
+        ``"login-timeout"`` if the login deadline was the limit of the wait
+        that ran out, else ``"autologout"``. Either way nothing is deleted
+        (RFC 1939 section 3: no UPDATE state).
+        """
+        self.close_reason = self._expiring
+        return self._expiring
+
+    def _bounded(self, left: float, now: float) -> float:
+        """Until login: ``left``, or the login time left if that is less; never negative."""
+        if self.session.state is State.AUTHORIZATION:
+            if self._login_deadline is None:
+                self._login_deadline = now + self.login_timeout
+            login_left = self._login_deadline - now
+            if login_left < left:
+                self._expiring = "login-timeout"
+                return max(0.0, login_left)
+        else:
+            self._logged_in = True
+        self._expiring = "autologout"
+        return max(0.0, left)
 
     def _queue(self, data: bytes) -> Write | None:
         """Add ``data`` to the answers to write; a ``Write`` once a chunk's worth waits."""

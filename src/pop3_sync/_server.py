@@ -230,8 +230,9 @@ class Server:
             )
             session = driver.session
             if options.ssl_context is not None:
-                _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, options.autologout))
-            holder.sock.settimeout(options.autologout)
+                # Part of the time the client has to log in.
+                timeout = driver.wait_timeout(time.monotonic())
+                _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
             self._drive(driver, holder)
             reason = driver.close_reason or "closed"
         except p.ProxyHeaderError as exc:  # closed without a greeting
@@ -239,7 +240,8 @@ class Server:
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
         except TimeoutError:
-            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
+            reason = driver.timed_out() if driver is not None else "timed out"
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             reason = f"connection error: {type(exc).__name__}"
         except Exception as exc:
@@ -277,7 +279,10 @@ class Server:
                 holder.sock.settimeout(timeout)
                 value = holder.sock.recv(_RECV_SIZE)
             elif isinstance(instruction, p.Write):
-                holder.sock.settimeout(driver.autologout)
+                timeout = driver.wait_timeout(time.monotonic())
+                if timeout <= 0:
+                    raise TimeoutError
+                holder.sock.settimeout(timeout)
                 holder.sock.sendall(instruction.data)
             elif isinstance(instruction, p.Call):
                 try:
@@ -291,8 +296,8 @@ class Server:
                 assert isinstance(instruction, p.StartTls)
                 context = self.options.starttls_context
                 assert context is not None
-                _start_tls(holder, context, min(_HANDSHAKE_TIMEOUT, driver.autologout))
-                holder.sock.settimeout(driver.autologout)
+                timeout = driver.wait_timeout(time.monotonic())
+                _start_tls(holder, context, min(_HANDSHAKE_TIMEOUT, timeout))
             instruction = driver.step(value, error)
 
     # --- stopping -----------------------------------------------------------------------
@@ -364,6 +369,8 @@ def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> Non
     session closes it however the handshake ends. A handshake that takes
     longer than ``timeout`` raises ``_HandshakeTimeoutError``.
     """
+    if timeout <= 0:  # the login time is up (and a 0 timeout would make the socket non-blocking)
+        raise _HandshakeTimeoutError
     holder.sock.settimeout(timeout)
     holder.sock = context.wrap_socket(holder.sock, server_side=True, do_handshake_on_connect=False)
     try:

@@ -133,15 +133,16 @@ class Server:
         reason = "error"
         try:
             if options.ssl_context is not None:
-                await conn.start_tls(
-                    options.ssl_context, min(_HANDSHAKE_TIMEOUT, options.autologout)
-                )
+                # Part of the time the client has to log in.
+                timeout = driver.wait_timeout(trio.current_time())
+                await conn.start_tls(options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
             await self._drive(driver, conn)
             reason = driver.close_reason or "closed"
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
         except trio.TooSlowError:
-            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
+            reason = driver.timed_out()
         except trio.Cancelled:
             reason = "server shutdown"
             raise
@@ -181,7 +182,7 @@ class Server:
                     value = await conn.receive()
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold its lock forever.
-                with trio.fail_after(driver.autologout):
+                with trio.fail_after(driver.wait_timeout(trio.current_time())):
                     await conn.stream.send_all(instruction.data)
             elif isinstance(instruction, p.Call):
                 try:
@@ -199,8 +200,9 @@ class Server:
             else:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
+                timeout = driver.wait_timeout(trio.current_time())
                 await conn.start_tls(
-                    self.options.starttls_context, min(_HANDSHAKE_TIMEOUT, driver.autologout)
+                    self.options.starttls_context, min(_HANDSHAKE_TIMEOUT, timeout)
                 )
             instruction = driver.step(value, error)
 
