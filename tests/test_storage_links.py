@@ -3,12 +3,14 @@
 A user who may write to her own Maildir (or mbox directory) could plant links so that the
 server, with its own rights, reads, truncates or creates files elsewhere. Here such links
 are planted in real files in tmp dirs, and the files they point to are checked afterwards.
+Files that share a Maildir unique part are all listed, each under an id of its own.
 The wire tests run each binding's server on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -78,6 +80,10 @@ def links_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         if r.name == "pop3.maildrop" and "symbolic link" in r.getMessage()
     ]
+
+
+def twin_uid(base: str, raw: bytes) -> str:
+    return f"{base}-{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 # --- Maildir: links ---------------------------------------------------------------------
@@ -231,6 +237,100 @@ def test_a_per_user_maildir_follows_only_the_operators_path(tmp_path: Path) -> N
     assert uids_of(MaildirStorage(tmp_path / "users", per_user=True)) == ["1.a.h"]
 
 
+# --- Maildir: files sharing a unique part -----------------------------------------------
+
+
+def twins(root: Path) -> tuple[bytes, bytes]:
+    """new/X (the older file) and cur/X:2,S, the same unique part and different content."""
+    older, newer = b"Subject: older\n\nfirst\n", b"Subject: newer\n\nsecond\n"
+    put(root, "new", "1700000000.X.h", older, mtime=1_700_000_000)
+    put(root, "cur", "1700000000.X.h:2,S", newer, mtime=1_700_000_100)
+    return older, newer
+
+
+def test_files_sharing_a_unique_part_are_all_listed_under_distinct_stable_ids(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_maildir(tmp_path / "md")
+    older, newer = twins(root)
+    put(root, "new", "1700000001.Y.h", b"other\n")
+    storage = MaildirStorage(root)
+    expected = ["1700000000.X.h", twin_uid("1700000000.X.h", newer), "1700000001.Y.h"]
+    with storage.open(USER) as drop:
+        assert [m.uid for m in drop.messages] == expected
+        assert [read_all(drop, 1), read_all(drop, 2)] == [older, newer]
+        assert [m.size for m in drop.messages[:2]] == [len(crlf(older)), len(crlf(newer))]
+    assert "listed as " + expected[1] in caplog.text
+    # The same ids in the next session, and after a reader moves and flags both.
+    assert uids_of(storage) == expected
+    os.rename(root / "new" / "1700000000.X.h", root / "cur" / "1700000000.X.h:2,")
+    os.rename(root / "cur" / "1700000000.X.h:2,S", root / "cur" / "1700000000.X.h:2,RS")
+    assert uids_of(storage) == expected
+    assert all(len(uid) <= 70 for uid in expected)
+
+
+def test_files_sharing_a_unique_part_are_deleted_independently(tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "md")
+    older, _ = twins(root)
+    storage = MaildirStorage(root)
+    with storage.open(USER) as drop:
+        assert drop.commit([2]) == []
+    assert os.listdir(root / "cur") == [] and os.listdir(root / "new") == ["1700000000.X.h"]
+    with storage.open(USER) as drop:
+        assert [m.uid for m in drop.messages] == ["1700000000.X.h"]
+        assert read_all(drop, 1) == older
+    twins(root)
+    with storage.open(USER) as drop:
+        assert drop.commit([1]) == []
+    assert os.listdir(root / "new") == [] and os.listdir(root / "cur") == ["1700000000.X.h:2,S"]
+
+
+def test_a_long_unique_part_shared_by_two_files_keeps_ids_within_70(tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "md")
+    unique = "1700000000." + "L" * 59  # 70 characters: a valid id by itself
+    put(root, "new", unique, b"a\n", mtime=1)
+    put(root, "cur", unique + ":2,S", b"b\n", mtime=2)
+    uids = uids_of(MaildirStorage(root))
+    assert uids == [unique, twin_uid(unique[:53], b"b\n")]
+    assert len(uids[1]) == 70
+
+
+def test_identical_twins_still_get_distinct_ids(tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "md")
+    put(root, "new", "5.T.h", b"same\n", mtime=1)
+    put(root, "cur", "5.T.h:2,S", b"same\n", mtime=2)
+    put(root, "cur", "5.T.h:2,RS", b"same\n", mtime=3)
+    uids = uids_of(MaildirStorage(root))
+    twin = twin_uid("5.T.h", b"same\n")
+    assert uids == ["5.T.h", twin, twin + ".2"]
+
+
+def test_a_moved_twin_is_found_by_its_inode_not_its_unique_part(tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "md")
+    older, newer = twins(root)
+    with MaildirStorage(root).open(USER) as drop:
+        # Another reader moves new/X next to its twin in cur/ and flags both:
+        # both must be found again, and the unique part alone would find the
+        # same file for the two.
+        os.rename(root / "new" / "1700000000.X.h", root / "cur" / "1700000000.X.h:2,T")
+        os.rename(root / "cur" / "1700000000.X.h:2,S", root / "cur" / "1700000000.X.h:2,RS")
+        assert read_all(drop, 1) == older
+        assert read_all(drop, 2) == newer
+        assert drop.commit([1]) == []
+    assert os.listdir(root / "cur") == ["1700000000.X.h:2,RS"]
+
+
+def test_one_file_seen_in_new_and_cur_is_one_message(tmp_path: Path) -> None:
+    # What a listing sees when a message moves from new/ to cur/ between the
+    # two directories: the same file (one inode) twice.
+    root = make_maildir(tmp_path / "md")
+    put(root, "new", "7.M.h", b"moving\n")
+    os.link(root / "new" / "7.M.h", root / "cur" / "7.M.h:2,S")
+    with MaildirStorage(root).open(USER) as drop:
+        assert [m.uid for m in drop.messages] == ["7.M.h"]
+        assert read_all(drop, 1) == b"moving\n"
+
+
 # --- on the wire ---------------------------------------------------------------------------
 
 
@@ -266,6 +366,28 @@ def test_a_planted_link_is_never_served(binding: str, tmp_path: Path) -> None:
             assert client.command(b"QUIT").startswith(b"+OK")
     assert b"2.x.h" not in received and SECRET not in received
     assert untouched(secret)
+
+
+def test_twins_are_retrieved_and_deleted_independently(binding: str, tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "md")
+    older, newer = twins(root)
+    twin = twin_uid("1700000000.X.h", newer)
+    with serve(binding, MaildirStorage(root)) as port:
+        with RawClient(port) as client:
+            assert client.login(USER, PASSWORD).startswith(b"+OK")
+            assert client.command(b"UIDL").startswith(b"+OK")
+            assert client.multiline() == b"1 1700000000.X.h\r\n2 %s\r\n" % twin.encode()
+            assert client.retr(1) == crlf(older)
+            assert client.retr(2) == crlf(newer)
+            assert client.command(b"DELE 2").startswith(b"+OK")
+            assert client.command(b"QUIT").startswith(b"+OK")
+        with RawClient(port) as client:
+            assert client.login(USER, PASSWORD).startswith(b"+OK")
+            assert client.command(b"UIDL").startswith(b"+OK")
+            assert client.multiline() == b"1 1700000000.X.h\r\n"
+            assert client.retr(1) == crlf(older)
+            assert client.command(b"QUIT").startswith(b"+OK")
+    assert os.listdir(root / "new") == ["1700000000.X.h"] and os.listdir(root / "cur") == []
 
 
 @pytest.mark.parametrize("planted", ["maildir lock"])

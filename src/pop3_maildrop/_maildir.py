@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ from pop3_sansio import MessageInfo, message_size
 
 from ._base import (
     FILE_LOCKS,
+    MAX_UID_LENGTH,
     FileChunks,
     Maildrop,
     MaildropError,
@@ -55,6 +57,7 @@ _VSIZE = re.compile(r",W=([0-9]{1,20})(?=[,:]|\Z)")  # Dovecot's virtual (CRLF) 
 _TIME = re.compile(r"([0-9]{1,20})\.")  # "<seconds>.<...>": the delivery time
 _NUMBER = re.compile(r"[0-9]{1,20}\Z")
 _MEASURE_CHUNK = 1 << 16
+_DIGEST_LENGTH = 16  # hex digits of a twin's content digest in its unique id
 
 # O_NOFOLLOW: a link is refused (ELOOP), never followed. O_NONBLOCK: a FIFO
 # put where a file was cannot block the open; it is refused after the fstat.
@@ -77,6 +80,7 @@ class _File:
     name: str
     unique: str
     uid: str  # the unique id before make_unique
+    inode: int  # tells apart files that share a unique part, and survives renames
 
 
 def _unique_part(name: str) -> str:
@@ -90,6 +94,16 @@ def _base_uid(unique: str) -> str:
     if is_valid_uid(unique):
         return unique
     return hashed_uid(os.fsencode(unique))
+
+
+def _twin_uid(base: str, content_digest: str) -> str:
+    """The id of a file whose unique part another file already has: base plus content digest.
+
+    Content, not name: the two may differ only in their directory and flags,
+    which change when a reader moves or flags a message. At most 70 characters.
+    """
+    digest = content_digest[:_DIGEST_LENGTH]
+    return f"{base[: MAX_UID_LENGTH - _DIGEST_LENGTH - 1]}-{digest}"
 
 
 def _open_file(dir_fd: int, name: str, flags: int = _O_READ, mode: int = 0o600) -> int:
@@ -225,9 +239,9 @@ def _lock(path: str, root_fd: int) -> int:
     return fd
 
 
-def _scan(path: str, dirs: dict[str, int]) -> dict[str, tuple[str, os.DirEntry[str]]]:
-    """The message files in new/ and cur/: ``{unique part: (subdir, entry)}``."""
-    found: dict[str, tuple[str, os.DirEntry[str]]] = {}
+def _scan(path: str, dirs: dict[str, int]) -> dict[str, list[tuple[str, os.DirEntry[str]]]]:
+    """The message files in new/ and cur/: ``{unique part: [(subdir, entry), ...]}``."""
+    found: dict[str, list[tuple[str, os.DirEntry[str]]]] = {}
     for sub in _SUBDIRS:
         with os.scandir(dirs[sub]) as entries:
             for entry in entries:
@@ -242,22 +256,89 @@ def _scan(path: str, dirs: dict[str, int]) -> dict[str, tuple[str, os.DirEntry[s
                         sub,
                         entry.name,
                     )
-                elif entry.is_file(follow_symlinks=False):
-                    found[_unique_part(entry.name)] = (sub, entry)
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                unique = _unique_part(entry.name)
+                group = found.get(unique)
+                if group is None:
+                    found[unique] = [(sub, entry)]
+                    continue
+                # The same file under both subdirectories was moved from new/
+                # to cur/ while we listed: one message, kept from cur/.
+                group[:] = [seen for seen in group if seen[1].inode() != entry.inode()]
+                group.append((sub, entry))
     return found
+
+
+def _digest(dir_fd: int, name: str) -> str:
+    """The SHA-256 (hex) of a message file's content."""
+    digest = hashlib.sha256()
+    with open(_open_file(dir_fd, name), "rb") as f:
+        while chunk := f.read(_MEASURE_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _twins(
+    path: str, dirs: dict[str, int], unique: str, group: list[tuple[str, os.DirEntry[str]]]
+) -> list[tuple[str, os.DirEntry[str], str]]:
+    """``(subdir, entry, uid)`` for two or more files sharing ``unique``, the first first.
+
+    All are listed, none hides another (a copy put back, a delivery that
+    reused a name; RFC 1939 section 7: ids are unique). The oldest by mtime
+    keeps the plain id, the one earlier sessions listed; each other gets the
+    plain id and a digest of its content, which no move or flag change alters.
+    """
+    base = _base_uid(unique)
+    ranked = []
+    for sub, entry in group:
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime_ns
+        except FileNotFoundError:
+            continue  # removed while we listed
+        # cur/ before new/ on a tie: the file earlier versions listed.
+        ranked.append((mtime, sub != "cur", entry.name, sub, entry))
+    ranked.sort(key=lambda row: row[:3])
+    out = []
+    for n, (_, _, name, sub, entry) in enumerate(ranked):
+        if n == 0:
+            out.append((sub, entry, base))
+            continue
+        try:
+            twin = _twin_uid(base, _digest(dirs[sub], name))
+        except FileNotFoundError:
+            continue
+        except _NotAFileError:
+            continue  # swapped for a link since the listing: not a message
+        log.warning(
+            "Maildir %r: %s/%r has the unique part of another message: listed as %s",
+            path,
+            sub,
+            name,
+            twin,
+        )
+        out.append((sub, entry, twin))
+    return out
 
 
 def _snapshot(path: str, root_fd: int, dirs: dict[str, int]) -> tuple[list[_File], list[int]]:
     """The messages present now, oldest first, and their CRLF sizes."""
     try:
-        found = _scan(path, dirs)
+        # (rank among the files sharing the unique part, unique part, subdir, entry, uid)
+        named: list[tuple[int, str, str, os.DirEntry[str], str]] = []
+        for unique, group in _scan(path, dirs).items():
+            if len(group) == 1:
+                named.append((0, unique, *group[0], _base_uid(unique)))
+            else:
+                twins = _twins(path, dirs, unique, group)
+                named.extend((rank, unique, *twin) for rank, twin in enumerate(twins))
     except OSError as exc:
         raise MaildropError("the Maildir could not be listed") from exc
     cache = _read_cache(root_fd)
     new_cache: dict[str, tuple[int, int, int]] = {}
-    rows: list[tuple[int, str, _File, int]] = []
-    for unique, (subdir, entry) in found.items():
-        uid = _base_uid(unique)
+    rows: list[tuple[int, str, int, _File, int]] = []
+    for rank, unique, subdir, entry, uid in named:
         vsize = _VSIZE.search(entry.name.partition(":")[0])
         when = _TIME.match(unique)
         try:
@@ -286,13 +367,15 @@ def _snapshot(path: str, root_fd: int, dirs: dict[str, int]) -> tuple[list[_File
         else:
             assert info is not None
             seconds = info.st_mtime_ns // 1_000_000_000
-        rows.append((seconds, unique, _File(subdir, entry.name, unique, uid), size))
+        file = _File(subdir, entry.name, unique, uid, entry.inode())
+        rows.append((seconds, unique, rank, file, size))
     if new_cache != cache:
         _write_cache(root_fd, new_cache)
     # Oldest first, and the same order at every open (RFC 1939 section 4);
-    # unique parts are distinct, so the sort never compares further.
-    rows.sort(key=lambda row: row[:2])
-    return [row[2] for row in rows], [row[3] for row in rows]
+    # a unique part and a rank among the files sharing it name one file, so
+    # the sort never compares further.
+    rows.sort(key=lambda row: row[:3])
+    return [row[3] for row in rows], [row[4] for row in rows]
 
 
 def _measure(dir_fd: int, name: str) -> int:
@@ -302,7 +385,7 @@ def _measure(dir_fd: int, name: str) -> int:
 
 
 def _read_cache(root_fd: int) -> dict[str, tuple[int, int, int]]:
-    """``{base uid: (file size, mtime_ns, CRLF size)}``; ``{}`` if absent, corrupt or a link."""
+    """``{uid: (file size, mtime_ns, CRLF size)}``; ``{}`` if absent, corrupt or a link."""
     try:
         with open(_open_file(root_fd, SIZE_CACHE), encoding="ascii", newline="\n") as f:
             text = f.read()
@@ -368,16 +451,22 @@ class _MaildirMaildrop(Maildrop):
         self._files: list[_File | None] = list(files)  # None: removed by commit
 
     def _relocate(self, index: int) -> _File | None:
-        """Find message ``index`` again after another program moved or renamed it."""
+        """Find message ``index`` again after another program moved or renamed it.
+
+        The inode, not only the unique part, says which file it is: another
+        file may share the unique part, and a link has an inode of its own.
+        """
         old = self._files[index]
         assert old is not None
         for sub in reversed(_SUBDIRS):  # cur/ first: where moved files go
             with os.scandir(self._dirs[sub]) as entries:
                 for entry in entries:
-                    if _unique_part(entry.name) == old.unique and entry.is_file(
-                        follow_symlinks=False
+                    if (
+                        entry.inode() == old.inode
+                        and _unique_part(entry.name) == old.unique
+                        and entry.is_file(follow_symlinks=False)
                     ):
-                        file = _File(sub, entry.name, old.unique, old.uid)
+                        file = _File(sub, entry.name, old.unique, old.uid, old.inode)
                         self._files[index] = file
                         return file
         return None
