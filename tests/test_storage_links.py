@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import mailbox
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from pop3_maildrop import (
     Maildrop,
     MaildropError,
     MaildropLocked,
+    MboxStorage,
     Storage,
     UserDB,
     _maildir,
@@ -331,6 +333,77 @@ def test_one_file_seen_in_new_and_cur_is_one_message(tmp_path: Path) -> None:
         assert read_all(drop, 1) == b"moving\n"
 
 
+# --- mbox --------------------------------------------------------------------------------
+
+
+MBOX = b"From a@example.org Thu Jan  1 00:00:00 2026\nSubject: a\n\nbody\n\n"
+
+
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_an_mbox_link_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, target_exists: bool
+) -> None:
+    victim = outside(tmp_path, "victim", MBOX) if target_exists else tmp_path / "created"
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / USER).symlink_to(victim)
+    storage = MboxStorage(tmp_path / "mail", per_user=True)
+    with pytest.raises(MaildropError) as info:
+        storage.open(USER)
+    assert not isinstance(info.value, MaildropLocked)
+    assert "file is a symbolic link" in str(info.value)
+    assert "symbolic link" in caplog.text
+    if target_exists:
+        assert untouched(victim, MBOX)
+    else:
+        assert not os.path.lexists(victim)
+    assert not os.path.lexists(str(victim) + ".lock")
+
+
+def test_an_mbox_dot_lock_link_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "mbox"
+    path.write_bytes(MBOX)
+    victim = outside(tmp_path, "victim")
+    Path(str(path) + ".lock").symlink_to(victim)
+    storage = MboxStorage(path)
+    with pytest.raises(MaildropError) as info:
+        storage.open(USER)
+    assert not isinstance(info.value, MaildropLocked)
+    assert "dot-lock is a symbolic link" in str(info.value)
+    assert "dot-lock" in caplog.text
+    assert untouched(victim)
+    assert path.read_bytes() == MBOX
+    Path(str(path) + ".lock").unlink()
+    assert len(uids_of(storage)) == 1
+
+
+def test_an_mbox_swapped_for_a_link_while_opened_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "mbox"
+    path.write_bytes(MBOX)
+    victim = outside(tmp_path, "victim", MBOX)
+    real_mbox = mailbox.mbox
+
+    def swapped_first(name: str, create: bool = True) -> mailbox.mbox:
+        # The user's move, between the check and mailbox's own open by name.
+        path.unlink()
+        path.symlink_to(victim)
+        return real_mbox(name, create=create)
+
+    monkeypatch.setattr(mailbox, "mbox", swapped_first)
+    with pytest.raises(MaildropError) as info:
+        MboxStorage(path).open(USER)
+    assert "replaced while it was opened" in str(info.value)
+    assert untouched(victim, MBOX)
+    assert not os.path.lexists(str(victim) + ".lock")
+
+
+def test_an_mbox_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "mbox")
+    with pytest.raises(MaildropError):
+        MboxStorage(tmp_path / "mbox").open(USER)
+
+
 # --- on the wire ---------------------------------------------------------------------------
 
 
@@ -390,14 +463,23 @@ def test_twins_are_retrieved_and_deleted_independently(binding: str, tmp_path: P
     assert os.listdir(root / "new") == ["1700000000.X.h"] and os.listdir(root / "cur") == []
 
 
-@pytest.mark.parametrize("planted", ["maildir lock"])
+@pytest.mark.parametrize("planted", ["maildir lock", "mbox", "mbox dot-lock"])
 def test_a_planted_link_fails_the_login_and_creates_nothing(
     binding: str, tmp_path: Path, planted: str
 ) -> None:
     target = tmp_path / "created"
-    root = make_maildir(tmp_path / "md")
-    (root / _maildir.LOCK_FILE).symlink_to(target)
-    storage = MaildirStorage(root)
+    storage: Storage
+    if planted == "maildir lock":
+        root = make_maildir(tmp_path / "md")
+        (root / _maildir.LOCK_FILE).symlink_to(target)
+        storage = MaildirStorage(root)
+    elif planted == "mbox":
+        (tmp_path / "mbox").symlink_to(target)
+        storage = MboxStorage(tmp_path / "mbox")
+    else:
+        (tmp_path / "mbox").write_bytes(MBOX)
+        (tmp_path / "mbox.lock").symlink_to(target)
+        storage = MboxStorage(tmp_path / "mbox")
     with serve(binding, storage) as port:
         with RawClient(port) as client:
             assert client.login(USER, PASSWORD).startswith(b"-ERR [SYS/TEMP]")
