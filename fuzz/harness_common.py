@@ -36,7 +36,7 @@ from typing import Any
 
 import pop3_sansio as p
 from pop3_maildrop._base import is_valid_uid, make_unique
-from pop3_maildrop._maildir import _base_uid, _unique_part
+from pop3_maildrop._maildir import _base_uid, _twin_uid, _unique_part
 from pop3_sansio._listing import MAX_NUMBER_DIGITS, MAX_UID_LENGTH
 
 __all__ = [
@@ -1096,6 +1096,9 @@ def _check_maildir_name(payload: bytes) -> None:
         for info in _MAILDIR_INFO:
             assert _unique_part(stem + info) == _unique_part(stem)
             assert _base_uid(_unique_part(stem + info)) == _base_uid(_unique_part(stem))
+        # A second file with the same unique part: the uid and a content digest.
+        twin = _twin_uid(uid, hashlib.sha256(raw).hexdigest())
+        assert twin != uid and _POP3_UID.fullmatch(twin), f"{name!r} gives twin uid {twin!r}"
         # Repeats get distinct ids, still valid (make_unique's ".<n>" suffix).
         uids = make_unique([uid, uid, uid, uid])
         assert len(set(uids)) == 4 and all(_POP3_UID.fullmatch(u) for u in uids), uids
