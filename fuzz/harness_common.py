@@ -4,7 +4,7 @@
 let an unexpected exception escape) when the core breaks one of its promises:
 
 1. Only ``RemoteProtocolError`` comes out of ``next_event()`` for any input
-   (DESIGN.md invariant 3); a ``LocalProtocolError`` is allowed only from a
+   (docs/architecture.md, invariant 3); a ``LocalProtocolError`` is allowed only from a
    client ``send()``, whose script is fixed and may misfire.
 2. Feeding the input whole and byte by byte gives the same trace: events (with
    adjacent ``Data`` merged), the bytes we sent, and the error type and
@@ -511,8 +511,8 @@ def _check(data: bytes, run: Callable[..., Trace]) -> None:
     mixed = run(data, _uneven_chunks(payload))
     if whole != mixed:
         raise AssertionError("uneven chunks: " + _diff(whole, mixed))
-    # Invariant 6 with a limit smaller than a line: bounded, and only
-    # RemoteProtocolError (buffer-full) comes out.
+    # docs/architecture.md, invariant 6, with a limit smaller than a line:
+    # bounded, and only RemoteProtocolError (buffer-full) comes out.
     run(data, _chunks(payload, _SMALL_CHUNK), max_buffer_size=_SMALL_BUFFER)
 
 
