@@ -52,3 +52,21 @@ def test_no_reference_to_a_design_file_outside_the_repository() -> None:
     name = "DESIGN" + ".md"
     files = [*_text_files("src", "fuzz", "tests", "docs"), ROOT / "README.md"]
     assert [str(f.relative_to(ROOT)) for f in files if name in f.read_text()] == []
+
+
+def test_architecture_md_cites_existing_tests_and_files() -> None:
+    # A name marked with a dagger is one the document announces before it exists.
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    spans = re.findall(r"`([^`\n]+)`(†?)", text)
+    tests = {s for s, planned in spans if re.fullmatch(r"test_\w+", s) and not planned}
+    assert len(tests) > 20
+    assert tests - defined_tests() == set()
+    files = {
+        s
+        for s, planned in spans
+        if re.fullmatch(r"(?:tests|fuzz|src|benchmarks)/[\w/.]+(?:::test_\w+)?", s) and not planned
+    }
+    assert len(files) > 10
+    missing = {f for f in files if not (ROOT / f.split("::")[0]).is_file()}
+    assert missing == set()
+    assert {f.split("::")[1] for f in files if "::" in f} - defined_tests() == set()
