@@ -9,19 +9,7 @@ from ._apop import apop_digest, check_apop_digest, find_timestamp, make_timestam
 from ._async_client import AsyncClient
 from ._base64 import b64decode_strict, b64encode
 from ._capabilities import Capabilities
-from ._client_session import (
-    READ,
-    AuthError,
-    Chunk,
-    ClientSession,
-    Instruction,
-    InUseError,
-    LoginDelayError,
-    PermanentError,
-    Pop3Error,
-    TemporaryError,
-    Write,
-)
+from ._client_session import Chunk, ClientSession, Instruction
 from ._codes import (
     AUTH,
     IN_USE,
@@ -41,7 +29,17 @@ from ._connection import (
     ServerConnection,
     encode_command,
 )
-from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._errors import (
+    AuthError,
+    InUseError,
+    LocalProtocolError,
+    LoginDelayError,
+    PermanentError,
+    Pop3Error,
+    ProtocolError,
+    RemoteProtocolError,
+    TemporaryError,
+)
 from ._events import (
     Apop,
     Auth,
@@ -73,6 +71,7 @@ from ._events import (
     User,
     Utf8,
 )
+from ._instructions import READ, StartTls, Write
 from ._listing import (
     parse_scan_line,
     parse_scan_listing,
@@ -81,14 +80,7 @@ from ._listing import (
     parse_uid_listing,
 )
 from ._multiline import BodyDecoder, BodyEncoder, TopFilter, message_size
-from ._options import (
-    AddressCounter,
-    ServerOptions,
-    TlsMode,
-    default_port,
-    is_loopback_address,
-    peer_host,
-)
+from ._net import TlsMode, default_port, is_loopback_address, peer_host
 from ._proxy import (
     MAX_PROXY_V1_LENGTH,
     MAX_PROXY_V2_LENGTH,
@@ -133,26 +125,18 @@ from ._sasl import (
     saslprep,
     server_mechanism,
 )
-from ._server_driver import (
-    Backend,
-    Call,
-    Maildrop,
-    MaildropError,
-    MaildropLockedError,
-    SessionDriver,
-    Sleep,
-)
-from ._session import (
+from ._server_driver import Call, SessionDriver, Sleep
+from ._server_options import AddressCounter, ServerOptions
+from ._server_session import (
     CloseConnection,
     CommitDeletions,
-    MessageInfo,
     OpenMaildrop,
     ReadMessage,
     Request,
     ServerSession,
-    StartTls,
 )
 from ._state import NEED_DATA, PAUSED, Sentinel, State
+from ._storage import Backend, Maildrop, MaildropError, MaildropLockedError, MessageInfo
 
 __version__ = "0.1.0.dev0"
 

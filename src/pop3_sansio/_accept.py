@@ -5,7 +5,7 @@ Shared by every binding's server, so that each pauses and refuses alike.
 
 from __future__ import annotations
 
-from ._session import ServerSession
+from ._server_session import ServerSession
 
 __all__ = ["AcceptPause", "refusal"]
 

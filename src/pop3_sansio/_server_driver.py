@@ -7,79 +7,29 @@ binding to call a backend method (in a worker thread, for an event loop,
 unless the call is marked ``quick``) and send back its result, or throw its
 exception into the generator.
 
-The backend is duck-typed (see ``Backend`` and ``Maildrop``); ``pop3_maildrop``
+The backend is duck-typed (see ``Backend`` and ``Maildrop`` in ``_storage``); ``pop3_maildrop``
 provides Maildir, mbox and in-memory ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, TypeAlias
 
-from ._client_session import READ, Write, _Read
+from ._instructions import READ, Read, StartTls, Write
 from ._sasl import CheckPassword, CheckToken, LookupSecret
-from ._session import (
+from ._server_session import (
     CloseConnection,
     CommitDeletions,
-    MessageInfo,
     OpenMaildrop,
     ReadMessage,
     ServerSession,
-    StartTls,
 )
 from ._state import NEED_DATA, PAUSED, State
+from ._storage import Backend, Maildrop, MaildropError, MaildropLockedError
 
-__all__ = [
-    "Backend",
-    "Call",
-    "Maildrop",
-    "MaildropError",
-    "MaildropLockedError",
-    "SessionDriver",
-    "Sleep",
-]
-
-
-class MaildropError(Exception):
-    """A maildrop could not be opened, read or changed (``-ERR [SYS/TEMP]``)."""
-
-
-class MaildropLockedError(MaildropError):
-    """Another session holds the maildrop's lock (``-ERR [IN-USE]``, RFC 2449 section 8.1.2)."""
-
-
-class Maildrop(Protocol):
-    """An open, exclusively locked maildrop for one session."""
-
-    @property
-    def messages(self) -> Sequence[MessageInfo]:
-        """The snapshot: CRLF sizes and unique ids, message 1 first."""
-
-    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
-        """The stored bytes of message ``msg`` (1-based), chunk by chunk."""
-
-    def commit(self, msgs: Sequence[int]) -> Sequence[int]:
-        """Remove ``msgs`` for good; return those that could not be removed."""
-
-    def close(self) -> None:
-        """Release the lock."""
-
-
-class Backend(Protocol):
-    """Authentication and storage for a server."""
-
-    def check_password(self, username: str, password: str) -> bool:
-        """Whether ``password`` is ``username``'s (in constant time)."""
-
-    def secret(self, username: str) -> str | None:
-        """The plain shared secret (APOP, CRAM-MD5, SCRAM), or ``None``."""
-
-    def check_token(self, username: str, token: str) -> bool:
-        """Whether an OAuth bearer ``token`` is valid for ``username``."""
-
-    def open(self, username: str) -> Maildrop:
-        """Open and lock the maildrop; raise ``MaildropLockedError``/``MaildropError``."""
+__all__ = ["Call", "ServerInstruction", "SessionDriver", "Sleep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +54,7 @@ class Sleep:
     seconds: float
 
 
-ServerInstruction: TypeAlias = Write | _Read | StartTls | Sleep | Call
+ServerInstruction: TypeAlias = Write | Read | StartTls | Sleep | Call
 
 
 def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:

@@ -1,4 +1,4 @@
-"""What every binding shares: the server's options and how a session starts.
+"""What every server binding shares: the server's options and how a session starts.
 
 Pure: the SSL contexts are only carried (typed, never imported at run time),
 and randomness, the clock and the host name come from the binding.
@@ -6,58 +6,23 @@ and randomness, the clock and the host name come from the binding.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING
 
 from ._apop import make_timestamp
-from ._server_driver import Backend, SessionDriver
-from ._session import ServerSession
+from ._net import peer_host
+from ._server_driver import SessionDriver
+from ._server_session import ServerSession
+from ._storage import Backend
 
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
 
-__all__ = [
-    "AddressCounter",
-    "ServerOptions",
-    "TlsMode",
-    "default_port",
-    "is_loopback_address",
-    "peer_host",
-]
-
-TlsMode: TypeAlias = Literal["implicit", "starttls"] | None
-"""How a client protects its connection: implicit TLS (port 995), STLS, or not at all."""
-
+__all__ = ["MAX_QUEUED_OUTPUT", "AddressCounter", "ServerOptions"]
 
 MAX_QUEUED_OUTPUT = 1 << 16
 """Octets of answers to pipelined commands queued before they are written (backpressure)."""
-
-
-def default_port(tls: TlsMode) -> int:
-    """995 for implicit TLS (RFC 8314), 110 otherwise (RFC 1939)."""
-    return 995 if tls == "implicit" else 110
-
-
-def peer_host(peer: object) -> str:
-    """The host of a peer: ``peer[0]`` of a socket address, a string as it is, else ``"?"``."""
-    if isinstance(peer, str):
-        return peer
-    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
-        return peer[0]
-    return "?"
-
-
-def is_loopback_address(peer: object) -> bool:
-    """Whether a peer (a socket address or a host) is 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104."""
-    try:
-        address = ipaddress.ip_address(peer_host(peer))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 class AddressCounter:
