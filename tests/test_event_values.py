@@ -237,7 +237,7 @@ def _ids(case: Case) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_repr(case: Case) -> None:
-    """The golden ``repr``; secrets and bodies are not shown (invariant: no secret in logs)."""
+    """The golden ``repr``: secrets and bodies are left out, so logging an event leaks neither."""
     assert repr(case.cls(*case.args)) == case.golden
 
 
@@ -369,6 +369,21 @@ def test_read_sentinel() -> None:
     assert p.READ == p.READ
     assert p.Write(b"") != p.READ
     assert hash(p.READ) == hash(p.READ)
+
+
+def test_defaults() -> None:
+    """Fields left out take today's defaults; a mutable default is not shared."""
+    assert p.Auth().initial_response is None
+    assert p.List().msg is None
+    assert p.Uidl().msg is None
+    assert p.Greeting() == p.Greeting("", None, None)
+    assert p.Ok() == p.Ok("", None)
+    assert p.Err() == p.Err("", None)
+    assert p.ReadMessage(1, "u1").lines is None
+    assert p.Call(len) == p.Call(len, (), False)
+    first, second = p.Capabilities(), p.Capabilities()
+    assert first.tags == {}
+    assert first.tags is not second.tags
 
 
 def test_response_code_str_and_capabilities_contains() -> None:
