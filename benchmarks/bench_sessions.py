@@ -1,6 +1,7 @@
 """Server scale: whole POP3 sessions per second against the number of concurrent clients.
 
-Servers: ``pop3 serve --backend asyncio|trio|sync`` (defaults, ``--users FILE``) and a
+Servers: ``pop3 serve --backend asyncio|trio|sync`` (defaults, but no limit per address and
+the 10-minute pre-login time: every client is 127.0.0.1; ``--users FILE``) and a
 throwaway Dovecot (``bench_bindings.start_dovecot``) twice: in its default configuration
 ("dovecot": one pop3-login process per connection) and with ``service pop3-login {
 service_count = 0 }`` ("dovecot sc0": its high-performance mode, long-lived login processes).
@@ -143,6 +144,9 @@ def start_ours(kind: str, maildirs: Path, log: Path) -> bench_bindings.Server:
     backend = kind.split()[1]
     command = [sys.executable, "-m", "pop3_cli", "serve", "--backend", backend, "-q"]
     command += ["--maildir", str(maildirs), "--users", str(maildirs / "users"), "--port", "0"]
+    # Every client comes from 127.0.0.1, up to 1000 at once, and the idle part
+    # keeps its sessions before login while the others connect.
+    command += ["--max-sessions-per-address", "0", "--login-timeout", "600"]
     with log.open("w") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
     assert process.stdout is not None

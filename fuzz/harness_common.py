@@ -4,7 +4,7 @@
 let an unexpected exception escape) when the core breaks one of its promises:
 
 1. Only ``RemoteProtocolError`` comes out of ``next_event()`` for any input
-   (DESIGN.md invariant 3); a ``LocalProtocolError`` is allowed only from a
+   (docs/architecture.md, invariant 3); a ``LocalProtocolError`` is allowed only from a
    client ``send()``, whose script is fixed and may misfire.
 2. Feeding the input whole and byte by byte gives the same trace: events (with
    adjacent ``Data`` merged), the bytes we sent, and the error type and
@@ -36,7 +36,7 @@ from typing import Any
 
 import pop3_sansio as p
 from pop3_maildrop._base import is_valid_uid, make_unique
-from pop3_maildrop._maildir import _base_uid, _unique_part
+from pop3_maildrop._maildir import _base_uid, _twin_uid, _unique_part
 from pop3_sansio._listing import MAX_NUMBER_DIGITS, MAX_UID_LENGTH
 
 __all__ = [
@@ -511,8 +511,8 @@ def _check(data: bytes, run: Callable[..., Trace]) -> None:
     mixed = run(data, _uneven_chunks(payload))
     if whole != mixed:
         raise AssertionError("uneven chunks: " + _diff(whole, mixed))
-    # Invariant 6 with a limit smaller than a line: bounded, and only
-    # RemoteProtocolError (buffer-full) comes out.
+    # docs/architecture.md, invariant 6, with a limit smaller than a line:
+    # bounded, and only RemoteProtocolError (buffer-full) comes out.
     run(data, _chunks(payload, _SMALL_CHUNK), max_buffer_size=_SMALL_BUFFER)
 
 
@@ -1096,6 +1096,9 @@ def _check_maildir_name(payload: bytes) -> None:
         for info in _MAILDIR_INFO:
             assert _unique_part(stem + info) == _unique_part(stem)
             assert _base_uid(_unique_part(stem + info)) == _base_uid(_unique_part(stem))
+        # A second file with the same unique part: the uid and a content digest.
+        twin = _twin_uid(uid, hashlib.sha256(raw).hexdigest())
+        assert twin != uid and _POP3_UID.fullmatch(twin), f"{name!r} gives twin uid {twin!r}"
         # Repeats get distinct ids, still valid (make_unique's ".<n>" suffix).
         uids = make_unique([uid, uid, uid, uid])
         assert len(set(uids)) == 4 and all(_POP3_UID.fullmatch(u) for u in uids), uids

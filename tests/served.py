@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -62,6 +63,7 @@ def start_fetch(
 def write_users(path: Path, users: dict[str, str]) -> Path:
     """A users file with plain passwords (no maildir column: ``--maildir ROOT/NAME``)."""
     path.write_text("".join(f"{name}:{password}\n" for name, password in users.items()))
+    path.chmod(0o600)  # pop3 serve warns about a users file that others can read
     return path
 
 
@@ -97,19 +99,32 @@ class PopServer:
     """``pop3 serve --backend BACKEND`` on a free port of 127.0.0.1; ``with`` stops it."""
 
     def __init__(
-        self, tmp_path: Path, backend: str, users_file: Path, root: Path, *args: str
+        self,
+        tmp_path: Path,
+        backend: str,
+        users_file: Path,
+        root: Path,
+        *args: str,
+        prefix: Sequence[str] = (),
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        """``prefix`` runs the server through a command (e.g. ``setpriv ...``);
+        ``preexec_fn`` runs in the child before that (e.g. to set resource limits)."""
         self.backend = backend
         self.stderr_path = tmp_path / f"serve-{backend}-{time.monotonic_ns()}.err"
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
-                pop3(
-                    *("serve", "--backend", backend, "--port", "0", "-q"),
-                    *("--users", str(users_file), "--maildir", str(root), *args),
-                ),
+                [
+                    *prefix,
+                    *pop3(
+                        *("serve", "--backend", backend, "--port", "0", "-q"),
+                        *("--users", str(users_file), "--maildir", str(root), *args),
+                    ),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 env=env(),
+                preexec_fn=preexec_fn,
             )
         try:
             self.port = self._wait_listening()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+import pop3_sansio
 import served
 from pop3_cli import main
 from pop3_cli._errors import UsageError
@@ -424,6 +425,7 @@ def test_users_file_with_hashes_and_per_user_maildirs(tmp_path: Path) -> None:
     users.write_text(
         f"# comment\nalice:{PASSWORD}:alice-box\nbob:{{SHA256}}{digest}\n", encoding="utf-8"
     )
+    users.chmod(0o640)  # readable by the service's group: no warning
     with serving(tmp_path, "--users", str(users), "--maildir", str(root)) as server:
         client = poplib.POP3("127.0.0.1", server.port, timeout=10)
         assert b"<" not in client.welcome  # no APOP timestamp
@@ -437,7 +439,80 @@ def test_users_file_with_hashes_and_per_user_maildirs(tmp_path: Path) -> None:
         assert server.stop() == 0
     assert "APOP, CRAM-MD5 and SCRAM are off" in server.stderr
     assert "prefer --users FILE" not in server.stderr
+    assert "warning" not in server.stderr
     assert PASSWORD not in server.stderr and "bob-pw" not in server.stderr
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_users_file_that_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    users = tmp_path / "users"
+    users.write_text(f"alice:{PASSWORD}\n")
+    users.chmod(mode)
+    # In a process of its own with a time limit: a server that does not refuse serves forever.
+    argv = ["serve", "--port", "0", "--users", str(users), "--maildir", str(tmp_path / "mail")]
+    done = subprocess.run(pop3(*argv), capture_output=True, text=True, env=env(), timeout=30)
+    err = done.stderr
+    assert done.returncode == 1, err
+    assert one_line(err) and f"the users file {users} (mode {mode:04o})" in err
+    assert "can be written by other users" in err and f"chmod go-w {users}" in err
+    assert PASSWORD not in err
+    assert not (tmp_path / "mail").exists()  # refused before anything else was done
+
+
+def test_users_file_that_everyone_can_read_is_served_with_a_warning(tmp_path: Path) -> None:
+    make_maildir(tmp_path / "mail" / "alice", [b"Subject: x\n\nhi\n"])
+    users = tmp_path / "users"
+    users.write_text(f"alice:{PASSWORD}\n")
+    users.chmod(0o644)
+    with serving(tmp_path, "--users", str(users), "--maildir", str(tmp_path / "mail")) as server:
+        client = poplib.POP3("127.0.0.1", server.port, timeout=10)
+        client.user("alice")
+        client.pass_(PASSWORD)
+        assert client.stat()[0] == 1
+        client.quit()
+        assert server.stop() == 0
+    assert f"the users file {users} (mode 0644) can be read by every user" in server.stderr
+    assert f"chmod o-rwx {users}" in server.stderr
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606])
+def test_password_file_that_others_can_read_or_write_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: int
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(mode)
+    dest = tmp_path / "dest"
+    argv = ["fetch", "--host", "127.0.0.1", "--port", "1", "--user", "u", "--maildir", str(dest)]
+    assert main([*argv, "--password-file", str(secret)]) == 1
+    err = capsys.readouterr().err
+    assert one_line(err) and f"the password file {secret} (mode {mode:04o}) can be" in err
+    assert "chmod go-" in err and PASSWORD not in err
+    assert not dest.exists()  # refused before connecting or creating anything
+
+    secret.chmod(0o400)  # private to its owner, read-only: accepted
+    assert main([*argv, "--password-file", str(secret)]) == 1
+    assert "connection refused" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_secret_files_owned_by_another_user_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    os.chown(secret, 65534, 65534)  # nobody: it could rewrite the file whatever its mode
+    argv = ["fetch", "--host", "127.0.0.1", "--port", "1", "--user", "u"]
+    argv += ["--maildir", str(tmp_path / "dest"), "--password-file", str(secret)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert one_line(err) and "belongs to another user (uid 65534)" in err
+    argv = ["serve", "--port", "0", "--users", str(secret), "--maildir", str(tmp_path / "mail")]
+    done = subprocess.run(pop3(*argv), capture_output=True, text=True, env=env(), timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert one_line(done.stderr)
+    assert f"the users file {secret} belongs to another user" in done.stderr
 
 
 def test_unreadable_users_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -448,6 +523,7 @@ def test_unreadable_users_file(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 
     bad = tmp_path / "users"
     bad.write_text(f"alice:{PASSWORD}\nbroken line\n")
+    bad.chmod(0o600)
     assert main(["serve", "--users", str(bad), "--maildir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert one_line(err) and "line 2" in err and PASSWORD not in err
@@ -584,6 +660,7 @@ def test_password_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     # The first line is the password: the next step, connecting, is what fails.
     secret = tmp_path / "secret"
     secret.write_text(PASSWORD + "\nignored\n")
+    secret.chmod(0o600)
     assert main([*base, "--password-file", str(secret)]) == 1
     err = capsys.readouterr().err
     assert one_line(err) and "connection refused" in err and PASSWORD not in err
@@ -598,6 +675,8 @@ def test_help_documents_the_insecure_effects(capsys: pytest.CaptureFixture[str])
     assert main(["serve", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Prefer --users FILE" in out and "process listings" in out
+    # The limits, with their defaults and how to lift the one per address.
+    assert "(default 20; 0: no limit)" in out and "--login-timeout SECONDS" in out
 
 
 def test_progress_is_shown_only_on_a_terminal() -> None:
@@ -641,11 +720,25 @@ def test_user_options_and_users_file_combine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], {"quick_read_size": 65536, "max_sessions": 1000, "proxy_protocol": False}),
+        (
+            [],
+            {
+                "quick_read_size": 65536,
+                "max_sessions": 1000,
+                "proxy_protocol": False,
+                "max_sessions_per_address": 20,
+                "login_timeout": 60.0,
+            },
+        ),
         (
             ["--quick-read-size", "0", "--max-sessions", "7", "--proxy-protocol"],
             {"quick_read_size": 0, "max_sessions": 7, "proxy_protocol": True},
         ),
+        (
+            ["--max-sessions-per-address", "3", "--login-timeout", "2.5"],
+            {"max_sessions_per_address": 3, "login_timeout": 2.5},
+        ),
+        (["--max-sessions-per-address", "0"], {"max_sessions_per_address": None}),  # no limit
     ],
 )
 def test_serve_options_reach_the_server(
@@ -661,3 +754,4 @@ def test_serve_options_reach_the_server(
     assert code == 0 and len(seen) == 1
     assert {key: seen[0][key] for key in expected} == expected
     assert "max_sessions_per_address" in seen[0]
+    pop3_sansio.ServerOptions(**seen[0])  # every key is an option the bindings take

@@ -606,7 +606,7 @@ def test_sasl_line_limit() -> None:
     events, error = feed_three_ways(_in_auth, line, respond=answer_generically)
     assert (events, error) == ([SaslResponse(b"AAA" * 100)], None)
     _, error = feed_three_ways(lambda: _in_auth(max_sasl_line_length=401), line)
-    # The line may hold credentials: the error keeps none of it (invariant 7).
+    # The line may hold credentials: the error keeps none of it (docs/architecture.md, invariant 7).
     assert error == ErrorInfo(
         RemoteProtocolError, "line-too-long", "AUTHORIZATION", b"<SASL response>"
     )
@@ -823,7 +823,7 @@ def _body_wire(*chunks: bytes, command: bytes = b"RETR 1\r\n") -> bytes:
 )
 def test_body_encoding(chunks: tuple[bytes, ...], wire: bytes) -> None:
     assert _body_wire(*chunks) == wire
-    # invariant 5: the size is what the client gets back
+    # docs/architecture.md, invariant 5: the size is what the client gets back
     message = b"".join(chunks)
     body = wire[: -len(b".\r\n")].replace(b"\r\n..", b"\r\n.")
     if body.startswith(b".."):

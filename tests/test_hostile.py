@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import resource
 import socket
 import time
@@ -156,6 +157,64 @@ def test_slow_commands_keep_the_session(port: int) -> None:
         assert client.command(b"QUIT").startswith(b"+OK")
 
 
+LOGIN_TIMEOUT = 0.5
+
+
+def test_a_client_that_does_not_log_in_is_dropped_after_the_login_timeout(
+    binding: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before login a client has ``login_timeout`` seconds, not the 10-minute autologout.
+
+    A session that logged in first, with the same options, outlives the one
+    that did not: it still answers NOOP once that one has been dropped.
+    """
+    caplog.set_level(logging.INFO, logger="pop3.server")
+    with serving(binding, in_process_backend(), login_timeout=LOGIN_TIMEOUT) as port:
+        with RawClient(port) as user:
+            assert user.login("alice", PASSWORD).startswith(b"+OK")
+            with RawClient(port) as idle:
+                assert idle.greeting.startswith(b"+OK")
+                assert idle.command(b"USER bob").startswith(b"+OK")  # but never PASS
+                # Closed without a word (RFC 1939 section 3), within the test's timeout.
+                assert wait_closed(idle) == b""
+            assert user.command(b"NOOP") == b"+OK\r\n"
+            assert user.command(b"QUIT").startswith(b"+OK")
+        deadline = time.monotonic() + TIMEOUT
+        lines: list[str] = []
+        while len(lines) < 2:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.01)
+            lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
+    assert lines == [
+        "session from 127.0.0.1 ended: login-timeout (user -)",
+        "session from 127.0.0.1 ended: quit (user alice)",
+    ]
+
+
+def test_commands_do_not_extend_the_login_time(binding: str) -> None:
+    """A client that sends a command every 100 ms but never logs in is dropped all the same.
+
+    Were the login time an idle timer, restarted by each command as the
+    autologout timer is, such a client would hold its session for ever.
+    """
+    with serving(binding, in_process_backend(), login_timeout=LOGIN_TIMEOUT) as port:
+        with RawClient(port) as client:
+            started = time.monotonic()
+            while True:
+                try:
+                    client.send(b"CAPA\r\n")
+                    answer = client.line()
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                if answer == b"":  # closed
+                    break
+                assert answer.startswith(b"+OK"), answer
+                client.multiline()
+                assert time.monotonic() - started < TIMEOUT, "commands kept the session"
+                time.sleep(0.1)
+        normal_session(port)
+
+
 def test_password_guessing_is_slowed_down_and_cut_off(port: int) -> None:
     """Each wrong password is answered only after ``failed_login_delay``; the third closes."""
     with RawClient(port) as guesser:
@@ -237,7 +296,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PopServer
         deliver(root / "alice", f"{1_700_000_000 + n}.M{n}P1.test", big_drop_message(n))
     deliver(root / "bob", "1700000000.M0P1.test", BOB_MESSAGE)
     users = write_users(tmp_path / "users", {"alice": PASSWORD, "bob": PASSWORD})
-    with PopServer(tmp_path, str(request.param), users, root, "--max-sessions", "2001") as srv:
+    # 2001 sessions from 127.0.0.1, the first ones idle for as long as the
+    # others take to connect: no limit per address, and the old pre-login time.
+    limits = ("--max-sessions", "2001", "--max-sessions-per-address", "0")
+    limits += ("--login-timeout", "600")
+    with PopServer(tmp_path, str(request.param), users, root, *limits) as srv:
         normal_session(srv.port)  # warm: the imports of a first session are not counted
         yield srv
 

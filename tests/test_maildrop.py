@@ -421,9 +421,9 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = _maildir._measure
 
-    def spy(path: str) -> int:
-        calls.append(os.path.basename(path))
-        return real(path)
+    def spy(dir_fd: int, name: str) -> int:
+        calls.append(name)
+        return real(dir_fd, name)
 
     monkeypatch.setattr(_maildir, "_measure", spy)
     return calls
@@ -432,6 +432,14 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def uids_of(storage: Storage, user: str = "u") -> list[str]:
     with storage.open(user) as drop:
         return [m.uid for m in drop.messages]
+
+
+def read_cache(root: Path) -> dict[str, tuple[int, int, int]]:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return _maildir._read_cache(fd)
+    finally:
+        os.close(fd)
 
 
 def test_maildir_created_and_uid_is_the_unique_part(tmp_path: Path) -> None:
@@ -486,17 +494,7 @@ def test_maildir_order_is_oldest_first_and_ignores_non_messages(tmp_path: Path) 
     put(root, "new", "custom-name", b"0\n", mtime=5)  # no time prefix: its mtime counts
     put(root, "new", ".hidden", b"not mail\n")
     (root / "new" / "subdir").mkdir()
-    put(root, "cur", "30.dup.h:2,S", b"dup in cur\n")
-    put(root, "new", "30.dup.h", b"dup in new\n")  # the same message seen twice: cur/ wins
-    with MaildirStorage(root).open("u") as drop:
-        assert [m.uid for m in drop.messages] == [
-            "custom-name",
-            "10.z.h",
-            "20.a.h",
-            "20.b.h",
-            "30.dup.h",
-        ]
-        assert read_all(drop, 5) == b"dup in cur\n"
+    assert uids_of(MaildirStorage(root)) == ["custom-name", "10.z.h", "20.a.h", "20.b.h"]
 
 
 def test_maildir_odd_or_long_unique_parts_are_hashed(tmp_path: Path) -> None:
@@ -593,7 +591,7 @@ def test_maildir_corrupt_size_cache_is_ignored_and_rebuilt(
     with MaildirStorage(root).open("u") as drop:
         assert drop.messages[0].size == 5
     assert measured == ["1.a.h"]
-    assert _maildir._read_cache(str(root)) != {}
+    assert read_cache(root) != {}
 
 
 def test_maildir_empty_cache_file_and_cache_that_cannot_be_written(
@@ -601,10 +599,10 @@ def test_maildir_empty_cache_file_and_cache_that_cannot_be_written(
 ) -> None:
     root = make_maildir(tmp_path)
     (root / _maildir.SIZE_CACHE).write_text("pop3-sansio sizes 1\n")
-    assert _maildir._read_cache(str(root)) == {}
+    assert read_cache(root) == {}
     put(root, "new", "1.a.h", b"one\n")
 
-    def fail(src: str, dst: str) -> None:
+    def fail(src: str, dst: str, **dir_fds: int) -> None:
         raise OSError(errno.EROFS, "read-only")
 
     monkeypatch.setattr(os, "replace", fail)
@@ -620,9 +618,9 @@ def test_maildir_message_vanishing_while_measured_is_left_out(
     put(root, "new", "1.a.h", b"one\n")
     put(root, "new", "2.b.h", b"two\n")
 
-    def gone(path: str) -> int:
-        if path.endswith("1.a.h"):
-            raise FileNotFoundError(errno.ENOENT, "gone", path)
+    def gone(dir_fd: int, name: str) -> int:
+        if name == "1.a.h":
+            raise FileNotFoundError(errno.ENOENT, "gone", name)
         return 5
 
     monkeypatch.setattr(_maildir, "_measure", gone)
@@ -635,8 +633,8 @@ def test_maildir_unreadable_message_fails_the_open_and_releases_the_lock(
     root = make_maildir(tmp_path)
     put(root, "new", "1.a.h", b"one\n")
 
-    def denied(path: str) -> int:
-        raise PermissionError(errno.EACCES, "denied", path)
+    def denied(dir_fd: int, name: str) -> int:
+        raise PermissionError(errno.EACCES, "denied", name)
 
     monkeypatch.setattr(_maildir, "_measure", denied)
     storage = MaildirStorage(root)
@@ -716,25 +714,31 @@ def test_maildir_the_same_directory_by_two_paths_is_one_lock(tmp_path: Path) -> 
         MaildirStorage(tmp_path / "link").open("u")
 
 
+def unlistable(path: object) -> None:
+    raise OSError(errno.EIO, "cannot list")
+
+
 def test_maildir_read_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_maildir(tmp_path)
     put(root, "new", "1.a.h", b"one\n")
     with MaildirStorage(root).open("u") as drop:
-        real_open = open
+        real_open_file = _maildir._open_file
 
-        def denied(path: str, mode: str = "r", *args: object, **kwargs: object) -> object:
-            if str(path).endswith("1.a.h:2,S"):
-                raise PermissionError(errno.EACCES, "denied", path)
-            return real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+        def denied(dir_fd: int, name: str) -> int:
+            if name == "1.a.h:2,S":
+                raise PermissionError(errno.EACCES, "denied", name)
+            return real_open_file(dir_fd, name)
 
-        monkeypatch.setattr("builtins.open", denied)
+        monkeypatch.setattr(_maildir, "_open_file", denied)
         os.rename(root / "new" / "1.a.h", root / "cur" / "1.a.h:2,S")
         with pytest.raises(MaildropError):
             drop.read(1)  # found again after the move, but cannot be opened
-        (root / "cur").rename(root / "cur.gone")
+        os.rename(root / "cur" / "1.a.h:2,S", root / "cur" / "1.a.h:2,RS")
+        monkeypatch.setattr(os, "scandir", unlistable)
         with pytest.raises(MaildropError):
             drop.read(1)  # cur/ cannot even be listed
         monkeypatch.undo()
+        assert read_all(drop, 1) == b"one\n"
 
 
 def test_maildir_commit_reports_what_it_could_not_remove(
@@ -746,23 +750,22 @@ def test_maildir_commit_reports_what_it_could_not_remove(
     real_unlink = os.unlink
     vanish_on_unlink = {"4.m.h:2,S"}
 
-    def unlink(path: str | os.PathLike[str]) -> None:
-        name = os.path.basename(path)
+    def unlink(name: str, *, dir_fd: int | None = None) -> None:
         if name == "2.m.h":
-            raise PermissionError(errno.EACCES, "denied", path)
+            raise PermissionError(errno.EACCES, "denied", name)
         if name in vanish_on_unlink:
             vanish_on_unlink.clear()
-            real_unlink(path)  # another program removed it just before us
-            raise FileNotFoundError(errno.ENOENT, "gone", path)
-        real_unlink(path)
+            real_unlink(name, dir_fd=dir_fd)  # another program removed it just before us
+            raise FileNotFoundError(errno.ENOENT, "gone", name)
+        real_unlink(name, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", unlink)
     with MaildirStorage(root).open("u") as drop:
         os.rename(root / "new" / "4.m.h", root / "cur" / "4.m.h:2,S")
         assert drop.commit([1, 2, 4]) == [2]
         assert drop.commit([2]) == [2]
-        (root / "cur").rename(root / "cur.gone")
         (root / "new" / "3.m.h").unlink()
+        monkeypatch.setattr(os, "scandir", unlistable)
         assert drop.commit([3]) == [3]  # cannot even look for it: reported
     monkeypatch.undo()
     assert sorted(os.listdir(root / "new")) == ["2.m.h"]

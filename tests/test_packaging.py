@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# DESIGN.md invariant 1: the core imports no I/O module and nothing from PyPI.
+# docs/architecture.md, invariant 1: the core imports no I/O module and nothing from PyPI.
 FORBIDDEN = {
     "socket",
     "ssl",

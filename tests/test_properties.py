@@ -5,7 +5,7 @@
     and generated command streams read by a server;
 (b) multi-line bodies survive ServerConnection -> wire -> ClientConnection in any
     chunking on both sides, with CRLF line ends, and ``message_size`` is the
-    length the client reads (DESIGN.md invariant 5);
+    length the client reads (docs/architecture.md, invariant 5);
 (c) the listing parsers invert the listing format;
 (d) any bytes into either role's ``next_event`` raise nothing but ``ProtocolError``.
 """

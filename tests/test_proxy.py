@@ -397,8 +397,14 @@ def _greeting(options: p.ServerOptions, *, sessions: int = 1, same_address: int 
 
 
 def test_sessions_per_address_are_limited() -> None:
-    unlimited = p.ServerOptions()
+    unlimited = p.ServerOptions(max_sessions_per_address=None)
     assert _greeting(unlimited, same_address=10_000).startswith(b"+OK")
+    # By default one address may hold 20 sessions (of 1000), logged in or not.
+    default = p.ServerOptions()
+    assert _greeting(default, same_address=20).startswith(b"+OK")
+    assert _greeting(default, same_address=21) == (
+        b"-ERR [SYS/TEMP] too many sessions from your address\r\n"
+    )
     limited = p.ServerOptions(max_sessions_per_address=2, max_sessions=5)
     assert _greeting(limited, same_address=2).startswith(b"+OK")
     assert _greeting(limited, same_address=3) == (

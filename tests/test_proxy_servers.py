@@ -298,6 +298,32 @@ def test_sessions_per_address_are_limited(name: str) -> None:
             time.sleep(0.02)
 
 
+DEFAULT_PER_ADDRESS = 20
+"""``ServerOptions.max_sessions_per_address`` when it is not given."""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_address_cannot_take_every_session_by_default(name: str) -> None:
+    """With the default options one address has 20 sessions; others still get in.
+
+    The sessions here never log in: they are counted all the same, from the
+    greeting. The address counted is the PROXY header's.
+    """
+    backend, _ = alice_backend([])
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(serving(name, backend, proxy_protocol=True))
+        for n in range(DEFAULT_PER_ADDRESS):
+            idle = stack.enter_context(raw(port))
+            idle.send(v1("192.0.2.7", 1000 + n))
+            assert idle.line().startswith(b"+OK"), n
+        with raw(port) as beyond, raw(port) as other:
+            beyond.send(v2("192.0.2.7", 999))
+            assert beyond.line() == b"-ERR [SYS/TEMP] too many sessions from your address\r\n"
+            assert beyond.line() == b""  # and closed
+            other.send(v1("192.0.2.8"))
+            assert other.line().startswith(b"+OK")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_sessions_per_address_without_a_proxy(name: str) -> None:
     backend, _ = alice_backend([])

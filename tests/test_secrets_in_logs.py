@@ -5,7 +5,7 @@ one, plus the over-long and malformed lines that end up in protocol errors, agai
 every binding's server, with every logger of the process at DEBUG. Then the whole
 captured log (messages, arguments, tracebacks) and every exception's text are searched
 for the passwords in each form they travel in: as they are, in base64 (AUTH LOGIN), and
-inside the base64 of a PLAIN message. Invariant 7 of the design; issue 7's "never logged".
+inside the base64 of a PLAIN message. docs/architecture.md, invariant 7; issue 7's "never logged".
 """
 
 from __future__ import annotations

@@ -311,6 +311,70 @@ def test_read_timeout_is_reset_by_a_command_not_by_a_byte() -> None:
     assert driver.read_timeout(111.5) == 10.0  # a new deadline
 
 
+def _until_read(driver: p.SessionDriver, value: Any) -> None:
+    """Step past what ``value`` (bytes read) leads to, carrying out calls, up to the next READ."""
+    instruction = driver.step(value)
+    while instruction is not p.READ:
+        result = None
+        if isinstance(instruction, p.Call):
+            result = instruction.function(*instruction.args)
+        instruction = driver.step(result)
+
+
+def test_a_client_has_login_timeout_seconds_in_all_to_log_in() -> None:
+    """Before login every wait ends at the login deadline, which commands do not move."""
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0, login_timeout=60.0
+    )
+    assert isinstance(driver.step(), p.Write)  # the greeting
+    assert driver.wait_timeout(1000.0) == 60.0  # the login time starts with the first wait
+    assert driver.step() is p.READ
+    assert driver.read_timeout(1010.0) == 50.0  # not the 600 s autologout
+    _until_read(driver, b"CAPA\r\n")  # a command: a new autologout timer, not more login time
+    assert driver.read_timeout(1030.0) == 30.0
+    assert driver.wait_timeout(1050.0) == 10.0  # a write (or a TLS handshake) too
+    assert driver.read_timeout(1061.0) == 0.0  # time is up (never negative)
+    assert driver.timed_out() == "login-timeout"
+    assert driver.close_reason == "login-timeout"
+
+
+def test_once_logged_in_only_the_autologout_applies() -> None:
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0, login_timeout=60.0
+    )
+    assert isinstance(driver.step(), p.Write)
+    assert driver.step() is p.READ
+    assert driver.read_timeout(0.0) == 60.0
+    _until_read(driver, b"USER alice\r\n")  # still AUTHORIZATION
+    assert driver.read_timeout(50.0) == 10.0
+    _until_read(driver, b"PASS pw\r\n")  # TRANSACTION
+    assert driver.session.state is p.State.TRANSACTION
+    assert driver.read_timeout(59.0) == 600.0  # RFC 1939 section 3, whatever the login time
+    assert driver.wait_timeout(100.0) == 600.0
+    assert driver.read_timeout(700.0) == 0.0
+    assert driver.timed_out() == "autologout"
+
+
+def test_an_autologout_shorter_than_the_login_timeout_applies_before_login_too() -> None:
+    driver = p.SessionDriver(p.ServerSession(), Store(), autologout=10.0, login_timeout=60.0)
+    assert isinstance(driver.step(), p.Write)
+    assert driver.step() is p.READ
+    assert driver.read_timeout(100.0) == 10.0
+    assert driver.read_timeout(111.0) == 0.0
+    assert driver.timed_out() == "autologout"  # the idle limit ran out, not the login time
+    assert driver.wait_timeout(155.0) == 5.0  # the login time, when it is shorter
+    assert driver.timed_out() == "login-timeout"
+
+
+def test_server_options_give_the_driver_its_login_timeout() -> None:
+    options = p.ServerOptions()
+    assert (options.login_timeout, options.autologout) == (60.0, 600.0)
+    driver = p.ServerOptions(login_timeout=5.0).start_session(
+        Store(), peer_is_loopback=True, sessions=1, hostname="h", random_bytes=bytes, clock=0
+    )
+    assert driver.login_timeout == 5.0
+
+
 def test_pipelined_answers_are_written_in_bounded_pieces() -> None:
     """A client that pipelines without reading gets answers as the binding writes them.
 

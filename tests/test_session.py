@@ -448,7 +448,7 @@ def test_retr_is_byte_exact_and_matches_its_size(msg: int, chunk: int) -> None:
     if not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert data == expected
-    assert events[0] == p.Ok(f"{len(data)} octets")  # invariant 5
+    assert events[0] == p.Ok(f"{len(data)} octets")  # docs/architecture.md, invariant 5
     assert isinstance(events[-1], p.EndOfResponse)
 
 
@@ -553,7 +553,7 @@ def test_failed_commit_says_which_remain() -> None:
 
 @pytest.mark.parametrize("ending", [b"", b"QU"])
 def test_client_going_away_deletes_nothing(ending: bytes) -> None:
-    # RFC 1939 section 6, invariant 4: no QUIT, no UPDATE.
+    # RFC 1939 section 6, docs/architecture.md, invariant 4: no QUIT, no UPDATE.
     backend = Backend()
     link = Link(backend)
     link.login()

@@ -26,6 +26,7 @@ log = logging.getLogger("pop3.server")
 # a burst of connections past that, and each dropped client waits 1, 3, 7...
 # seconds to retry. The kernel caps this at net.core.somaxconn.
 _BACKLOG = 4096
+_ACCEPT_BATCH = 100  # connections accepted at most per wake-up (asyncio's default backlog)
 
 
 class Server:
@@ -34,37 +35,81 @@ class Server:
     def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
         self.backend = backend
         self.options = options
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # sessions
+        self._opening: set[asyncio.Task[None]] = set()  # accepted, transport not made yet
         self._addresses = p.AddressCounter()
+        self._pause = p.AcceptPause()
+        self._resume: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._stopped: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
         """The port listened on (useful with ``port=0``)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._listeners[0].getsockname()[1])
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets."""
-        assert self._server is not None
-        return tuple(self._server.sockets)
+        return tuple(self._listeners)
 
     async def start(self, host: str | Sequence[str] | None, port: int) -> None:
         """Listen on ``host``:``port``."""
+        self._loop = loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
+        self._listeners = await _listen(loop, host, port, reuse_port=self.options.reuse_port)
+        self._accepting(True)
+
+    # --- accepting ------------------------------------------------------------------------
+    #
+    # Our own accept loop, not loop.create_server's: out of descriptors, that
+    # one logs and re-arms a retry for every pass of its loop over the listen
+    # queue (up to the backlog, 4096, per wake-up), so it spins a core and
+    # writes tens of thousands of log lines a second (CPython 3.10 to 3.13).
+
+    def _accepting(self, on: bool) -> None:
+        """Watch the listening sockets for connections, or stop watching them."""
+        loop = self._loop
+        assert loop is not None
+        for sock in self._listeners:
+            if on:
+                loop.add_reader(sock, self._accept, sock)
+            else:
+                loop.remove_reader(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        options = self.options
-        self._server = await loop.create_server(
-            self._protocol,
-            host,
-            port,
+        # Several at a wake-up (as asyncio does), but few enough that the
+        # sessions already running get their turn.
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                # Out of descriptors and the like: the connection stays queued,
+                # so stop watching (the sessions go on) and say so once a pause.
+                pause = self._pause.failed()
+                log.warning("cannot accept a connection (%s): pausing %.2f s", exc, pause)
+                self._accepting(False)
+                self._resume = loop.call_later(pause, self._accepting, True)
+                return
+            self._pause.accepted()
+            conn.setblocking(False)
+            task = loop.create_task(self._open(conn))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    async def _open(self, conn: socket.socket) -> None:
+        """Make a transport for an accepted socket; its protocol starts the session."""
+        try:
             # Implicit TLS starts in _session (after the PROXY header if any), so a
             # handshake that fails or stalls is timed out and logged like a session.
-            ssl=None,
-            reuse_address=True,
-            reuse_port=options.reuse_port or None,
-            backlog=_BACKLOG,
-        )
+            await asyncio.get_running_loop().connect_accepted_socket(self._protocol, conn)
+        except OSError:
+            conn.close()  # the client is gone already
 
     def _protocol(self) -> asyncio.BaseProtocol:
         if self.options.proxy_protocol:
@@ -72,6 +117,9 @@ class Server:
         return Stream(on_connect=self._connected)
 
     def _connected(self, stream: Stream | PrefixReader) -> None:
+        if self._closed:
+            stream.close()
+            return
         task = asyncio.get_running_loop().create_task(self._session(stream))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -105,15 +153,19 @@ class Server:
         )
         session = driver.session
         reason = "error"
+        loop = asyncio.get_running_loop()
         try:
             if options.ssl_context is not None:  # implicit TLS (RFC 8314)
-                await _handshake(stream, options.ssl_context, options.autologout)
+                # Part of the time the client has to log in.
+                timeout = driver.wait_timeout(loop.time())
+                await _handshake(stream, options.ssl_context, timeout)
             await self._drive(driver, stream)
             reason = driver.close_reason or "closed"
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
         except (TimeoutError, asyncio.TimeoutError):
-            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
+            reason = driver.timed_out()
         except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
             reason = f"connection error: {type(exc).__name__}"
         except Exception as exc:
@@ -134,18 +186,21 @@ class Server:
 
     async def _drive(self, driver: p.SessionDriver, stream: Stream) -> None:
         """Carry out the driver's instructions until the session ends."""
+        clock = asyncio.get_running_loop().time
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
             error: BaseException | None = None
             if instruction is p.READ:
                 # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
-                timeout = driver.read_timeout(asyncio.get_running_loop().time())
+                timeout = driver.read_timeout(clock())
+                if timeout <= 0:  # even with input waiting: commands do not extend the login
+                    raise TimeoutError
                 value = await stream.read(timeout)
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold the maildrop lock
                 # forever: writes are bounded by the autologout timer too.
-                await stream.write(instruction.data, driver.autologout)
+                await stream.write(instruction.data, driver.wait_timeout(clock()))
             elif isinstance(instruction, p.Call) and instruction.quick:
                 # A small read from storage: cheaper here than a worker-thread hop.
                 try:
@@ -172,29 +227,37 @@ class Server:
             else:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
-                await _handshake(stream, self.options.starttls_context, driver.autologout)
+                timeout = driver.wait_timeout(clock())
+                await _handshake(stream, self.options.starttls_context, timeout)
             instruction = driver.step(value, error)
 
     def close(self) -> None:
         """Stop listening and drop every session (without QUIT nothing is deleted)."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
+        if not self._closed:
+            self._closed = True
+            if self._resume is not None:
+                self._resume.cancel()
+            if self._listeners:
+                self._accepting(False)
+            for sock in self._listeners:
+                sock.close()
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_result(None)
+        # The tasks in _opening finish by themselves, soon: _connected closes
+        # what they open from now on (cancelled, one could leave its socket open).
+        for task in self._tasks:
             task.cancel()
 
     async def wait_closed(self) -> None:
-        """Wait until the listener and every session have ended."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        """Wait until every session has ended."""
+        while self._opening or self._tasks:
+            await asyncio.gather(*self._opening, *self._tasks, return_exceptions=True)
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        assert self._server is not None
+        """Serve until cancelled (or ``close()``)."""
+        assert self._stopped is not None
         try:
-            await self._server.serve_forever()
+            await asyncio.shield(self._stopped)
         finally:
             self.close()
             await self.wait_closed()
@@ -225,6 +288,53 @@ async def _proxy_header(reader: PrefixReader, peer: Any, timeout: float) -> Any:
     return parser.result().client_address(peer)
 
 
+async def _listen(
+    loop: asyncio.AbstractEventLoop,
+    host: str | Sequence[str] | None,
+    port: int,
+    *,
+    reuse_port: bool,
+) -> list[socket.socket]:
+    """Listening sockets for ``host``:``port``, as ``loop.create_server`` makes them.
+
+    ``None`` or ``""``: every interface; a sequence: each host. One socket per
+    address (IPv6 ones only IPv6), ``SO_REUSEADDR`` set, non-blocking.
+    """
+    hosts: Sequence[str | None] = [host] if host is None or isinstance(host, str) else host
+    infos = set()
+    for name in hosts:
+        infos.update(
+            await loop.getaddrinfo(
+                name or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"error while attempting to bind on address {address!r}: "
+                    f"{(exc.strerror or '').lower()}",
+                ) from None
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 async def serve(
     backend: p.Backend,
     host: str | Sequence[str] | None = "127.0.0.1",
@@ -249,11 +359,15 @@ class _HandshakeTimeoutError(Exception):
     """The TLS handshake did not finish in time."""
 
 
-async def _handshake(stream: Stream, context: ssl.SSLContext, autologout: float) -> None:
-    """Start TLS on ``stream``; ``_HandshakeTimeoutError`` after 60 s (less if autologout is)."""
+async def _handshake(stream: Stream, context: ssl.SSLContext, timeout: float) -> None:
+    """Start TLS on ``stream``; ``_HandshakeTimeoutError`` after 60 s (less if ``timeout`` is).
+
+    ``timeout`` is the driver's ``wait_timeout()``: before login, what is
+    left of the login time.
+    """
     try:
         await with_timeout(
-            stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, autologout)
+            stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, timeout)
         )
     except (TimeoutError, asyncio.TimeoutError):
         raise _HandshakeTimeoutError from None

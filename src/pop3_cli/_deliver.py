@@ -4,7 +4,10 @@ A delivered file's name carries a token derived from the account and the
 message's unique id: ``<seconds>.M<usec>P<pid>Q<n>X<token>.<host>``. Mail
 readers keep that unique part when they move a message to cur/ or change its
 flags, so a run killed after storing a message but before recording it in the
-state file still finds it, and does not download it twice.
+state file still finds it, and does not download it twice. The token names
+the id, not the message: a server may reuse an id for another message, so a
+file found by its token counts as that message only if its bytes are the
+same (``stored_digests``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Delivery:
         self.name = name
         self._file = file
         self.size = 0
+        self._sha256 = hashlib.sha256()
 
     @property
     def tmp_path(self) -> str:
@@ -66,6 +70,12 @@ class Delivery:
             self.abort()
             raise self._writer.error(exc) from None
         self.size += len(data)
+        self._sha256.update(data)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes written so far."""
+        return self._sha256.hexdigest()
 
     def commit(self) -> str:
         """Sync the file, rename it into new/, sync new/; return its final path."""
@@ -119,6 +129,48 @@ class MaildirWriter:
                 if match is not None:
                     tokens.add(match.group(1))
         return tokens
+
+    def holds(self, token: str, sha256: str) -> bool:
+        """Whether a file in new/ or cur/ carries ``token`` and has bytes with ``sha256``.
+
+        A run killed after it stored a message but before it recorded it left
+        such a file; new/ and cur/ are synced before this says yes, in case
+        that run was stopped before it synced new/ (a power cut would undo
+        the rename).
+        """
+        if sha256 not in self.stored_digests(token):
+            return False
+        try:
+            for sub in ("new", "cur"):
+                fsync_directory(os.path.join(self.root, sub))
+        except OSError as exc:
+            raise self.error(exc) from None
+        return True
+
+    def stored_digests(self, token: str) -> set[str]:
+        """Hex SHA-256 of each file in new/ or cur/ that carries ``token``."""
+        digests: set[str] = set()
+        for sub in ("new", "cur"):
+            directory = os.path.join(self.root, sub)
+            try:
+                names = os.listdir(directory)
+            except OSError as exc:
+                raise self.error(exc) from None
+            for name in names:
+                match = _OURS.match(name)
+                if match is None or match.group(1) != token:
+                    continue
+                digest = hashlib.sha256()
+                try:
+                    with open(os.path.join(directory, name), "rb") as f:
+                        while chunk := f.read(1 << 16):
+                            digest.update(chunk)
+                except FileNotFoundError:
+                    continue  # moved or deleted by a mail reader meanwhile
+                except OSError as exc:
+                    raise CliError(f"cannot read {name} in {directory}: {exc.strerror}") from None
+                digests.add(digest.hexdigest())
+        return digests
 
     def remove_unfinished(self) -> int:
         """Remove files a killed run left in tmp/ (call only while holding the fetch lock)."""

@@ -1,20 +1,38 @@
 """``pop3 fetch``: download mail into a Maildir, deleting on the server only what is stored.
 
+The one rule: a message is deleted on the server only if the bytes it has
+in this session were stored and synced here, in this run or an earlier one.
+A unique id alone cannot tell that, whatever the server: RFC 1939 section 7
+only asks that an id not be reused "during a session", and servers do reuse
+them (message numbers as ids, a Maildir with two files of one unique part);
+a server may even repeat an id within one listing. Nor can the id and the
+size: a new message may have the size of the old one. So every message is
+RETRieved in the session that deletes it, and is deleted only once its
+SHA-256 matches what was stored (the state file's record, or a file of ours
+in the Maildir that carries its id's token), or once it has been stored.
+
 The order that makes a killed run lose and duplicate nothing:
 
-1. LIST the unique ids (UIDL); a uid already recorded in the state file, or
-   whose file is already in the Maildir, is not downloaded again.
-2. For each other message: RETR into ``tmp/``, fsync, rename into ``new/``,
-   fsync ``new/``, record the uid; only then (without ``--keep``) DELE it.
+1. UIDL, refused if it repeats an id (its ids cannot tell messages apart);
+   LIST. With ``--keep`` a message recorded under its id with the size it is
+   LISTed with now is skipped: nothing is deleted, so the id and the size
+   are enough not to download it again. Every other message is fetched.
+2. For each: RETR into ``tmp/`` while taking its SHA-256. If those bytes
+   are already stored, drop the copy; otherwise fsync, rename into ``new/``,
+   fsync ``new/``. Record ``(id, LISTed size, SHA-256)`` (synced); only then
+   (without ``--keep``) DELE it.
 3. QUIT, which makes the server commit the deletions (RFC 1939 section 6).
    Any failure before that closes the connection without QUIT: nothing is
-   deleted, and the next run picks up where this one stopped.
+   deleted, and the next run picks up where this one stopped. Once QUIT is
+   answered ``+OK`` the deleted messages' ids are forgotten: the state does
+   not grow, and an id the server lists again later names a new message.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -35,6 +53,7 @@ from pop3_asyncio import (
 from ._deliver import MaildirWriter, message_token
 from ._errors import CliError, Interrupted
 from ._progress import Progress
+from ._secretfile import read_secret_file
 from ._state import FetchState
 
 __all__ = ["FetchResult", "read_password", "run_fetch"]
@@ -64,13 +83,8 @@ def read_password(args: argparse.Namespace) -> str:
             raise CliError(f"--password-env: environment variable {args.password_env} is empty")
         return password
     path = args.password_file
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            first = f.readline()
-    except OSError as exc:
-        raise CliError(f"cannot read the password file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"the password file {path} is not UTF-8") from None
+    text = read_secret_file(path, "the password file", private=True, newline="")
+    first = io.StringIO(text, newline="").readline()
     password = first.removesuffix("\n").removesuffix("\r")
     if not password:
         raise CliError(f"the password file {path} starts with an empty line")
@@ -162,6 +176,7 @@ async def _fetch_all(
         allow_plaintext_login=args.insecure,
         max_message_size=args.max_message_size,
     )
+    deleted: list[str] = []  # the ids of the messages marked for deletion
     async with client:
         await client.login(args.user, password)
         try:
@@ -170,21 +185,17 @@ async def _fetch_all(
             raise CliError(
                 f"the server does not list unique ids (UIDL), which pop3 fetch needs: {exc}"
             ) from None
+        _refuse_repeated_ids(uids)
         sizes = await client.list()
         state.prune(uids.values())
         stored = writer.stored_tokens()
         todo: list[int] = []
         for msg in sorted(uids):
             ctrl_c.check()
-            uid = uids[msg]
-            if uid not in state and message_token(state.account, uid) in stored:
-                log.debug("message %d (%s) was stored by an interrupted run", msg, uid)
-                state.add(uid)
-            if uid in state:
+            record = state.get(uids[msg])
+            # A version 1 record has no size: enough to skip with --keep (deleting nothing).
+            if args.keep and record is not None and record.size in (None, sizes.get(msg)):
                 result.already += 1
-                if not args.keep:
-                    await client.dele(msg)
-                    result.deleted += 1
             else:
                 todo.append(msg)
         progress = Progress(len(todo), sum(sizes.get(msg, 0) for msg in todo))
@@ -192,7 +203,8 @@ async def _fetch_all(
             for msg in todo:
                 ctrl_c.check()
                 uid = uids[msg]
-                delivery = writer.start(message_token(state.account, uid))
+                token = message_token(state.account, uid)
+                delivery = writer.start(token)
                 try:
                     async for chunk in client.iter_retr(msg):
                         delivery.write(chunk)
@@ -200,20 +212,47 @@ async def _fetch_all(
                 except BaseException:
                     delivery.abort()
                     raise
-                path = delivery.commit()
-                state.add(uid)
+                record = state.get(uid)
+                digest = delivery.sha256
+                if (record is not None and record.sha256 == digest) or (
+                    token in stored and writer.holds(token, digest)
+                ):
+                    delivery.abort()  # these very bytes are stored already
+                    log.debug("message %d (%s) is already stored", msg, uid)
+                    result.already += 1
+                else:
+                    path = delivery.commit()
+                    stored.add(token)
+                    result.fetched += 1
+                    result.octets += delivery.size
+                    log.debug("message %d (%s): %d octets in %s", msg, uid, delivery.size, path)
+                if record != (sizes.get(msg), digest):
+                    state.add(uid, sizes.get(msg), digest)
                 progress.message_done()
-                result.fetched += 1
-                result.octets += delivery.size
-                log.debug("message %d (%s): %d octets in %s", msg, uid, delivery.size, path)
                 if not args.keep:
                     await client.dele(msg)
+                    deleted.append(uid)
                     result.deleted += 1
         finally:
             progress.close()
         ctrl_c.check()
         # Leaving the block normally sends QUIT: the deletions take effect now.
+    # Here QUIT was answered +OK (a -ERR or no answer raised): the server has
+    # deleted these messages, so an id it lists again is a new message.
+    state.forget(deleted)
     return result
+
+
+def _refuse_repeated_ids(uids: dict[int, str]) -> None:
+    """Raise ``CliError`` if two messages share a unique id (before anything is deleted)."""
+    first: dict[str, int] = {}
+    for msg in sorted(uids):
+        other = first.setdefault(uids[msg], msg)
+        if other != msg:
+            raise CliError(
+                f"the server lists the unique id {uids[msg][:70]!r} for messages {other} and "
+                f"{msg}; its ids cannot tell messages apart, so nothing was fetched or deleted"
+            )
 
 
 def run_fetch(args: argparse.Namespace) -> int:

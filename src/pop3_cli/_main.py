@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from pop3_sansio import ServerOptions
+
 from ._errors import CliError, UsageError
 from ._serve import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TLS_PORT
 
@@ -75,6 +77,7 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
 
 _count = _whole_number(1)
 _octets = _whole_number(0)
+_limit = _whole_number(0)  # 0: no limit
 
 
 def _user_pair(text: str) -> tuple[str, str]:
@@ -124,6 +127,13 @@ behind a load balancer: --proxy-protocol reads HAProxy's PROXY header (v1 or
   it; a connection without one is closed without a greeting. Only the proxy
   may be able to reach the port: anyone else could claim any address.
 
+limits: past --max-sessions sessions at once, or --max-sessions-per-address
+  from one client address (the PROXY header's with --proxy-protocol), a new
+  connection is answered -ERR [SYS/TEMP] and closed; sessions count from the
+  greeting, logged in or not. A client has --login-timeout seconds from
+  connecting to logging in, a TLS handshake included; a logged-in session is
+  dropped after 10 minutes idle (RFC 1939). Nothing is deleted either way.
+
 --workers N: N processes share the port (SO_REUSEPORT); a maildrop stays
   locked across all of them. Ctrl-C or SIGTERM stops every worker; if one
   dies, the others are stopped and the exit status is 1 (let a supervisor
@@ -139,8 +149,11 @@ Download mail from a POP3 server into a Maildir.
 Each message is written to DIR/tmp, synced, and renamed into DIR/new before
 it is marked for deletion; the deletions take effect only when the session
 ends normally (QUIT). A run that is interrupted or killed therefore loses
-nothing, and the next run does not download again what it already stored:
-the unique ids (UIDL) of stored messages are kept in DIR/.pop3-fetch-state.json.
+nothing, and the next run does not store again what it already stored: the
+unique id (UIDL), size and SHA-256 of stored messages are kept in
+DIR/.pop3-fetch-state.json. A message is deleted only after it was retrieved
+in the same session and its bytes are stored, so a server that reuses unique
+ids cannot make it delete mail unread; one that lists an id twice is refused.
 """
 
 FETCH_EPILOG = """\
@@ -254,9 +267,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     serve.add_argument(
         "--max-sessions-per-address",
-        type=_count,
+        type=_limit,
+        default=ServerOptions.max_sessions_per_address,
         metavar="N",
-        help="sessions at once from one client address (default: no limit)",
+        help="sessions at once from one client address, logged in or not "
+        f"(default {ServerOptions.max_sessions_per_address}; 0: no limit)",
+    )
+    serve.add_argument(
+        "--login-timeout",
+        type=_seconds,
+        default=ServerOptions.login_timeout,
+        metavar="SECONDS",
+        help="time a client has from connecting to logging in, TLS handshake included "
+        f"(default {ServerOptions.login_timeout:g}; after login, RFC 1939's 10-minute "
+        "autologout applies)",
     )
 
     fetch = commands.add_parser(

@@ -22,6 +22,7 @@ from pop3_maildrop import Backend, MaildirStorage, Maildrop, Storage, UserDB
 
 from ._demo import DEMO_PASSWORD, DEMO_USER, write_demo_maildir
 from ._errors import CliError, UsageError
+from ._secretfile import read_secret_file
 
 __all__ = [
     "BACKENDS",
@@ -184,16 +185,6 @@ class UserMaildirs(Storage):
         return MaildirStorage(self.path(username)).open(username)
 
 
-def _read_users_file(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise CliError(f"cannot read the users file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"the users file {path} is not UTF-8") from None
-
-
 def load_users(pairs: list[tuple[str, str]], users_file: str | None) -> UserDB:
     """The users of ``--user`` pairs and the ``--users`` file, in one database."""
     names = [name for name, _ in pairs]
@@ -206,7 +197,7 @@ def load_users(pairs: list[tuple[str, str]], users_file: str | None) -> UserDB:
         raise UsageError(f"--user: {exc}") from None
     if users_file is None:
         return from_args
-    text = _read_users_file(users_file)
+    text = read_secret_file(users_file, "the users file", private=False)
     try:
         from_file = UserDB.parse(text, source=users_file)
     except ValueError as exc:
@@ -350,7 +341,8 @@ def run_serve(args: argparse.Namespace) -> int:
             **tls_options,
             **_mechanism_options(users),
             "max_sessions": args.max_sessions,
-            "max_sessions_per_address": args.max_sessions_per_address,
+            "max_sessions_per_address": args.max_sessions_per_address or None,  # 0: no limit
+            "login_timeout": args.login_timeout,
             "proxy_protocol": args.proxy_protocol,
             "quick_read_size": args.quick_read_size,
         }

@@ -1,15 +1,22 @@
-"""What ``pop3 fetch`` has already stored: unique ids per account, in the destination Maildir.
+"""What ``pop3 fetch`` has already stored, per account, in the destination Maildir.
 
-``DIR/.pop3-fetch-state.json`` holds ``{"version": 1, "accounts": {"host:port:user":
-[uid, ...]}}`` and is only ever replaced atomically (written to a temporary
-file, synced, renamed, directory synced). Recording one uid right after each
-stored message must not rewrite the whole file every time (that would be
-quadratic in the number of messages), so each uid is first appended to
-``DIR/.pop3-fetch-state.journal`` (one JSON line, synced); the journal is
-folded into the JSON file and emptied at the start and end of every run. A
-line torn by a crash is ignored, which is safe: its message is also found by
-its file name (see ``_deliver``). ``DIR/.pop3-fetch.lock`` keeps two runs from
-using the same Maildir at once.
+A message is recorded by its unique id (UIDL), its size as LISTed and the
+SHA-256 of the bytes stored. ``DIR/.pop3-fetch-state.json`` holds
+``{"version": 2, "accounts": {"host:port:user": {uid: [size, sha256], ...}}}``
+and is only ever replaced atomically (written to a temporary file, synced,
+renamed, directory synced). Recording a message right after storing it must
+not rewrite the whole file every time (that would be quadratic in the number
+of messages), so each record is first appended to
+``DIR/.pop3-fetch-state.journal`` (one JSON line ``[account, uid, size,
+sha256]``, synced); the journal is folded into the JSON file and emptied at
+the start and end of every run. A line torn by a crash is ignored, which is
+safe: its message is also found by its file name (see ``_deliver``).
+``DIR/.pop3-fetch.lock`` keeps two runs from using the same Maildir at once.
+
+Version 1 files (``{"accounts": {account: [uid, ...]}}``) and their journal
+lines (``[account, uid]``) are read as records without a size or a digest:
+enough for ``--keep`` to skip them, never enough to delete a message (see
+``_fetch``). The file is rewritten as version 2 when the run starts.
 """
 
 from __future__ import annotations
@@ -20,28 +27,87 @@ import json
 import os
 from collections.abc import Iterable
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from ._deliver import fsync_directory
 from ._errors import CliError
 
-__all__ = ["JOURNAL_FILE", "LOCK_FILE", "STATE_FILE", "FetchState"]
+__all__ = ["JOURNAL_FILE", "LOCK_FILE", "STATE_FILE", "FetchState", "Record"]
 
 STATE_FILE = ".pop3-fetch-state.json"
 JOURNAL_FILE = ".pop3-fetch-state.journal"
 LOCK_FILE = ".pop3-fetch.lock"
-_VERSION = 1
+_VERSION = 2
+_LEGACY_VERSION = 1
+
+
+class Record(NamedTuple):
+    """What was stored under one unique id.
+
+    ``None`` fields come from a version 1 state file, which kept ids only.
+    """
+
+    size: int | None
+    """The size the server LISTed for the message (not the size stored)."""
+    sha256: str | None
+    """Hex SHA-256 of the bytes stored (as RETR delivered them)."""
+
+
+_LEGACY = Record(None, None)
+
+
+def _size(value: object) -> bool:
+    return value is None or (type(value) is int and value >= 0)
+
+
+def _sha256(value: object) -> bool:
+    return value is None or (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _record(value: object) -> Record | None:
+    """A record from its JSON form ``[size, sha256]``, or ``None`` if malformed."""
+    if isinstance(value, list) and len(value) == 2 and _size(value[0]) and _sha256(value[1]):
+        return Record(value[0], value[1])
+    return None
+
+
+def _accounts_from(data: object) -> dict[str, dict[str, Record]] | None:
+    """The accounts of a version 1 or 2 state file, or ``None`` if malformed."""
+    if (
+        not isinstance(data, dict)
+        or data.get("version") not in (_LEGACY_VERSION, _VERSION)
+        or not isinstance(data.get("accounts"), dict)
+    ):
+        return None
+    accounts: dict[str, dict[str, Record]] = {}
+    for name, entries in data["accounts"].items():
+        if data["version"] == _LEGACY_VERSION:
+            if not isinstance(entries, list) or not all(isinstance(u, str) for u in entries):
+                return None
+            accounts[name] = dict.fromkeys(entries, _LEGACY)
+        elif isinstance(entries, dict):
+            records = accounts[name] = {}
+            for uid, value in entries.items():
+                record = _record(value)
+                if record is None:
+                    return None
+                records[uid] = record
+        else:
+            return None
+    return accounts
 
 
 class FetchState:
-    """The uids stored for one account; ``with FetchState(maildir, account) as state``."""
+    """The messages stored for one account; ``with FetchState(maildir, account) as state``."""
 
     def __init__(self, maildir: str, account: str) -> None:
         self.maildir = maildir
         self.account = account
         self._path = os.path.join(maildir, STATE_FILE)
         self._journal_path = os.path.join(maildir, JOURNAL_FILE)
-        self._accounts: dict[str, dict[str, None]] = {}
+        self._accounts: dict[str, dict[str, Record]] = {}
         self._journal: IO[bytes] | None = None
         self._lock_fd: int | None = None
 
@@ -103,21 +169,13 @@ class FetchState:
             raise CliError(f"cannot read {self._path}: {exc.strerror}") from None
         except ValueError:
             data = None
-        accounts = data.get("accounts") if isinstance(data, dict) else None
-        if (
-            not isinstance(data, dict)
-            or data.get("version") != _VERSION
-            or not isinstance(accounts, dict)
-            or not all(
-                isinstance(uids, list) and all(isinstance(uid, str) for uid in uids)
-                for uids in accounts.values()
-            )
-        ):
+        accounts = _accounts_from(data)
+        if accounts is None:
             raise CliError(
                 f"{self._path} is damaged or from another version; "
                 "move it away to fetch everything again"
             )
-        self._accounts = {name: dict.fromkeys(uids) for name, uids in accounts.items()}
+        self._accounts = accounts
         try:
             with open(self._journal_path, "rb") as f:
                 journal = f.read()
@@ -130,46 +188,69 @@ class FetchState:
                 entry = json.loads(line)
             except ValueError:
                 continue  # torn by a crash, or empty
-            if (
+            if not (
                 isinstance(entry, list)
-                and len(entry) == 2
-                and all(isinstance(item, str) for item in entry)
+                and len(entry) in (2, 4)
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], str)
             ):
-                self._accounts.setdefault(entry[0], {})[entry[1]] = None
+                continue
+            # A version 1 line holds no size or digest: a record that deletes nothing.
+            record = _LEGACY if len(entry) == 2 else _record(entry[2:])
+            if record is not None:
+                self._accounts.setdefault(entry[0], {})[entry[1]] = record
 
     # --- the API ---------------------------------------------------------------------------
 
-    @property
-    def uids(self) -> frozenset[str]:
-        """The uids recorded for this account."""
-        return frozenset(self._accounts.get(self.account, ()))
+    def get(self, uid: str) -> Record | None:
+        """What was stored under ``uid`` for this account, if anything."""
+        return self._accounts.get(self.account, {}).get(uid)
 
     def __contains__(self, uid: object) -> bool:
         return uid in self._accounts.get(self.account, {})
 
-    def add(self, uid: str) -> None:
-        """Record ``uid`` durably (appended to the journal and synced)."""
-        self._accounts.setdefault(self.account, {})[uid] = None
-        line = json.dumps([self.account, uid], ensure_ascii=True).encode("ascii") + b"\n"
+    def add(self, uid: str, size: int | None, sha256: str) -> None:
+        """Record durably that ``uid`` (LISTed as ``size``) was stored as bytes with ``sha256``.
+
+        The record is appended to the journal and synced before this returns.
+        """
+        self._accounts.setdefault(self.account, {})[uid] = Record(size, sha256)
+        line = json.dumps([self.account, uid, size, sha256], ensure_ascii=True)
         try:
             if self._journal is None:
                 self._journal = open(self._journal_path, "ab")  # noqa: SIM115 - closed by close()
-            self._journal.write(line)
+            self._journal.write(line.encode("ascii") + b"\n")
             self._journal.flush()
             os.fsync(self._journal.fileno())
         except OSError as exc:
             raise CliError(f"cannot write {self._journal_path}: {exc.strerror}") from None
 
+    def forget(self, uids: Iterable[str]) -> None:
+        """Forget ``uids`` of this account (saved by ``save``).
+
+        For messages the server has deleted (``+OK`` to QUIT): an id it lists
+        later names a new message, to be fetched.
+        """
+        records = self._accounts.get(self.account, {})
+        for uid in uids:
+            records.pop(uid, None)
+
     def prune(self, present: Iterable[str]) -> None:
         """Forget this account's uids that are not in ``present`` (saved by ``save``)."""
         keep = set(present)
-        uids = self._accounts.get(self.account)
-        if uids is not None:
-            self._accounts[self.account] = {uid: None for uid in uids if uid in keep}
+        records = self._accounts.get(self.account)
+        if records is not None:
+            self._accounts[self.account] = {
+                uid: record for uid, record in records.items() if uid in keep
+            }
 
     def save(self) -> None:
         """Replace the state file atomically with everything known, then empty the journal."""
-        accounts = {name: list(uids) for name, uids in self._accounts.items() if uids}
+        accounts = {
+            name: {uid: list(record) for uid, record in records.items()}
+            for name, records in self._accounts.items()
+            if records
+        }
         data = json.dumps({"version": _VERSION, "accounts": accounts}, indent=1) + "\n"
         tmp = self._path + ".tmp"  # one writer at a time: we hold the lock
         try:

@@ -4,15 +4,23 @@ The session holds ``mailbox``'s own lock (``lockf`` plus a ``.lock`` dot-lock
 file), which mail delivery agents honour, for its whole length (RFC 1939
 section 4). Removal rewrites the file to a temporary one and renames it over
 the original, so a crash leaves either the old or the new mailbox.
+
+The mbox file is never reached through a symbolic link: the server may read
+what its user may not. A link as the mbox or as its dot-lock refuses the
+maildrop. ``mailbox`` makes its temporary files with ``O_EXCL`` and its dot-lock
+with ``link()``, neither of which follows a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import logging
 import mailbox
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterator
 
@@ -33,6 +41,8 @@ from ._base import (
 )
 
 __all__ = ["MboxStorage"]
+
+log = logging.getLogger("pop3.maildrop")
 
 _HEADER_LIMIT = 1 << 16  # X-UIDL is looked for in the first 64 KiB of the headers
 _MEASURE_CHUNK = 1 << 16
@@ -83,10 +93,28 @@ class MboxStorage(Storage):
 
 
 def _open_locked(path: str, create: bool) -> mailbox.mbox:
+    expected = _regular_file(path, create)
     try:
-        box = mailbox.mbox(path, create=create)
+        # mailbox opens the path again (by name); it must be the file
+        # checked above, and create=False: a missing file is not made here.
+        box = mailbox.mbox(path, create=False)
     except (OSError, mailbox.Error) as exc:
         raise MaildropError("the mbox could not be opened") from exc
+    try:
+        # The file mailbox holds, not the name: the name may have been
+        # swapped for a link since the check.
+        opened = os.fstat(box.__dict__["_file"].fileno())
+        lock_is_link = _is_link(path + ".lock")
+    except OSError as exc:
+        _close_quietly(box)
+        raise MaildropError("the mbox could not be opened") from exc
+    if (opened.st_dev, opened.st_ino) != expected:
+        _close_quietly(box)
+        raise MaildropError("the mbox was replaced while it was opened")
+    if lock_is_link:
+        # link() would fail on it and the mbox would look locked for ever: say why.
+        _close_quietly(box)
+        raise _refuse_link(path + ".lock", "dot-lock")
     try:
         box.lock()
     except mailbox.ExternalClashError:
@@ -96,6 +124,42 @@ def _open_locked(path: str, create: bool) -> mailbox.mbox:
         _close_quietly(box)
         raise MaildropError("the mbox could not be locked") from exc
     return box
+
+
+def _refuse_link(path: str, what: str) -> MaildropError:
+    log.warning("mbox %r: the %s is a symbolic link: refused", path, what)
+    return MaildropError(f"the mbox's {what} is a symbolic link")
+
+
+def _is_link(path: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _regular_file(path: str, create: bool) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of the mbox file, made empty if missing and ``create``.
+
+    Opened with ``O_NOFOLLOW``: a link (even to nowhere, which mailbox would
+    create through) is refused. ``O_NONBLOCK``: a FIFO cannot block the open.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: the BSDs' O_NOFOLLOW
+            raise _refuse_link(path, "file") from None
+        raise MaildropError("the mbox could not be opened") from exc
+    try:
+        info = os.fstat(fd)
+    finally:
+        # Closed before the lockf lock is taken: closing any descriptor of
+        # the file would drop that lock.
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise MaildropError("the mbox is not a regular file")
+    return info.st_dev, info.st_ino
 
 
 def _close_quietly(box: mailbox.mbox) -> None:

@@ -9,7 +9,7 @@ followed by the salt), ``{PBKDF2}$1$<salt>$<rounds>$<hex of 20 octets of
 PBKDF2-HMAC-SHA1>``. A scheme may end in ``.HEX`` or ``.B64`` to name the
 encoding, as Dovecot allows. A password cannot contain ``:``.
 
-Secrets never appear in an exception message or a repr (DESIGN invariant 7).
+Secrets never appear in an exception message or a repr (docs/architecture.md, invariant 7).
 """
 
 from __future__ import annotations

@@ -4,24 +4,12 @@ Bytes in, events out; events in, bytes out -- in the manner of h11. Nothing
 here opens a socket, reads a file or looks at a clock.
 """
 
+from ._accept import AcceptPause, refusal
 from ._apop import apop_digest, check_apop_digest, find_timestamp, make_timestamp
 from ._async_client import AsyncClient
 from ._base64 import b64decode_strict, b64encode
 from ._capabilities import Capabilities
-from ._client_session import (
-    READ,
-    AuthError,
-    Chunk,
-    ClientSession,
-    Instruction,
-    InUseError,
-    LoginDelayError,
-    MessageTooLargeError,
-    PermanentError,
-    Pop3Error,
-    TemporaryError,
-    Write,
-)
+from ._client_session import Chunk, ClientSession, Instruction
 from ._codes import (
     AUTH,
     IN_USE,
@@ -41,7 +29,18 @@ from ._connection import (
     ServerConnection,
     encode_command,
 )
-from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._errors import (
+    AuthError,
+    InUseError,
+    LocalProtocolError,
+    LoginDelayError,
+    MessageTooLargeError,
+    PermanentError,
+    Pop3Error,
+    ProtocolError,
+    RemoteProtocolError,
+    TemporaryError,
+)
 from ._events import (
     Apop,
     Auth,
@@ -73,6 +72,7 @@ from ._events import (
     User,
     Utf8,
 )
+from ._instructions import READ, StartTls, Write
 from ._listing import (
     parse_scan_line,
     parse_scan_listing,
@@ -81,14 +81,7 @@ from ._listing import (
     parse_uid_listing,
 )
 from ._multiline import BodyDecoder, BodyEncoder, TopFilter, message_size
-from ._options import (
-    AddressCounter,
-    ServerOptions,
-    TlsMode,
-    default_port,
-    is_loopback_address,
-    peer_host,
-)
+from ._net import TlsMode, default_port, is_loopback_address, peer_host
 from ._proxy import (
     MAX_PROXY_V1_LENGTH,
     MAX_PROXY_V2_LENGTH,
@@ -133,26 +126,18 @@ from ._sasl import (
     saslprep,
     server_mechanism,
 )
-from ._server_driver import (
-    Backend,
-    Call,
-    Maildrop,
-    MaildropError,
-    MaildropLockedError,
-    SessionDriver,
-    Sleep,
-)
-from ._session import (
+from ._server_driver import Call, SessionDriver, Sleep
+from ._server_options import AddressCounter, ServerOptions
+from ._server_session import (
     CloseConnection,
     CommitDeletions,
-    MessageInfo,
     OpenMaildrop,
     ReadMessage,
     Request,
     ServerSession,
-    StartTls,
 )
 from ._state import NEED_DATA, PAUSED, Sentinel, State
+from ._storage import Backend, Maildrop, MaildropError, MaildropLockedError, MessageInfo
 
 __version__ = "0.1.0.dev0"
 
@@ -176,6 +161,7 @@ __all__ = [
     "SYS_TEMP",
     "TOKEN_MECHANISMS",
     "UTF8",
+    "AcceptPause",
     "AddressCounter",
     "Apop",
     "AsyncClient",
@@ -295,6 +281,7 @@ __all__ = [
     "parse_uid_line",
     "parse_uid_listing",
     "peer_host",
+    "refusal",
     "saslprep",
     "server_mechanism",
     "split_response_code",

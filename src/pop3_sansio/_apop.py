@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 __all__ = ["apop_digest", "check_apop_digest", "find_timestamp", "make_timestamp"]
 
 _MAX_TIMESTAMP = 256
@@ -56,10 +53,14 @@ def find_timestamp(text: str) -> str | None:
 
 def apop_digest(timestamp: str, secret: str) -> str:
     """MD5(timestamp + secret) as 32 lower-case hex digits (RFC 1939 section 7)."""
+    import hashlib  # here, not at the top: a greeting's timestamp is parsed without it
+
     return hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest()
 
 
 def check_apop_digest(timestamp: str, secret: str, digest: str) -> bool:
     """Whether ``digest`` is right for ``timestamp`` and ``secret``; constant-time."""
+    import hmac
+
     expected = apop_digest(timestamp, secret).encode("ascii")
     return hmac.compare_digest(expected, digest.lower().encode("utf-8"))

@@ -15,10 +15,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
 
 from ._capabilities import Capabilities
-from ._client_session import Chunk, ClientSession, Instruction, Pop3Error
-from ._errors import LocalProtocolError
+from ._client_session import Chunk, ClientSession, Instruction
+from ._errors import LocalProtocolError, Pop3Error
 from ._events import Greeting
-from ._options import TlsMode
+from ._net import TlsMode
 from ._state import State
 
 if TYPE_CHECKING:  # pragma: no cover

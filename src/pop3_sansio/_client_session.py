@@ -20,14 +20,25 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Final, NoReturn, TypeAlias
+from typing import NoReturn, TypeAlias
 
 from . import _events as ev
 from ._apop import apop_digest
 from ._capabilities import Capabilities
 from ._codes import AUTH, IN_USE, LOGIN_DELAY, SYS_PERM, SYS_TEMP, ResponseCode
 from ._connection import ClientConnection, encode_command
-from ._errors import LocalProtocolError, RemoteProtocolError
+from ._errors import (
+    AuthError,
+    InUseError,
+    LocalProtocolError,
+    LoginDelayError,
+    MessageTooLargeError,
+    PermanentError,
+    Pop3Error,
+    RemoteProtocolError,
+    TemporaryError,
+)
+from ._instructions import READ, Read, StartTls, Write
 from ._listing import (
     parse_scan_line,
     parse_scan_listing,
@@ -36,56 +47,12 @@ from ._listing import (
     parse_uid_listing,
 )
 from ._sasl import ClientMechanism, client_mechanism
-from ._session import StartTls
 from ._state import NEED_DATA, State
 
-__all__ = [
-    "READ",
-    "AuthError",
-    "Chunk",
-    "ClientSession",
-    "InUseError",
-    "Instruction",
-    "LoginDelayError",
-    "MessageTooLargeError",
-    "PermanentError",
-    "Pop3Error",
-    "TemporaryError",
-    "Write",
-]
+__all__ = ["MAX_LISTING_SIZE", "Chunk", "ClientSession", "Instruction", "error_for"]
 
 
 # --- errors ----------------------------------------------------------------------
-
-
-class Pop3Error(Exception):
-    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code."""
-
-    def __init__(self, text: str, code: ResponseCode | None = None, command: str = "") -> None:
-        super().__init__(f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}")
-        self.text = text
-        self.code = code
-        self.command = command
-
-
-class AuthError(Pop3Error):
-    """Authentication failed (``[AUTH]``, RFC 3206), or no safe method was available."""
-
-
-class InUseError(Pop3Error):
-    """Authenticated, but the maildrop is locked by another session (``[IN-USE]``)."""
-
-
-class LoginDelayError(Pop3Error):
-    """Logging in again so soon is not allowed (``[LOGIN-DELAY]``, RFC 2449 section 8.1.1)."""
-
-
-class TemporaryError(Pop3Error):
-    """A transient server problem (``[SYS/TEMP]``, RFC 3206): try again later."""
-
-
-class PermanentError(Pop3Error):
-    """A server problem that needs its operator (``[SYS/PERM]``, RFC 3206)."""
 
 
 _BY_CODE: tuple[tuple[ResponseCode, type[Pop3Error]], ...] = (
@@ -95,29 +62,6 @@ _BY_CODE: tuple[tuple[ResponseCode, type[Pop3Error]], ...] = (
     (SYS_TEMP, TemporaryError),
     (SYS_PERM, PermanentError),
 )
-
-
-class MessageTooLargeError(RemoteProtocolError):
-    """A message body went over its limit (``ClientSession.body_limit``), or was announced so.
-
-    ``msg`` is the message number, ``announced`` the size the server gave in
-    its scan listing (LIST), ``limit`` the octets the client accepts for it.
-    The rest of the body is not read: the connection cannot be used any more
-    (no QUIT either, so nothing marked for deletion is deleted).
-    """
-
-    def __init__(self, msg: int, announced: int, limit: int, *, received: int | None) -> None:
-        if received is None:
-            text = f"message {msg} is announced as {announced} octets, over the limit of {limit}"
-        else:
-            text = (
-                f"message {msg} is announced as {announced} octets, but the server sent "
-                f"more than the limit of {limit}"
-            )
-        super().__init__(text, reason="message-too-large")
-        self.msg = msg
-        self.announced = announced
-        self.limit = limit
 
 
 def error_for(err: ev.Err, command: str, default: type[Pop3Error] = Pop3Error) -> Pop3Error:
@@ -133,31 +77,13 @@ def error_for(err: ev.Err, command: str, default: type[Pop3Error] = Pop3Error) -
 
 
 @dataclass(frozen=True, slots=True)
-class Write:
-    """Write ``data`` to the peer."""
-
-    data: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
 class Chunk:
     """A piece of a message body for the caller (CRLF line ends, unstuffed)."""
 
     data: bytes = field(repr=False)
 
 
-class _Read:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "READ"
-
-
-READ: Final = _Read()
-"""Read bytes from the peer and give them to ``ClientSession.receive_data``."""
-
-Instruction: TypeAlias = Write | _Read | StartTls | Chunk
-Op: TypeAlias = Generator[Instruction, None, "object"]
+Instruction: TypeAlias = Write | Read | StartTls | Chunk
 
 MAX_LISTING_SIZE = 64 << 20
 """Default cap on a LIST, UIDL or CAPA body the client collects (about 800k UIDL lines)."""

@@ -608,7 +608,8 @@ def _parse_auth(keyword: str, line: bytes, args: list[bytes]) -> ev.Auth | ev.Un
         return ev.Auth()
     if len(args) > 2 or not args[0].isascii():
         # A mechanism name is ASCII (RFC 4422 section 3.1); decoding anything
-        # else must not raise out of next_event (invariant 3).
+        # else must not raise out of next_event (docs/architecture.md,
+        # invariant 3).
         return ev.UnknownCommand(keyword, line, "syntax")
     mechanism = args[0].decode("ascii").upper()
     if len(args) == 1:
@@ -682,8 +683,8 @@ class ServerConnection(_Connection):
             )
 
     def _loggable(self, line: bytes) -> bytes:
-        # Invariant 7: secrets are never logged. A SASL line or a PASS/AUTH
-        # command may carry one, so only its keyword is kept.
+        # docs/architecture.md, invariant 7: secrets are never logged. A SASL
+        # line or a PASS/AUTH command may carry one, so only its keyword is kept.
         if self._awaiting_sasl:
             return b"<SASL response>"
         if line[:4].upper() in (b"PASS", b"AUTH", b"APOP"):

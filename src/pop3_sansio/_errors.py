@@ -1,8 +1,32 @@
-"""The one exception family that leaves the core."""
+"""The core's two exception families.
+
+- ``ProtocolError`` (``LocalProtocolError``, ``RemoteProtocolError``): the protocol
+  engine's. Either side's code misused the API, or the peer broke the protocol.
+  Only these leave ``ClientConnection``/``ServerConnection`` (docs/architecture.md,
+  invariant 3).
+- ``Pop3Error`` and its subclasses: the client's. The server answered ``-ERR``; the
+  subclass and ``code`` say why, from the response code (RFC 2449, RFC 3206).
+"""
 
 from __future__ import annotations
 
-__all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._codes import ResponseCode
+
+__all__ = [
+    "AuthError",
+    "InUseError",
+    "LocalProtocolError",
+    "LoginDelayError",
+    "MessageTooLargeError",
+    "PermanentError",
+    "Pop3Error",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "TemporaryError",
+]
 
 
 class ProtocolError(Exception):
@@ -50,3 +74,56 @@ class RemoteProtocolError(ProtocolError):
     Examples: a line over its length limit, a malformed status line, a bad
     base64 SASL line, bytes sent after STLS before the TLS handshake.
     """
+
+
+class MessageTooLargeError(RemoteProtocolError):
+    """A message body went over its limit (``ClientSession.body_limit``), or was announced so.
+
+    ``msg`` is the message number, ``announced`` the size the server gave in
+    its scan listing (LIST), ``limit`` the octets the client accepts for it.
+    The rest of the body is not read: the connection cannot be used any more
+    (no QUIT either, so nothing marked for deletion is deleted).
+    """
+
+    def __init__(self, msg: int, announced: int, limit: int, *, received: int | None) -> None:
+        if received is None:
+            text = f"message {msg} is announced as {announced} octets, over the limit of {limit}"
+        else:
+            text = (
+                f"message {msg} is announced as {announced} octets, but the server sent "
+                f"more than the limit of {limit}"
+            )
+        super().__init__(text, reason="message-too-large")
+        self.msg = msg
+        self.announced = announced
+        self.limit = limit
+
+
+class Pop3Error(Exception):
+    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code."""
+
+    def __init__(self, text: str, code: ResponseCode | None = None, command: str = "") -> None:
+        super().__init__(f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}")
+        self.text = text
+        self.code = code
+        self.command = command
+
+
+class AuthError(Pop3Error):
+    """Authentication failed (``[AUTH]``, RFC 3206), or no safe method was available."""
+
+
+class InUseError(Pop3Error):
+    """Authenticated, but the maildrop is locked by another session (``[IN-USE]``)."""
+
+
+class LoginDelayError(Pop3Error):
+    """Logging in again so soon is not allowed (``[LOGIN-DELAY]``, RFC 2449 section 8.1.1)."""
+
+
+class TemporaryError(Pop3Error):
+    """A transient server problem (``[SYS/TEMP]``, RFC 3206): try again later."""
+
+
+class PermanentError(Pop3Error):
+    """A server problem that needs its operator (``[SYS/PERM]``, RFC 3206)."""

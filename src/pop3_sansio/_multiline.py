@@ -249,8 +249,8 @@ def message_size(chunks: bytes | Iterable[bytes]) -> int:
     """The size RFC 1939 section 11 means: octets with CRLF line ends, no stuffing.
 
     This is exactly the number of body octets a client receives from RETR
-    (invariant 5), including the CRLF the server adds after a last line that
-    lacks one.
+    (docs/architecture.md, invariant 5), including the CRLF the server adds
+    after a last line that lacks one.
     """
     lines = _LineEnds()
     if isinstance(chunks, bytes):

@@ -7,79 +7,29 @@ binding to call a backend method (in a worker thread, for an event loop,
 unless the call is marked ``quick``) and send back its result, or throw its
 exception into the generator.
 
-The backend is duck-typed (see ``Backend`` and ``Maildrop``); ``pop3_maildrop``
+The backend is duck-typed (see ``Backend`` and ``Maildrop`` in ``_storage``); ``pop3_maildrop``
 provides Maildir, mbox and in-memory ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, TypeAlias
 
-from ._client_session import READ, Write, _Read
+from ._instructions import READ, Read, StartTls, Write
 from ._sasl import CheckPassword, CheckToken, LookupSecret
-from ._session import (
+from ._server_session import (
     CloseConnection,
     CommitDeletions,
-    MessageInfo,
     OpenMaildrop,
     ReadMessage,
     ServerSession,
-    StartTls,
 )
-from ._state import NEED_DATA, PAUSED
+from ._state import NEED_DATA, PAUSED, State
+from ._storage import Backend, Maildrop, MaildropError, MaildropLockedError
 
-__all__ = [
-    "Backend",
-    "Call",
-    "Maildrop",
-    "MaildropError",
-    "MaildropLockedError",
-    "SessionDriver",
-    "Sleep",
-]
-
-
-class MaildropError(Exception):
-    """A maildrop could not be opened, read or changed (``-ERR [SYS/TEMP]``)."""
-
-
-class MaildropLockedError(MaildropError):
-    """Another session holds the maildrop's lock (``-ERR [IN-USE]``, RFC 2449 section 8.1.2)."""
-
-
-class Maildrop(Protocol):
-    """An open, exclusively locked maildrop for one session."""
-
-    @property
-    def messages(self) -> Sequence[MessageInfo]:
-        """The snapshot: CRLF sizes and unique ids, message 1 first."""
-
-    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
-        """The stored bytes of message ``msg`` (1-based), chunk by chunk."""
-
-    def commit(self, msgs: Sequence[int]) -> Sequence[int]:
-        """Remove ``msgs`` for good; return those that could not be removed."""
-
-    def close(self) -> None:
-        """Release the lock."""
-
-
-class Backend(Protocol):
-    """Authentication and storage for a server."""
-
-    def check_password(self, username: str, password: str) -> bool:
-        """Whether ``password`` is ``username``'s (in constant time)."""
-
-    def secret(self, username: str) -> str | None:
-        """The plain shared secret (APOP, CRAM-MD5, SCRAM), or ``None``."""
-
-    def check_token(self, username: str, token: str) -> bool:
-        """Whether an OAuth bearer ``token`` is valid for ``username``."""
-
-    def open(self, username: str) -> Maildrop:
-        """Open and lock the maildrop; raise ``MaildropLockedError``/``MaildropError``."""
+__all__ = ["Call", "ServerInstruction", "SessionDriver", "Sleep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +54,7 @@ class Sleep:
     seconds: float
 
 
-ServerInstruction: TypeAlias = Write | _Read | StartTls | Sleep | Call
+ServerInstruction: TypeAlias = Write | Read | StartTls | Sleep | Call
 
 
 def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
@@ -142,7 +92,10 @@ class SessionDriver:
 
     ``autologout`` is the idle time after which the binding drops the
     connection (RFC 1939 section 3: at least 10 minutes; nothing is deleted);
-    ``read_timeout()`` says how long each READ may wait.
+    before that, a client has ``login_timeout`` seconds in all to log in
+    (leave the AUTHORIZATION state). ``read_timeout()`` says how long each
+    READ may wait, ``wait_timeout()`` a Write or a TLS handshake, and
+    ``timed_out()`` which of the two limits ran out.
     ``failed_login_delay`` seconds pass before a failed login is answered.
     Messages are read ``chunk_size`` octets at a time, one chunk ahead of the
     one being sent: a session streaming a big message holds about three
@@ -161,6 +114,7 @@ class SessionDriver:
         *,
         failed_login_delay: float = 2.0,
         autologout: float = 600.0,
+        login_timeout: float = 60.0,
         chunk_size: int = 1 << 16,
         quick_read_size: int = 1 << 16,
     ) -> None:
@@ -168,12 +122,16 @@ class SessionDriver:
         self.backend = backend
         self.failed_login_delay = failed_login_delay
         self.autologout = autologout
+        self.login_timeout = login_timeout
         self.chunk_size = chunk_size
         self.quick_read_size = quick_read_size
         self.maildrop: Maildrop | None = None
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
         self._idle_since: float | None = None  # when the READs in a row began
+        self._login_deadline: float | None = None  # set by the first wait
+        self._logged_in = False  # past AUTHORIZATION: only the autologout applies
+        self._expiring = "autologout"  # the limit the last timeout given out was
         # Answers not yet written: the answers to pipelined commands go out
         # together, in writes of up to about chunk_size octets.
         self._unwritten: list[bytes] = []
@@ -221,12 +179,56 @@ class SessionDriver:
         RFC 1939 section 3: receiving a command resets the autologout timer;
         receiving a byte does not. So the READs in a row (a command arriving
         in pieces) share one deadline, ``autologout`` seconds after the first:
-        a client dripping a byte now and then is still logged out. ``now`` is
-        any clock in seconds that does not go back, the same at every call.
+        a client dripping a byte now and then is still logged out. Before
+        login the login deadline comes first if it is sooner (see
+        ``wait_timeout``). ``now`` is any clock in seconds that does not go
+        back, the same at every call.
         """
         if self._idle_since is None:
             self._idle_since = now
-        return max(0.0, self._idle_since + self.autologout - now)
+        left = self._idle_since + self.autologout - now
+        if self._logged_in:  # the common case, once per READ: kept short
+            return left if left > 0.0 else 0.0
+        return self._bounded(left, now)
+
+    def wait_timeout(self, now: float) -> float:
+        """Seconds a ``Write`` or a TLS handshake may take (0.0: time is up).
+
+        ``autologout`` once logged in: a client that stops reading must not
+        hold its maildrop for ever. Before that, what is left of
+        ``login_timeout``, counted from the first call to this method or
+        ``read_timeout()``: a binding asks before the implicit TLS handshake
+        or the greeting, so the clock starts as the connection does. The
+        login time is not reset by commands: a client sending NOOP now and
+        then must not keep a connection that never logs in.
+        """
+        if self._logged_in:  # the common case, once per write: kept short
+            return self.autologout
+        return self._bounded(self.autologout, now)
+
+    def timed_out(self) -> str:
+        """The binding gave up waiting: the reason to log, also set as ``close_reason``.
+
+        ``"login-timeout"`` if the login deadline was the limit of the wait
+        that ran out, else ``"autologout"``. Either way nothing is deleted
+        (RFC 1939 section 3: no UPDATE state).
+        """
+        self.close_reason = self._expiring
+        return self._expiring
+
+    def _bounded(self, left: float, now: float) -> float:
+        """Until login: ``left``, or the login time left if that is less; never negative."""
+        if self.session.state is State.AUTHORIZATION:
+            if self._login_deadline is None:
+                self._login_deadline = now + self.login_timeout
+            login_left = self._login_deadline - now
+            if login_left < left:
+                self._expiring = "login-timeout"
+                return max(0.0, login_left)
+        else:
+            self._logged_in = True
+        self._expiring = "autologout"
+        return max(0.0, left)
 
     def _queue(self, data: bytes) -> Write | None:
         """Add ``data`` to the answers to write; a ``Write`` once a chunk's worth waits."""

@@ -74,6 +74,8 @@ class Server:
         self._loop_ident: int | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._pause = p.AcceptPause()  # the accept thread's
+        self._refused = 0  # connections in a row no thread could be started for
 
     # --- listening ---------------------------------------------------------------------
 
@@ -151,11 +153,14 @@ class Server:
             conn, _ = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        except OSError:
-            # Out of descriptors and the like: keep serving the others.
-            log.exception("accept failed")
-            time.sleep(0.1)
+        except OSError as exc:
+            # Out of descriptors and the like: the connection stays queued, so
+            # pause (the others keep being served) and say so once per pause.
+            pause = self._pause.failed()
+            log.warning("cannot accept a connection (%s): pausing %.2f s", exc, pause)
+            self._closing.wait(pause)
             return
+        self._pause.accepted()
         conn.setblocking(True)
         # A short answer and the ".\r\n" that ends it go out in separate
         # writes: without TCP_NODELAY, Nagle holds the second until the
@@ -173,7 +178,29 @@ class Server:
             target=self._session, args=(session, active), name="pop3-session", daemon=True
         )
         session.thread = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            # No thread to be had (RLIMIT_NPROC, a pids cgroup such as systemd's
+            # TasksMax): turn this client away and keep accepting.
+            with self._lock:
+                self._sessions.discard(session)
+            self._refuse(conn, exc)
+            return
+        if self._refused:
+            log.warning("session threads start again (%d connections refused)", self._refused)
+            self._refused = 0
+
+    def _refuse(self, conn: socket.socket, exc: RuntimeError) -> None:
+        """Greet ``conn`` with ``-ERR [SYS/TEMP]`` and close it; log the first of a run."""
+        if not self._refused:
+            log.warning("cannot start a session thread (%s): refusing connections", exc)
+        self._refused += 1
+        with contextlib.suppress(OSError):
+            # Never blocks the accept loop: a new connection's send buffer is empty.
+            conn.setblocking(False)
+            conn.send(p.refusal("cannot start a session now"))
+        conn.close()
 
     # --- one session --------------------------------------------------------------------
 
@@ -203,8 +230,9 @@ class Server:
             )
             session = driver.session
             if options.ssl_context is not None:
-                _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, options.autologout))
-            holder.sock.settimeout(options.autologout)
+                # Part of the time the client has to log in.
+                timeout = driver.wait_timeout(time.monotonic())
+                _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
             self._drive(driver, holder)
             reason = driver.close_reason or "closed"
         except p.ProxyHeaderError as exc:  # closed without a greeting
@@ -212,7 +240,8 @@ class Server:
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
         except TimeoutError:
-            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
+            reason = driver.timed_out() if driver is not None else "timed out"
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             reason = f"connection error: {type(exc).__name__}"
         except Exception as exc:
@@ -250,7 +279,10 @@ class Server:
                 holder.sock.settimeout(timeout)
                 value = holder.sock.recv(_RECV_SIZE)
             elif isinstance(instruction, p.Write):
-                holder.sock.settimeout(driver.autologout)
+                timeout = driver.wait_timeout(time.monotonic())
+                if timeout <= 0:
+                    raise TimeoutError
+                holder.sock.settimeout(timeout)
                 holder.sock.sendall(instruction.data)
             elif isinstance(instruction, p.Call):
                 try:
@@ -264,8 +296,8 @@ class Server:
                 assert isinstance(instruction, p.StartTls)
                 context = self.options.starttls_context
                 assert context is not None
-                _start_tls(holder, context, min(_HANDSHAKE_TIMEOUT, driver.autologout))
-                holder.sock.settimeout(driver.autologout)
+                timeout = driver.wait_timeout(time.monotonic())
+                _start_tls(holder, context, min(_HANDSHAKE_TIMEOUT, timeout))
             instruction = driver.step(value, error)
 
     # --- stopping -----------------------------------------------------------------------
@@ -337,6 +369,8 @@ def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> Non
     session closes it however the handshake ends. A handshake that takes
     longer than ``timeout`` raises ``_HandshakeTimeoutError``.
     """
+    if timeout <= 0:  # the login time is up (and a 0 timeout would make the socket non-blocking)
+        raise _HandshakeTimeoutError
     holder.sock.settimeout(timeout)
     holder.sock = context.wrap_socket(holder.sock, server_side=True, do_handshake_on_connect=False)
     try:

@@ -8,7 +8,6 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import trio
@@ -40,6 +39,7 @@ class Server:
         self.sessions = 0
         """How many sessions are open now (refused ones included while they are told so)."""
         self._addresses = p.AddressCounter()
+        self._pause = p.AcceptPause()
 
     @property
     def port(self) -> int:
@@ -68,21 +68,39 @@ class Server:
                 listeners += await _listen(port, name, reuse_port=self.options.reuse_port)
             self.listeners = listeners
             async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    partial(trio.serve_listeners, self._session, listeners, handler_nursery=nursery)
-                )
+                for listener in listeners:
+                    nursery.start_soon(self._accept, listener, nursery)
                 task_status.started(self)
         finally:
             for listener in listeners:
                 listener.socket.close()
 
-    async def _session(self, stream: trio.abc.Stream) -> None:
-        assert isinstance(stream, trio.SocketStream)
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections for ever, each one's session a task of ``nursery``.
+
+        Not ``trio.serve_listeners``: out of descriptors, that one retries every
+        0.1 s and logs an error with a traceback each time.
+        """
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                # Out of descriptors and the like: the connection stays queued,
+                # so pause (the sessions go on) and say so once a pause.
+                pause = self._pause.failed()
+                log.warning("cannot accept a connection (%s): pausing %.2f s", exc, pause)
+                await trio.sleep(pause)
+                continue
+            self._pause.accepted()
+            nursery.start_soon(self._session, stream)
+
+    async def _session(self, stream: trio.SocketStream) -> None:
         self.sessions += 1
         try:
             await self._serve_session(stream)
         finally:
             self.sessions -= 1
+            await trio.aclose_forcefully(stream)
 
     async def _serve_session(self, tcp: trio.SocketStream) -> None:
         options = self.options
@@ -115,15 +133,16 @@ class Server:
         reason = "error"
         try:
             if options.ssl_context is not None:
-                await conn.start_tls(
-                    options.ssl_context, min(_HANDSHAKE_TIMEOUT, options.autologout)
-                )
+                # Part of the time the client has to log in.
+                timeout = driver.wait_timeout(trio.current_time())
+                await conn.start_tls(options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
             await self._drive(driver, conn)
             reason = driver.close_reason or "closed"
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
         except trio.TooSlowError:
-            reason = "autologout"  # RFC 1939 section 3: close, delete nothing
+            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
+            reason = driver.timed_out()
         except trio.Cancelled:
             reason = "server shutdown"
             raise
@@ -163,7 +182,7 @@ class Server:
                     value = await conn.receive()
             elif isinstance(instruction, p.Write):
                 # A client that stops reading must not hold its lock forever.
-                with trio.fail_after(driver.autologout):
+                with trio.fail_after(driver.wait_timeout(trio.current_time())):
                     await conn.stream.send_all(instruction.data)
             elif isinstance(instruction, p.Call):
                 try:
@@ -181,8 +200,9 @@ class Server:
             else:
                 assert isinstance(instruction, p.StartTls)
                 assert self.options.starttls_context is not None
+                timeout = driver.wait_timeout(trio.current_time())
                 await conn.start_tls(
-                    self.options.starttls_context, min(_HANDSHAKE_TIMEOUT, driver.autologout)
+                    self.options.starttls_context, min(_HANDSHAKE_TIMEOUT, timeout)
                 )
             instruction = driver.step(value, error)
 

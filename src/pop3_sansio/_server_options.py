@@ -1,4 +1,4 @@
-"""What every binding shares: the server's options and how a session starts.
+"""What every server binding shares: the server's options and how a session starts.
 
 Pure: the SSL contexts are only carried (typed, never imported at run time),
 and randomness, the clock and the host name come from the binding.
@@ -6,58 +6,23 @@ and randomness, the clock and the host name come from the binding.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING
 
 from ._apop import make_timestamp
-from ._server_driver import Backend, SessionDriver
-from ._session import ServerSession
+from ._net import peer_host
+from ._server_driver import SessionDriver
+from ._server_session import ServerSession
+from ._storage import Backend
 
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
 
-__all__ = [
-    "AddressCounter",
-    "ServerOptions",
-    "TlsMode",
-    "default_port",
-    "is_loopback_address",
-    "peer_host",
-]
-
-TlsMode: TypeAlias = Literal["implicit", "starttls"] | None
-"""How a client protects its connection: implicit TLS (port 995), STLS, or not at all."""
-
+__all__ = ["MAX_QUEUED_OUTPUT", "AddressCounter", "ServerOptions"]
 
 MAX_QUEUED_OUTPUT = 1 << 16
 """Octets of answers to pipelined commands queued before they are written (backpressure)."""
-
-
-def default_port(tls: TlsMode) -> int:
-    """995 for implicit TLS (RFC 8314), 110 otherwise (RFC 1939)."""
-    return 995 if tls == "implicit" else 110
-
-
-def peer_host(peer: object) -> str:
-    """The host of a peer: ``peer[0]`` of a socket address, a string as it is, else ``"?"``."""
-    if isinstance(peer, str):
-        return peer
-    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
-        return peer[0]
-    return "?"
-
-
-def is_loopback_address(peer: object) -> bool:
-    """Whether a peer (a socket address or a host) is 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104."""
-    try:
-        address = ipaddress.ip_address(peer_host(peer))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 class AddressCounter:
@@ -105,12 +70,32 @@ class ServerOptions:
     """Seconds before a failed login is answered."""
     autologout: float = 600.0
     """Idle seconds before a session is dropped (RFC 1939 section 3: at least 600)."""
+    login_timeout: float = 60.0
+    """Seconds a client has from connecting to logging in; then it is dropped.
+
+    RFC 1939 section 3's 10 minutes are for an idle logged-in client; a
+    connection that has not logged in holds a session slot for nothing, so
+    it gets far less, in all (commands do not extend it), the TLS handshake
+    included. Dovecot's pop3-login drops a client that has not logged in
+    after 3 minutes in all (``CLIENT_LOGIN_TIMEOUT_MSECS``); nginx's mail
+    proxy waits 60 s (its ``timeout``) for a client not yet logged in, and
+    asyncio 60 s for a TLS handshake. A client logs in in well under a
+    second, or a few seconds with the delays after failed logins: 60 s.
+    """
     max_failed_logins: int = 3
     """Failed logins after which the session is closed."""
     max_sessions: int = 1000
     """Sessions at once; more are greeted with ``-ERR [SYS/TEMP]`` and closed."""
-    max_sessions_per_address: int | None = None
-    """Sessions at once from one client address (``None``: no limit); more are refused so."""
+    max_sessions_per_address: int | None = 20
+    """Sessions at once from one client address (``None``: no limit); more are refused so.
+
+    Counted from the greeting, logged in or not, so one address cannot take
+    every slot of ``max_sessions``. A maildrop admits one session at a time
+    (``[IN-USE]``), so 20 sessions from one address are 20 users behind one
+    NAT connecting in the same moment: room for an office, while filling
+    the default 1000 slots takes 50 addresses. (Dovecot's
+    ``mail_max_userip_connections`` allows 10 per user and address.)
+    """
     proxy_protocol: bool = False
     """Every connection starts with a PROXY header (v1 or v2) naming the client.
 
@@ -173,6 +158,7 @@ class ServerOptions:
             backend,
             failed_login_delay=self.failed_login_delay,
             autologout=self.autologout,
+            login_timeout=self.login_timeout,
             quick_read_size=self.quick_read_size,
         )
 

@@ -25,6 +25,7 @@ from ._capabilities import Capabilities
 from ._codes import AUTH, IN_USE, SYS_TEMP, ResponseCode
 from ._connection import ServerConnection
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._instructions import StartTls
 from ._multiline import TopFilter
 from ._sasl import (
     CheckPassword,
@@ -41,11 +42,11 @@ from ._sasl import (
 )
 from ._scram import ScramCredentials, hash_key, hmac_digest
 from ._state import NEED_DATA, PAUSED, Sentinel, State
+from ._storage import MessageInfo
 
 __all__ = [
     "CloseConnection",
     "CommitDeletions",
-    "MessageInfo",
     "OpenMaildrop",
     "ReadMessage",
     "Request",
@@ -57,26 +58,6 @@ PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 """Mechanisms that reveal the password to anyone who can read the connection."""
 
 _NEEDS_RANDOM = frozenset({"CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"})
-
-
-@dataclass(frozen=True, slots=True)
-class MessageInfo:
-    """One message of a maildrop snapshot.
-
-    ``size`` is the octet count with CRLF line ends (RFC 1939 section 11; see
-    ``message_size``); ``uid`` is 1-70 characters in 0x21-0x7E, unique and
-    stable across sessions (RFC 1939 section 7).
-    """
-
-    size: int
-    uid: str
-
-    def __post_init__(self) -> None:
-        if type(self.size) is not int or self.size < 0:
-            raise LocalProtocolError(f"bad message size {self.size!r}", reason="bad-argument")
-        uid = self.uid
-        if not (0 < len(uid) <= 70 and uid.isascii() and uid.isprintable() and " " not in uid):
-            raise LocalProtocolError(f"bad unique-id {uid!r}", reason="bad-argument")
 
 
 # --- requests: what the binding must do ------------------------------------------
@@ -120,11 +101,6 @@ class CommitDeletions:
 
     messages: tuple[int, ...]
     uids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StartTls:
-    """Write ``data_to_send()``, run the TLS handshake, then call ``tls_established()``."""
 
 
 @dataclass(frozen=True, slots=True)
