@@ -110,3 +110,18 @@ def test_the_sessions_benchmark_runs_without_failed_sessions(tmp_path: Path) -> 
     idle = results["idle"]["pop3 asyncio"]
     assert idle["greeted"] == idle["logged_in"] == idle["connections"] == 50, idle
     assert set(results["sizes"]["pop3 asyncio"]) == {"4 KB", "1 MB"}
+
+
+def test_the_startup_benchmark_runs_and_lists_module_sets(tmp_path: Path) -> None:
+    # One timed run of each command: the commands must succeed and the module
+    # sets be listed, timings aside (they are the benchmark's, not a test's).
+    out = tmp_path / "startup.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_startup.py"), "--runs", "1"]
+    result = subprocess.run(
+        [*command, "--json", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "target import pop3_sync / import poplib" in result.stdout
+    results = json.loads(out.read_text())
+    assert {"import pop3_sync", "import pop3_asyncio", "pop3 --help"} <= set(results["commands"])
+    assert "pop3_sync._client" in results["modules"]["pop3_sync"]["modules"]
