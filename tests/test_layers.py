@@ -20,6 +20,7 @@ PROTOCOL, NEUTRAL, CLIENT, SERVER, FACADE = "protocol", "neutral", "client", "se
 LAYER = {
     # The protocol engine: connections, events, framing. Imports only its own layer.
     "_errors": PROTOCOL,
+    "_values": PROTOCOL,
     "_codes": PROTOCOL,
     "_state": PROTOCOL,
     "_events": PROTOCOL,
@@ -45,8 +46,14 @@ LAYER = {
     "_server_options": SERVER,
     "_accept": SERVER,
     "_proxy": SERVER,
-    # Re-exports only.
+    # Re-exports only, each name imported on first use.
     "__init__": FACADE,
+    "_lazy": FACADE,
+    "client": FACADE,
+    "server": FACADE,
+    "sasl": FACADE,
+    "proxy": FACADE,
+    "codec": FACADE,
 }
 """Every module of pop3_sansio and its layer; a new module must be placed here."""
 
@@ -55,7 +62,7 @@ MAY_IMPORT = {
     NEUTRAL: {PROTOCOL, NEUTRAL},
     CLIENT: {PROTOCOL, NEUTRAL, CLIENT},
     SERVER: {PROTOCOL, NEUTRAL, SERVER},
-    FACADE: {PROTOCOL, NEUTRAL, CLIENT, SERVER},
+    FACADE: {PROTOCOL, NEUTRAL, CLIENT, SERVER, FACADE},
 }
 
 PACKAGES_BELOW = {
