@@ -528,7 +528,7 @@ _DEPRECATED = {
 """Old names that misled (a Protocol named like a class of pop3_maildrop): they warn."""
 
 
-if not TYPE_CHECKING:  # mypy sees the names above, not a catch-all __getattr__
+if not TYPE_CHECKING:  # pragma: no branch - mypy sees the names above, not a catch-all
 
     def __getattr__(name: str) -> object:
         if name in _DEPRECATED:
