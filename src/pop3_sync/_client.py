@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import ssl
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import BinaryIO, TypeVar
 
 import pop3_sansio as p
-from pop3_sansio import (
+from pop3_sansio.client import (
     READ,
-    Capabilities,
     Chunk,
     ClientSession,
-    Instruction,
+    Pop3Error,
     StartTls,
-    TlsMode,
     Write,
     default_port,
 )
 
 __all__ = ["Client", "Timeout", "connect"]
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # Types only: a client's import does not load ``typing`` (docs/architecture.md, section 8).
+    from typing import BinaryIO, TypeVar
+
+    from pop3_sansio.client import Capabilities, Instruction, TlsMode
+
+    T = TypeVar("T")
 
 _RECV_SIZE = 1 << 16
 
@@ -36,6 +39,8 @@ class Timeout(TimeoutError):  # noqa: N818 - reads as pop3_sync.Timeout
 
 def peer_is_loopback(sock: socket.socket) -> bool:
     """Whether the peer's address is a loopback address (127.0.0.0/8, ::1)."""
+    import ipaddress  # here: only a plaintext login asks
+
     try:
         return ipaddress.ip_address(sock.getpeername()[0]).is_loopback
     except (OSError, TypeError, ValueError, IndexError):
@@ -243,7 +248,7 @@ class Client:
         except StopIteration as stop:
             if result is not None:
                 result.append(stop.value)
-        except p.Pop3Error:
+        except Pop3Error:
             raise  # a complete -ERR answer: the session is still in step
         except p.LocalProtocolError as exc:
             # A bad argument (``dele(0)``, CR in a name) is refused before
