@@ -293,7 +293,7 @@ async def _load(cfg: dict[str, Any]) -> dict[str, Any]:
             t = time.perf_counter()
             try:
                 await asyncio.wait_for(_session(host, port, user, password, expect), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 counts["failed"] += 1
                 counts["timed_out"] += 1
                 reasons[f"timed out (over {timeout:g} s)"] += 1
@@ -341,7 +341,7 @@ async def _idle(cfg: dict[str, Any]) -> dict[str, Any]:
             try:
                 reader, writer = await asyncio.open_connection(host, port)
                 await asyncio.wait_for(_line(reader), 10)
-            except (SessionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
+            except (TimeoutError, SessionError, OSError, asyncio.IncompleteReadError) as e:
                 reasons["greeting: " + _reason(e)] += 1
                 return None
             return reader, writer
@@ -354,7 +354,7 @@ async def _idle(cfg: dict[str, Any]) -> dict[str, Any]:
                 await asyncio.wait_for(_line(reader), 10)
                 writer.write(b"PASS " + user_password(i).encode() + b"\r\n")
                 await asyncio.wait_for(_line(reader), 10)
-            except (SessionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
+            except (TimeoutError, SessionError, OSError, asyncio.IncompleteReadError) as e:
                 reasons["login: " + _reason(e)] += 1
                 return False
             return True

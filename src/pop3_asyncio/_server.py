@@ -176,7 +176,7 @@ class Server:
             reason = driver.close_reason or "closed"
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
             reason = driver.timed_out()
         except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
@@ -382,5 +382,5 @@ async def _handshake(stream: Stream, context: ssl.SSLContext, timeout: float) ->
         await with_timeout(
             stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, timeout)
         )
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise _HandshakeTimeoutError from None

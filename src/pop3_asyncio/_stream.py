@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,20 +23,17 @@ T = TypeVar("T")
 async def with_timeout(awaitable: Awaitable[T], seconds: float | None) -> T:
     """``await awaitable``, raising ``TimeoutError`` after ``seconds`` (``None``: never).
 
-    On Python 3.11+ this is ``asyncio.timeout``: unlike ``wait_for`` before
-    3.12, it never swallows a cancellation that races with completion.
+    This is ``asyncio.timeout``: unlike ``wait_for`` before 3.12, it never
+    swallows a cancellation that races with completion.
     """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        # asyncio's class: the builtin TimeoutError on 3.11+, and on 3.10
-        # the one asyncio.wait_for raises, as the other timeouts here do.
-        waiter.set_exception(asyncio.TimeoutError())
+        # The builtin class, which asyncio.timeout raises too (Python 3.11+).
+        waiter.set_exception(TimeoutError())
 
 
 async def _wait_until(

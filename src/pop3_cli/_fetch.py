@@ -291,7 +291,7 @@ def run_fetch(args: argparse.Namespace) -> int:
             ) from None
         except ssl.SSLError as exc:
             raise CliError(f"TLS error with {where}: {exc.reason or exc}") from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise CliError(f"{where}: no answer within {args.timeout:g} seconds") from None
         except socket.gaierror as exc:
             raise CliError(f"cannot resolve {args.host}: {exc.strerror}") from None
