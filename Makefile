@@ -1,10 +1,12 @@
-# Every target does its own set-up: a fresh machine needs only python3 (>= 3.10) and make.
+# Every target does its own set-up: a fresh machine needs only python3 (>= 3.11) and make;
+# test-versions and test-all need the other Pythons of noxfile.py's PYTHONS as well
+# (found on PATH or among pyenv's builds).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest run dialogue peers interop-report bench fuzz clean
+.PHONY: test test-versions test-all lint typecheck pytest run dialogue peers interop-report bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,12 +17,19 @@ $(STAMP): pyproject.toml
 
 test: lint typecheck pytest
 
+# The version tier (noxfile.py) on every other Python the package claims; a missing one fails.
+test-versions: $(STAMP)
+	$(PY) -m nox --no-color $(NOX_ARGS)
+
+# The whole suite on the default Python, then the version tier on the others.
+test-all: test test-versions
+
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks fuzz examples
-	$(PY) -m ruff format --check src tests benchmarks fuzz examples
+	$(PY) -m ruff check src tests benchmarks fuzz examples noxfile.py
+	$(PY) -m ruff format --check src tests benchmarks fuzz examples noxfile.py
 
 typecheck: $(STAMP)
-	$(PY) -m mypy src
+	$(PY) -m mypy src noxfile.py
 
 pytest: $(STAMP)
 	$(PY) -bb -m pytest --cov --cov-branch --cov-report=term-missing $(PYTEST_ARGS)
@@ -60,4 +69,4 @@ fuzz: $(STAMP)
 	$(PY) fuzz/run_all.py --seconds $${FUZZ_SECONDS:-60}
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist
