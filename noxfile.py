@@ -95,6 +95,7 @@ def versions(session: nox.Session) -> None:
         session.error(f"nox runs on Python {DEFAULT}, which the package does not claim")
     session.install("-e", ".[test]")
     # -bb and the warnings-as-errors filters of pyproject.toml, as in `make test`.
+    # Arguments after `--` go to pytest: `nox -s versions-3.13 -- -x --durations=10`.
     session.run(
         "python",
         "-bb",
@@ -103,5 +104,6 @@ def versions(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
         "-q",
-        *(session.posargs or version_tier()),
+        *version_tier(),
+        *session.posargs,
     )
