@@ -214,6 +214,11 @@ def test_sync_server_refuses_a_connection_no_thread_starts_for(
             assert first.command(b"QUIT").startswith(b"+OK")
         wait_until(lambda: server.threads() == 2, "the first session's thread ends")
         new_session(server.port)
+        # The accept thread logs the recovery after thread.start() returns: under load the
+        # session it started can be over before that line is written.
+        wait_until(
+            lambda: "session threads start again" in server.stderr, "the recovery's log line"
+        )
         log = server.stderr
     assert log.count("cannot start a session thread") == 1, log
     assert "session threads start again (2 connections refused)" in log, log
