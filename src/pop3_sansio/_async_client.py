@@ -94,7 +94,7 @@ class AsyncClient(abc.ABC):
         """
         self._session = ClientSession(
             tls=self.tls == "implicit",
-            secure=self.allow_plaintext_login or peer_is_loopback,
+            allow_plaintext_login=self.allow_plaintext_login or peer_is_loopback,
             random_bytes=random_bytes,
             max_message_size=self.max_message_size,
         )
@@ -375,7 +375,6 @@ class _RetrMany(AsyncIterator[tuple[int, bytes]]):
     async def __anext__(self) -> tuple[int, bytes]:
         if self._chunks is None:
             client = self._client
-            await client.capa()  # pipelining depends on it (RFC 2449 section 6.6)
             self._chunks = _Operation(
                 client, client.session.retr_many(self._order, delete=self._delete)
             )

@@ -132,10 +132,9 @@ class Client:
             except BaseException:
                 sock.close()
                 raise
-        secure = self._allow_plaintext or peer_is_loopback(self._sock)
         self._session = ClientSession(
             tls=implicit,
-            secure=secure,
+            allow_plaintext_login=self._allow_plaintext or peer_is_loopback(self._sock),
             random_bytes=os.urandom,
             max_message_size=self.max_message_size,
         )
@@ -339,10 +338,9 @@ class Client:
         """``(msgno, message)`` for each of ``msgs``, pipelined when the server allows.
 
         With ``delete``, each message is also marked for deletion (committed at QUIT).
+        CAPA goes out at the first step of the loop, not at this call.
         """
-        order = list(msgs)
-        self.capa()
-        return self._retr_many(order, delete)
+        return self._retr_many(list(msgs), delete)
 
     def _retr_many(self, order: Sequence[int], delete: bool) -> Iterator[tuple[int, bytes]]:
         index = 0
