@@ -36,7 +36,7 @@ class MemoryClient(p.AsyncClient):
 
     async def open(self) -> p.Greeting:
         self.backend.serve(self.server)
-        return await self._greet(peer_is_loopback=True, random_bytes=lambda n: b"\x01" * n)
+        return await self._greet(peer=("127.0.0.1", 110), random_bytes=lambda n: b"\x01" * n)
 
     async def _do(self, instruction: p.Instruction) -> None:
         if isinstance(instruction, p.Write):

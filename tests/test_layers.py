@@ -38,6 +38,7 @@ LAYER = {
     "_sasl": NEUTRAL,
     # One role each; neither imports the other.
     "_client_session": CLIENT,
+    "_client_guard": CLIENT,
     "_async_client": CLIENT,
     "_storage": SERVER,
     "_server_session": SERVER,

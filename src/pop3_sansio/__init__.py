@@ -9,6 +9,7 @@ from ._apop import apop_digest, check_apop_digest, find_timestamp, make_timestam
 from ._async_client import AsyncClient
 from ._base64 import b64decode_strict, b64encode
 from ._capabilities import Capabilities
+from ._client_guard import ClientGuard, ExitPlan
 from ._client_session import Chunk, ClientSession, Instruction
 from ._codes import (
     AUTH,
@@ -177,6 +178,7 @@ __all__ = [
     "CheckToken",
     "Chunk",
     "ClientConnection",
+    "ClientGuard",
     "ClientMechanism",
     "ClientSession",
     "CloseConnection",
@@ -190,6 +192,7 @@ __all__ = [
     "EndOfResponse",
     "Err",
     "Event",
+    "ExitPlan",
     "Failed",
     "Greeting",
     "InUseError",
