@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import pop3_sansio as p
+from pop3_sansio.client import ClientGuard
 
 
 class Closes:
@@ -15,9 +16,9 @@ class Closes:
         self.count += 1
 
 
-def _guard() -> tuple[p.ClientGuard, Closes]:
+def _guard() -> tuple[ClientGuard, Closes]:
     closes = Closes()
-    return p.ClientGuard(closes), closes
+    return ClientGuard(closes), closes
 
 
 def _session(state: p.State = p.State.TRANSACTION) -> p.ClientSession:

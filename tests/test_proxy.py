@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pop3_sansio as p
+from pop3_sansio.server import MaildropProtocol
 
 SIG = p.PROXY_V2_SIGNATURE
 AFTER = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # what follows: a TLS ClientHello
@@ -379,7 +380,7 @@ class _NoBackend:
     def check_token(self, username: str, token: str) -> bool:
         raise AssertionError("not reached")
 
-    def open(self, username: str) -> p.Maildrop:
+    def open(self, username: str) -> MaildropProtocol:
         raise AssertionError("not reached")
 
 

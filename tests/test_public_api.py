@@ -92,9 +92,7 @@ SANSIO_CLIENT = [
     "AsyncClient",
     "AuthError",
     "Chunk",
-    "ClientGuard",
     "ClientSession",
-    "ExitPlan",
     "InUseError",
     "Instruction",
     "LoginDelayError",
@@ -108,14 +106,14 @@ SANSIO_CLIENT = [
     "default_port",
     "is_loopback_address",
 ]
+# Backend and Maildrop (the storage Protocols) were retired on purpose: they warn and
+# point to pop3_sansio.server.BackendProtocol/MaildropProtocol (tests/test_public_modules.py).
 SANSIO_SERVER = [
     "AcceptPause",
     "AddressCounter",
-    "Backend",
     "Call",
     "CloseConnection",
     "CommitDeletions",
-    "Maildrop",
     "MaildropError",
     "MaildropLockedError",
     "MessageInfo",

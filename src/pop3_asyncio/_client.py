@@ -10,7 +10,15 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import pop3_sansio as p
-from pop3_sansio import READ, AsyncClient, Instruction, StartTls, TlsMode, Write, default_port
+from pop3_sansio.client import (
+    READ,
+    AsyncClient,
+    Instruction,
+    StartTls,
+    TlsMode,
+    Write,
+    default_port,
+)
 
 from ._stream import Stream, with_timeout
 

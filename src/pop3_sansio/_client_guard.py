@@ -9,18 +9,23 @@ here: the guard closes the connection through the ``close`` it was given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, TypeAlias
-
 from ._client_session import ClientSession
 from ._errors import LocalProtocolError, Pop3Error
-from ._net import TlsMode, is_loopback_address
+from ._net import is_loopback_address
 from ._state import State
 
-__all__ = ["ClientGuard", "ExitPlan"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    # Types only: a client's import does not load ``typing`` (docs/architecture.md, section 8).
+    from collections.abc import Callable
+    from typing import Literal, TypeAlias
 
-ExitPlan: TypeAlias = Literal["commit", "quit", "close"]
-"""What leaving a client's ``with`` block does (see ``ClientGuard.exit_plan``)."""
+    from ._net import TlsMode
+
+    ExitPlan: TypeAlias = Literal["commit", "quit", "close"]
+    """What leaving a client's ``with`` block does (see ``ClientGuard.exit_plan``)."""
+
+__all__ = ["ClientGuard"]
 
 
 class ClientGuard:

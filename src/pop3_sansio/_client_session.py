@@ -16,12 +16,8 @@ is a loop of a few lines around ``drive``-style code and some socket calls.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
-from typing import NoReturn, TypeAlias
 
 from . import _events as ev
 from ._apop import apop_digest
@@ -47,8 +43,15 @@ from ._listing import (
     parse_uid_line,
     parse_uid_listing,
 )
-from ._sasl import ClientMechanism, client_mechanism
 from ._state import NEED_DATA, State
+from ._values import Value, init_field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Generator, Iterable
+    from typing import NoReturn, TypeAlias
+
+    from ._sasl import ClientMechanism
 
 __all__ = ["MAX_LISTING_SIZE", "Chunk", "ClientSession", "Instruction", "error_for"]
 
@@ -77,11 +80,15 @@ def error_for(err: ev.Err, command: str, default: type[Pop3Error] = Pop3Error) -
 # --- instructions --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(Value):
     """A piece of a message body for the caller (CRLF line ends, unstuffed)."""
 
-    data: bytes = field(repr=False)
+    __slots__ = __match_args__ = ("data",)
+    _hidden = frozenset(__slots__)
+    data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        init_field(self, "data", data)
 
 
 Instruction: TypeAlias = Write | Read | StartTls | Chunk
@@ -365,6 +372,10 @@ class ClientSession:
         A challenge that is not base64 is answered with ``*``.
         """
         if isinstance(mechanism, str):
+            # Here, not at the top: a USER/PASS or APOP login never loads SASL,
+            # SCRAM, json or stringprep (docs/architecture.md, section 8).
+            from ._sasl import client_mechanism
+
             nonce = None
             if self._random is not None:
                 nonce = self._random(18).hex()
@@ -401,8 +412,10 @@ class ClientSession:
                 # A forged or malformed challenge: cancel, read the -ERR that
                 # must follow, and report what was wrong with the challenge.
                 yield from self._send(ev.SaslCancel())
-                with contextlib.suppress(Pop3Error):
+                try:  # noqa: SIM105 - contextlib costs a client's import time
                     yield from self._status("AUTH", AuthError)
+                except Pop3Error:
+                    pass
                 raise
             yield from self._send(ev.SaslResponse(response))
 

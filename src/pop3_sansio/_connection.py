@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal, NoReturn
 
 from . import _events as ev
 from ._apop import find_timestamp
@@ -22,6 +21,10 @@ from ._state import (
     completes_login,
     multiline_on_ok,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Literal, NoReturn
 
 __all__ = [
     "MAX_COMMAND_LENGTH",

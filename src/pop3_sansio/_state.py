@@ -8,9 +8,12 @@ QUIT was answered or the peer went away) and ERROR (after a ProtocolError).
 from __future__ import annotations
 
 import enum
-from typing import Final
 
 from . import _events as ev
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Final
 
 __all__ = ["NEED_DATA", "PAUSED", "Sentinel", "State"]
 

@@ -7,25 +7,28 @@ import socket
 import ssl
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import BinaryIO, TypeVar
 
-from pop3_sansio import (
+from pop3_sansio.client import (
     READ,
-    Capabilities,
     Chunk,
     ClientGuard,
     ClientSession,
-    Greeting,
-    Instruction,
     StartTls,
-    TlsMode,
     Write,
     default_port,
 )
 
 __all__ = ["Client", "Timeout", "connect"]
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # Types only: a client's import does not load ``typing`` (docs/architecture.md, section 8).
+    from typing import BinaryIO, TypeVar
+
+    from pop3_sansio import Greeting
+    from pop3_sansio.client import Capabilities, Instruction, TlsMode
+
+    T = TypeVar("T")
 
 _RECV_SIZE = 1 << 16
 

@@ -11,7 +11,15 @@ from typing import NoReturn
 import trio
 
 import pop3_sansio as p
-from pop3_sansio import READ, AsyncClient, Instruction, StartTls, TlsMode, Write, default_port
+from pop3_sansio.client import (
+    READ,
+    AsyncClient,
+    Instruction,
+    StartTls,
+    TlsMode,
+    Write,
+    default_port,
+)
 
 __all__ = ["BrokenConnectionError", "Client", "OperationTimeoutError", "connect"]
 
