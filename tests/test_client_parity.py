@@ -363,6 +363,22 @@ def test_the_blocking_retr_many_sends_nothing_until_iterated(
     assert server.received[1:] == [b"NOOP", b"CAPA", b"LIST", b"RETR 1", b"QUIT"]
 
 
+def test_a_collected_blocking_iter_retr_breaks_it_as_an_abandoned_async_one(
+    serve: Callable[..., Scripted],
+) -> None:
+    """Closing (or collecting) the generator leaves the guard busy: no GC-dependent path."""
+    server = serve()
+    with pop3_sync.connect("127.0.0.1", server.port, tls=None) as c:
+        c.login("alice", "secret")
+        chunks = c.iter_retr(1)
+        assert next(chunks) == BODY
+        chunks.close()  # what the garbage collector does to a dropped generator
+        with pytest.raises(ConnectionError) as busy:
+            c.noop()
+        assert str(busy.value) == BUSY
+    assert server.received == [*LOGIN, b"LIST 1", b"RETR 1"]
+
+
 # --- the plaintext-login policy ------------------------------------------------------------
 
 
