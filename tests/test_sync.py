@@ -19,8 +19,7 @@ import pytest
 
 import pop3_sansio as p
 import pop3_sync as ps
-from helpers import alice_backend, crlf, fake_server
-from pop3_maildrop import Backend, MemoryStorage
+from helpers import FakeBackend, crlf, fake_server
 from pop3_sync import poplib as compat
 
 # --- shared with test_asyncio.py ---------------------------------------------------------
@@ -36,7 +35,7 @@ MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
 # --- binding-specific helpers ------------------------------------------------------------
 
 
-def serve(backend: Backend, **options: object) -> ps.Server:
+def serve(backend: FakeBackend, **options: object) -> ps.Server:
     """A sync server on a free loopback port, accepting in a background thread."""
     return ps.serve(backend, "127.0.0.1", 0, **options).start()
 
@@ -53,17 +52,17 @@ def wait_until(condition: object, timeout: float = 5.0) -> None:
 
 
 class Running:
-    def __init__(self, server: ps.Server, storage: MemoryStorage) -> None:
+    def __init__(self, server: ps.Server, backend: FakeBackend) -> None:
         self.server = server
-        self.storage = storage
+        self.backend = backend
         self.port = server.port
 
 
 @pytest.fixture
 def running() -> Iterator[Running]:
-    backend, storage = alice_backend(MESSAGES)
+    backend = FakeBackend(MESSAGES)
     with serve(backend, failed_login_delay=0, apop=True, mechanisms=MECHANISMS) as server:
-        yield Running(server, storage)
+        yield Running(server, backend)
 
 
 # --- the behaviours ----------------------------------------------------------------------
@@ -71,7 +70,7 @@ def running() -> Iterator[Running]:
 
 def test_poplib_facade_verifies_certificates_by_default(server_ssl: ssl.SSLContext) -> None:
     # pop3_sync.connect's own default is checked by tests/test_conformance.py.
-    backend, _ = alice_backend(MESSAGES)
+    backend = FakeBackend(MESSAGES)
     with serve(backend, ssl_context=server_ssl) as server:
         with pytest.raises(ssl.SSLCertVerificationError):
             compat.POP3_SSL("localhost", server.port, timeout=10)
@@ -79,7 +78,7 @@ def test_poplib_facade_verifies_certificates_by_default(server_ssl: ssl.SSLConte
 
 def test_stls_injection_is_dropped(server_ssl: ssl.SSLContext) -> None:
     # CVE-2011-0411: plaintext pipelined behind STLS must never run inside TLS.
-    backend, _ = alice_backend(MESSAGES)
+    backend = FakeBackend(MESSAGES)
     with serve(backend, starttls_context=server_ssl) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             reader = sock.makefile("rb")
@@ -150,7 +149,7 @@ def test_default_ports() -> None:
 
 
 def test_server_shutdown_commits_nothing_without_quit(caplog: pytest.LogCaptureFixture) -> None:
-    backend, storage = alice_backend(MESSAGES)
+    backend = FakeBackend(MESSAGES)
     server = serve(backend)
     client = plain(server.port, timeout=5)
     client.open()
@@ -161,13 +160,13 @@ def test_server_shutdown_commits_nothing_without_quit(caplog: pytest.LogCaptureF
     with pytest.raises((p.RemoteProtocolError, ConnectionError)):
         client.noop()
     client.close()
-    assert len(storage.contents("alice")) == 3
-    storage.open("alice").close()  # the lock went with the session
+    assert backend.committed == []  # nothing deleted
+    assert backend.closed == backend.opened == 1  # the maildrop went with the session
     assert any("ended" in r.getMessage() and "alice" in r.getMessage() for r in caplog.records)
 
 
 def test_failed_login_delay_does_not_hold_up_shutdown() -> None:
-    backend, _ = alice_backend(MESSAGES)
+    backend = FakeBackend(MESSAGES)
     server = serve(backend, failed_login_delay=30)
     client = plain(server.port, timeout=60)
     client.open()
@@ -198,7 +197,7 @@ def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFix
 
 
 def test_serve_forever_in_a_thread_of_ones_own() -> None:
-    backend, _ = alice_backend(MESSAGES)
+    backend = FakeBackend(MESSAGES)
     server = ps.serve(backend, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever)
     thread.start()

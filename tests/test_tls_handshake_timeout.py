@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bindings import NAMES, serving
-from helpers import alice_backend
+from helpers import FakeBackend
 
 
 @pytest.mark.parametrize("limit", ["autologout", "login_timeout"])
@@ -29,7 +29,7 @@ def test_a_stalled_tls_handshake_is_logged_as_such(
     tls: str,
     limit: str,
 ) -> None:
-    backend, _ = alice_backend([b"Subject: x\n\nhello\n"])
+    backend = FakeBackend([b"Subject: x\n\nhello\n"])
     context = {"ssl_context" if tls == "implicit" else "starttls_context": server_ssl}
     caplog.set_level(logging.INFO, logger="pop3.server")
     with serving(server, backend, **{limit: 0.5}, **context) as port:
