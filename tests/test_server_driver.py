@@ -314,6 +314,49 @@ def test_an_autologout_shorter_than_the_login_timeout_applies_before_login_too()
     assert driver.timed_out() == "login-timeout"
 
 
+def _logged_in_at(now: float) -> p.SessionDriver:
+    """A driver (autologout 10 s) whose client logged in, answered at ``now``."""
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True),
+        driver_backend(),
+        failed_login_delay=0,
+        autologout=10.0,
+    )
+    assert isinstance(driver.step(), p.Write)
+    assert driver.step() is p.READ
+    assert driver.read_timeout(now) == 10.0
+    _until_read(driver, b"USER alice\r\nPASS secret\r\n")
+    assert driver.session.state is p.State.TRANSACTION
+    return driver
+
+
+def test_after_login_a_byte_at_a_time_is_logged_out() -> None:
+    """RFC 1939 section 3: a byte now and then (a slow drip) does not move the deadline.
+
+    The end-to-end side is tests/test_hostile.py's slow drip, against each binding.
+    """
+    driver = _logged_in_at(0.0)
+    assert driver.read_timeout(2.0) == 10.0  # the timer starts with the READ after login
+    for now in (4.0, 6.0, 8.0, 10.0):  # "NOOP", two seconds a byte
+        _until_read(driver, b"N")
+        assert driver.read_timeout(now) == 12.0 - now
+    assert driver.read_timeout(12.5) == 0.0
+    assert driver.timed_out() == "autologout"
+    assert driver.close_reason == "autologout"
+
+
+def test_after_login_a_command_now_and_then_keeps_the_session() -> None:
+    """The other side of the rule: each whole command restarts the timer, however long
+    the session has lasted (tests/test_hostile.py's slow commands, end to end)."""
+    driver = _logged_in_at(0.0)
+    assert driver.read_timeout(1.0) == 10.0
+    for now in (10.0, 19.0, 28.0, 37.0):  # 9 s apart: never 10 s without a command
+        assert driver.read_timeout(now) == 1.0  # 9 s since the last command (or login)
+        _until_read(driver, b"NOOP\r\n")
+        assert driver.read_timeout(now) == 10.0
+    assert driver.close_reason is None
+
+
 def test_server_options_give_the_driver_its_login_timeout() -> None:
     options = p.ServerOptions()
     assert (options.login_timeout, options.autologout) == (60.0, 600.0)
