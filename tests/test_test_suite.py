@@ -22,8 +22,12 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module is not None:
             names.add(node.module)
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module":
-            names.update(a.value for a in node.args if isinstance(a, ast.Constant))
-    return {str(name).split(".")[0] for name in names}
+            names.update(
+                a.value
+                for a in node.args
+                if isinstance(a, ast.Constant) and isinstance(a.value, str)
+            )
+    return {name.split(".")[0] for name in names}
 
 
 def test_no_test_module_imports_another() -> None:
