@@ -29,38 +29,38 @@ import pytest
 from pop3_sansio import (
     NEED_DATA,
     PAUSED,
-    CheckPassword,
-    CheckToken,
     ClientConnection,
-    CloseConnection,
-    CommitDeletions,
     ConnectionClosed,
     Data,
     EndOfResponse,
     Err,
     Event,
     Greeting,
-    LookupSecret,
-    MaildropError,
-    MaildropLockedError,
-    MessageInfo,
     Ok,
-    OpenMaildrop,
     Pass,
     ProtocolError,
-    ReadMessage,
-    Request,
     Response,
     SaslCancel,
     ServerConnection,
-    ServerSession,
-    StartTls,
     State,
     UnknownCommand,
     User,
-    message_size,
 )
 from pop3_sansio._state import multiline_on_ok
+from pop3_sansio.codec import message_size
+from pop3_sansio.sasl import CheckPassword, CheckToken, LookupSecret
+from pop3_sansio.server import (
+    CloseConnection,
+    CommitDeletions,
+    MaildropError,
+    MaildropLockedError,
+    MessageInfo,
+    OpenMaildrop,
+    ReadMessage,
+    Request,
+    ServerSession,
+    StartTls,
+)
 
 Connection = ClientConnection | ServerConnection
 
@@ -329,7 +329,7 @@ MESSAGES = [
 class FakeBackend:
     """Users, tokens and one in-memory maildrop, with knobs to make storage fail.
 
-    It is a ``Backend`` (``check_password``, ``secret``, ``check_token``,
+    It is a ``BackendProtocol`` (``check_password``, ``secret``, ``check_token``,
     ``open``) for ``SessionDriver`` and the servers; ``serve()`` answers a bare
     ``ServerSession``'s requests through the same methods. Every user sees
     ``messages``; unique ids are ``uid0``, ``uid1``... The knobs:
@@ -365,7 +365,7 @@ class FakeBackend:
     committed: list[tuple[int, ...]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
 
-    # The Backend protocol (pop3_sansio.Backend) and its maildrop.
+    # pop3_sansio.server.BackendProtocol and its maildrop.
 
     def check_password(self, username: str, password: str) -> bool:
         known = self.users.get(username)
