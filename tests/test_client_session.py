@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 
 import pop3_sansio as p
-from helpers import crlf
-from test_session import MESSAGES, Backend
+from helpers import MESSAGES, FakeBackend, crlf
 
 
 class Wire:
-    """Runs ClientSession operations against a ServerSession answered by a Backend."""
+    """Runs ClientSession operations against a ServerSession answered by a FakeBackend."""
 
     def __init__(
         self,
-        backend: Backend | None = None,
+        backend: FakeBackend | None = None,
         *,
         allow_plaintext_login: bool = True,
         client_tls: bool = False,
@@ -26,7 +25,7 @@ class Wire:
     ) -> None:
         options.setdefault("allow_plaintext", True)
         options.setdefault("random_bytes", lambda n: bytes(n))
-        self.backend = backend or Backend()
+        self.backend = backend or FakeBackend()
         self.server = p.ServerSession(**options)
         self.client = p.ClientSession(
             tls=client_tls,
@@ -112,7 +111,7 @@ def test_full_session() -> None:
 
 
 def test_errors_carry_their_codes() -> None:
-    wire = Wire(Backend(locked=True))
+    wire = Wire(FakeBackend(locked=True))
     wire.result(wire.client.start())
     with pytest.raises(p.InUseError) as info:
         wire.result(wire.client.login("alice", "secret", mechanism="USER"))
@@ -346,7 +345,7 @@ def test_retr_many_pipelined_with_delete() -> None:
 @pytest.mark.parametrize("delete", [False, True])
 def test_retr_many_refills_its_window_a_quarter_at_a_time(delete: bool) -> None:
     messages = [b"Subject: %d\n\nbody\n" % i for i in range(40)]
-    wire = Wire(Backend(messages=messages))
+    wire = Wire(FakeBackend(messages=messages))
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     _, chunks = wire.run(wire.client.retr_many(range(1, 41), delete=delete, window=8))
