@@ -184,6 +184,7 @@ class Client(Protocol):
     async def dele(self, msg: int) -> str: ...
     async def rset(self) -> str: ...
     async def noop(self) -> str: ...
+    async def utf8(self) -> str: ...
     async def quit(self) -> str: ...
 
 
@@ -290,6 +291,9 @@ class SyncClient:
 
     async def noop(self) -> str:
         return await _in_thread(self.client.noop)
+
+    async def utf8(self) -> str:
+        return await _in_thread(self.client.utf8)
 
     async def quit(self) -> str:
         return await _in_thread(self.client.quit)

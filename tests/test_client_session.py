@@ -8,28 +8,29 @@ from typing import Any
 import pytest
 
 import pop3_sansio as p
-from helpers import crlf
-from test_session import MESSAGES, Backend
+from helpers import MESSAGES, FakeBackend, crlf
 
 
 class Wire:
-    """Runs ClientSession operations against a ServerSession answered by a Backend."""
+    """Runs ClientSession operations against a ServerSession answered by a FakeBackend."""
 
     def __init__(
         self,
-        backend: Backend | None = None,
+        backend: FakeBackend | None = None,
         *,
-        secure: bool = True,
+        allow_plaintext_login: bool = True,
         client_tls: bool = False,
         random: bool = True,
         **options: Any,
     ) -> None:
         options.setdefault("allow_plaintext", True)
         options.setdefault("random_bytes", lambda n: bytes(n))
-        self.backend = backend or Backend()
+        self.backend = backend or FakeBackend()
         self.server = p.ServerSession(**options)
         self.client = p.ClientSession(
-            tls=client_tls, secure=secure, random_bytes=(lambda n: b"\x07" * n) if random else None
+            tls=client_tls,
+            allow_plaintext_login=allow_plaintext_login,
+            random_bytes=(lambda n: b"\x07" * n) if random else None,
         )
         self.sent: list[bytes] = []
         self.tls_started = 0
@@ -110,7 +111,7 @@ def test_full_session() -> None:
 
 
 def test_errors_carry_their_codes() -> None:
-    wire = Wire(Backend(locked=True))
+    wire = Wire(FakeBackend(locked=True))
     wire.result(wire.client.start())
     with pytest.raises(p.InUseError) as info:
         wire.result(wire.client.login("alice", "secret", mechanism="USER"))
@@ -130,7 +131,7 @@ def test_retr_of_a_missing_message_is_a_plain_pop3_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mechanisms", "secure", "expected"),
+    ("mechanisms", "plaintext", "expected"),
     [
         (["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN"], False, b"AUTH SCRAM-SHA-256 "),
         (["SCRAM-SHA-1", "PLAIN"], True, b"AUTH SCRAM-SHA-1 "),
@@ -141,9 +142,9 @@ def test_retr_of_a_missing_message_is_a_plain_pop3_error() -> None:
     ],
 )
 def test_login_picks_the_strongest_safe_method(
-    mechanisms: list[str], secure: bool, expected: bytes
+    mechanisms: list[str], plaintext: bool, expected: bytes
 ) -> None:
-    wire = Wire(mechanisms=mechanisms, secure=secure)
+    wire = Wire(mechanisms=mechanisms, allow_plaintext_login=plaintext)
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     assert wire.sent[1].startswith(expected)  # sent[0] is CAPA
@@ -151,7 +152,7 @@ def test_login_picks_the_strongest_safe_method(
 
 
 def test_apop_is_used_on_an_insecure_link_and_password_never_sent() -> None:
-    wire = Wire(mechanisms=["PLAIN"], secure=False, apop_timestamp="<7@host>")
+    wire = Wire(mechanisms=["PLAIN"], allow_plaintext_login=False, apop_timestamp="<7@host>")
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     assert wire.sent[1].startswith(b"APOP alice ")
@@ -159,7 +160,7 @@ def test_apop_is_used_on_an_insecure_link_and_password_never_sent() -> None:
 
 
 def test_no_safe_method_is_an_auth_error_and_nothing_is_sent() -> None:
-    wire = Wire(mechanisms=["PLAIN", "LOGIN"], secure=False)
+    wire = Wire(mechanisms=["PLAIN", "LOGIN"], allow_plaintext_login=False)
     wire.result(wire.client.start())
     with pytest.raises(p.AuthError, match="no authentication method"):
         wire.result(wire.client.login("alice", "secret"))
@@ -344,7 +345,7 @@ def test_retr_many_pipelined_with_delete() -> None:
 @pytest.mark.parametrize("delete", [False, True])
 def test_retr_many_refills_its_window_a_quarter_at_a_time(delete: bool) -> None:
     messages = [b"Subject: %d\n\nbody\n" % i for i in range(40)]
-    wire = Wire(Backend(messages=messages))
+    wire = Wire(FakeBackend(messages=messages))
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     _, chunks = wire.run(wire.client.retr_many(range(1, 41), delete=delete, window=8))
@@ -438,7 +439,7 @@ def test_server_closing_is_a_remote_error() -> None:
     ],
 )
 def test_codes_map_to_exception_classes(line: bytes, cls: type[p.Pop3Error]) -> None:
-    client = p.ClientSession(secure=True)
+    client = p.ClientSession(allow_plaintext_login=True)
     client.receive_data(b"+OK hi\r\n")
     op = client.start()
     with pytest.raises(StopIteration):
@@ -466,7 +467,7 @@ def test_user_is_not_tried_when_the_server_offers_only_sasl() -> None:
 
 
 def test_ok_after_our_cancel_still_raises_the_original_error() -> None:
-    client = p.ClientSession(secure=True, random_bytes=lambda n: b"\x01" * n)
+    client = p.ClientSession(allow_plaintext_login=True, random_bytes=lambda n: b"\x01" * n)
     client.receive_data(b"+OK hi\r\n")
     with pytest.raises(StopIteration):
         next(client.start())
@@ -541,7 +542,7 @@ def test_failed_dele_in_retr_many_is_raised_in_step() -> None:
 def test_quit_before_login_to_a_server_that_hung_up_is_quiet() -> None:
     # Dovecot closes the connection after -ERR [IN-USE]: saying goodbye then
     # must not fail, since nothing could be committed.
-    client = p.ClientSession(secure=True)
+    client = p.ClientSession(allow_plaintext_login=True)
     client.receive_data(b"+OK hi\r\n")
     with pytest.raises(StopIteration):
         next(client.start())
@@ -569,7 +570,7 @@ def test_quit_in_transaction_to_a_server_that_hung_up_raises() -> None:
 
 
 def test_tokens_are_not_sent_in_the_clear() -> None:
-    wire = Wire(mechanisms=["XOAUTH2", "OAUTHBEARER"], secure=False)
+    wire = Wire(mechanisms=["XOAUTH2", "OAUTHBEARER"], allow_plaintext_login=False)
     wire.result(wire.client.start())
     with pytest.raises(p.AuthError, match="no authentication method"):
         wire.result(wire.client.login("alice", token="tok-1"))
@@ -725,6 +726,7 @@ def _retr_many_against(answers: bytes, **kwargs: Any) -> p.ClientSession:
     """A pipelining session that knows sizes 1: 100, 2: 100 and has ``answers`` waiting."""
     client = _in_transaction(**kwargs)
     client._capabilities = p.Capabilities({"PIPELINING": ()})
+    client._capa_known = True  # as after CAPA: retr_many asks for it otherwise
     op = client.list()
     next(op)
     next(op)
@@ -770,3 +772,28 @@ def test_retr_many_refuses_a_message_announced_over_the_cap_when_its_turn_comes(
     with pytest.raises(p.MessageTooLargeError) as info:
         op.send(None)
     assert (info.value.msg, info.value.announced, info.value.limit) == (2, 101, 100)
+
+
+def test_retr_many_asks_for_capa_first_when_not_known() -> None:
+    """Pipelining depends on CAPA (RFC 2449 section 6.6): every binding gets it the same way."""
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.auth("PLAIN", "alice", password="secret"))  # no CAPA so far
+    _, chunks = wire.run(wire.client.retr_many([1, 2]))
+    assert chunks.count(b"") == 2
+    assert wire.sent[1:4] == [b"CAPA\r\n", b"LIST\r\n", b"RETR 1\r\nRETR 2\r\n"]
+    _, chunks = wire.run(wire.client.retr_many([3]))  # known now: not again
+    assert wire.sent[4:] == [b"RETR 3\r\n"]
+
+
+def test_secure_is_the_deprecated_name_of_allow_plaintext_login() -> None:
+    with pytest.warns(DeprecationWarning, match="allow_plaintext_login"):
+        old = p.ClientSession(secure=True)
+    assert old.allow_plaintext_login
+    with pytest.warns(DeprecationWarning, match="may_send_password"):
+        assert old.secure
+    with pytest.warns(DeprecationWarning):
+        assert not p.ClientSession(secure=False).allow_plaintext_login
+    new = p.ClientSession(allow_plaintext_login=False)
+    assert (new.allow_plaintext_login, new.may_send_password) == (False, False)
+    assert p.ClientSession(tls=True).may_send_password  # TLS: always

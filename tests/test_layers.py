@@ -39,12 +39,14 @@ LAYER = {
     "_sasl": NEUTRAL,
     # One role each; neither imports the other.
     "_client_session": CLIENT,
+    "_client_guard": CLIENT,
     "_async_client": CLIENT,
     "_storage": SERVER,
     "_server_session": SERVER,
     "_server_driver": SERVER,
     "_server_options": SERVER,
     "_accept": SERVER,
+    "_lifecycle": SERVER,
     "_proxy": SERVER,
     # Re-exports only, each name imported on first use.
     "__init__": FACADE,

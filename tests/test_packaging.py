@@ -135,6 +135,7 @@ CLIENT_PATH = {
     "pop3_sansio._apop",
     "pop3_sansio._base64",
     "pop3_sansio._capabilities",
+    "pop3_sansio._client_guard",
     "pop3_sansio._client_session",
     "pop3_sansio._codes",
     "pop3_sansio._connection",
@@ -179,7 +180,7 @@ def test_a_user_pass_login_loads_no_sasl() -> None:
     code = (
         "from pop3_sansio.client import READ, ClientSession\n"
         "replies = [b'+OK hi\\r\\n', b'-ERR no CAPA\\r\\n', b'+OK u\\r\\n', b'+OK in\\r\\n']\n"
-        "s = ClientSession(secure=True)\n"
+        "s = ClientSession(allow_plaintext_login=True)\n"
         "for op in (s.start(), s.login('u', 'pw', mechanism='USER')):\n"
         "    try:\n"
         "        step = next(op)\n"

@@ -92,9 +92,9 @@ class Client(AsyncClient):
             )
         )
         self._stream = stream
-        return await self._greet(
-            peer_is_loopback=stream.peer_is_loopback(), random_bytes=os.urandom
-        )
+        assert stream.transport is not None
+        peer = stream.transport.get_extra_info("peername")
+        return await self._greet(peer=peer, random_bytes=os.urandom)
 
     async def _do(self, instruction: Instruction) -> None:
         stream = self._stream

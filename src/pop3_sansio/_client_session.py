@@ -16,6 +16,7 @@ is a loop of a few lines around ``drive``-style code and some socket calls.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 
 from . import _events as ev
@@ -98,6 +99,18 @@ MAX_LISTING_SIZE = 64 << 20
 BODY_SLACK = 64 << 10
 """Octets a body may exceed twice its announced size by (see ``ClientSession.body_limit``)."""
 
+
+def _window_open(in_flight: int, depth: int, writing: bool) -> bool:
+    """Whether ``retr_many`` tops its window of ``depth`` RETRs up now.
+
+    Once a quarter of it is answered, or when a DELE goes out anyway: one
+    write for several RETRs, not one for each, while three quarters stay in
+    flight so the server never waits for the next command (half a window
+    drained the pipe; benchmarks/RESULTS.md).
+    """
+    return writing or in_flight <= depth - max(1, depth // 4)
+
+
 # Mechanisms that hand the secret itself (a password or a bearer token) to
 # anyone who reads the connection.
 _CLEARTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"})
@@ -107,22 +120,32 @@ class ClientSession:
     """A POP3 client's session logic over a ``ClientConnection``.
 
     ``random_bytes`` (e.g. ``os.urandom``) supplies the SCRAM client nonce;
-    without it SCRAM is not used. ``secure`` says whether it is safe to send a
-    password in the clear: the binding sets it for TLS, loopback peers or when
-    the caller insists; ``login`` never reveals a password otherwise.
+    without it SCRAM is not used. ``allow_plaintext_login`` says whether a
+    password may be sent without TLS: the binding sets it for loopback peers
+    or when the caller insists; ``login`` never reveals a password otherwise.
+    ``secure=`` is its old, deprecated name.
     """
 
     def __init__(
         self,
         *,
         tls: bool = False,
-        secure: bool = False,
+        allow_plaintext_login: bool = False,
         random_bytes: Callable[[int], bytes] | None = None,
         connection: ClientConnection | None = None,
         max_message_size: int | None = None,
+        secure: bool | None = None,
     ) -> None:
+        if secure is not None:
+            warnings.warn(
+                "ClientSession(secure=...) is deprecated: use allow_plaintext_login=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            allow_plaintext_login = allow_plaintext_login or secure
         self.connection = connection or ClientConnection(tls=tls)
-        self._insecure_ok = secure
+        self.allow_plaintext_login = allow_plaintext_login
+        """A password may be sent without TLS (a loopback peer, or the caller said so)."""
         self._random = random_bytes
         self.greeting: ev.Greeting | None = None
         self._capabilities: Capabilities | None = None
@@ -144,9 +167,19 @@ class ClientSession:
         self.connection.receive_data(data)
 
     @property
-    def secure(self) -> bool:
+    def may_send_password(self) -> bool:
         """Whether a password may be sent as it is: TLS is active, or it was allowed."""
-        return self._insecure_ok or self.connection.tls_active
+        return self.allow_plaintext_login or self.connection.tls_active
+
+    @property
+    def secure(self) -> bool:
+        """Deprecated name of ``may_send_password``."""
+        warnings.warn(
+            "ClientSession.secure is deprecated: use may_send_password",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.may_send_password
 
     def _send(self, *commands: ev.Command) -> Generator[Instruction, None, None]:
         if self._refused is not None:
@@ -247,7 +280,7 @@ class ClientSession:
         """Authenticate with the strongest method both sides have; return the ``+OK`` text.
 
         Order: SCRAM-SHA-256, SCRAM-SHA-1; then, where a password may be sent
-        (``secure``), PLAIN, LOGIN, USER/PASS; then the challenge-response
+        (``may_send_password``), PLAIN, LOGIN, USER/PASS; then the challenge-response
         methods CRAM-MD5 and APOP. With ``token``: OAUTHBEARER or XOAUTH2.
         ``mechanism`` forces one SASL mechanism (or ``"USER"``/``"APOP"``).
         Raises ``AuthError`` when no safe method is offered or the
@@ -266,7 +299,7 @@ class ClientSession:
         if method == "USER":
             if password is None:
                 raise LocalProtocolError("USER/PASS needs a password", reason="bad-argument")
-            if not self.secure:
+            if not self.may_send_password:
                 raise AuthError("refusing to send a password in the clear", None, "login")
             if caps is not None and caps.pipelining:
                 yield from self._send(ev.User(username), ev.Pass(password))
@@ -305,11 +338,15 @@ class ClientSession:
         sasl = caps.sasl if caps is not None else ()
         if with_token:
             # A bearer token is as good as a password to whoever reads it.
-            return [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl] if self.secure else []
+            return (
+                [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl]
+                if self.may_send_password
+                else []
+            )
         order: list[str] = []
         if self._random is not None:
             order += [m for m in ("SCRAM-SHA-256", "SCRAM-SHA-1") if m in sasl]
-        if self.secure:
+        if self.may_send_password:
             order += [m for m in ("PLAIN", "LOGIN") if m in sasl]
             # RFC 2449 section 7: USER may be used without being announced.
             if caps is None or caps.user or not sasl:
@@ -347,7 +384,7 @@ class ClientSession:
             )
         else:
             mech = mechanism
-        if mech.name in _CLEARTEXT_MECHANISMS and not self.secure:
+        if mech.name in _CLEARTEXT_MECHANISMS and not self.may_send_password:
             raise AuthError("refusing to send a password in the clear", None, "AUTH")
         command = ev.Auth(mech.name, mech.initial_response())
         if len(encode_command(command)) + 2 > self.connection.max_command_length:
@@ -519,51 +556,52 @@ class ClientSession:
         Each body is held to its ``body_limit``. Sizes not known from an
         earlier LIST are asked for with one LIST of every message first (one
         round trip for them all, not one ``LIST msg`` each); a message that
-        listing lacks is held to ``BODY_SLACK``.
+        listing lacks is held to ``BODY_SLACK``. Whether the server pipelines
+        comes from CAPA, asked for first unless known.
         """
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window}")
-        caps = self._capabilities
+        order = list(msgs)
+        caps = yield from self.capa()  # pipelining depends on it (RFC 2449 section 6.6)
         pipelining = caps is not None and caps.pipelining
         depth = window if pipelining else 1
-        queue = deque(msgs)
         sizes = self._sizes
-        if not self._listed and any(msg not in sizes for msg in queue):
+        if not self._listed and any(msg not in sizes for msg in order):
             yield from self.list()
-        pending: deque[ev.Command] = deque()
-        outgoing: list[ev.Command] = []
-        retrs = 0  # RETRs sent and not yet answered
-        while queue or pending or outgoing:
-            # The window is topped up once a quarter of it is answered (or a
-            # DELE goes out anyway): one write for several RETRs, not one for
-            # each, while three quarters stay in flight so the server never
-            # waits for the next command (half a window drained the pipe).
-            if retrs <= depth - max(1, depth // 4) or outgoing:
-                while queue and retrs < depth and (pipelining or not outgoing):
-                    outgoing.append(ev.Retr(queue.popleft()))
+        rest = iter(order)  # messages whose RETR has not been sent
+        left = len(order)  # how many ``rest`` still holds
+        sent: deque[ev.Retr | ev.Dele] = deque()  # written, answers not read yet, in order
+        retrs = 0  # RETRs among ``sent``
+        dele: ev.Dele | None = None  # goes out with the next write
+        while left or sent or dele is not None:
+            batch: list[ev.Retr | ev.Dele] = [] if dele is None else [dele]
+            dele = None
+            if _window_open(retrs, depth, bool(batch)):
+                # Without pipelining a DELE goes alone, and one RETR at a time.
+                while left and retrs < depth and (pipelining or not batch):
+                    batch.append(ev.Retr(next(rest)))
+                    left -= 1
                     retrs += 1
-            if outgoing:
-                yield from self._send(*outgoing)
-                pending.extend(outgoing)
-                outgoing = []
-            command = pending.popleft()
+            if batch:
+                yield from self._send(*batch)
+                sent.extend(batch)
+            command = sent.popleft()
             try:
                 if isinstance(command, ev.Dele):
                     yield from self._status("DELE")
                     self._marked.add(command.msg)
                     continue
-                assert isinstance(command, ev.Retr)
                 retrs -= 1
                 yield from self._status("RETR")
             except Pop3Error:
-                yield from self._skip_answers(pending)
+                yield from self._skip_answers(sent)
                 raise
             msg = command.msg
             size = sizes.get(msg, 0)
             yield from self._chunks(msg, size, self._check_announced(msg, size))
             yield Chunk(b"")
             if delete:
-                outgoing.append(ev.Dele(command.msg))
+                dele = ev.Dele(msg)
 
     def _skip_answers(self, commands: Iterable[ev.Command]) -> Generator[Instruction, None, None]:
         """Read and drop the answers to ``commands`` (already sent), bodies up to their limit."""

@@ -2,7 +2,8 @@
 
 ``ClientSession`` is the sans-IO client (a generator per operation);
 ``AsyncClient`` is the part of an async client that is the same for every event
-loop. ``Pop3Error`` and its subclasses are what an ``-ERR`` becomes. SASL is
+loop; ``ClientGuard`` holds the rules for using one connection that it and
+``pop3_sync.Client`` share. ``Pop3Error`` and its subclasses are what an ``-ERR`` becomes. SASL is
 loaded only when a SASL login or ``auth`` is used (``pop3_sansio.sasl``).
 
 Every name is imported on first use (PEP 562).
@@ -19,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._capabilities import (
         Capabilities as Capabilities,
+    )
+    from ._client_guard import (
+        ClientGuard as ClientGuard,
     )
     from ._client_session import (
         MAX_LISTING_SIZE as MAX_LISTING_SIZE,
@@ -79,6 +83,7 @@ __all__ = [
     "AuthError",
     "Capabilities",
     "Chunk",
+    "ClientGuard",
     "ClientSession",
     "InUseError",
     "Instruction",
@@ -101,6 +106,7 @@ _EXPORTS = {
     "AuthError": "_errors",
     "Capabilities": "_capabilities",
     "Chunk": "_client_session",
+    "ClientGuard": "_client_guard",
     "ClientSession": "_client_session",
     "InUseError": "_errors",
     "Instruction": "_client_session",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import ssl
@@ -124,15 +123,11 @@ class Client(AsyncClient):
             raise OperationTimeoutError("connecting took too long") from exc
         except trio.BrokenResourceError as exc:
             _raise_mapped(exc)
-        return await self._greet(peer_is_loopback=self._peer_is_loopback(), random_bytes=os.urandom)
-
-    def _peer_is_loopback(self) -> bool:
-        assert self._tcp is not None
         try:
-            peer = self._tcp.socket.getpeername()
-            return ipaddress.ip_address(peer[0]).is_loopback
-        except (OSError, TypeError, ValueError, IndexError):
-            return False
+            peer: object = self._tcp.socket.getpeername()
+        except OSError:
+            peer = None
+        return await self._greet(peer=peer, random_bytes=os.urandom)
 
     async def _do(self, instruction: Instruction) -> None:
         stream = self._stream
