@@ -37,7 +37,7 @@ from pop3_sansio import (
     UnknownCommand,
     User,
 )
-from pop3_sansio._state import multiline_on_ok
+from pop3_sansio._commands import multiline_on_ok
 
 Connection = ClientConnection | ServerConnection
 

@@ -22,6 +22,8 @@ LAYER = {
     "_errors": PROTOCOL,
     "_codes": PROTOCOL,
     "_state": PROTOCOL,
+    "_commands": PROTOCOL,
+    "_parse": PROTOCOL,
     "_events": PROTOCOL,
     "_base64": PROTOCOL,
     "_apop": PROTOCOL,
