@@ -13,7 +13,6 @@ RFC 5034 (AUTH), RFC 2595 (STLS).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 
 from . import _events as ev
 from ._apop import check_apop_digest
+from ._base64 import b64encode
 from ._capabilities import Capabilities
 from ._codes import AUTH, IN_USE, SYS_TEMP, ResponseCode
 from ._commands import COMMANDS
@@ -499,7 +499,7 @@ class ServerSession:
     def _nonce(self) -> str | None:
         if self._random is None:
             return None
-        return base64.b64encode(self._random(18)).decode("ascii")
+        return b64encode(self._random(18)).decode("ascii")
 
     def _cram_challenge(self, name: str) -> bytes | None:
         if name != "CRAM-MD5" or self._random is None:
