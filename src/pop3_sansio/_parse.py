@@ -116,13 +116,13 @@ def _auth(rest: bytes | None, text: str) -> ev.Command | None:
     return None if decoded is None else ev.Auth(mechanism, decoded)
 
 
-def _parser(spec: CommandSpec) -> _Parser:
+def _parser(keyword: str, spec: CommandSpec) -> _Parser:
     """The parser of a row's argument shape."""
     args = spec.args
     if args is Args.NONE:
-        return _none(BARE_COMMANDS[spec.wire.decode()])
+        return _none(BARE_COMMANDS[keyword])
     if args is Args.OPT_MSG:
-        return _opt_msg(spec.event, BARE_COMMANDS[spec.wire.decode()])
+        return _opt_msg(spec.event, BARE_COMMANDS[keyword])
     if args is Args.MSG:
         return _msg(spec.event)
     return {
@@ -134,7 +134,9 @@ def _parser(spec: CommandSpec) -> _Parser:
     }[args]
 
 
-_PARSERS: dict[str, _Parser] = {keyword: _parser(spec) for keyword, spec in BY_KEYWORD.items()}
+_PARSERS: dict[str, _Parser] = {
+    keyword: _parser(keyword, spec) for keyword, spec in BY_KEYWORD.items()
+}
 """Keyword -> the parser of its arguments (built from the table, before the parser)."""
 
 
