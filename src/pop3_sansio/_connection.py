@@ -86,6 +86,8 @@ class _Connection:
         self._peer_closed = False
         self._tls_active = tls
         self._tls_pending = False
+        self._utf8 = False
+        self._after_user = False  # the last command was a USER answered +OK (the server reads it)
         self.max_buffer_size = max_buffer_size
 
     # --- state ----------------------------------------------------------------
@@ -156,6 +158,24 @@ class _Connection:
             self._buffer.append(data, self.max_buffer_size)
         except BufferFullError:
             self._remote_error("too much data received without being read", "buffer-full")
+
+    # --- answers: the one place where both roles apply the command table ---------
+
+    def _answered_ok(self, command: ev.Command, effect: Effect) -> None:
+        """Apply a ``+OK`` to ``command``: the row's state change and effect."""
+        self._state = state_after_ok(self._state, command)
+        if effect is Effect.TLS_PENDING:
+            # RFC 2595 section 4: the TLS handshake comes next, nothing else.
+            self._tls_pending = True
+        elif effect is Effect.UTF8:
+            self._utf8 = True
+        elif effect is Effect.AFTER_USER:
+            self._after_user = True
+
+    def _answered_err(self, after_err: State | None) -> None:
+        """Apply a ``-ERR``: only QUIT's row changes the state (RFC 1939 section 6)."""
+        if after_err is not None:
+            self._state = after_err
 
     # --- errors -------------------------------------------------------------------
 
@@ -252,7 +272,6 @@ class ClientConnection(_Connection):
         self._challenged = False  # a SaslChallenge awaits our SaslResponse or SaslCancel
         self._cancelled = False  # we sent "*": the AUTH must now end with -ERR
         self._last_sent: ev.Command | None = None
-        self._utf8 = False
         self._pending_end = False  # the body's end was found with its last data
 
     @property
@@ -468,24 +487,18 @@ class ClientConnection(_Connection):
         assert spec is not None  # send() let only commands in
         if not positive:
             in_flight.popleft()
-            if spec.after_err is not None:
-                self._state = spec.after_err
+            self._answered_err(spec.after_err)
             return ev.Err(text, code)
         if multiline_on_ok(command):
             # Popped by _end_of_response, after the body.
             self._decoder = self._body_decoder.restart()
         else:
             in_flight.popleft()
-        self._state = state_after_ok(self._state, command)
-        effect = spec.effect
-        if effect is Effect.TLS_PENDING:
-            # Bytes already buffered after this +OK are an injection; they are
-            # reported by the next next_event() or by start_tls(), not here.
-            # Raising here would lose the Ok only when the bytes came in the
-            # same segment: the outcome must not depend on chunking.
-            self._tls_pending = True
-        elif effect is Effect.UTF8:
-            self._utf8 = True
+        # After STLS, bytes already buffered behind this +OK are an injection;
+        # they are reported by the next next_event() or by start_tls(), not
+        # here. Raising here would lose the Ok only when the bytes came in the
+        # same segment: the outcome must not depend on chunking.
+        self._answered_ok(command, spec.effect)
         return _ok_event(text, code)
 
     def _status(self, line: bytes) -> tuple[bool, str]:
@@ -550,8 +563,6 @@ class ServerConnection(_Connection):
         self._encoder: BodyEncoder | None = None
         self._awaiting_sasl = False  # a challenge was sent; the next line is SASL
         self._sasl_failed = False  # the client cancelled or sent bad base64: -ERR only
-        self._after_user = False  # the last command was a successful USER
-        self._utf8 = False
         self._apop_timestamp: str | None = None
 
     def _read_line(self, limit: int) -> bytes | None:
@@ -718,8 +729,8 @@ class ServerConnection(_Connection):
         self._current = None
         self._sasl_failed = False
         spec = COMMANDS.get(type(current))  # None for an UnknownCommand
-        if spec is not None and spec.after_err is not None:
-            self._state = spec.after_err
+        if spec is not None:
+            self._answered_err(spec.after_err)
         return self._status_line(b"-ERR", event)
 
     def _send_ok(self, event: ev.Ok, current: ev.Command | ev.UnknownCommand) -> bytes:
@@ -729,14 +740,7 @@ class ServerConnection(_Connection):
             # After "*" or an undecodable SASL line the current command is
             # still the AUTH, but RFC 5034 section 4 says the server MUST reply -ERR.
             self._local_error("the SASL exchange failed: answer -ERR", "must-err")
-        effect = COMMANDS[type(current)].effect
-        if effect is Effect.TLS_PENDING:
-            self._tls_pending = True
-        elif effect is Effect.AFTER_USER:
-            self._after_user = True
-        elif effect is Effect.UTF8:
-            self._utf8 = True
-        self._state = state_after_ok(self._state, current)
+        self._answered_ok(current, COMMANDS[type(current)].effect)
         return self._ok_line(event, current)
 
     def _ok_line(self, event: ev.Ok, current: object) -> bytes:
