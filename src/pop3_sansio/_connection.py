@@ -505,7 +505,8 @@ class ClientConnection(_Connection):
     def _status(self, line: bytes) -> tuple[bool, str]:
         # RFC 1939 section 3: "+OK" or "-ERR", then an optional SP and text.
         # Servers must send them upper-case; any case is accepted on receipt.
-        if line[:3].upper() == b"+OK":
+        head = line[:3]
+        if head == b"+OK" or head.upper() == b"+OK":  # upper-case first: the usual
             positive, rest = True, line[3:]
         elif line[:4].upper() == b"-ERR":
             positive, rest = False, line[4:]
