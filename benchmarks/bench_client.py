@@ -112,7 +112,7 @@ WIRE_SERVER = (
     + r"""
 import socket, sys
 from pathlib import Path
-import pop3_sansio as p
+from pop3_sansio.codec import message_size
 from pop3_sansio._multiline import BodyEncoder
 root = Path(sys.argv[1])
 wire = {}
@@ -121,9 +121,13 @@ for n, path in enumerate(sorted((root / "new").iterdir()), 1):
     data = path.read_bytes()
     enc = BodyEncoder()
     body = enc.encode(data) + enc.finish()
-    sizes.append(p.message_size(data))
+    sizes.append(message_size(data))
     wire[b"RETR %d" % n] = b"+OK %d octets\r\n" % sizes[-1] + body
+    # The clients hold a body to its listed size, and ask for it unless listed.
+    wire[b"LIST %d" % n] = b"+OK %d %d\r\n" % (n, sizes[-1])
 wire[b"STAT"] = b"+OK %d %d\r\n" % (len(sizes), sum(sizes))
+scan = b"".join(b"%d %d\r\n" % (n, size) for n, size in enumerate(sizes, 1))
+wire[b"LIST"] = b"+OK\r\n" + scan + b".\r\n"
 wire[b"CAPA"] = b"+OK\r\nUSER\r\nPIPELINING\r\n.\r\n"
 if len(sys.argv) > 2:
     # A maildrop listing of that many (made-up) messages for LIST and UIDL.

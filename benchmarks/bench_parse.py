@@ -49,9 +49,8 @@ from pop3_sansio import (
     State,
     Uidl,
     User,
-    parse_scan_listing,
-    parse_uid_listing,
 )
+from pop3_sansio.codec import parse_scan_listing, parse_uid_listing
 
 KIB = 1024
 CHUNK_SIZES = (4 * KIB, 64 * KIB, 1024 * KIB)

@@ -14,6 +14,22 @@ import secrets
 import time
 
 import pop3_sansio as p
+from pop3_sansio.codec import (
+    apop_digest,
+    make_timestamp,
+    message_size,
+    parse_stat,
+    parse_uid_listing,
+)
+from pop3_sansio.sasl import CheckPassword, LookupSecret
+from pop3_sansio.server import (
+    CloseConnection,
+    CommitDeletions,
+    MessageInfo,
+    OpenMaildrop,
+    ReadMessage,
+    ServerSession,
+)
 
 USERS = {"demo": "demo"}
 MAILDROP = [
@@ -28,28 +44,28 @@ def show(who: str, data: bytes) -> None:
         print(f"{who}: {line.decode('utf-8', 'replace').rstrip()}")
 
 
-def serve(session: p.ServerSession) -> None:
+def serve(session: ServerSession) -> None:
     """Answer the session's requests until it needs more bytes from the client."""
     while True:
         request = session.next_request()
-        if request is p.NEED_DATA or isinstance(request, p.CloseConnection):
+        if request is p.NEED_DATA or isinstance(request, CloseConnection):
             return
-        if isinstance(request, p.CheckPassword):
+        if isinstance(request, CheckPassword):
             secret = USERS.get(request.username, "")
             session.password_checked(hmac.compare_digest(secret, request.password))
-        elif isinstance(request, p.LookupSecret):
+        elif isinstance(request, LookupSecret):
             session.secret_found(USERS.get(request.username))
-        elif isinstance(request, p.OpenMaildrop):
+        elif isinstance(request, OpenMaildrop):
             session.maildrop_opened(
-                [p.MessageInfo(p.message_size(m), f"msg-{i}") for i, m in enumerate(MAILDROP, 1)]
+                [MessageInfo(message_size(m), f"msg-{i}") for i, m in enumerate(MAILDROP, 1)]
             )
-        elif isinstance(request, p.ReadMessage):
+        elif isinstance(request, ReadMessage):
             message = MAILDROP[request.msg - 1]
             for i in range(0, len(message), 16):  # any chunking works
                 if not session.message_data(message[i : i + 16]):
                     break
             session.message_end()
-        elif isinstance(request, p.CommitDeletions):
+        elif isinstance(request, CommitDeletions):
             print(f"   (server removes messages {request.messages} for good)")
             session.deletions_committed(failed=())
         else:  # pragma: no cover - StartTls/CheckToken are not used here
@@ -57,8 +73,8 @@ def serve(session: p.ServerSession) -> None:
 
 
 def main() -> None:
-    stamp = p.make_timestamp(secrets.token_hex(4), int(time.time()), "localhost")
-    session = p.ServerSession(allow_plaintext=True, apop_timestamp=stamp)
+    stamp = make_timestamp(secrets.token_hex(4), int(time.time()), "localhost")
+    session = ServerSession(allow_plaintext=True, apop_timestamp=stamp)
     client = p.ClientConnection()
 
     def exchange(*commands: p.Command) -> list[p.Event]:
@@ -80,20 +96,20 @@ def main() -> None:
     hello = client.next_event()
     assert isinstance(hello, p.Greeting) and hello.timestamp is not None
 
-    digest = p.apop_digest(hello.timestamp, USERS["demo"])
+    digest = apop_digest(hello.timestamp, USERS["demo"])
     exchange(p.Capa())
     exchange(p.Apop("demo", digest))
     events = exchange(p.Stat(), p.Uidl(), p.Retr(2))  # pipelined
     stat, _uidl, *rest = events
     assert isinstance(stat, p.Ok)
-    count, size = p.parse_stat(stat.text)
+    count, size = parse_stat(stat.text)
     bodies: list[bytes] = [b""]
     for event in rest:
         if isinstance(event, p.Data):
             bodies[-1] += event.data
         elif isinstance(event, p.EndOfResponse):
             bodies.append(b"")
-    uids = p.parse_uid_listing(bodies[0])
+    uids = parse_uid_listing(bodies[0])
     print(f"   (client: {count} messages, {size} octets, uids {sorted(uids.values())};")
     print(f"    message 2 is {len(bodies[1])} octets)")
     exchange(p.Dele(1), p.Quit())

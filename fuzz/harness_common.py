@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -38,6 +37,54 @@ import pop3_sansio as p
 from pop3_maildrop._base import is_valid_uid, make_unique
 from pop3_maildrop._maildir import _base_uid, _twin_uid, _unique_part
 from pop3_sansio._listing import MAX_NUMBER_DIGITS, MAX_UID_LENGTH
+from pop3_sansio.client import Capabilities
+from pop3_sansio.codec import (
+    AUTH,
+    SYS_PERM,
+    apop_digest,
+    b64decode_strict,
+    b64encode,
+    check_apop_digest,
+    parse_scan_line,
+    parse_scan_listing,
+    parse_stat,
+    parse_uid_line,
+    parse_uid_listing,
+    split_response_code,
+)
+from pop3_sansio.proxy import (
+    MAX_PROXY_V1_LENGTH,
+    MAX_PROXY_V2_LENGTH,
+    ProxyHeaderError,
+    ProxyParser,
+)
+from pop3_sansio.sasl import (
+    CheckPassword,
+    CheckToken,
+    ClientMechanism,
+    CramMD5Client,
+    CramMD5Server,
+    Failed,
+    LoginClient,
+    LoginServer,
+    LookupScram,
+    LookupSecret,
+    OAuthBearerClient,
+    OAuthBearerServer,
+    PlainClient,
+    PlainServer,
+    ScramCredentials,
+    ScramSHA1Client,
+    ScramSHA1Server,
+    ScramSHA256Client,
+    ScramSHA256Server,
+    SendChallenge,
+    ServerMechanism,
+    Succeeded,
+    XOAuth2Client,
+    XOAuth2Server,
+    server_mechanism,
+)
 
 __all__ = [
     "CLIENT_SCRIPTS",
@@ -257,10 +304,9 @@ class _Driver:
 
 def _check_fields(event: object) -> None:
     """Events promise bytes/str/int/None fields, never bytearray or memoryview."""
-    if dataclasses.is_dataclass(event):
-        for f in dataclasses.fields(event):
-            value = getattr(event, f.name)
-            assert not isinstance(value, bytearray | memoryview), (event, f.name)
+    for name in type(event).__match_args__:  # every event's fields, in order
+        value = getattr(event, name)
+        assert not isinstance(value, bytearray | memoryview), (event, name)
 
 
 # --- client --------------------------------------------------------------------------
@@ -308,7 +354,7 @@ class _ClientDriver(_Driver):
                 if self.timestamp is None:
                     self.next += 1
                     continue
-                command = p.Apop("mrose", p.apop_digest(self.timestamp, SERVER_SECRET))
+                command = p.Apop("mrose", apop_digest(self.timestamp, SERVER_SECRET))
             projected = _projected(state, in_flight)
             if (
                 projected not in _VALID[type(command)]
@@ -421,17 +467,17 @@ class _ServerDriver(_Driver):
             self.reply(p.Ok())
         elif isinstance(event, p.Pass):
             ok = event.password in (SERVER_SECRET, "secret")
-            self.reply(p.Ok("logged in") if ok else p.Err("Authentication failed.", p.AUTH))
+            self.reply(p.Ok("logged in") if ok else p.Err("Authentication failed.", AUTH))
         elif isinstance(event, p.Apop):
             stamp = self.server.apop_timestamp
-            ok = stamp is not None and p.check_apop_digest(stamp, SERVER_SECRET, event.digest)
+            ok = stamp is not None and check_apop_digest(stamp, SERVER_SECRET, event.digest)
             self.reply(p.Ok("maildrop locked") if ok else p.Err("permission denied"))
         elif isinstance(event, p.Auth):
             self.rounds = 0
             if event.mechanism is None:
                 self.body("mechanisms", b"PLAIN\r\nLOGIN\r\n")
             elif event.mechanism not in ("PLAIN", "LOGIN", "CRAM-MD5"):
-                self.reply(p.Err("unsupported mechanism", p.SYS_PERM))
+                self.reply(p.Err("unsupported mechanism", SYS_PERM))
             elif event.initial_response is None:
                 self.reply(p.SaslChallenge(b"<1.2@host>" if options & 1 else b""))
             else:
@@ -534,7 +580,7 @@ def proxy_trace(chunks: Iterable[bytes]) -> tuple[Any, ...]:
 
     Only ``ProxyHeaderError`` may escape ``feed()``; anything else is a finding.
     """
-    parser = p.ProxyParser()
+    parser = ProxyParser()
     rest = b""
     try:
         for chunk in [*chunks, b""]:
@@ -543,7 +589,7 @@ def proxy_trace(chunks: Iterable[bytes]) -> tuple[Any, ...]:
                 continue
             result = parser.feed(chunk)
             assert result is p.NEED_DATA or result is parser.header, result
-    except p.ProxyHeaderError as exc:
+    except ProxyHeaderError as exc:
         assert exc.reason in _PROXY_REASONS, exc.reason
         assert parser.wanted == 0
         return ("error", exc.reason)
@@ -566,17 +612,17 @@ def check_proxy(data: bytes) -> None:
     for chunks in (_chunks(data, 1), _uneven_chunks(data)):
         other = proxy_trace(chunks)
         assert other == whole, f"chunking changed the result: {whole!r} / {other!r}"
-    parser = p.ProxyParser()
+    parser = ProxyParser()
     pos = 0
     try:
         while parser.wanted:
             size = parser.wanted
-            assert size <= p.MAX_PROXY_V1_LENGTH + 16 + p.MAX_PROXY_V2_LENGTH
+            assert size <= MAX_PROXY_V1_LENGTH + 16 + MAX_PROXY_V2_LENGTH
             parser.feed(data[pos : pos + size])
             pos += size
         read = ("header", parser.header, data[pos:])
         assert parser.leftover == b"", "a read of `wanted` octets went past the header"
-    except p.ProxyHeaderError as exc:
+    except ProxyHeaderError as exc:
         read = ("error", exc.reason)
     assert read == whole, f"reading `wanted` octets changed the result: {whole!r} / {read!r}"
 
@@ -642,14 +688,14 @@ def _salted(hash_name: str, password: str, salt: bytes, iterations: int) -> byte
     return hashlib.pbkdf2_hmac(hash_name, password.encode(), salt, iterations)
 
 
-def _scram_credentials(mechanism: str, password: str) -> p.ScramCredentials:
+def _scram_credentials(mechanism: str, password: str) -> ScramCredentials:
     """The credentials computed here from RFC 5802 section 3, not by the library."""
     hash_name = _SCRAM_HASH[mechanism]
     salt = base64.b64decode(SCRAM_EXAMPLES[mechanism][2])
     salted = _salted(hash_name, password, salt, SCRAM_ITERATIONS)
     stored = hashlib.new(hash_name, _hmac(hash_name, salted, b"Client Key")).digest()
     server = _hmac(hash_name, salted, b"Server Key")
-    return p.ScramCredentials(salt, SCRAM_ITERATIONS, stored, server)
+    return ScramCredentials(salt, SCRAM_ITERATIONS, stored, server)
 
 
 _SCRAM_CREDS = {
@@ -666,27 +712,27 @@ def _sasl_mechanism(options: int) -> str:
     return SASL_MECHANISMS[(options & 7) % len(SASL_MECHANISMS)]
 
 
-def _new_server_mechanism(options: int, *, factory: bool) -> p.ServerMechanism:
+def _new_server_mechanism(options: int, *, factory: bool) -> ServerMechanism:
     name = _sasl_mechanism(options)
     nonce = SCRAM_EXAMPLES[name][1] if name in SCRAM_EXAMPLES else None
     if factory:
         # The case-insensitive factory must build the same machine as the classes.
-        return p.server_mechanism(name.lower(), nonce=nonce, challenge=CRAM_CHALLENGE)
+        return server_mechanism(name.lower(), nonce=nonce, challenge=CRAM_CHALLENGE)
     extra = bool(options & 64)
     if name == "SCRAM-SHA-1":
         assert nonce is not None
-        return p.ScramSHA1Server(nonce, mock_key=b"mock" if extra else None)
+        return ScramSHA1Server(nonce, mock_key=b"mock" if extra else None)
     if name == "SCRAM-SHA-256":
         assert nonce is not None
-        return p.ScramSHA256Server(nonce, mock_key=b"mock" if extra else None)
+        return ScramSHA256Server(nonce, mock_key=b"mock" if extra else None)
     if name == "CRAM-MD5":
-        return p.CramMD5Server(CRAM_CHALLENGE)
+        return CramMD5Server(CRAM_CHALLENGE)
     if name in ("XOAUTH2", "OAUTHBEARER"):
-        oauth = p.XOAuth2Server if name == "XOAUTH2" else p.OAuthBearerServer
+        oauth = XOAuth2Server if name == "XOAUTH2" else OAuthBearerServer
         if extra:
             return oauth(scope="mail", openid_configuration="https://example.com/.well-known/x")
         return oauth()
-    return p.PlainServer() if name == "PLAIN" else p.LoginServer()
+    return PlainServer() if name == "PLAIN" else LoginServer()
 
 
 def _check_scram_success(name: str, exchange: list[bytes], username: str) -> None:
@@ -741,33 +787,33 @@ def sasl_server_trace(data: bytes, *, factory: bool = False) -> Trace:
         budget -= 1
         assert budget >= 0, "the server mechanism keeps asking: a hang"
         trace.append(("step", step))
-        if isinstance(step, p.SendChallenge):
+        if isinstance(step, SendChallenge):
             assert type(step.data) is bytes
             if not responses:
                 break
             exchange += [step.data, responses[0]]
             previous, step = step, mech.receive(responses.pop(0))
-        elif isinstance(step, p.CheckPassword):
+        elif isinstance(step, CheckPassword):
             ok = known and SASL_USERS.get(step.username) == step.password
             previous, step = (step, ok), mech.password_checked(ok)
-        elif isinstance(step, p.LookupSecret):
+        elif isinstance(step, LookupSecret):
             secret = SASL_USERS.get(step.username) if known else None
             previous, step = (step, secret), mech.secret_found(secret)
-        elif isinstance(step, p.CheckToken):
+        elif isinstance(step, CheckToken):
             ok = known and step.token in OAUTH_TOKENS
             assert step.port is None or 0 < step.port < 65536, step.port
             previous, step = (step, ok), mech.token_checked(ok, username=owner)
-        elif isinstance(step, p.LookupScram):
+        elif isinstance(step, LookupScram):
             creds = _SCRAM_CREDS[name].get(step.username) if known else None
             previous, step = (step, creds), mech.scram_found(creds)
-        elif isinstance(step, p.Failed):
+        elif isinstance(step, Failed):
             assert step.reason in _SERVER_REASONS, step.reason
             break
         else:
-            assert isinstance(step, p.Succeeded), f"not a step: {step!r}"
+            assert isinstance(step, Succeeded), f"not a step: {step!r}"
             _check_server_success(name, step, previous, exchange)
             break
-    if isinstance(step, p.Failed | p.Succeeded):
+    if isinstance(step, Failed | Succeeded):
         # The exchange is over: any further call is the application's mistake.
         _refused(lambda: mech.receive(b""))
         _refused(lambda: mech.start(None))
@@ -784,23 +830,23 @@ def _refused(call: Callable[[], object]) -> None:
 
 
 def _check_server_success(
-    name: str, step: p.Succeeded, previous: object, exchange: list[bytes]
+    name: str, step: Succeeded, previous: object, exchange: list[bytes]
 ) -> None:
     assert type(step.username) is str and type(step.authzid) is str
     if name in ("PLAIN", "LOGIN"):
-        assert isinstance(previous, tuple) and isinstance(previous[0], p.CheckPassword)
+        assert isinstance(previous, tuple) and isinstance(previous[0], CheckPassword)
         asked, ok = previous
         assert ok, f"{name} succeeded after a refused password"
         assert (step.username, step.authzid) == (asked.username, asked.authzid)
     elif name == "CRAM-MD5":
-        assert isinstance(previous, tuple) and isinstance(previous[0], p.LookupSecret)
+        assert isinstance(previous, tuple) and isinstance(previous[0], LookupSecret)
         asked, secret = previous
         assert secret is not None and step.username == asked.username
         user, _, digest = exchange[-1].decode().rpartition(" ")
         expected = hmac.new(secret.encode(), CRAM_CHALLENGE, "md5").hexdigest()
         assert user == step.username and digest.lower() == expected, "CRAM-MD5 forged"
     elif name in ("XOAUTH2", "OAUTHBEARER"):
-        assert isinstance(previous, tuple) and isinstance(previous[0], p.CheckToken)
+        assert isinstance(previous, tuple) and isinstance(previous[0], CheckToken)
         asked, ok = previous
         assert ok, f"{name} succeeded after a refused token"
         assert step.authzid == asked.authzid
@@ -811,22 +857,22 @@ def _check_server_success(
         _check_scram_success(name, exchange, step.username)
 
 
-def _new_client_mechanism(options: int) -> p.ClientMechanism:
+def _new_client_mechanism(options: int) -> ClientMechanism:
     name = _sasl_mechanism(options)
     authzid = "admin" if options & 32 else ""
     password = SASL_USERS["tim"]
     if name == "PLAIN":
-        return p.PlainClient("tim", password, authzid)
+        return PlainClient("tim", password, authzid)
     if name == "LOGIN":
-        return p.LoginClient("tim", password)
+        return LoginClient("tim", password)
     if name == "CRAM-MD5":
-        return p.CramMD5Client("tim", password)
+        return CramMD5Client("tim", password)
     if name == "XOAUTH2":
-        return p.XOAuth2Client("someuser@example.com", OAUTH_TOKENS[1])
+        return XOAuth2Client("someuser@example.com", OAUTH_TOKENS[1])
     if name == "OAUTHBEARER":
         where = {"host": "server.example.com", "port": 143} if options & 64 else {}
-        return p.OAuthBearerClient(OAUTH_TOKENS[0], "user@example.com" if authzid else "", **where)
-    scram = p.ScramSHA1Client if name == "SCRAM-SHA-1" else p.ScramSHA256Client
+        return OAuthBearerClient(OAUTH_TOKENS[0], "user@example.com" if authzid else "", **where)
+    scram = ScramSHA1Client if name == "SCRAM-SHA-1" else ScramSHA256Client
     # Iterations are capped at the RFC examples' 4096: the default cap of ten million
     # is a hostile server's way to burn CPU, which a harness cannot afford per input.
     return scram(
@@ -969,7 +1015,7 @@ def _outcome(parse: Callable[[Any], Any], value: Any, reasons: set[str]) -> tupl
 
 
 def _check_capabilities(payload: bytes) -> None:
-    outcome = _outcome(p.Capabilities.parse, payload, {"bad-capability"})
+    outcome = _outcome(Capabilities.parse, payload, {"bad-capability"})
     if outcome[0] == "error":
         return
     caps = outcome[1]
@@ -988,20 +1034,20 @@ def _check_capabilities(payload: bytes) -> None:
             assert type(per_user) is bool
             assert amount is None or 0 <= amount < 10**10
     # CRLF and bare LF bodies mean the same, and what encode() writes parses back.
-    assert p.Capabilities.parse(payload.replace(b"\r\n", b"\n")) == caps
+    assert Capabilities.parse(payload.replace(b"\r\n", b"\n")) == caps
     encoded = caps.encode()
     if all(len(line) + 2 <= 512 for line in encoded.split(b"\r\n")):
-        assert p.Capabilities.parse(encoded) == caps
+        assert Capabilities.parse(encoded) == caps
 
 
 def _check_lines(payload: bytes) -> None:
     for text in _texts(payload):
-        stat = _outcome(p.parse_stat, text, {"bad-listing", "bad-number"})
-        assert _outcome(p.parse_scan_line, text, {"bad-listing", "bad-number"}) == stat
+        stat = _outcome(parse_stat, text, {"bad-listing", "bad-number"})
+        assert _outcome(parse_scan_line, text, {"bad-listing", "bad-number"}) == stat
         match = _STAT_LINE.fullmatch(text)
         expected = (int(match[1]), int(match[2])) if match else None
         assert (stat[1] if stat[0] == "ok" else None) == expected, (text, stat)
-        uid = _outcome(p.parse_uid_line, text, {"bad-listing", "bad-number", "bad-uid"})
+        uid = _outcome(parse_uid_line, text, {"bad-listing", "bad-number", "bad-uid"})
         match = _UID_LINE.fullmatch(text)
         expected_uid = (int(match[1]), match[2]) if match else None
         assert (uid[1] if uid[0] == "ok" else None) == expected_uid, (text, uid)
@@ -1025,8 +1071,8 @@ def _by_lines(payload: bytes, parse_line: Callable[[str], tuple[int, Any]]) -> d
 
 def _check_listing(payload: bytes, uid: bool) -> None:
     reasons = {"bad-listing", "bad-number", "bad-uid"}
-    parse_whole = p.parse_uid_listing if uid else p.parse_scan_listing
-    parse_line: Callable[[str], tuple[int, Any]] = p.parse_uid_line if uid else p.parse_scan_line
+    parse_whole = parse_uid_listing if uid else parse_scan_listing
+    parse_line: Callable[[str], tuple[int, Any]] = parse_uid_line if uid else parse_scan_line
     whole = _outcome(parse_whole, payload, reasons)
     lines = _outcome(lambda body: _by_lines(body, parse_line), payload, reasons)
     # The regex fast path and the line-by-line path agree, errors included.
@@ -1042,7 +1088,7 @@ def _check_listing(payload: bytes, uid: bool) -> None:
 
 def _check_response_code(payload: bytes) -> None:
     for text in _texts(payload):
-        code, rest = p.split_response_code(text)
+        code, rest = split_response_code(text)
         assert type(rest) is str
         if code is None:
             assert rest == text
@@ -1061,7 +1107,7 @@ def _check_response_code(payload: bytes) -> None:
 
 
 def _check_base64(payload: bytes) -> None:
-    decoded = p.b64decode_strict(payload)
+    decoded = b64decode_strict(payload)
     try:
         reference = binascii.a2b_base64(payload, strict_mode=True)
     except binascii.Error:
@@ -1073,8 +1119,8 @@ def _check_base64(payload: bytes) -> None:
     assert decoded == reference, f"{payload!r}: {decoded!r}, reference {reference!r}"
     if decoded is not None:
         assert type(decoded) is bytes
-        encoded = p.b64encode(decoded)
-        assert type(encoded) is bytes and p.b64decode_strict(encoded) == decoded
+        encoded = b64encode(decoded)
+        assert type(encoded) is bytes and b64decode_strict(encoded) == decoded
         # Only the canonical form is accepted, so re-encoding gives the input back
         # (non-zero pad bits, RFC 4648 section 3.5, are refused: fuzz/README.md).
         assert encoded == payload, (payload, encoded)

@@ -34,6 +34,7 @@ import pop3_asyncio
 import pop3_sansio as p
 import pop3_sync
 import pop3_trio
+from pop3_sansio.server import BackendProtocol
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ class _Background:
 
 
 @contextlib.contextmanager
-def _serve_asyncio(backend: p.Backend, **options: Any) -> Iterator[int]:
+def _serve_asyncio(backend: BackendProtocol, **options: Any) -> Iterator[int]:
     async def main(started: concurrent.futures.Future[Any]) -> None:
         server = await pop3_asyncio.serve(backend, "127.0.0.1", 0, **options)
         stop = asyncio.Event()
@@ -99,7 +100,7 @@ def _serve_asyncio(backend: p.Backend, **options: Any) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _serve_trio(backend: p.Backend, **options: Any) -> Iterator[int]:
+def _serve_trio(backend: BackendProtocol, **options: Any) -> Iterator[int]:
     async def main(started: concurrent.futures.Future[Any]) -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
@@ -119,7 +120,7 @@ def _serve_trio(backend: p.Backend, **options: Any) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _serve_sync(backend: p.Backend, **options: Any) -> Iterator[int]:
+def _serve_sync(backend: BackendProtocol, **options: Any) -> Iterator[int]:
     server = pop3_sync.serve(backend, "127.0.0.1", 0, **options).start()
     try:
         yield server.port
@@ -131,7 +132,7 @@ _SERVERS = {"asyncio": _serve_asyncio, "trio": _serve_trio, "sync": _serve_sync}
 
 
 def serving(
-    name: str, backend: p.Backend, **options: Any
+    name: str, backend: BackendProtocol, **options: Any
 ) -> contextlib.AbstractContextManager[int]:
     """Binding ``name``'s server for ``backend`` (``ServerOptions`` keywords); yields its port."""
     return _SERVERS[name](backend, **options)
@@ -183,6 +184,7 @@ class Client(Protocol):
     async def dele(self, msg: int) -> str: ...
     async def rset(self) -> str: ...
     async def noop(self) -> str: ...
+    async def utf8(self) -> str: ...
     async def quit(self) -> str: ...
 
 
@@ -289,6 +291,9 @@ class SyncClient:
 
     async def noop(self) -> str:
         return await _in_thread(self.client.noop)
+
+    async def utf8(self) -> str:
+        return await _in_thread(self.client.utf8)
 
     async def quit(self) -> str:
         return await _in_thread(self.client.quit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import pytest
@@ -25,6 +26,13 @@ def logged_in(link: Link) -> Link:
     assert link.client.our_state is State.TRANSACTION
     assert link.server.our_state is State.TRANSACTION
     return link
+
+
+@pytest.fixture
+def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog`` with the servers' session lines (``pop3.server``, INFO) captured."""
+    caplog.set_level(logging.INFO, logger="pop3.server")
+    return caplog
 
 
 # --- TLS for the binding tests: one test CA, a server certificate, a client that trusts it ---

@@ -1,4 +1,5 @@
-"""Shared test utilities: a fake link between the two roles, and three-way feeding.
+"""Shared test utilities: a fake link between the two roles, three-way feeding, the one
+fake backend, and bounded waits.
 
 ``Link`` joins a ``ClientConnection`` and a ``ServerConnection`` the way h11's
 tests do: what one side's ``send`` returns is fed to the other side's
@@ -7,16 +8,24 @@ tests do: what one side's ``send`` returns is fed to the other side's
 ``feed_three_ways`` feeds the same bytes to fresh connections whole, byte by
 byte, in 3-octet chunks, and followed by trailing bytes, and checks that every
 split gives the same events (adjacent ``Data`` merged) and the same error.
+
+``FakeBackend`` is the storage every server test uses: the ``Backend`` protocol
+for ``SessionDriver`` and the servers, and ``serve()`` for a bare
+``ServerSession``. Test modules import what they share from here (or take
+fixtures from conftest.py), never from each other.
 """
 
 from __future__ import annotations
 
+import hmac
 import socket
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
-from pop3_maildrop import Backend, MemoryStorage, UserDB
+import pytest
+
 from pop3_sansio import (
     NEED_DATA,
     PAUSED,
@@ -38,6 +47,20 @@ from pop3_sansio import (
     User,
 )
 from pop3_sansio._commands import multiline_on_ok
+from pop3_sansio.codec import message_size
+from pop3_sansio.sasl import CheckPassword, CheckToken, LookupSecret
+from pop3_sansio.server import (
+    CloseConnection,
+    CommitDeletions,
+    MaildropError,
+    MaildropLockedError,
+    MessageInfo,
+    OpenMaildrop,
+    ReadMessage,
+    Request,
+    ServerSession,
+    StartTls,
+)
 
 Connection = ClientConnection | ServerConnection
 
@@ -292,12 +315,185 @@ def crlf(message: bytes) -> bytes:
     return out if out.endswith(b"\r\n") else out + b"\r\n"
 
 
-def alice_backend(messages: Iterable[bytes]) -> tuple[Backend, MemoryStorage]:
-    """A backend where user alice (password "secret") has ``messages`` in memory."""
-    storage = MemoryStorage()
-    for message in messages:
-        storage.add("alice", message)
-    return Backend(UserDB.from_pairs({"alice": "secret"}), storage), storage
+# --- the one fake backend ----------------------------------------------------------------
+
+
+MESSAGES = [
+    b"Subject: one\n\nfirst\n",
+    b"Subject: two\nX: y\n\nline 1\n.dot line\nline 3\nline 4\n",
+    b"Subject: three\r\n\r\nno final newline",
+]
+
+
+@dataclass
+class FakeBackend:
+    """Users, tokens and one in-memory maildrop, with knobs to make storage fail.
+
+    It is a ``BackendProtocol`` (``check_password``, ``secret``, ``check_token``,
+    ``open``) for ``SessionDriver`` and the servers; ``serve()`` answers a bare
+    ``ServerSession``'s requests through the same methods. Every user sees
+    ``messages``; unique ids are ``uid0``, ``uid1``... The knobs:
+
+    - ``locked``: ``open`` raises ``MaildropLockedError`` (``-ERR [IN-USE]``);
+    - ``open_fails``: ``open`` raises ``error``;
+    - ``commit_fails``: ``commit`` reports these messages as not removed;
+      ``commit_raises``: ``commit`` raises ``error``;
+    - ``read_fails_after``: a read raises ``error`` after that many chunks (empty ones too);
+    - ``chunk``: a read yields pieces of this size whatever size is asked
+      (``None``: the size asked);
+    - ``empty_chunks``: a read yields that many ``b""`` first (a storage may).
+
+    ``error`` is what failing storage raises: ``MaildropError``, or an
+    ``OSError`` such as ``PermissionError``. ``opened``/``closed`` count
+    maildrops opened and released; ``committed`` lists each commit's messages
+    (whether or not it failed); ``requests`` what ``serve()`` was asked.
+    """
+
+    messages: list[bytes] = field(default_factory=lambda: list(MESSAGES))
+    users: dict[str, str] = field(default_factory=lambda: {"alice": "secret"})
+    tokens: dict[str, str] = field(default_factory=lambda: {"tok-1": "alice"})
+    locked: bool = False
+    open_fails: bool = False
+    commit_fails: tuple[int, ...] = ()
+    commit_raises: bool = False
+    read_fails_after: int | None = None
+    chunk: int | None = None
+    empty_chunks: int = 0
+    error: type[Exception] = MaildropError
+    opened: int = 0
+    closed: int = 0
+    committed: list[tuple[int, ...]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+
+    # pop3_sansio.server.BackendProtocol and its maildrop.
+
+    def check_password(self, username: str, password: str) -> bool:
+        known = self.users.get(username)
+        return known is not None and hmac.compare_digest(known, password)
+
+    def secret(self, username: str) -> str | None:
+        return self.users.get(username)
+
+    def check_token(self, username: str, token: str) -> bool:
+        return self.tokens.get(token) == username
+
+    def open(self, username: str) -> FakeMaildrop:
+        if self.locked:
+            raise MaildropLockedError(username)
+        if self.open_fails:
+            raise self.error(username)
+        self.opened += 1
+        return FakeMaildrop(self)
+
+    # A bare ServerSession, answered through the methods above.
+
+    def serve(self, session: ServerSession) -> Request | None:
+        """Answer requests until NEED_DATA, StartTls or CloseConnection; return the last."""
+        while True:
+            request = session.next_request()
+            if request is NEED_DATA:
+                return None
+            assert request is not PAUSED
+            self.requests.append(request)
+            if isinstance(request, StartTls | CloseConnection):
+                return request
+            self._answer(session, request)
+
+    def _answer(self, session: ServerSession, request: Request) -> None:
+        if isinstance(request, CheckPassword):
+            session.password_checked(self.check_password(request.username, request.password))
+        elif isinstance(request, LookupSecret):
+            session.secret_found(self.secret(request.username))
+        elif isinstance(request, CheckToken):
+            session.token_checked(self.check_token(request.username, request.token))
+        elif isinstance(request, OpenMaildrop):
+            try:
+                maildrop = self.open(request.username)
+            except MaildropLockedError:
+                session.maildrop_locked()
+            except (MaildropError, OSError):
+                session.maildrop_failed()
+            else:
+                session.maildrop_opened(maildrop.messages)
+        elif isinstance(request, ReadMessage):
+            try:
+                for piece in FakeMaildrop(self).read(request.msg, 7):
+                    if not session.message_data(piece):
+                        break  # TOP has what it needs
+            except (MaildropError, OSError):
+                session.message_failed()
+            else:
+                session.message_end()
+        else:
+            assert isinstance(request, CommitDeletions)
+            try:
+                failed: Sequence[int] = FakeMaildrop(self).commit(request.messages)
+            except (MaildropError, OSError):
+                failed = request.messages
+            session.deletions_committed(failed)
+
+
+class FakeMaildrop:
+    """What ``FakeBackend.open`` returns: a snapshot of its messages, read and committed
+    as the backend's knobs say."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+        self.messages = [
+            MessageInfo(message_size(m), f"uid{i}") for i, m in enumerate(backend.messages)
+        ]
+
+    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
+        backend = self.backend
+        data = backend.messages[msg - 1]
+        size = backend.chunk or chunk_size
+        pieces = [b""] * backend.empty_chunks + [
+            data[i : i + size] for i in range(0, len(data), size)
+        ]
+        for n, piece in enumerate(pieces):
+            if backend.read_fails_after is not None and n >= backend.read_fails_after:
+                raise backend.error(f"message {msg} unreadable")
+            yield piece
+
+    def commit(self, msgs: Sequence[int]) -> list[int]:
+        backend = self.backend
+        backend.committed.append(tuple(msgs))
+        if backend.commit_raises:
+            raise backend.error("read-only")
+        return [m for m in msgs if m in backend.commit_fails]
+
+    def close(self) -> None:
+        self.backend.closed += 1
+
+
+# --- waiting on other threads, bounded ----------------------------------------------------
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, explain: Callable[[], str] = str
+) -> None:
+    """Return once ``predicate()`` is true; fail the test if it is not within ``timeout`` s.
+
+    For what another thread or task does in its own time (a log line written
+    after a session ends): the timeout only bounds a hang, it is never the
+    thing a test asserts. ``explain()`` adds to the failure message.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not true within {timeout} s: {explain()}"
+        time.sleep(0.01)
+
+
+def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 10.0) -> str:
+    """The first captured log message containing ``text``, once there is one."""
+
+    def found() -> str | None:
+        return next((m for r in list(caplog.records) if text in (m := r.getMessage())), None)
+
+    wait_for(found, timeout, lambda: f"{text!r} not logged: {caplog.text}")
+    message = found()
+    assert message is not None
+    return message
 
 
 def fake_server(

@@ -1,7 +1,7 @@
 """AsyncClient, the async client API shared by the asyncio and trio bindings.
 
 Driven here by an in-memory binding: the bytes it writes go to a ServerSession
-answered by the test Backend, so the rules of the base class are tested
+answered by the test FakeBackend, so the rules of the base class are tested
 without an event loop's sockets.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import pop3_sansio as p
-from test_session import MESSAGES, Backend
+from helpers import MESSAGES, FakeBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -23,11 +23,11 @@ def anyio_backend() -> str:
 class MemoryClient(p.AsyncClient):
     """A binding whose "network" is a ServerSession in the same process."""
 
-    def __init__(self, backend: Backend | None = None, *, fail_reads: bool = False) -> None:
+    def __init__(self, backend: FakeBackend | None = None, *, fail_reads: bool = False) -> None:
         super().__init__(
             "localhost", 110, tls=None, ssl_context=None, timeout=None, allow_plaintext_login=True
         )
-        self.backend = backend or Backend()
+        self.backend = backend or FakeBackend()
         self.server = p.ServerSession(allow_plaintext=True)
         self.fail_reads = fail_reads
         self.unread = b""  # what the "server" sent and the client has not read yet
@@ -36,7 +36,7 @@ class MemoryClient(p.AsyncClient):
 
     async def open(self) -> p.Greeting:
         self.backend.serve(self.server)
-        return await self._greet(peer_is_loopback=True, random_bytes=lambda n: b"\x01" * n)
+        return await self._greet(peer=("127.0.0.1", 110), random_bytes=lambda n: b"\x01" * n)
 
     async def _do(self, instruction: p.Instruction) -> None:
         if isinstance(instruction, p.Write):
@@ -76,7 +76,7 @@ async def test_the_session_exists_only_once_connected() -> None:
 
 
 async def test_a_normal_exit_quits_and_closes() -> None:
-    backend = Backend()
+    backend = FakeBackend()
     async with MemoryClient(backend) as client:
         await client.login("alice", "secret")
         await client.dele(1)
@@ -126,7 +126,7 @@ async def test_a_second_operation_during_a_stream_breaks_the_connection() -> Non
 
 
 async def test_leaving_after_a_lost_connection_in_transaction_raises() -> None:
-    backend = Backend()
+    backend = FakeBackend()
     with pytest.raises(ConnectionResetError):
         async with MemoryClient(backend) as client:
             await client.login("alice", "secret")

@@ -755,3 +755,20 @@ def test_serve_options_reach_the_server(
     assert {key: seen[0][key] for key in expected} == expected
     assert "max_sessions_per_address" in seen[0]
     pop3_sansio.ServerOptions(**seen[0])  # every key is an option the bindings take
+
+
+def test_help_defaults_agree_with_the_server_and_serve() -> None:
+    """``pop3 --help`` reads pop3_cli/_defaults.py, not the server: the two must agree."""
+    from pop3_cli import _defaults, _serve
+    from pop3_sansio.server import ServerOptions
+
+    assert ServerOptions.max_sessions_per_address == _defaults.MAX_SESSIONS_PER_ADDRESS
+    assert ServerOptions.login_timeout == _defaults.LOGIN_TIMEOUT
+    assert tuple(sorted(_serve.BACKENDS)) == _defaults.BACKEND_NAMES
+
+
+def test_version_is_read_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    from pop3_cli._main import _version, main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"pop3 {_version()}\n"

@@ -8,28 +8,29 @@ from typing import Any
 import pytest
 
 import pop3_sansio as p
-from helpers import crlf
-from test_session import MESSAGES, Backend
+from helpers import MESSAGES, FakeBackend, crlf
 
 
 class Wire:
-    """Runs ClientSession operations against a ServerSession answered by a Backend."""
+    """Runs ClientSession operations against a ServerSession answered by a FakeBackend."""
 
     def __init__(
         self,
-        backend: Backend | None = None,
+        backend: FakeBackend | None = None,
         *,
-        secure: bool = True,
+        allow_plaintext_login: bool = True,
         client_tls: bool = False,
         random: bool = True,
         **options: Any,
     ) -> None:
         options.setdefault("allow_plaintext", True)
         options.setdefault("random_bytes", lambda n: bytes(n))
-        self.backend = backend or Backend()
+        self.backend = backend or FakeBackend()
         self.server = p.ServerSession(**options)
         self.client = p.ClientSession(
-            tls=client_tls, secure=secure, random_bytes=(lambda n: b"\x07" * n) if random else None
+            tls=client_tls,
+            allow_plaintext_login=allow_plaintext_login,
+            random_bytes=(lambda n: b"\x07" * n) if random else None,
         )
         self.sent: list[bytes] = []
         self.tls_started = 0
@@ -110,7 +111,7 @@ def test_full_session() -> None:
 
 
 def test_errors_carry_their_codes() -> None:
-    wire = Wire(Backend(locked=True))
+    wire = Wire(FakeBackend(locked=True))
     wire.result(wire.client.start())
     with pytest.raises(p.InUseError) as info:
         wire.result(wire.client.login("alice", "secret", mechanism="USER"))
@@ -125,11 +126,12 @@ def test_retr_of_a_missing_message_is_a_plain_pop3_error() -> None:
     with pytest.raises(p.Pop3Error) as info:
         wire.run(wire.client.retr(9))
     assert type(info.value) is p.Pop3Error and info.value.code is None
-    assert wire.result(wire.client.noop()) == ""  # still in step
+    assert wire.sent[-1] == b"LIST 9\r\nRETR 9\r\n"  # the size, asked for in the same write
+    assert wire.result(wire.client.noop()) == ""  # still in step: RETR's -ERR was read too
 
 
 @pytest.mark.parametrize(
-    ("mechanisms", "secure", "expected"),
+    ("mechanisms", "plaintext", "expected"),
     [
         (["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN"], False, b"AUTH SCRAM-SHA-256 "),
         (["SCRAM-SHA-1", "PLAIN"], True, b"AUTH SCRAM-SHA-1 "),
@@ -140,9 +142,9 @@ def test_retr_of_a_missing_message_is_a_plain_pop3_error() -> None:
     ],
 )
 def test_login_picks_the_strongest_safe_method(
-    mechanisms: list[str], secure: bool, expected: bytes
+    mechanisms: list[str], plaintext: bool, expected: bytes
 ) -> None:
-    wire = Wire(mechanisms=mechanisms, secure=secure)
+    wire = Wire(mechanisms=mechanisms, allow_plaintext_login=plaintext)
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     assert wire.sent[1].startswith(expected)  # sent[0] is CAPA
@@ -150,7 +152,7 @@ def test_login_picks_the_strongest_safe_method(
 
 
 def test_apop_is_used_on_an_insecure_link_and_password_never_sent() -> None:
-    wire = Wire(mechanisms=["PLAIN"], secure=False, apop_timestamp="<7@host>")
+    wire = Wire(mechanisms=["PLAIN"], allow_plaintext_login=False, apop_timestamp="<7@host>")
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     assert wire.sent[1].startswith(b"APOP alice ")
@@ -158,7 +160,7 @@ def test_apop_is_used_on_an_insecure_link_and_password_never_sent() -> None:
 
 
 def test_no_safe_method_is_an_auth_error_and_nothing_is_sent() -> None:
-    wire = Wire(mechanisms=["PLAIN", "LOGIN"], secure=False)
+    wire = Wire(mechanisms=["PLAIN", "LOGIN"], allow_plaintext_login=False)
     wire.result(wire.client.start())
     with pytest.raises(p.AuthError, match="no authentication method"):
         wire.result(wire.client.login("alice", "secret"))
@@ -343,7 +345,7 @@ def test_retr_many_pipelined_with_delete() -> None:
 @pytest.mark.parametrize("delete", [False, True])
 def test_retr_many_refills_its_window_a_quarter_at_a_time(delete: bool) -> None:
     messages = [b"Subject: %d\n\nbody\n" % i for i in range(40)]
-    wire = Wire(Backend(messages=messages))
+    wire = Wire(FakeBackend(messages=messages))
     wire.result(wire.client.start())
     wire.result(wire.client.login("alice", "secret"))
     _, chunks = wire.run(wire.client.retr_many(range(1, 41), delete=delete, window=8))
@@ -437,7 +439,7 @@ def test_server_closing_is_a_remote_error() -> None:
     ],
 )
 def test_codes_map_to_exception_classes(line: bytes, cls: type[p.Pop3Error]) -> None:
-    client = p.ClientSession(secure=True)
+    client = p.ClientSession(allow_plaintext_login=True)
     client.receive_data(b"+OK hi\r\n")
     op = client.start()
     with pytest.raises(StopIteration):
@@ -465,7 +467,7 @@ def test_user_is_not_tried_when_the_server_offers_only_sasl() -> None:
 
 
 def test_ok_after_our_cancel_still_raises_the_original_error() -> None:
-    client = p.ClientSession(secure=True, random_bytes=lambda n: b"\x01" * n)
+    client = p.ClientSession(allow_plaintext_login=True, random_bytes=lambda n: b"\x01" * n)
     client.receive_data(b"+OK hi\r\n")
     with pytest.raises(StopIteration):
         next(client.start())
@@ -502,6 +504,7 @@ def test_answers_skipped_after_a_failure_are_not_collected() -> None:
     wire.result(wire.client.login("alice", "secret"))
     caps = wire.result(wire.client.capa())
     assert caps is not None and caps.pipelining
+    wire.result(wire.client.list())  # the sizes retr_many holds bodies to
     wire.client.max_listing_size = 1
     with pytest.raises(p.Pop3Error):
         wire.run(wire.client.retr_many([9, 1]))
@@ -539,7 +542,7 @@ def test_failed_dele_in_retr_many_is_raised_in_step() -> None:
 def test_quit_before_login_to_a_server_that_hung_up_is_quiet() -> None:
     # Dovecot closes the connection after -ERR [IN-USE]: saying goodbye then
     # must not fail, since nothing could be committed.
-    client = p.ClientSession(secure=True)
+    client = p.ClientSession(allow_plaintext_login=True)
     client.receive_data(b"+OK hi\r\n")
     with pytest.raises(StopIteration):
         next(client.start())
@@ -567,10 +570,230 @@ def test_quit_in_transaction_to_a_server_that_hung_up_raises() -> None:
 
 
 def test_tokens_are_not_sent_in_the_clear() -> None:
-    wire = Wire(mechanisms=["XOAUTH2", "OAUTHBEARER"], secure=False)
+    wire = Wire(mechanisms=["XOAUTH2", "OAUTHBEARER"], allow_plaintext_login=False)
     wire.result(wire.client.start())
     with pytest.raises(p.AuthError, match="no authentication method"):
         wire.result(wire.client.login("alice", token="tok-1"))
     with pytest.raises(p.AuthError, match="in the clear"):
         wire.result(wire.client.auth("XOAUTH2", "alice", token="tok-1"))
     assert wire.sent == [b"CAPA\r\n"]
+
+
+# --- body limits: a message may not be much longer than its LIST size ----------------------
+
+
+def _in_transaction(**kwargs: Any) -> p.ClientSession:
+    client = p.ClientSession(**kwargs)
+    client.receive_data(b"+OK hi\r\n")
+    client.connection.next_event()
+    client.connection._state = p.State.TRANSACTION
+    return client
+
+
+def test_body_limit_is_twice_the_announced_size_plus_slack_capped_by_max_message_size() -> None:
+    assert p.ClientSession().body_limit(0) == 65536
+    assert p.ClientSession().body_limit(100) == 200 + 65536
+    # The absolute cap wins only where it is lower.
+    assert p.ClientSession(max_message_size=1000).body_limit(100) == 1000
+    assert p.ClientSession(max_message_size=10**9).body_limit(100) == 200 + 65536
+    assert p.ClientSession(max_message_size=65736).body_limit(100) == 65736
+    assert p.ClientSession(max_message_size=0).body_limit(0) == 0
+
+
+def test_retr_of_an_unlisted_size_asks_list_first_and_stops_a_flood_at_the_limit() -> None:
+    client = _in_transaction()
+    op = client.retr(3)
+    assert next(op) == p.Write(b"LIST 3\r\n")  # the size is not known yet
+    assert next(op) is p.READ
+    client.receive_data(b"+OK 3 100\r\n")
+    assert op.send(None) == p.Write(b"RETR 3\r\n")
+    assert next(op) is p.READ
+    line = b"x" * 1022 + b"\r\n"
+    client.receive_data(b"+OK\r\n" + line * 64)  # exactly the limit: 65536 + 200 would pass
+    taken = 0
+    reads = 0
+    with pytest.raises(p.MessageTooLargeError) as info:
+        while True:
+            instruction = op.send(None)
+            if instruction is p.READ:
+                # The server goes on and on (ending after 64 MiB, so that a
+                # client without a limit fails here rather than loops).
+                reads += 1
+                client.receive_data(line * 64 if reads < 1024 else b".\r\n")
+            else:
+                assert isinstance(instruction, p.Chunk)
+                taken += len(instruction.data)
+    assert (info.value.msg, info.value.announced, info.value.limit) == (3, 100, 65736)
+    assert info.value.reason == "message-too-large"
+    assert str(info.value) == (
+        "message 3 is announced as 100 octets, but the server sent more than the limit of 65736"
+    )
+    assert isinstance(info.value, p.RemoteProtocolError)
+    assert taken <= 65736  # the caller never got more than the limit
+    # The rest of the body is still coming: nothing more is sent, QUIT included.
+    quit_op = client.quit()
+    with pytest.raises(p.RemoteProtocolError) as later:
+        next(quit_op)
+    assert later.value.reason == "peer-error"
+    assert "message 3" in str(later.value)
+
+
+def test_retr_and_top_use_the_listed_sizes_without_another_round_trip() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    sizes = wire.result(wire.client.list())
+    sent = len(wire.sent)
+    _, chunks = wire.run(wire.client.retr(2))
+    assert len(b"".join(chunks)) == sizes[2]
+    wire.run(wire.client.top(1, 0))
+    assert wire.sent[sent:] == [b"RETR 2\r\n", b"TOP 1 0\r\n"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_top_of_an_unlisted_size_asks_list_for_it(pipelining: bool) -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    if not pipelining:
+        wire.client._capabilities = p.Capabilities({})
+    _, chunks = wire.run(wire.client.top(2, 1))
+    assert b"".join(chunks) == b"Subject: two\r\nX: y\r\n\r\nline 1\r\n"
+    if pipelining:  # one round trip (RFC 2449 section 6.6)
+        assert wire.sent[-1] == b"LIST 2\r\nTOP 2 1\r\n"
+    else:
+        assert wire.sent[-2:] == [b"LIST 2\r\n", b"TOP 2 1\r\n"]
+    wire.run(wire.client.retr(2))  # LIST 2 answered once for both
+    assert wire.sent[-1] == b"RETR 2\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [(b"short\r\n.\r\n", p.Pop3Error), (b"z" * 70000 + b"\r\n", p.MessageTooLargeError)],
+    ids=["in-step", "flood"],
+)
+def test_a_body_after_a_refused_list_is_dropped_up_to_the_slack(
+    body: bytes, error: type[Exception]
+) -> None:
+    # A server that says message 4 does not exist, then sends its TOP anyway.
+    client = _in_transaction()
+    client._capabilities = p.Capabilities({"PIPELINING": ()})
+    op = client.top(4, 0)
+    assert next(op) == p.Write(b"LIST 4\r\nTOP 4 0\r\n")
+    client.receive_data(b"-ERR no such message\r\n+OK\r\n" + body)
+    with pytest.raises(error) as info:
+        while True:
+            instruction = op.send(None)
+            assert not isinstance(instruction, p.Chunk)  # dropped, never handed out
+            assert instruction is not p.READ
+    if error is p.Pop3Error:
+        assert info.value.command == "LIST"  # type: ignore[attr-defined]
+        assert client.connection.in_flight == ()  # in step
+
+
+def test_a_message_announced_over_max_message_size_is_not_fetched() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    wire.client.max_message_size = 30
+    sizes = wire.result(wire.client.list())
+    assert sizes[1] <= 30 < sizes[2]
+    wire.run(wire.client.retr(1))
+    with pytest.raises(p.MessageTooLargeError) as info:
+        wire.run(wire.client.retr(2))
+    assert (info.value.msg, info.value.announced, info.value.limit) == (2, sizes[2], 30)
+    assert str(info.value) == f"message 2 is announced as {sizes[2]} octets, over the limit of 30"
+    assert wire.sent[-1] == b"RETR 1\r\n"  # RETR 2 never went out
+    with pytest.raises(p.RemoteProtocolError, match="unusable"):
+        wire.run(wire.client.noop())
+
+
+def test_retr_many_lists_once_for_unknown_sizes_and_not_again() -> None:
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    wire.client._capabilities = p.Capabilities({})
+    _, chunks = wire.run(wire.client.retr_many([1, 2]))
+    assert chunks.count(b"") == 2
+    assert wire.sent[-3:] == [b"LIST\r\n", b"RETR 1\r\n", b"RETR 2\r\n"]
+    # Message 9 is not in the listing: no LIST again (the server refuses RETR 9).
+    with pytest.raises(p.Pop3Error, match="no such message"):
+        wire.run(wire.client.retr_many([3, 9]))
+    assert wire.sent[-2:] == [b"RETR 3\r\n", b"RETR 9\r\n"]
+
+
+def _retr_many_against(answers: bytes, **kwargs: Any) -> p.ClientSession:
+    """A pipelining session that knows sizes 1: 100, 2: 100 and has ``answers`` waiting."""
+    client = _in_transaction(**kwargs)
+    client._capabilities = p.Capabilities({"PIPELINING": ()})
+    client._capa_known = True  # as after CAPA: retr_many asks for it otherwise
+    op = client.list()
+    next(op)
+    next(op)
+    client.receive_data(b"+OK\r\n1 100\r\n2 100\r\n.\r\n")
+    with pytest.raises(StopIteration):
+        op.send(None)
+    client.receive_data(answers)
+    return client
+
+
+def test_retr_many_stops_a_flood_at_the_limit() -> None:
+    flood = b"+OK\r\n" + (b"y" * 998 + b"\r\n") * 80  # 80000 octets, announced 100
+    client = _retr_many_against(flood)
+    op = client.retr_many([1, 2])
+    assert next(op) == p.Write(b"RETR 1\r\nRETR 2\r\n")
+    with pytest.raises(p.MessageTooLargeError) as info:
+        while True:
+            assert op.send(None) is not p.READ  # everything needed is buffered
+    assert (info.value.msg, info.value.announced, info.value.limit) == (1, 100, 65736)
+
+
+def test_answers_skipped_after_a_failure_are_dropped_only_up_to_their_limit() -> None:
+    # RETR 1 fails; RETR 2, pipelined behind it, answers +OK and never stops.
+    flood = b"-ERR no such message\r\n+OK\r\n" + (b"z" * 998 + b"\r\n") * 80
+    client = _retr_many_against(flood)
+    op = client.retr_many([1, 2])
+    assert next(op) == p.Write(b"RETR 1\r\nRETR 2\r\n")
+    with pytest.raises(p.MessageTooLargeError) as info:
+        while True:
+            instruction = op.send(None)
+            assert not isinstance(instruction, p.Chunk)  # dropped, never handed out
+            assert instruction is not p.READ
+    assert (info.value.msg, info.value.limit) == (2, 65736)
+
+
+def test_retr_many_refuses_a_message_announced_over_the_cap_when_its_turn_comes() -> None:
+    client = _retr_many_against(b"+OK\r\nsmall\r\n.\r\n+OK\r\n", max_message_size=100)
+    client._sizes[2] = 101
+    op = client.retr_many([1, 2])
+    assert next(op) == p.Write(b"RETR 1\r\nRETR 2\r\n")
+    assert op.send(None) == p.Chunk(b"small\r\n")
+    assert op.send(None) == p.Chunk(b"")  # message 1 is taken
+    with pytest.raises(p.MessageTooLargeError) as info:
+        op.send(None)
+    assert (info.value.msg, info.value.announced, info.value.limit) == (2, 101, 100)
+
+
+def test_retr_many_asks_for_capa_first_when_not_known() -> None:
+    """Pipelining depends on CAPA (RFC 2449 section 6.6): every binding gets it the same way."""
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.auth("PLAIN", "alice", password="secret"))  # no CAPA so far
+    _, chunks = wire.run(wire.client.retr_many([1, 2]))
+    assert chunks.count(b"") == 2
+    assert wire.sent[1:4] == [b"CAPA\r\n", b"LIST\r\n", b"RETR 1\r\nRETR 2\r\n"]
+    _, chunks = wire.run(wire.client.retr_many([3]))  # known now: not again
+    assert wire.sent[4:] == [b"RETR 3\r\n"]
+
+
+def test_secure_is_the_deprecated_name_of_allow_plaintext_login() -> None:
+    with pytest.warns(DeprecationWarning, match="allow_plaintext_login"):
+        old = p.ClientSession(secure=True)
+    assert old.allow_plaintext_login
+    with pytest.warns(DeprecationWarning, match="may_send_password"):
+        assert old.secure
+    with pytest.warns(DeprecationWarning):
+        assert not p.ClientSession(secure=False).allow_plaintext_login
+    new = p.ClientSession(allow_plaintext_login=False)
+    assert (new.allow_plaintext_login, new.may_send_password) == (False, False)
+    assert p.ClientSession(tls=True).may_send_password  # TLS: always

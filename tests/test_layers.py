@@ -20,6 +20,7 @@ PROTOCOL, NEUTRAL, CLIENT, SERVER, FACADE = "protocol", "neutral", "client", "se
 LAYER = {
     # The protocol engine: connections, events, framing. Imports only its own layer.
     "_errors": PROTOCOL,
+    "_values": PROTOCOL,
     "_codes": PROTOCOL,
     "_state": PROTOCOL,
     "_commands": PROTOCOL,
@@ -40,6 +41,7 @@ LAYER = {
     "_sasl": NEUTRAL,
     # One role each; neither imports the other.
     "_client_session": CLIENT,
+    "_client_guard": CLIENT,
     "_async_client": CLIENT,
     "_storage": SERVER,
     "_server_session": SERVER,
@@ -47,8 +49,14 @@ LAYER = {
     "_server_options": SERVER,
     "_accept": SERVER,
     "_proxy": SERVER,
-    # Re-exports only.
+    # Re-exports only, each name imported on first use.
     "__init__": FACADE,
+    "_lazy": FACADE,
+    "client": FACADE,
+    "server": FACADE,
+    "sasl": FACADE,
+    "proxy": FACADE,
+    "codec": FACADE,
 }
 """Every module of pop3_sansio and its layer; a new module must be placed here."""
 
@@ -57,7 +65,7 @@ MAY_IMPORT = {
     NEUTRAL: {PROTOCOL, NEUTRAL},
     CLIENT: {PROTOCOL, NEUTRAL, CLIENT},
     SERVER: {PROTOCOL, NEUTRAL, SERVER},
-    FACADE: {PROTOCOL, NEUTRAL, CLIENT, SERVER},
+    FACADE: {PROTOCOL, NEUTRAL, CLIENT, SERVER, FACADE},
 }
 
 PACKAGES_BELOW = {
@@ -214,3 +222,36 @@ def test_the_rule_catches_a_crossing(tmp_path: Path) -> None:
         ("socket", []),
     ]
     assert LAYER["_server_session"] not in MAY_IMPORT[LAYER["_client_session"]]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in core_modules() if LAYER[path.stem] == PROTOCOL],
+    ids=lambda path: path.stem,
+)
+def test_the_protocol_layer_imports_neither_dataclasses_nor_typing(path: Path) -> None:
+    """The import-time rule (docs/architecture.md, section 8): types only under TYPE_CHECKING."""
+    wrong = [
+        found
+        for found in imports(path)
+        if found.module in {"dataclasses", "typing"} and not found.typing_only
+    ]
+    assert wrong == []
+
+
+CLIENT_MODULES = [
+    SRC / "pop3_sync" / "_client.py",
+    SRC / "pop3_asyncio" / "_client.py",
+    SRC / "pop3_asyncio" / "_stream.py",
+    SRC / "pop3_trio" / "_client.py",
+]
+
+
+@pytest.mark.parametrize("path", CLIENT_MODULES, ids=lambda path: f"{path.parent.name}.{path.stem}")
+def test_bindings_client_modules_import_no_server_sasl_or_proxy(path: Path) -> None:
+    wrong = [
+        found
+        for found in imports(path)
+        if found.module in {"pop3_sansio.server", "pop3_sansio.sasl", "pop3_sansio.proxy"}
+    ]
+    assert wrong == []

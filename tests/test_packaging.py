@@ -110,3 +110,97 @@ def test_the_sessions_benchmark_runs_without_failed_sessions(tmp_path: Path) -> 
     idle = results["idle"]["pop3 asyncio"]
     assert idle["greeted"] == idle["logged_in"] == idle["connections"] == 50, idle
     assert set(results["sizes"]["pop3 asyncio"]) == {"4 KB", "1 MB"}
+
+
+def test_the_startup_benchmark_runs_and_lists_module_sets(tmp_path: Path) -> None:
+    # One timed run of each command: the commands must succeed and the module
+    # sets be listed, timings aside (they are the benchmark's, not a test's).
+    out = tmp_path / "startup.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_startup.py"), "--runs", "1"]
+    result = subprocess.run(
+        [*command, "--json", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "target import pop3_sync / import poplib" in result.stdout
+    results = json.loads(out.read_text())
+    assert {"import pop3_sync", "import pop3_asyncio", "pop3 --help"} <= set(results["commands"])
+    assert "pop3_sync._client" in results["modules"]["pop3_sync"]["modules"]
+
+
+# docs/architecture.md, section 8: what a client-only import may load. A deny list,
+# not an exact stdlib set, so that a new Python version does not break it; our own
+# modules are an exact set.
+CLIENT_PATH = {
+    "pop3_sansio",
+    "pop3_sansio._apop",
+    "pop3_sansio._base64",
+    "pop3_sansio._capabilities",
+    "pop3_sansio._client_guard",
+    "pop3_sansio._client_session",
+    "pop3_sansio._codes",
+    "pop3_sansio._commands",
+    "pop3_sansio._connection",
+    "pop3_sansio._errors",
+    "pop3_sansio._events",
+    "pop3_sansio._instructions",
+    "pop3_sansio._lazy",
+    "pop3_sansio._listing",
+    "pop3_sansio._multiline",
+    "pop3_sansio._net",
+    "pop3_sansio._parse",
+    "pop3_sansio._receivebuffer",
+    "pop3_sansio._state",
+    "pop3_sansio._values",
+    "pop3_sansio.client",
+}
+OURS = {
+    "pop3_sync": CLIENT_PATH | {"pop3_sync", "pop3_sync._client"},
+    "pop3_asyncio": CLIENT_PATH
+    | {"pop3_sansio._async_client", "pop3_asyncio", "pop3_asyncio._client", "pop3_asyncio._stream"},
+}
+# What asyncio itself loads (typing, inspect, logging, threading, contextlib) is
+# allowed for pop3_asyncio; what poplib does not load is denied for pop3_sync.
+DENIED = {"dataclasses", "json", "hashlib", "hmac", "ipaddress", "unicodedata", "stringprep"}
+DENIED_SYNC = DENIED | {"inspect", "ast", "dis", "typing", "logging", "threading", "contextlib"}
+
+
+def _loaded(code: str) -> set[str]:
+    script = f"import sys\nbefore = set(sys.modules)\n{code}\nprint(*set(sys.modules) - before)"
+    argv = [sys.executable, "-W", "error", "-c", script]
+    return set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
+
+
+@pytest.mark.parametrize("binding", ["pop3_sync", "pop3_asyncio"])
+def test_a_client_import_loads_only_the_client_path(binding: str) -> None:
+    loaded = _loaded(f"import {binding}")
+    assert {m for m in loaded if m.startswith("pop3")} == OURS[binding]
+    assert not loaded & (DENIED_SYNC if binding == "pop3_sync" else DENIED)
+
+
+def test_a_user_pass_login_loads_no_sasl() -> None:
+    """A USER/PASS login (here against a scripted server) never imports SASL or SCRAM."""
+    code = (
+        "from pop3_sansio.client import READ, ClientSession\n"
+        "replies = [b'+OK hi\\r\\n', b'-ERR no CAPA\\r\\n', b'+OK u\\r\\n', b'+OK in\\r\\n']\n"
+        "s = ClientSession(allow_plaintext_login=True)\n"
+        "for op in (s.start(), s.login('u', 'pw', mechanism='USER')):\n"
+        "    try:\n"
+        "        step = next(op)\n"
+        "        while True:\n"
+        "            if step is READ:\n"
+        "                s.receive_data(replies.pop(0))\n"
+        "            step = op.send(None)\n"
+        "    except StopIteration:\n"
+        "        pass\n"
+        "assert not replies and s.connection.our_state.name == 'TRANSACTION'\n"
+    )
+    loaded = _loaded(code)
+    assert not {m for m in loaded if "sasl" in m or "scram" in m}
+    assert not loaded & {"json", "hashlib", "hmac", "stringprep", "unicodedata"}
+
+
+def test_pop3_help_loads_no_server_storage_or_event_loop() -> None:
+    loaded = _loaded("import pop3_cli._main as m; m.build_parser()[0].format_help()")
+    assert not {m for m in loaded if m.startswith(("pop3_sansio", "pop3_maildrop"))}
+    assert not {m for m in loaded if m.split(".")[0] in {"asyncio", "trio", "email", "tempfile"}}
+    assert not {m for m in loaded if m.startswith(("pop3_sync", "pop3_asyncio", "pop3_trio"))}

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pop3_sansio as p
+from helpers import FakeBackend
 
 SIG = p.PROXY_V2_SIGNATURE
 AFTER = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # what follows: a TLS ClientHello
@@ -369,23 +370,9 @@ def test_garbage_raises_only_proxy_header_errors(data: bytes) -> None:
 # --- the server options that use the client's address ---------------------------------------
 
 
-class _NoBackend:
-    def check_password(self, username: str, password: str) -> bool:
-        raise AssertionError("not reached")
-
-    def secret(self, username: str) -> str | None:
-        raise AssertionError("not reached")
-
-    def check_token(self, username: str, token: str) -> bool:
-        raise AssertionError("not reached")
-
-    def open(self, username: str) -> p.Maildrop:
-        raise AssertionError("not reached")
-
-
 def _greeting(options: p.ServerOptions, *, sessions: int = 1, same_address: int = 1) -> bytes:
     driver = options.start_session(
-        _NoBackend(),
+        FakeBackend(),  # never asked: only the greeting is read
         peer_is_loopback=True,
         sessions=sessions,
         same_address=same_address,

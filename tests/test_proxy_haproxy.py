@@ -22,13 +22,14 @@ from typing import BinaryIO
 import pytest
 
 from bindings import NAMES, serving
-from helpers import alice_backend, crlf
+from helpers import FakeBackend, crlf, wait_for, wait_for_log
 from peers import free_port, require_peer
-from test_proxy_servers import _log, wait_for_log  # noqa: F401 - _log: an autouse fixture
 
 CLIENT = "127.0.0.2"  # where the client connects from: not HAProxy's 127.0.0.1
 MESSAGE = b"Subject: through HAProxy\r\n\r\nhello\r\n"
 TIMEOUT = 10.0
+
+pytestmark = pytest.mark.usefixtures("server_log")  # the session lines are asserted
 
 CONFIG = """\
 global
@@ -129,7 +130,7 @@ def session(sock: socket.socket | ssl.SSLSocket) -> None:
 def test_through_haproxy(
     name: str, send_proxy: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend, _ = alice_backend([MESSAGE])
+    backend = FakeBackend([MESSAGE])
     with (
         serving(name, backend, proxy_protocol=True, failed_login_delay=0) as port,
         haproxy(tmp_path, port, send_proxy) as front,
@@ -141,13 +142,14 @@ def test_through_haproxy(
         # Health checks come in with a header too (LOCAL, or HAProxy's own addresses),
         # and are not taken for bad ones. HAProxy resets them at once, so the server may
         # not even learn the socket's peer: their lines say 127.0.0.1 or "?".
-        deadline = time.monotonic() + TIMEOUT
-        while not any(
-            "ended" in record.getMessage() and CLIENT not in record.getMessage()
-            for record in list(caplog.records)
-        ):
-            assert time.monotonic() < deadline, f"no health check seen:\n{caplog.text}"
-            time.sleep(0.02)
+        wait_for(
+            lambda: any(
+                "ended" in record.getMessage() and CLIENT not in record.getMessage()
+                for record in list(caplog.records)
+            ),
+            TIMEOUT,
+            lambda: f"no health check seen:\n{caplog.text}",
+        )
     assert "no valid PROXY header" not in caplog.text
 
 
@@ -159,7 +161,7 @@ def test_implicit_tls_through_haproxy(
     client_ssl: ssl.SSLContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backend, _ = alice_backend([MESSAGE])
+    backend = FakeBackend([MESSAGE])
     options = {"proxy_protocol": True, "ssl_context": server_ssl, "failed_login_delay": 0}
     with (
         serving(name, backend, **options) as port,

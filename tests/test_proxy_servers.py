@@ -10,7 +10,6 @@ peer is 127.0.0.1, and it is the address in the log.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import ssl
 import struct
@@ -20,11 +19,13 @@ from collections.abc import Iterator
 import pytest
 
 from bindings import NAMES, serving
-from helpers import alice_backend, crlf
+from helpers import FakeBackend, crlf, wait_for_log
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 MESSAGE = b"Subject: proxied\r\n\r\nhello from behind a proxy\r\n"
 TIMEOUT = 10.0
+
+pytestmark = pytest.mark.usefixtures("server_log")  # the session lines are asserted
 
 
 def v1(src: str, sport: int = 4242, dst: str = "127.0.0.1", dport: int = 110) -> bytes:
@@ -89,28 +90,12 @@ def closed_silently(sock: socket.socket) -> bool:
         return True
 
 
-def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> str:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        for record in list(caplog.records):
-            message = record.getMessage()
-            if text in message:
-                return message
-        assert time.monotonic() < deadline, f"{text!r} not logged: {caplog.text}"
-        time.sleep(0.01)
-
-
-@pytest.fixture(autouse=True)
-def _log(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="pop3.server")
-
-
 @pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("name", NAMES)
 def test_the_proxied_client_logs_in(
     name: str, version: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend, _ = alice_backend([MESSAGE])
+    backend = FakeBackend([MESSAGE])
     header = (v1 if version == "v1" else v2)("127.0.0.2", 40001)
     with serving(name, backend, proxy_protocol=True, failed_login_delay=0) as port, raw(port) as c:
         # The header and the first command in one segment: CAPA must not be lost.
@@ -132,7 +117,7 @@ def test_the_proxied_address_decides_the_plaintext_policy(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The socket's peer is 127.0.0.1; the header says 192.0.2.7, which is not loopback.
-    backend, _ = alice_backend([MESSAGE])
+    backend = FakeBackend([MESSAGE])
     with serving(name, backend, proxy_protocol=True, failed_login_delay=0) as port, raw(port) as c:
         c.send(v2("192.0.2.7"))
         assert c.line().startswith(b"+OK")
@@ -147,7 +132,7 @@ def test_the_proxied_address_decides_the_plaintext_policy(
 def test_local_and_unknown_keep_the_socket_address(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend, _ = alice_backend([MESSAGE])
+    backend = FakeBackend([MESSAGE])
     with serving(name, backend, proxy_protocol=True, failed_login_delay=0) as port:
         for header in (LOCAL, b"PROXY UNKNOWN\r\n"):
             with raw(port) as c:
@@ -170,7 +155,7 @@ def test_local_and_unknown_keep_the_socket_address(
 def test_a_bad_header_is_closed_without_a_greeting(
     name: str, data: bytes, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend, _ = alice_backend([])
+    backend = FakeBackend([])
     with serving(name, backend, proxy_protocol=True) as port, raw(port) as c:
         c.send(data)
         assert closed_silently(c.sock)
@@ -183,12 +168,10 @@ def test_a_bad_header_is_closed_without_a_greeting(
 def test_a_silent_connection_is_closed_after_the_header_timeout(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend, _ = alice_backend([])
+    backend = FakeBackend([])
     with serving(name, backend, proxy_protocol=True, proxy_timeout=0.3) as port, raw(port) as c:
-        started = time.monotonic()
         c.send(b"PROXY TCP4 127.0.0.2")  # and then nothing
-        assert closed_silently(c.sock)
-        assert time.monotonic() - started < TIMEOUT
+        assert closed_silently(c.sock)  # before the socket's own TIMEOUT would raise
         line = wait_for_log(caplog, "no valid PROXY header")
     assert "reason='proxy-timeout'" in line
 
@@ -248,7 +231,7 @@ def test_implicit_tls_starts_after_the_header(
     client_ssl: ssl.SSLContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backend, _ = alice_backend([MESSAGE])
+    backend = FakeBackend([MESSAGE])
     header = (v1 if version == "v1" else v2)("192.0.2.99", 5995)
     options = {"proxy_protocol": True, "ssl_context": server_ssl, "failed_login_delay": 0}
     with (
@@ -273,7 +256,7 @@ def test_implicit_tls_starts_after_the_header(
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sessions_per_address_are_limited(name: str) -> None:
-    backend, _ = alice_backend([])
+    backend = FakeBackend([])
     with (
         serving(name, backend, proxy_protocol=True, max_sessions_per_address=1) as port,
         raw(port) as first,
@@ -309,7 +292,7 @@ def test_one_address_cannot_take_every_session_by_default(name: str) -> None:
     The sessions here never log in: they are counted all the same, from the
     greeting. The address counted is the PROXY header's.
     """
-    backend, _ = alice_backend([])
+    backend = FakeBackend([])
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(serving(name, backend, proxy_protocol=True))
         for n in range(DEFAULT_PER_ADDRESS):
@@ -326,7 +309,7 @@ def test_one_address_cannot_take_every_session_by_default(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sessions_per_address_without_a_proxy(name: str) -> None:
-    backend, _ = alice_backend([])
+    backend = FakeBackend([])
     with serving(name, backend, max_sessions_per_address=1) as port, raw(port) as first:
         assert first.line().startswith(b"+OK")
         with raw(port) as second:

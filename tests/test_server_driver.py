@@ -4,67 +4,21 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import hmac
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
 import pop3_sansio as p
+from helpers import FakeBackend
 
 MESSAGES = [b"Subject: a\n\nhello\n", b"Subject: b\n\n" + b"line\n" * 50]
 
 
-class Drop:
-    def __init__(self, messages: list[bytes], fail_read: bool, fail_commit: bool) -> None:
-        self.data = messages
-        self.messages = [p.MessageInfo(p.message_size(m), f"u{i}") for i, m in enumerate(messages)]
-        self.fail_read = fail_read
-        self.fail_commit = fail_commit
-        self.closed = 0
-        self.committed: list[tuple[int, ...]] = []
-
-    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
-        if self.fail_read:
-            raise p.MaildropError("disk on fire")
-        data = self.data[msg - 1]
-        # Empty chunks first: a backend may produce them; nothing is written for them.
-        return iter(
-            [b"", b""] + [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
-        )
-
-    def commit(self, msgs: Sequence[int]) -> list[int]:
-        if self.fail_commit:
-            raise p.MaildropError("read-only")
-        self.committed.append(tuple(msgs))
-        return []
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-class Store:
-    def __init__(self, *, locked: bool = False, broken: bool = False, **drop: bool) -> None:
-        self.locked = locked
-        self.broken = broken
-        self.drop = Drop(list(MESSAGES), **{"fail_read": False, "fail_commit": False, **drop})
-
-    def check_password(self, username: str, password: str) -> bool:
-        return hmac.compare_digest(password, "pw")
-
-    def secret(self, username: str) -> str | None:
-        return "pw" if username == "alice" else None
-
-    def check_token(self, username: str, token: str) -> bool:
-        return token == "good"
-
-    def open(self, username: str) -> Drop:
-        if self.locked:
-            raise p.MaildropLockedError(username)
-        if self.broken:
-            raise p.MaildropError(username)
-        return self.drop
+def driver_backend(**knobs: Any) -> FakeBackend:
+    """This module's backend: ``MESSAGES``, each read starting with two empty chunks (a
+    storage may produce them; nothing is written for them)."""
+    return FakeBackend(**{"messages": list(MESSAGES), "empty_chunks": 2, **knobs})
 
 
 def run(driver: p.SessionDriver, client_lines: list[bytes]) -> tuple[bytes, list[object]]:
@@ -97,17 +51,23 @@ def run(driver: p.SessionDriver, client_lines: list[bytes]) -> tuple[bytes, list
             assert isinstance(instruction, p.Sleep)
 
 
-def driver_for(store: Store, **options: Any) -> p.SessionDriver:
+def driver_for(backend: FakeBackend, **options: Any) -> p.SessionDriver:
     session = p.ServerSession(allow_plaintext=True, **options)
-    return p.SessionDriver(session, store, failed_login_delay=1.5)
+    return p.SessionDriver(session, backend, failed_login_delay=1.5)
 
 
 def test_a_whole_session() -> None:
-    store = Store()
-    driver = driver_for(store)
+    backend = driver_backend()
+    driver = driver_for(backend)
     out, _ = run(
         driver,
-        [b"USER alice\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"TOP 2 1\r\n", b"DELE 1\r\nQUIT\r\n"],
+        [
+            b"USER alice\r\n",
+            b"PASS secret\r\n",
+            b"RETR 1\r\n",
+            b"TOP 2 1\r\n",
+            b"DELE 1\r\nQUIT\r\n",
+        ],
     )
     total = sum(map(p.message_size, MESSAGES))
     assert out == (
@@ -117,15 +77,15 @@ def test_a_whole_session() -> None:
         b"+OK top of message follows\r\nSubject: b\r\n\r\nline\r\n.\r\n"
         b"+OK message 1 deleted\r\n+OK POP3 server signing off (1 messages deleted)\r\n"
     )
-    assert store.drop.committed == [(1,)]
+    assert backend.committed == [(1,)]
     assert driver.close_reason == "quit"
     driver.release()
     driver.release()
-    assert store.drop.closed == 1
+    assert backend.closed == 1
 
 
 def test_failed_login_is_delayed_before_the_answer() -> None:
-    driver = driver_for(Store())
+    driver = driver_for(driver_backend())
     _, seen = run(driver, [b"USER alice\r\n", b"PASS nope\r\n"])
     i = seen.index(p.Sleep(1.5))
     assert seen[i + 1] == p.Write(b"-ERR [AUTH] authentication failed\r\n")
@@ -135,7 +95,7 @@ def test_failed_login_is_delayed_before_the_answer() -> None:
 def test_answers_held_back_before_a_failed_login_are_not_delayed_with_it() -> None:
     # With a tiny max_output the session pauses after each CAPA answer; the
     # driver holds those answers, and writes them before the failed-login delay.
-    driver = driver_for(Store(), mechanisms=["PLAIN"], max_output=10)
+    driver = driver_for(driver_backend(), mechanisms=["PLAIN"], max_output=10)
     malformed = base64.b64encode(b"no separators").decode()
     _, seen = run(driver, [f"CAPA\r\nCAPA\r\nAUTH PLAIN {malformed}\r\n".encode()])
     i = seen.index(p.Sleep(1.5))
@@ -145,40 +105,41 @@ def test_answers_held_back_before_a_failed_login_are_not_delayed_with_it() -> No
 
 
 def test_apop_and_token_paths() -> None:
-    store = Store()
-    driver = driver_for(store, apop_timestamp="<1@x>", mechanisms=["XOAUTH2"])
-    digest = p.apop_digest("<1@x>", "pw")
+    backend = driver_backend()
+    driver = driver_for(backend, apop_timestamp="<1@x>", mechanisms=["XOAUTH2"])
+    digest = p.apop_digest("<1@x>", "secret")
     out, _ = run(driver, [f"APOP alice {digest}\r\n".encode()])
     assert b"+OK maildrop has 2" in out
-    driver = driver_for(Store(), mechanisms=["XOAUTH2"])
-    token = p.b64encode(b"user=alice\x01auth=Bearer good\x01\x01").decode()
+    driver = driver_for(driver_backend(), mechanisms=["XOAUTH2"])
+    token = p.b64encode(b"user=alice\x01auth=Bearer tok-1\x01\x01").decode()
     out, _ = run(driver, [f"AUTH XOAUTH2 {token}\r\n".encode()])
     assert b"+OK maildrop has 2" in out
 
 
 @pytest.mark.parametrize(
-    ("store", "answer"),
+    ("backend", "answer"),
     [
-        (Store(locked=True), b"-ERR [IN-USE]"),
-        (Store(broken=True), b"-ERR [SYS/TEMP] unable to open maildrop"),
+        (driver_backend(locked=True), b"-ERR [IN-USE]"),
+        (driver_backend(open_fails=True), b"-ERR [SYS/TEMP] unable to open maildrop"),
     ],
 )
-def test_open_failures(store: Store, answer: bytes) -> None:
-    out, _ = run(driver_for(store), [b"USER alice\r\n", b"PASS pw\r\n"])
+def test_open_failures(backend: FakeBackend, answer: bytes) -> None:
+    out, _ = run(driver_for(backend), [b"USER alice\r\n", b"PASS secret\r\n"])
     assert answer in out
 
 
 def test_read_failure_and_commit_failure() -> None:
-    store = Store(fail_read=True, fail_commit=True)
+    backend = driver_backend(read_fails_after=0, commit_raises=True)
     out, _ = run(
-        driver_for(store), [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"DELE 2\r\nQUIT\r\n"]
+        driver_for(backend),
+        [b"USER alice\r\n", b"PASS secret\r\n", b"RETR 1\r\n", b"DELE 2\r\nQUIT\r\n"],
     )
     assert b"-ERR [SYS/TEMP] message could not be read\r\n" in out
     assert out.endswith(b"-ERR [SYS/TEMP] some deleted messages not removed: 2\r\n")
 
 
 def test_stls_is_handed_to_the_binding() -> None:
-    driver = driver_for(Store(), starttls=True)
+    driver = driver_for(driver_backend(), starttls=True)
     out, seen = run(driver, [b"STLS\r\n", b"CAPA\r\n"])
     tls = seen.index(p.StartTls())
     before = seen[tls - 1]  # the +OK is written before the handshake starts
@@ -187,38 +148,24 @@ def test_stls_is_handed_to_the_binding() -> None:
 
 
 def test_top_stops_reading_when_it_has_enough() -> None:
-    store = Store()
+    backend = driver_backend()
     driver = p.SessionDriver(
-        p.ServerSession(allow_plaintext=True), store, failed_login_delay=0, chunk_size=16
+        p.ServerSession(allow_plaintext=True), backend, failed_login_delay=0, chunk_size=16
     )
-    _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"TOP 2 0\r\n"])
+    _, seen = run(driver, [b"USER alice\r\n", b"PASS secret\r\n", b"TOP 2 0\r\n"])
     reads = [s for s in seen if isinstance(s, p.Call) and s.function.__name__ == "_next_chunk"]
     # Opening read b"" twice; then "Subject: b\n\nlin" (which already holds
     # the blank line) and the chunk after it, and no more.
     assert len(reads) == 2
 
 
-class _DropWithoutEmptyChunks(Drop):
-    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
-        data = self.data[msg - 1]
-        return iter([data[i : i + chunk_size] for i in range(0, len(data), chunk_size)])
-
-
-class _DropInSmallPieces(Drop):
-    """Reads 5 octets at a time, whatever the chunk size asked for (a storage may)."""
-
-    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
-        data = self.data[msg - 1]
-        return iter([data[i : i + 5] for i in range(0, len(data), 5)])
-
-
 @pytest.mark.parametrize("last", [b"QUIT\r\n", b"DELE 1\r\nQUIT\r\n"])
 def test_the_maildrop_is_released_before_the_answer_to_quit(last: bytes) -> None:
-    store = Store()
-    driver = driver_for(store)
+    backend = driver_backend()
+    driver = driver_for(backend)
     steps = driver.run()
     instruction = next(steps)
-    for line in (b"USER alice\r\n", b"PASS pw\r\n", last):
+    for line in (b"USER alice\r\n", b"PASS secret\r\n", last):
         while instruction is not p.READ:
             value = (
                 instruction.function(*instruction.args) if isinstance(instruction, p.Call) else None
@@ -232,19 +179,18 @@ def test_the_maildrop_is_released_before_the_answer_to_quit(last: bytes) -> None
             if isinstance(instruction, p.Call):
                 value = instruction.function(*instruction.args)
             elif isinstance(instruction, p.Write):
-                writes.append((instruction.data, store.drop.closed))
+                writes.append((instruction.data, backend.closed))
             instruction = steps.send(value)
     assert writes[-1][0].startswith(b"+OK") and writes[-1][1] == 1  # released, then +OK
     assert all(closed == 0 for _, closed in writes[:-1])
     driver.release()
-    assert store.drop.closed == 1  # release() stays idempotent
+    assert backend.closed == 1  # release() stays idempotent
 
 
 def test_a_small_message_is_opened_read_and_ended_in_one_call() -> None:
-    store = Store()
-    store.drop = _DropWithoutEmptyChunks(list(MESSAGES), fail_read=False, fail_commit=False)
-    driver = driver_for(store)
-    out, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
+    backend = driver_backend(empty_chunks=0)
+    driver = driver_for(backend)
+    out, seen = run(driver, [b"USER alice\r\n", b"PASS secret\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
     calls = [s.function.__name__ for s in seen if isinstance(s, p.Call)]
     assert calls.count("_open_message") == 2
     assert all(
@@ -256,49 +202,43 @@ def test_a_small_message_is_opened_read_and_ended_in_one_call() -> None:
 
 
 def test_no_delay_when_configured_off() -> None:
-    driver = p.SessionDriver(p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0)
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True), driver_backend(), failed_login_delay=0
+    )
     _, seen = run(driver, [b"USER alice\r\n", b"PASS nope\r\n"])
     assert not any(isinstance(s, p.Sleep) for s in seen)
 
 
-class _FailingDrop(Drop):
-    def read(self, msg: int, chunk_size: int) -> Iterator[bytes]:
-        raise PermissionError("unreadable")
-
-    def commit(self, msgs: Sequence[int]) -> list[int]:
-        raise OSError("read-only file system")
-
-
 def test_storage_os_errors_are_temporary_failures() -> None:
-    store = Store()
-    store.drop = _FailingDrop(list(MESSAGES), fail_read=False, fail_commit=False)
+    backend = driver_backend(read_fails_after=0, commit_raises=True, error=PermissionError)
     out, _ = run(
-        driver_for(store), [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"DELE 1\r\nQUIT\r\n"]
+        driver_for(backend),
+        [b"USER alice\r\n", b"PASS secret\r\n", b"RETR 1\r\n", b"DELE 1\r\nQUIT\r\n"],
     )
     assert b"-ERR [SYS/TEMP] message could not be read\r\n" in out
     assert out.endswith(b"-ERR [SYS/TEMP] some deleted messages not removed: 1\r\n")
 
-    class Unopenable(Store):
-        def open(self, username: str) -> Drop:
-            raise PermissionError("no access")
-
-    out, _ = run(driver_for(Unopenable()), [b"USER a\r\n", b"PASS pw\r\n"])
+    unopenable = driver_backend(open_fails=True, error=PermissionError)
+    out, _ = run(driver_for(unopenable), [b"USER alice\r\n", b"PASS secret\r\n"])
     assert out.endswith(b"-ERR [SYS/TEMP] unable to open maildrop\r\n")
 
 
 def test_a_maildrop_opened_after_the_binding_gave_up_is_still_released() -> None:
-    store = Store()
-    driver = driver_for(store)
-    driver.abandoned(p.Call(store.open, ("alice",)), store.drop)
-    driver.abandoned(p.Call(store.check_password, ("alice", "pw")), True)  # ignored
-    assert driver.maildrop is store.drop
+    backend = driver_backend()
+    driver = driver_for(backend)
+    maildrop = backend.open("alice")
+    driver.abandoned(p.Call(backend.open, ("alice",)), maildrop)
+    driver.abandoned(p.Call(backend.check_password, ("alice", "secret")), True)  # ignored
+    assert driver.maildrop is maildrop
     driver.release()
-    assert store.drop.closed == 1
+    assert backend.closed == 1
 
 
 def test_read_timeout_is_reset_by_a_command_not_by_a_byte() -> None:
     """RFC 1939 section 3: the autologout timer restarts when a command comes in."""
-    driver = p.SessionDriver(p.ServerSession(allow_plaintext=True), Store(), autologout=10.0)
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True), driver_backend(), autologout=10.0
+    )
     assert isinstance(driver.step(), p.Write)  # the greeting
     assert driver.step() is p.READ
     assert driver.read_timeout(100.0) == 10.0  # the timer starts with the first READ
@@ -324,7 +264,10 @@ def _until_read(driver: p.SessionDriver, value: Any) -> None:
 def test_a_client_has_login_timeout_seconds_in_all_to_log_in() -> None:
     """Before login every wait ends at the login deadline, which commands do not move."""
     driver = p.SessionDriver(
-        p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0, login_timeout=60.0
+        p.ServerSession(allow_plaintext=True),
+        driver_backend(),
+        failed_login_delay=0,
+        login_timeout=60.0,
     )
     assert isinstance(driver.step(), p.Write)  # the greeting
     assert driver.wait_timeout(1000.0) == 60.0  # the login time starts with the first wait
@@ -340,14 +283,17 @@ def test_a_client_has_login_timeout_seconds_in_all_to_log_in() -> None:
 
 def test_once_logged_in_only_the_autologout_applies() -> None:
     driver = p.SessionDriver(
-        p.ServerSession(allow_plaintext=True), Store(), failed_login_delay=0, login_timeout=60.0
+        p.ServerSession(allow_plaintext=True),
+        driver_backend(),
+        failed_login_delay=0,
+        login_timeout=60.0,
     )
     assert isinstance(driver.step(), p.Write)
     assert driver.step() is p.READ
     assert driver.read_timeout(0.0) == 60.0
     _until_read(driver, b"USER alice\r\n")  # still AUTHORIZATION
     assert driver.read_timeout(50.0) == 10.0
-    _until_read(driver, b"PASS pw\r\n")  # TRANSACTION
+    _until_read(driver, b"PASS secret\r\n")  # TRANSACTION
     assert driver.session.state is p.State.TRANSACTION
     assert driver.read_timeout(59.0) == 600.0  # RFC 1939 section 3, whatever the login time
     assert driver.wait_timeout(100.0) == 600.0
@@ -356,7 +302,9 @@ def test_once_logged_in_only_the_autologout_applies() -> None:
 
 
 def test_an_autologout_shorter_than_the_login_timeout_applies_before_login_too() -> None:
-    driver = p.SessionDriver(p.ServerSession(), Store(), autologout=10.0, login_timeout=60.0)
+    driver = p.SessionDriver(
+        p.ServerSession(), driver_backend(), autologout=10.0, login_timeout=60.0
+    )
     assert isinstance(driver.step(), p.Write)
     assert driver.step() is p.READ
     assert driver.read_timeout(100.0) == 10.0
@@ -366,11 +314,59 @@ def test_an_autologout_shorter_than_the_login_timeout_applies_before_login_too()
     assert driver.timed_out() == "login-timeout"
 
 
+def _logged_in_at(now: float) -> p.SessionDriver:
+    """A driver (autologout 10 s) whose client logged in, answered at ``now``."""
+    driver = p.SessionDriver(
+        p.ServerSession(allow_plaintext=True),
+        driver_backend(),
+        failed_login_delay=0,
+        autologout=10.0,
+    )
+    assert isinstance(driver.step(), p.Write)
+    assert driver.step() is p.READ
+    assert driver.read_timeout(now) == 10.0
+    _until_read(driver, b"USER alice\r\nPASS secret\r\n")
+    assert driver.session.state is p.State.TRANSACTION
+    return driver
+
+
+def test_after_login_a_byte_at_a_time_is_logged_out() -> None:
+    """RFC 1939 section 3: a byte now and then (a slow drip) does not move the deadline.
+
+    The end-to-end side is tests/test_hostile.py's slow drip, against each binding.
+    """
+    driver = _logged_in_at(0.0)
+    assert driver.read_timeout(2.0) == 10.0  # the timer starts with the READ after login
+    for now in (4.0, 6.0, 8.0, 10.0):  # "NOOP", two seconds a byte
+        _until_read(driver, b"N")
+        assert driver.read_timeout(now) == 12.0 - now
+    assert driver.read_timeout(12.5) == 0.0
+    assert driver.timed_out() == "autologout"
+    assert driver.close_reason == "autologout"
+
+
+def test_after_login_a_command_now_and_then_keeps_the_session() -> None:
+    """The other side of the rule: each whole command restarts the timer, however long
+    the session has lasted (tests/test_hostile.py's slow commands, end to end)."""
+    driver = _logged_in_at(0.0)
+    assert driver.read_timeout(1.0) == 10.0
+    for now in (10.0, 19.0, 28.0, 37.0):  # 9 s apart: never 10 s without a command
+        assert driver.read_timeout(now) == 1.0  # 9 s since the last command (or login)
+        _until_read(driver, b"NOOP\r\n")
+        assert driver.read_timeout(now) == 10.0
+    assert driver.close_reason is None
+
+
 def test_server_options_give_the_driver_its_login_timeout() -> None:
     options = p.ServerOptions()
     assert (options.login_timeout, options.autologout) == (60.0, 600.0)
     driver = p.ServerOptions(login_timeout=5.0).start_session(
-        Store(), peer_is_loopback=True, sessions=1, hostname="h", random_bytes=bytes, clock=0
+        driver_backend(),
+        peer_is_loopback=True,
+        sessions=1,
+        hostname="h",
+        random_bytes=bytes,
+        clock=0,
     )
     assert driver.login_timeout == 5.0
 
@@ -382,10 +378,10 @@ def test_pipelined_answers_are_written_in_bounded_pieces() -> None:
     ``PAUSED``), ``chunk_size`` what the driver holds before it writes, so a
     binding blocked on a full socket stops answering (backpressure).
     """
-    flood = b"USER alice\r\nPASS pw\r\n" + b"LIST\r\n" * 100 + b"QUIT\r\n"
-    unbounded, _ = run(driver_for(Store()), [flood])
+    flood = b"USER alice\r\nPASS secret\r\n" + b"LIST\r\n" * 100 + b"QUIT\r\n"
+    unbounded, _ = run(driver_for(driver_backend()), [flood])
     session = p.ServerSession(allow_plaintext=True, max_output=500)
-    driver = p.SessionDriver(session, Store(), failed_login_delay=0, chunk_size=1000)
+    driver = p.SessionDriver(session, driver_backend(), failed_login_delay=0, chunk_size=1000)
     out, seen = run(driver, [flood])
     assert out == unbounded  # the same answers, in the same order
     writes = [len(i.data) for i in seen if isinstance(i, p.Write)]
@@ -398,8 +394,12 @@ def test_pipelined_answers_are_written_in_bounded_pieces() -> None:
 def test_answers_to_pipelined_commands_go_out_together_and_none_is_held() -> None:
     # Ten pipelined RETRs of small messages: one write, not two per message.
     # Whatever the client sent last, its answer is written before the next READ.
-    driver = driver_for(Store())
-    commands = [b"USER alice\r\nPASS pw\r\n", b"RETR 1\r\n" * 5 + b"RETR 2\r\n" * 5, b"NOOP\r\n"]
+    driver = driver_for(driver_backend())
+    commands = [
+        b"USER alice\r\nPASS secret\r\n",
+        b"RETR 1\r\n" * 5 + b"RETR 2\r\n" * 5,
+        b"NOOP\r\n",
+    ]
     out, seen = run(driver, commands)
     assert out.count(b"\r\n.\r\n") == 10
     reads_and_writes = [
@@ -430,9 +430,9 @@ def test_session_pauses_once_max_output_is_queued() -> None:
 
 def test_step_throws_a_failed_call_in_and_ends_with_none() -> None:
     driver = p.SessionDriver(
-        p.ServerSession(allow_plaintext=True), Store(broken=True), failed_login_delay=0
+        p.ServerSession(allow_plaintext=True), driver_backend(open_fails=True), failed_login_delay=0
     )
-    feed = iter([b"USER alice\r\n", b"PASS pw\r\n", b"QUIT\r\n"])
+    feed = iter([b"USER alice\r\n", b"PASS secret\r\n", b"QUIT\r\n"])
     written = []
     instruction = driver.step()
     while instruction is not None:
@@ -446,7 +446,7 @@ def test_step_throws_a_failed_call_in_and_ends_with_none() -> None:
             assert isinstance(instruction, p.Call)
             try:
                 value = instruction.function(*instruction.args)
-            except p.MaildropError as exc:  # the broken store's open()
+            except p.MaildropError as exc:  # the broken backend's open()
                 error = exc
         instruction = driver.step(value, error)
     assert b"-ERR [SYS/TEMP]" in b"".join(written)
@@ -454,17 +454,17 @@ def test_step_throws_a_failed_call_in_and_ends_with_none() -> None:
 
 
 def test_only_reads_of_small_messages_are_quick_calls() -> None:
-    store = Store()
+    backend = driver_backend()
     session = p.ServerSession(allow_plaintext=True)
     size = p.message_size(MESSAGES[0])
-    driver = p.SessionDriver(session, store, failed_login_delay=0, quick_read_size=size)
-    _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
+    driver = p.SessionDriver(session, backend, failed_login_delay=0, quick_read_size=size)
+    _, seen = run(driver, [b"USER alice\r\n", b"PASS secret\r\n", b"RETR 1\r\n", b"RETR 2\r\n"])
     opens = [s for s in seen if isinstance(s, p.Call) and s.function.__name__ == "_open_message"]
     assert [call.quick for call in opens] == [True, False]  # message 2 is bigger
     assert (
         p.ServerOptions(quick_read_size=0)
         .start_session(
-            store, peer_is_loopback=True, sessions=1, hostname="h", random_bytes=bytes, clock=0
+            backend, peer_is_loopback=True, sessions=1, hostname="h", random_bytes=bytes, clock=0
         )
         .quick_read_size
         == 0
@@ -476,13 +476,14 @@ def test_each_chunk_of_a_big_message_is_a_quick_read_if_a_chunk_may_be(
     quick_read_size: int, quick: bool
 ) -> None:
     # Reading 64 KiB of a big message costs what reading a 64 KiB message does.
-    store = Store()
-    store.drop = _DropInSmallPieces(list(MESSAGES), fail_read=False, fail_commit=False)
+    backend = driver_backend(
+        chunk=5, empty_chunks=0
+    )  # whatever the chunk size asked for (a storage may)
     session = p.ServerSession(allow_plaintext=True)
     driver = p.SessionDriver(
-        session, store, failed_login_delay=0, chunk_size=16, quick_read_size=quick_read_size
+        session, backend, failed_login_delay=0, chunk_size=16, quick_read_size=quick_read_size
     )
-    out, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 2\r\n"])
+    out, seen = run(driver, [b"USER alice\r\n", b"PASS secret\r\n", b"RETR 2\r\n"])
     calls = [s for s in seen if isinstance(s, p.Call)]
     reads = [c for c in calls if c.function.__name__ == "_next_chunk"]
     assert len(reads) >= len(MESSAGES[1]) // 16 - 2
@@ -504,11 +505,11 @@ def test_each_chunk_of_a_big_message_is_a_quick_read_if_a_chunk_may_be(
 def test_answers_are_written_before_a_read_in_a_worker_thread() -> None:
     # RETR 1 (small, read at once) then RETR 2 (read in a worker): the first
     # answer does not wait for the worker.
-    store = Store()
+    backend = driver_backend()
     session = p.ServerSession(allow_plaintext=True)
     size = p.message_size(MESSAGES[0])
-    driver = p.SessionDriver(session, store, failed_login_delay=0, quick_read_size=size)
-    _, seen = run(driver, [b"USER a\r\n", b"PASS pw\r\n", b"RETR 1\r\nRETR 2\r\n"])
+    driver = p.SessionDriver(session, backend, failed_login_delay=0, quick_read_size=size)
+    _, seen = run(driver, [b"USER alice\r\n", b"PASS secret\r\n", b"RETR 1\r\nRETR 2\r\n"])
     opens = [
         i
         for i, s in enumerate(seen)
@@ -531,12 +532,12 @@ def test_scram_keys_are_derived_inside_the_storage_call(monkeypatch: pytest.Monk
         return real(cls, *args)
 
     monkeypatch.setattr(p.ScramCredentials, "from_password", classmethod(spy))
-    store = Store()
+    backend = driver_backend()
     session = p.ServerSession(
         allow_plaintext=True, mechanisms=["SCRAM-SHA-256"], random_bytes=lambda n: b"\x01" * n
     )
-    driver = p.SessionDriver(session, store, failed_login_delay=0)
-    client = p.ScramClient("SHA-256", "alice", "pw", nonce="n" * 24)
+    driver = p.SessionDriver(session, backend, failed_login_delay=0)
+    client = p.ScramClient("SHA-256", "alice", "secret", nonce="n" * 24)
     first = base64.b64encode(client.initial_response() or b"").decode()
     steps = driver.run()
     instruction = next(steps)

@@ -2,91 +2,22 @@
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass, field
-
 import pytest
 
 import pop3_sansio as p
-
-MESSAGES = [
-    b"Subject: one\n\nfirst\n",
-    b"Subject: two\nX: y\n\nline 1\n.dot line\nline 3\nline 4\n",
-    b"Subject: three\r\n\r\nno final newline",
-]
+from helpers import MESSAGES, FakeBackend
 
 
 def _random(n: int) -> bytes:
     return bytes(range(1, n + 1))
 
 
-@dataclass
-class Backend:
-    """An in-memory maildrop that answers a session's requests."""
-
-    users: dict[str, str] = field(default_factory=lambda: {"alice": "secret"})
-    tokens: dict[str, str] = field(default_factory=lambda: {"tok-1": "alice"})
-    messages: list[bytes] = field(default_factory=lambda: list(MESSAGES))
-    locked: bool = False
-    open_fails: bool = False
-    commit_fails: tuple[int, ...] = ()
-    read_fails_after: int | None = None  # chunks before a read error
-    chunk: int = 7
-    committed: list[tuple[int, ...]] = field(default_factory=list)
-    requests: list[object] = field(default_factory=list)
-
-    def serve(self, session: p.ServerSession) -> p.Request | None:
-        """Answer requests until NEED_DATA, StartTls or CloseConnection; return the last."""
-        while True:
-            request = session.next_request()
-            if request is p.NEED_DATA:
-                return None
-            self.requests.append(request)
-            if isinstance(request, p.StartTls | p.CloseConnection):
-                return request
-            self.answer(session, request)
-
-    def answer(self, session: p.ServerSession, request: p.Request) -> None:
-        if isinstance(request, p.CheckPassword):
-            known = self.users.get(request.username)
-            session.password_checked(
-                known is not None and hmac.compare_digest(known, request.password)
-            )
-        elif isinstance(request, p.LookupSecret):
-            session.secret_found(self.users.get(request.username))
-        elif isinstance(request, p.CheckToken):
-            session.token_checked(self.tokens.get(request.token) == request.username)
-        elif isinstance(request, p.OpenMaildrop):
-            if self.locked:
-                session.maildrop_locked()
-            elif self.open_fails:
-                session.maildrop_failed()
-            else:
-                snapshot = enumerate(self.messages)
-                session.maildrop_opened(
-                    [p.MessageInfo(p.message_size(m), f"uid{i}") for i, m in snapshot]
-                )
-        elif isinstance(request, p.ReadMessage):
-            data = self.messages[request.msg - 1]
-            for n, i in enumerate(range(0, len(data), self.chunk)):
-                if self.read_fails_after is not None and n >= self.read_fails_after:
-                    session.message_failed()
-                    return
-                if not session.message_data(data[i : i + self.chunk]):
-                    break
-            session.message_end()
-        else:
-            assert isinstance(request, p.CommitDeletions)
-            self.committed.append(request.messages)
-            session.deletions_committed(self.commit_fails)
-
-
 class Link:
     """A ClientConnection and a ServerSession joined without sockets."""
 
-    def __init__(self, backend: Backend | None = None, **options: object) -> None:
+    def __init__(self, backend: FakeBackend | None = None, **options: object) -> None:
         options.setdefault("allow_plaintext", True)
-        self.backend = backend or Backend()
+        self.backend = backend or FakeBackend()
         self.session = p.ServerSession(**options)  # type: ignore[arg-type]
         self.client = p.ClientConnection(tls=bool(options.get("tls", False)))
         self.last: p.Request | None = None
@@ -213,14 +144,14 @@ def test_apop_disabled_without_timestamp() -> None:
 
 
 def test_lock_held_elsewhere_is_in_use() -> None:
-    link = Link(Backend(locked=True))
+    link = Link(FakeBackend(locked=True))
     events = link.do(p.User("alice"), p.Pass("secret"))
     assert isinstance(events[1], p.Err) and events[1].code == p.IN_USE
     assert link.session.state is p.State.AUTHORIZATION
 
 
 def test_maildrop_that_cannot_open_is_sys_temp() -> None:
-    link = Link(Backend(open_fails=True))
+    link = Link(FakeBackend(open_fails=True))
     events = link.do(p.User("alice"), p.Pass("secret"))
     assert isinstance(events[1], p.Err) and events[1].code == p.SYS_TEMP
 
@@ -440,7 +371,7 @@ def test_stat_list_uidl_and_deletion_marks() -> None:
 @pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
 @pytest.mark.parametrize("msg", [1, 2, 3])
 def test_retr_is_byte_exact_and_matches_its_size(msg: int, chunk: int) -> None:
-    link = Link(Backend(chunk=chunk))
+    link = Link(FakeBackend(chunk=chunk))
     link.login()
     events = link.do(p.Retr(msg))
     data = body(events)
@@ -461,7 +392,7 @@ def test_retr_is_byte_exact_and_matches_its_size(msg: int, chunk: int) -> None:
     ],
 )
 def test_top(lines: int, expected: bytes) -> None:
-    link = Link(Backend(chunk=5))
+    link = Link(FakeBackend(chunk=5))
     link.login()
     events = link.do(p.Top(2, lines))
     assert events[0] == p.Ok("top of message follows")
@@ -470,14 +401,14 @@ def test_top(lines: int, expected: bytes) -> None:
 
 def test_top_stops_reading_early() -> None:
     big = b"Subject: big\n\n" + b"x" * 70 + b"\n" * 10_000
-    backend = Backend(messages=[big], chunk=100)
+    backend = FakeBackend(messages=[big], chunk=100)
     link = Link(backend)
     link.login()
     assert body(link.do(p.Top(1, 0))) == b"Subject: big\r\n\r\n"
 
 
 def test_unreadable_message_before_data_is_sys_temp() -> None:
-    link = Link(Backend(read_fails_after=0))
+    link = Link(FakeBackend(read_fails_after=0))
     link.login()
     events = link.do(p.Retr(1))
     assert isinstance(events[0], p.Err) and events[0].code == p.SYS_TEMP
@@ -485,7 +416,7 @@ def test_unreadable_message_before_data_is_sys_temp() -> None:
 
 
 def test_read_error_mid_message_closes() -> None:
-    link = Link(Backend(read_fails_after=1))
+    link = Link(FakeBackend(read_fails_after=1))
     link.login()
     link.session.receive_data(link.client.send(p.Retr(2)))
     assert link.backend.serve(link.session) == p.CloseConnection("read-error")
@@ -513,7 +444,7 @@ def test_wrong_state_and_unknown_commands() -> None:
 
 
 def test_quit_commits_marked_deletions_only() -> None:
-    backend = Backend()
+    backend = FakeBackend()
     link = Link(backend)
     link.login()
     link.do(p.Dele(1), p.Dele(3), p.Rset(), p.Dele(3))
@@ -526,7 +457,7 @@ def test_quit_commits_marked_deletions_only() -> None:
 
 
 def test_quit_without_deletions_commits_nothing() -> None:
-    backend = Backend()
+    backend = FakeBackend()
     link = Link(backend)
     link.login()
     assert link.do(p.Quit()) == [p.Ok("POP3 server signing off")]
@@ -534,7 +465,7 @@ def test_quit_without_deletions_commits_nothing() -> None:
 
 
 def test_quit_in_authorization_never_enters_update() -> None:
-    backend = Backend()
+    backend = FakeBackend()
     link = Link(backend)
     assert link.do(p.Quit()) == [p.Ok("POP3 server signing off")]
     assert backend.committed == []
@@ -542,7 +473,7 @@ def test_quit_in_authorization_never_enters_update() -> None:
 
 
 def test_failed_commit_says_which_remain() -> None:
-    backend = Backend(commit_fails=(2,))
+    backend = FakeBackend(commit_fails=(2,))
     link = Link(backend)
     link.login()
     link.do(p.Dele(1), p.Dele(2))
@@ -554,7 +485,7 @@ def test_failed_commit_says_which_remain() -> None:
 @pytest.mark.parametrize("ending", [b"", b"QU"])
 def test_client_going_away_deletes_nothing(ending: bytes) -> None:
     # RFC 1939 section 6, docs/architecture.md, invariant 4: no QUIT, no UPDATE.
-    backend = Backend()
+    backend = FakeBackend()
     link = Link(backend)
     link.login()
     link.do(p.Dele(1))
@@ -618,7 +549,7 @@ def test_message_info_is_validated(size: int, uid: str) -> None:
 
 
 def test_empty_maildrop() -> None:
-    link = Link(Backend(messages=[]))
+    link = Link(FakeBackend(messages=[]))
     link.login()
     assert link.do(p.Stat()) == [p.Ok("0 0")]
     assert link.do(p.List()) == [p.Ok("0 messages (0 octets)"), p.EndOfResponse()]

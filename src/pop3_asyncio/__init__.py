@@ -1,24 +1,41 @@
 """pop3_asyncio: POP3 client and server for asyncio, on the pop3_sansio core."""
 
-from pop3_sansio import (
+from pop3_sansio import ProtocolError, RemoteProtocolError
+from pop3_sansio.client import (
     AuthError,
     InUseError,
     LoginDelayError,
+    MessageTooLargeError,
     PermanentError,
     Pop3Error,
-    ProtocolError,
-    RemoteProtocolError,
     TemporaryError,
 )
 
 from ._client import Client, connect
-from ._server import Server, ServerOptions, serve
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._server import Server, ServerOptions, serve
+else:
+
+    def __getattr__(name: str) -> object:
+        # The server is imported on first use (PEP 562): a client's import loads
+        # no server, logging or threading code (docs/architecture.md, section 8).
+        if name not in ("Server", "ServerOptions", "serve"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import _server
+
+        value = getattr(_server, name)
+        globals()[name] = value
+        return value
+
 
 __all__ = [
     "AuthError",
     "Client",
     "InUseError",
     "LoginDelayError",
+    "MessageTooLargeError",
     "PermanentError",
     "Pop3Error",
     "ProtocolError",

@@ -10,7 +10,15 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import pop3_sansio as p
-from pop3_sansio import READ, AsyncClient, Instruction, StartTls, TlsMode, Write, default_port
+from pop3_sansio.client import (
+    READ,
+    AsyncClient,
+    Instruction,
+    StartTls,
+    TlsMode,
+    Write,
+    default_port,
+)
 
 from ._stream import Stream, with_timeout
 
@@ -27,6 +35,7 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     allow_plaintext_login: bool = False,
+    max_message_size: int | None = None,
 ) -> Client:
     """A client for ``host``; use it as ``async with connect(...) as client:``.
 
@@ -36,6 +45,10 @@ def connect(
     ``ssl.create_default_context()``. ``timeout`` bounds every network wait.
     Passwords are never sent in the clear to a non-loopback host unless
     ``allow_plaintext_login`` is true.
+
+    A RETR or TOP body longer than twice the size the server announced plus
+    64 KiB, or than ``max_message_size`` octets when set, raises
+    ``MessageTooLargeError`` and leaves the connection unusable.
 
     Leaving the ``async with`` block normally sends QUIT, which commits
     deletions; leaving it with an exception closes the connection without
@@ -48,6 +61,7 @@ def connect(
         ssl_context=ssl_context,
         timeout=timeout,
         allow_plaintext_login=allow_plaintext_login,
+        max_message_size=max_message_size,
     )
 
 
@@ -78,9 +92,9 @@ class Client(AsyncClient):
             )
         )
         self._stream = stream
-        return await self._greet(
-            peer_is_loopback=stream.peer_is_loopback(), random_bytes=os.urandom
-        )
+        assert stream.transport is not None
+        peer = stream.transport.get_extra_info("peername")
+        return await self._greet(peer=peer, random_bytes=os.urandom)
 
     async def _do(self, instruction: Instruction) -> None:
         stream = self._stream

@@ -13,8 +13,21 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-import pop3_sansio as p
-from pop3_sansio import ServerOptions
+from pop3_sansio.proxy import ProxyHeaderError, ProxyParser
+from pop3_sansio.server import (
+    READ,
+    AcceptPause,
+    AddressCounter,
+    BackendProtocol,
+    Call,
+    ServerOptions,
+    SessionDriver,
+    Sleep,
+    StartTls,
+    Write,
+    is_loopback_address,
+    peer_host,
+)
 
 from ._stream import PrefixReader, Stream, StreamClosedError, with_timeout
 
@@ -32,14 +45,14 @@ _ACCEPT_BATCH = 100  # connections accepted at most per wake-up (asyncio's defau
 class Server:
     """A running server: ``async with``, ``serve_forever()``, ``close()``, ``port``."""
 
-    def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
+    def __init__(self, backend: BackendProtocol, options: ServerOptions) -> None:
         self.backend = backend
         self.options = options
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()  # sessions
         self._opening: set[asyncio.Task[None]] = set()  # accepted, transport not made yet
-        self._addresses = p.AddressCounter()
-        self._pause = p.AcceptPause()
+        self._addresses = AddressCounter()
+        self._pause = AcceptPause()
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
         self._stopped: asyncio.Future[None] | None = None
@@ -131,9 +144,9 @@ class Server:
         if isinstance(connection, PrefixReader):
             try:
                 peer = await _proxy_header(connection, peer, options.proxy_timeout)
-            except (p.ProxyHeaderError, OSError) as exc:
+            except (ProxyHeaderError, OSError) as exc:
                 reason = f"no valid PROXY header: {exc!r}"  # closed without a greeting
-                log.info("session from %s ended: %s (user -)", p.peer_host(peer), reason)
+                log.info("session from %s ended: %s (user -)", peer_host(peer), reason)
                 connection.close()
                 return
             except BaseException:  # cancelled: the server is shutting down
@@ -144,7 +157,7 @@ class Server:
             stream = connection
         driver = options.start_session(
             self.backend,
-            peer_is_loopback=p.is_loopback_address(peer),
+            peer_is_loopback=is_loopback_address(peer),
             sessions=len(self._tasks),
             same_address=self._addresses.add(peer),
             hostname=socket.gethostname(),
@@ -184,30 +197,30 @@ class Server:
                 session.username or "-",
             )
 
-    async def _drive(self, driver: p.SessionDriver, stream: Stream) -> None:
+    async def _drive(self, driver: SessionDriver, stream: Stream) -> None:
         """Carry out the driver's instructions until the session ends."""
         clock = asyncio.get_running_loop().time
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
             error: BaseException | None = None
-            if instruction is p.READ:
+            if instruction is READ:
                 # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
                 timeout = driver.read_timeout(clock())
                 if timeout <= 0:  # even with input waiting: commands do not extend the login
                     raise TimeoutError
                 value = await stream.read(timeout)
-            elif isinstance(instruction, p.Write):
+            elif isinstance(instruction, Write):
                 # A client that stops reading must not hold the maildrop lock
                 # forever: writes are bounded by the autologout timer too.
                 await stream.write(instruction.data, driver.wait_timeout(clock()))
-            elif isinstance(instruction, p.Call) and instruction.quick:
+            elif isinstance(instruction, Call) and instruction.quick:
                 # A small read from storage: cheaper here than a worker-thread hop.
                 try:
                     value = instruction.function(*instruction.args)
                 except Exception as exc:  # handed to the driver, which decides
                     error = exc
-            elif isinstance(instruction, p.Call):
+            elif isinstance(instruction, Call):
                 call = asyncio.ensure_future(
                     asyncio.to_thread(instruction.function, *instruction.args)
                 )
@@ -222,10 +235,10 @@ class Server:
                     raise
                 except Exception as exc:  # handed to the driver, which decides
                     error = exc
-            elif isinstance(instruction, p.Sleep):
+            elif isinstance(instruction, Sleep):
                 await asyncio.sleep(instruction.seconds)
             else:
-                assert isinstance(instruction, p.StartTls)
+                assert isinstance(instruction, StartTls)
                 assert self.options.starttls_context is not None
                 timeout = driver.wait_timeout(clock())
                 await _handshake(stream, self.options.starttls_context, timeout)
@@ -277,7 +290,7 @@ class Server:
 
 async def _proxy_header(reader: PrefixReader, peer: Any, timeout: float) -> Any:
     """The client's address from the PROXY header, read without reading past it."""
-    parser = p.ProxyParser()
+    parser = ProxyParser()
 
     async def read() -> None:
         while parser.wanted:
@@ -336,7 +349,7 @@ async def _listen(
 
 
 async def serve(
-    backend: p.Backend,
+    backend: BackendProtocol,
     host: str | Sequence[str] | None = "127.0.0.1",
     port: int = 1110,
     **options: Any,

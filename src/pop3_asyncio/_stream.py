@@ -200,17 +200,6 @@ class Stream(asyncio.Protocol):
         assert new is not None
         self.transport = new
 
-    def peer_is_loopback(self) -> bool:
-        """Whether the peer's address is a loopback address (127.0.0.0/8, ::1)."""
-        import ipaddress
-
-        assert self.transport is not None
-        peer = self.transport.get_extra_info("peername")
-        try:
-            return ipaddress.ip_address(peer[0]).is_loopback
-        except (TypeError, ValueError, IndexError):
-            return False
-
     def close(self) -> None:
         """Close the connection (a TLS close alert goes first, RFC 8314 section 3.4)."""
         if self.transport is not None:

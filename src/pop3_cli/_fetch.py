@@ -44,6 +44,7 @@ from typing import Literal
 from pop3_asyncio import (
     AuthError,
     InUseError,
+    MessageTooLargeError,
     Pop3Error,
     ProtocolError,
     connect,
@@ -173,6 +174,7 @@ async def _fetch_all(
         ssl_context=context,
         timeout=args.timeout,
         allow_plaintext_login=args.insecure,
+        max_message_size=args.max_message_size,
     )
     deleted: list[str] = []  # the ids of the messages marked for deletion
     async with client:
@@ -279,6 +281,8 @@ def run_fetch(args: argparse.Namespace) -> int:
             raise CliError(f"the maildrop on {where} is in use: {exc}") from None
         except Pop3Error as exc:
             raise CliError(f"{where}: {exc}") from None
+        except MessageTooLargeError as exc:
+            raise CliError(f"{where}: {exc}; nothing was deleted on the server") from None
         except ProtocolError as exc:
             raise CliError(f"{where}: protocol error: {exc}") from None
         except ssl.SSLCertVerificationError as exc:

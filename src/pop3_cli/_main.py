@@ -14,10 +14,15 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from pop3_sansio import ServerOptions
-
+from ._defaults import (
+    BACKEND_NAMES,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_TLS_PORT,
+    LOGIN_TIMEOUT,
+    MAX_SESSIONS_PER_ADDRESS,
+)
 from ._errors import CliError, UsageError
-from ._serve import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TLS_PORT
 
 __all__ = ["build_parser", "main"]
 
@@ -86,6 +91,30 @@ def _user_pair(text: str) -> tuple[str, str]:
     if not sep or not name or not password:
         raise argparse.ArgumentTypeError("expected NAME:PASSWORD (both non-empty)")
     return name, password
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for (importlib.metadata
+    loads email and more: too slow for every ``pop3 --help``)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
@@ -188,7 +217,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         prog=PROG,
         description="POP3 tools: a server for Maildirs, and a safe mail fetcher.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
@@ -240,7 +269,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     serve.add_argument(
         "--backend",
-        choices=sorted(BACKENDS),
+        choices=BACKEND_NAMES,
         default="asyncio",
         help="the I/O binding that runs the server (default asyncio)",
     )
@@ -268,18 +297,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     serve.add_argument(
         "--max-sessions-per-address",
         type=_limit,
-        default=ServerOptions.max_sessions_per_address,
+        default=MAX_SESSIONS_PER_ADDRESS,
         metavar="N",
         help="sessions at once from one client address, logged in or not "
-        f"(default {ServerOptions.max_sessions_per_address}; 0: no limit)",
+        f"(default {MAX_SESSIONS_PER_ADDRESS}; 0: no limit)",
     )
     serve.add_argument(
         "--login-timeout",
         type=_seconds,
-        default=ServerOptions.login_timeout,
+        default=LOGIN_TIMEOUT,
         metavar="SECONDS",
         help="time a client has from connecting to logging in, TLS handshake included "
-        f"(default {ServerOptions.login_timeout:g}; after login, RFC 1939's 10-minute "
+        f"(default {LOGIN_TIMEOUT:g}; after login, RFC 1939's 10-minute "
         "autologout applies)",
     )
 
@@ -330,6 +359,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         default=60.0,
         metavar="SECONDS",
         help="give up when the server is silent this long (default 60)",
+    )
+    fetch.add_argument(
+        "--max-message-size",
+        type=_octets,
+        metavar="OCTETS",
+        help="refuse a message larger than this (default: no cap beyond twice the size "
+        "the server announced plus 64 KiB)",
     )
     return parser, {"serve": serve, "fetch": fetch}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pop3_maildrop import Backend, MaildirStorage, Maildrop, Storage, UserDB
 
+from ._defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TLS_PORT
 from ._demo import DEMO_PASSWORD, DEMO_USER, write_demo_maildir
 from ._errors import CliError, UsageError
 from ._secretfile import read_secret_file
@@ -34,9 +35,6 @@ __all__ = [
     "run_serve",
 ]
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 1110
-DEFAULT_TLS_PORT = 1995
 
 PLAIN_SECRET_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5")
 """Offered (with APOP) only when every user has a plain secret."""

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol
 
-from pop3_sansio import MaildropError, MaildropLockedError, MessageInfo
+from pop3_sansio.server import MaildropError, MaildropLockedError, MessageInfo
 
 __all__ = ["Maildrop", "MaildropError", "MaildropLocked", "Storage"]
 

@@ -25,7 +25,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pop3_sansio import MessageInfo, message_size
+from pop3_sansio.codec import message_size
+from pop3_sansio.server import MessageInfo
 
 from ._base import (
     FILE_LOCKS,

@@ -24,7 +24,8 @@ import stat
 from collections import Counter
 from collections.abc import Iterator
 
-from pop3_sansio import MessageInfo, message_size
+from pop3_sansio.codec import message_size
+from pop3_sansio.server import MessageInfo
 
 from ._base import (
     FILE_LOCKS,

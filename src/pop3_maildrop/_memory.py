@@ -6,7 +6,8 @@ import itertools
 import threading
 from collections.abc import Iterator
 
-from pop3_sansio import MessageInfo, message_size
+from pop3_sansio.codec import message_size
+from pop3_sansio.server import MessageInfo
 
 from ._base import LockRegistry, Maildrop, MaildropError, Storage
 

@@ -15,11 +15,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
 
 from ._capabilities import Capabilities
+from ._client_guard import ClientGuard
 from ._client_session import Chunk, ClientSession, Instruction
-from ._errors import LocalProtocolError, Pop3Error
 from ._events import Greeting
 from ._net import TlsMode
-from ._state import State
 
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
@@ -37,7 +36,8 @@ class AsyncClient(abc.ABC):
     closes the connection without QUIT, so nothing is deleted (RFC 1939
     section 6). One operation at a time: an operation that is cancelled,
     times out, breaks, or whose message is not read to the end leaves the
-    connection unusable, and every later call raises ``ConnectionError``.
+    connection unusable, and every later call raises ``ConnectionError``
+    (the rules are ``ClientGuard``'s, shared with ``pop3_sync.Client``).
     """
 
     def __init__(
@@ -49,6 +49,7 @@ class AsyncClient(abc.ABC):
         ssl_context: SSLContext | None,
         timeout: float | None,
         allow_plaintext_login: bool,
+        max_message_size: int | None = None,
     ) -> None:
         if tls not in ("implicit", "starttls", None):
             raise ValueError(f"tls must be 'implicit', 'starttls' or None, not {tls!r}")
@@ -58,9 +59,9 @@ class AsyncClient(abc.ABC):
         self.ssl_context = ssl_context
         self.timeout = timeout
         self.allow_plaintext_login = allow_plaintext_login
+        self.max_message_size = max_message_size
         self._session: ClientSession | None = None
-        self._busy = False
-        self._broken: BaseException | None = None
+        self._guard = ClientGuard(self.close)
 
     # --- what a binding supplies -------------------------------------------------------
 
@@ -82,18 +83,18 @@ class AsyncClient(abc.ABC):
 
     # --- the session and its rules -------------------------------------------------------
 
-    async def _greet(
-        self, *, peer_is_loopback: bool, random_bytes: Callable[[int], bytes]
-    ) -> Greeting:
-        """Start the session on a fresh connection: read the greeting, do STLS if asked.
+    async def _greet(self, *, peer: object, random_bytes: Callable[[int], bytes]) -> Greeting:
+        """Start the session on a fresh connection to ``peer`` (its socket address).
 
-        A password may go in the clear only to a loopback peer or when the
-        caller allowed it; over TLS it always may (RFC 2595 section 2.3).
+        Reads the greeting and does STLS if asked; see ``ClientGuard.new_session``
+        for when a password may go in the clear.
         """
-        self._session = ClientSession(
-            tls=self.tls == "implicit",
-            secure=self.allow_plaintext_login or peer_is_loopback,
+        self._session = self._guard.new_session(
+            tls=self.tls,
+            allow_plaintext_login=self.allow_plaintext_login,
+            peer=peer,
             random_bytes=random_bytes,
+            max_message_size=self.max_message_size,
         )
         return await self._run(self._session.start(starttls=self.tls == "starttls"))
 
@@ -109,7 +110,7 @@ class AsyncClient(abc.ABC):
             await self.open()
         except BaseException:
             # ``async with`` calls no __aexit__ when __aenter__ fails.
-            self._broken = self._broken or RuntimeError("open() failed")
+            self._guard.open_failed()
             await self.aclose()
             raise
         return self
@@ -120,43 +121,16 @@ class AsyncClient(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None and self._busy and self._broken is None:
-            # An operation was left half-way (a RETR loop left early): out of step.
-            self._interrupted(RuntimeError("an operation was not finished"))
-        if exc_type is not None or self._broken is not None:
+        plan = self._guard.exit_plan(exc_type, self._session)
+        if plan == "close":
             await self.aclose()  # no QUIT: nothing marked is deleted
-            if exc_type is None and self._session is not None:
-                self._session.raise_if_marks_lost(self._broken)
+            self._guard.closed_without_quit(exc_type, self._session)
             return
-        commits = self._session is not None and self._session.quit_commits
         try:
             await self.quit()  # closes, however it ends
         except ConnectionError:
-            if commits:
+            if plan == "commit":
                 raise  # whether the deletions were made is unknown
-
-    def _begin(self) -> None:
-        """Claim the connection for one operation, or raise if it cannot be used."""
-        if self._broken is not None:
-            raise ConnectionError(
-                f"connection unusable after an interrupted operation: {self._broken!r}"
-            )
-        if self._busy:
-            # An earlier operation stopped half-way (e.g. a RETR loop left
-            # early) or runs in another task: either way the answers are out
-            # of step with the commands, so the connection cannot go on.
-            self._interrupted(RuntimeError("an earlier operation was not finished"))
-            raise ConnectionError(
-                "connection unusable: an earlier operation was not finished "
-                "(read every chunk of iter_retr, or use one connection per task)"
-            )
-        self._busy = True
-
-    def _interrupted(self, exc: BaseException) -> None:
-        """An operation stopped half-way: out of step for good, so close (no QUIT)."""
-        if self._broken is None:
-            self._broken = exc
-        self.close()
 
     async def _run(self, op: Generator[Instruction, None, T]) -> T:
         """Run an operation that yields no message data to completion."""
@@ -216,7 +190,12 @@ class AsyncClient(abc.ABC):
     def iter_retr(self, msg: int) -> AsyncIterator[bytes]:
         """Stream message ``msg``: ``async for chunk in client.iter_retr(1)``.
 
-        Read it to the end: leaving the loop early makes the connection unusable.
+        Read it to the end: leaving the loop early makes the connection
+        unusable (the rest of the message is still on its way), and it is
+        closed without QUIT at the next call or at the end of the block. A
+        body over ``session.body_limit`` of its LIST size (``LIST msg`` goes
+        out with the RETR unless ``list()`` was called) raises
+        ``MessageTooLargeError``; so do ``retr``, ``retr_to``, ``top`` and ``retr_many``.
         """
         return _Operation(self, self.session.retr(msg))
 
@@ -242,7 +221,9 @@ class AsyncClient(abc.ABC):
         """``(msgno, message)`` for each of ``msgs``, pipelined when the server allows.
 
         With ``delete``, each message is marked for deletion once it has been
-        taken (committed at QUIT). Read it to the end: leaving the loop early
+        taken (committed at QUIT). CAPA (whether the server pipelines) and
+        LIST (the sizes) go out first when not known, at the first step of
+        the loop, not at this call. Read it to the end: leaving the loop early
         makes the connection unusable.
         """
         return _RetrMany(self, list(msgs), delete)
@@ -260,7 +241,7 @@ class AsyncClient(abc.ABC):
         return await self._run(self.session.noop())
 
     async def utf8(self) -> str:
-        """``UTF8`` (RFC 6856): allow UTF-8 in user names and passwords."""
+        """``UTF8`` (RFC 6856): user names, passwords and messages may then be UTF-8."""
         return await self._run(self.session.utf8())
 
     async def quit(self) -> str:
@@ -270,7 +251,8 @@ class AsyncClient(abc.ABC):
         try:
             return await self._run(self.session.quit())
         finally:
-            if self._broken is None:
+            # A graceful close (TLS close alert) only on a connection in step.
+            if self._guard.broken is None:
                 await self.aclose()
             else:
                 self.close()
@@ -279,7 +261,7 @@ class AsyncClient(abc.ABC):
 # Operations are iterator classes rather than async generators: an async
 # generator abandoned half-way would be finalised later, in another task
 # (trio warns about it); these need no finalising. An abandoned operation
-# leaves the client busy, so the next call fails.
+# leaves the guard busy, so the next call fails (ClientGuard.begin).
 
 
 class _Operation(AsyncIterator[bytes], Generic[T]):
@@ -312,7 +294,7 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
         client = self._client
         try:
             if not self._started:
-                client._begin()
+                client._guard.begin()
                 self._started = True
                 instruction = next(self._op)
             else:
@@ -328,32 +310,15 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
                     await client._do(instruction)
                 instruction = self._op.send(None)
         except StopIteration as stop:
-            self._finish()
+            self._done = True
+            client._guard.finished()
             self._result.append(stop.value)
             raise StopAsyncIteration from None
-        except Pop3Error:
-            self._finish()
-            raise  # a complete -ERR answer: the session is still in step
-        except LocalProtocolError:
-            # A bad argument (``dele(0)``, CR in a name) is refused before
-            # anything is written: the connection is still in step.
-            self._finish()
-            if self._wrote or client.session.connection.our_state is State.ERROR:
-                client._interrupted(RuntimeError("the connection refused a command"))
-            raise
         except BaseException as exc:
-            # Cancelled, timed out or broken in the middle of an answer: the
-            # connection is out of step and must not be reused (nor QUIT sent).
-            if self._started:
-                self._finish()
-                client._interrupted(exc)
-            else:
-                self._done = True  # refused by _begin
+            self._done = True
+            if self._started:  # else refused by begin()
+                client._guard.failed(exc, wrote=self._wrote, session=client.session)
             raise
-
-    def _finish(self) -> None:
-        self._done = True
-        self._client._busy = False
 
 
 class _RetrMany(AsyncIterator[tuple[int, bytes]]):
@@ -369,7 +334,6 @@ class _RetrMany(AsyncIterator[tuple[int, bytes]]):
     async def __anext__(self) -> tuple[int, bytes]:
         if self._chunks is None:
             client = self._client
-            await client.capa()  # pipelining depends on it (RFC 2449 section 6.6)
             self._chunks = _Operation(
                 client, client.session.retr_many(self._order, delete=self._delete)
             )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ._errors import RemoteProtocolError
+from ._values import Value, init_field
 
 __all__ = ["Capabilities"]
 
@@ -17,8 +16,7 @@ def _delay(args: tuple[str, ...], tag: str) -> tuple[int, bool]:
     return int(args[0]), len(args) > 1 and args[1].upper() == "USER"
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(Value):
     """What a server announced in answer to CAPA.
 
     ``tags`` maps each upper-cased tag to its arguments as sent; tags are
@@ -26,7 +24,11 @@ class Capabilities:
     from it for the capabilities RFC 2449, 2595, 5034 and 6856 define.
     """
 
-    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    __slots__ = __match_args__ = ("tags",)
+    tags: dict[str, tuple[str, ...]]
+
+    def __init__(self, tags: dict[str, tuple[str, ...]] | None = None) -> None:
+        init_field(self, "tags", {} if tags is None else tags)
 
     @classmethod
     def parse(cls, body: bytes) -> Capabilities:

@@ -16,11 +16,8 @@ is a loop of a few lines around ``drive``-style code and some socket calls.
 
 from __future__ import annotations
 
-import contextlib
+import warnings
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from . import _events as ev
 from ._apop import apop_digest
@@ -32,6 +29,7 @@ from ._errors import (
     InUseError,
     LocalProtocolError,
     LoginDelayError,
+    MessageTooLargeError,
     PermanentError,
     Pop3Error,
     RemoteProtocolError,
@@ -45,8 +43,15 @@ from ._listing import (
     parse_uid_line,
     parse_uid_listing,
 )
-from ._sasl import ClientMechanism, client_mechanism
 from ._state import NEED_DATA, State
+from ._values import Value, init_field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Generator, Iterable
+    from typing import NoReturn, TypeAlias
+
+    from ._sasl import ClientMechanism
 
 __all__ = ["MAX_LISTING_SIZE", "Chunk", "ClientSession", "Instruction", "error_for"]
 
@@ -75,17 +80,36 @@ def error_for(err: ev.Err, command: str, default: type[Pop3Error] = Pop3Error) -
 # --- instructions --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(Value):
     """A piece of a message body for the caller (CRLF line ends, unstuffed)."""
 
-    data: bytes = field(repr=False)
+    __slots__ = __match_args__ = ("data",)
+    _hidden = frozenset(__slots__)
+    data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        init_field(self, "data", data)
 
 
 Instruction: TypeAlias = Write | Read | StartTls | Chunk
 
 MAX_LISTING_SIZE = 64 << 20
 """Default cap on a LIST, UIDL or CAPA body the client collects (about 800k UIDL lines)."""
+
+BODY_SLACK = 64 << 10
+"""Octets a body may exceed twice its announced size by (see ``ClientSession.body_limit``)."""
+
+
+def _window_open(in_flight: int, depth: int, writing: bool) -> bool:
+    """Whether ``retr_many`` tops its window of ``depth`` RETRs up now.
+
+    Once a quarter of it is answered, or when a DELE goes out anyway: one
+    write for several RETRs, not one for each, while three quarters stay in
+    flight so the server never waits for the next command (half a window
+    drained the pipe; benchmarks/RESULTS.md).
+    """
+    return writing or in_flight <= depth - max(1, depth // 4)
+
 
 # Mechanisms that hand the secret itself (a password or a bearer token) to
 # anyone who reads the connection.
@@ -96,21 +120,32 @@ class ClientSession:
     """A POP3 client's session logic over a ``ClientConnection``.
 
     ``random_bytes`` (e.g. ``os.urandom``) supplies the SCRAM client nonce;
-    without it SCRAM is not used. ``secure`` says whether it is safe to send a
-    password in the clear: the binding sets it for TLS, loopback peers or when
-    the caller insists; ``login`` never reveals a password otherwise.
+    without it SCRAM is not used. ``allow_plaintext_login`` says whether a
+    password may be sent without TLS: the binding sets it for loopback peers
+    or when the caller insists; ``login`` never reveals a password otherwise.
+    ``secure=`` is its old, deprecated name.
     """
 
     def __init__(
         self,
         *,
         tls: bool = False,
-        secure: bool = False,
+        allow_plaintext_login: bool = False,
         random_bytes: Callable[[int], bytes] | None = None,
         connection: ClientConnection | None = None,
+        max_message_size: int | None = None,
+        secure: bool | None = None,
     ) -> None:
+        if secure is not None:
+            warnings.warn(
+                "ClientSession(secure=...) is deprecated: use allow_plaintext_login=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            allow_plaintext_login = allow_plaintext_login or secure
         self.connection = connection or ClientConnection(tls=tls)
-        self._insecure_ok = secure
+        self.allow_plaintext_login = allow_plaintext_login
+        """A password may be sent without TLS (a loopback peer, or the caller said so)."""
         self._random = random_bytes
         self.greeting: ev.Greeting | None = None
         self._capabilities: Capabilities | None = None
@@ -118,6 +153,12 @@ class ClientSession:
         self.max_listing_size = MAX_LISTING_SIZE
         """Cap on a LIST, UIDL or CAPA body: more is a ``RemoteProtocolError`` ("too-big")."""
         self._capa_known = False
+        self.max_message_size = max_message_size
+        """Absolute cap on a RETR or TOP body, in octets; ``None``: only the relative limit."""
+        # From LIST: a message's size is fixed once the maildrop is open (RFC 1939 section 4).
+        self._sizes: dict[int, int] = {}
+        self._listed = False  # a whole scan listing was read: _sizes has every message
+        self._refused: MessageTooLargeError | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -126,11 +167,27 @@ class ClientSession:
         self.connection.receive_data(data)
 
     @property
-    def secure(self) -> bool:
+    def may_send_password(self) -> bool:
         """Whether a password may be sent as it is: TLS is active, or it was allowed."""
-        return self._insecure_ok or self.connection.tls_active
+        return self.allow_plaintext_login or self.connection.tls_active
+
+    @property
+    def secure(self) -> bool:
+        """Deprecated name of ``may_send_password``."""
+        warnings.warn(
+            "ClientSession.secure is deprecated: use may_send_password",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.may_send_password
 
     def _send(self, *commands: ev.Command) -> Generator[Instruction, None, None]:
+        if self._refused is not None:
+            # The rest of an oversized body is still on its way: no command
+            # (QUIT included) can be answered in step any more.
+            raise RemoteProtocolError(
+                f"the connection is unusable: {self._refused}", reason="peer-error"
+            )
         yield Write(b"".join(self.connection.send(c) for c in commands))
 
     def _event(self) -> Generator[Instruction, None, ev.Event]:
@@ -223,7 +280,7 @@ class ClientSession:
         """Authenticate with the strongest method both sides have; return the ``+OK`` text.
 
         Order: SCRAM-SHA-256, SCRAM-SHA-1; then, where a password may be sent
-        (``secure``), PLAIN, LOGIN, USER/PASS; then the challenge-response
+        (``may_send_password``), PLAIN, LOGIN, USER/PASS; then the challenge-response
         methods CRAM-MD5 and APOP. With ``token``: OAUTHBEARER or XOAUTH2.
         ``mechanism`` forces one SASL mechanism (or ``"USER"``/``"APOP"``).
         Raises ``AuthError`` when no safe method is offered or the
@@ -242,7 +299,7 @@ class ClientSession:
         if method == "USER":
             if password is None:
                 raise LocalProtocolError("USER/PASS needs a password", reason="bad-argument")
-            if not self.secure:
+            if not self.may_send_password:
                 raise AuthError("refusing to send a password in the clear", None, "login")
             if caps is not None and caps.pipelining:
                 yield from self._send(ev.User(username), ev.Pass(password))
@@ -281,11 +338,15 @@ class ClientSession:
         sasl = caps.sasl if caps is not None else ()
         if with_token:
             # A bearer token is as good as a password to whoever reads it.
-            return [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl] if self.secure else []
+            return (
+                [m for m in ("OAUTHBEARER", "XOAUTH2") if m in sasl]
+                if self.may_send_password
+                else []
+            )
         order: list[str] = []
         if self._random is not None:
             order += [m for m in ("SCRAM-SHA-256", "SCRAM-SHA-1") if m in sasl]
-        if self.secure:
+        if self.may_send_password:
             order += [m for m in ("PLAIN", "LOGIN") if m in sasl]
             # RFC 2449 section 7: USER may be used without being announced.
             if caps is None or caps.user or not sasl:
@@ -311,6 +372,10 @@ class ClientSession:
         A challenge that is not base64 is answered with ``*``.
         """
         if isinstance(mechanism, str):
+            # Here, not at the top: a USER/PASS or APOP login never loads SASL,
+            # SCRAM, json or stringprep (docs/architecture.md, section 8).
+            from ._sasl import client_mechanism
+
             nonce = None
             if self._random is not None:
                 nonce = self._random(18).hex()
@@ -319,7 +384,7 @@ class ClientSession:
             )
         else:
             mech = mechanism
-        if mech.name in _CLEARTEXT_MECHANISMS and not self.secure:
+        if mech.name in _CLEARTEXT_MECHANISMS and not self.may_send_password:
             raise AuthError("refusing to send a password in the clear", None, "AUTH")
         command = ev.Auth(mech.name, mech.initial_response())
         if len(encode_command(command)) + 2 > self.connection.max_command_length:
@@ -347,8 +412,10 @@ class ClientSession:
                 # A forged or malformed challenge: cancel, read the -ERR that
                 # must follow, and report what was wrong with the challenge.
                 yield from self._send(ev.SaslCancel())
-                with contextlib.suppress(Pop3Error):
+                try:  # noqa: SIM105 - contextlib costs a client's import time
                     yield from self._status("AUTH", AuthError)
+                except Pop3Error:
+                    pass
                 raise
             yield from self._send(ev.SaslResponse(response))
 
@@ -362,9 +429,13 @@ class ClientSession:
         """``LIST`` -> ``{msgno: size}`` (one entry for ``LIST msg``)."""
         if msg is not None:
             n, size = parse_scan_line((yield from self._simple(ev.List(msg), "LIST")))
+            self._sizes[n] = size
             return {n: size}
         yield from self._simple(ev.List(), "LIST")
-        return parse_scan_listing((yield from self._body()))
+        sizes = parse_scan_listing((yield from self._body()))
+        self._sizes.update(sizes)
+        self._listed = True
+        return sizes
 
     def uidl(self, msg: int | None = None) -> Generator[Instruction, None, dict[int, str]]:
         """``UIDL`` -> ``{msgno: unique id}`` (one entry for ``UIDL msg``)."""
@@ -376,23 +447,97 @@ class ClientSession:
         yield from self._simple(ev.Uidl(), "UIDL")
         return parse_uid_listing((yield from self._body()))
 
+    def body_limit(self, size: int) -> int:
+        """The octets accepted for a RETR or TOP body of a message announced as ``size``.
+
+        Twice the size plus ``BODY_SLACK``: RFC 1939 section 11 counts each
+        line end as two octets (CRLF), yet some servers give the size of the
+        stored file with one-octet LF ends, which a body of short lines
+        nearly doubles on the wire; the slack covers small messages.
+        ``max_message_size``, when set, caps it.
+        """
+        limit = 2 * size + BODY_SLACK
+        cap = self.max_message_size
+        return limit if cap is None or cap > limit else cap
+
+    def _open_body(
+        self, command: ev.Retr | ev.Top, name: str
+    ) -> Generator[Instruction, None, tuple[int, int]]:
+        """Send ``command``, read its ``+OK``; return the message's ``(size, body limit)``.
+
+        The size comes from an earlier LIST when there was one. Otherwise
+        ``LIST msg`` asks for it: in the same write as ``command`` when the
+        server pipelines (RFC 2449 section 6.6), else one round trip before
+        it (``list()`` first saves them for every message at once).
+        """
+        msg = command.msg
+        size = self._sizes.get(msg)
+        caps = self._capabilities
+        if size is None and caps is not None and caps.pipelining:
+            yield from self._send(ev.List(msg), command)
+            try:
+                ok = yield from self._status("LIST")
+            except Pop3Error:
+                # No such message: read the answer to ``command`` too, in step.
+                yield from self._skip_answers([command])
+                raise
+            assert isinstance(ok, ev.Ok)
+            n, size = parse_scan_line(ok.text)
+            self._sizes[n] = size
+            limit = self._check_announced(msg, size)
+        else:
+            if size is None:
+                (size,) = (yield from self.list(msg)).values()
+            limit = self._check_announced(msg, size)
+            yield from self._send(command)
+        yield from self._status(name)
+        return size, limit
+
+    def _check_announced(self, msg: int, size: int) -> int:
+        limit = self.body_limit(size)
+        if self.max_message_size is not None and size > self.max_message_size:
+            # Known too big before a byte of it is sent: not fetched at all.
+            self._refuse(MessageTooLargeError(msg, size, limit, received=None))
+        return limit
+
+    def _refuse(self, error: MessageTooLargeError) -> NoReturn:
+        self._refused = error
+        raise error
+
     def retr(self, msg: int) -> Generator[Instruction, None, None]:
-        """``RETR msg``: yields the message as ``Chunk`` instructions."""
-        yield from self._simple(ev.Retr(msg), "RETR")
-        yield from self._chunks()
+        """``RETR msg``: yields the message as ``Chunk`` instructions.
+
+        Raises ``MessageTooLargeError`` once the body goes over its
+        ``body_limit`` (from the LIST size, asked for as well if not known).
+        """
+        size, limit = yield from self._open_body(ev.Retr(msg), "RETR")
+        yield from self._chunks(msg, size, limit)
 
     def top(self, msg: int, lines: int) -> Generator[Instruction, None, None]:
-        """``TOP msg lines``: yields the headers and ``lines`` body lines as ``Chunk``."""
-        yield from self._simple(ev.Top(msg, lines), "TOP")
-        yield from self._chunks()
+        """``TOP msg lines``: yields the headers and ``lines`` body lines as ``Chunk``.
 
-    def _chunks(self) -> Generator[Instruction, None, None]:
+        Held to the whole message's ``body_limit``, as ``retr`` is: headers
+        and some lines are never more than the message.
+        """
+        size, limit = yield from self._open_body(ev.Top(msg, lines), "TOP")
+        yield from self._chunks(msg, size, limit)
+
+    def _chunks(
+        self, msg: int, size: int, limit: int, *, keep: bool = True
+    ) -> Generator[Instruction, None, None]:
+        """A body as ``Chunk`` instructions (dropped unless ``keep``), up to ``limit`` octets."""
+        received = 0
         while True:
             event = yield from self._event()
             if isinstance(event, ev.EndOfResponse):
                 return
             assert isinstance(event, ev.Data)
-            yield Chunk(event.data)
+            received += len(event.data)
+            if received > limit:
+                # Not drained: a server that never stops would keep us here.
+                self._refuse(MessageTooLargeError(msg, size, limit, received=received))
+            if keep:
+                yield Chunk(event.data)
 
     def retr_many(
         self, msgs: Iterable[int], *, delete: bool = False, window: int = 32
@@ -407,54 +552,65 @@ class ClientSession:
         end marker). A RETR or DELE that fails raises its ``Pop3Error`` once the
         answers to the commands already sent are read, so the session stays
         in step and no message the caller did not get is marked.
+
+        Each body is held to its ``body_limit``. Sizes not known from an
+        earlier LIST are asked for with one LIST of every message first (one
+        round trip for them all, not one ``LIST msg`` each); a message that
+        listing lacks is held to ``BODY_SLACK``. Whether the server pipelines
+        comes from CAPA, asked for first unless known.
         """
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window}")
-        caps = self._capabilities
+        order = list(msgs)
+        caps = yield from self.capa()  # pipelining depends on it (RFC 2449 section 6.6)
         pipelining = caps is not None and caps.pipelining
         depth = window if pipelining else 1
-        queue = deque(msgs)
-        pending: deque[ev.Command] = deque()
-        outgoing: list[ev.Command] = []
-        retrs = 0  # RETRs sent and not yet answered
-        while queue or pending or outgoing:
-            # The window is topped up once a quarter of it is answered (or a
-            # DELE goes out anyway): one write for several RETRs, not one for
-            # each, while three quarters stay in flight so the server never
-            # waits for the next command (half a window drained the pipe).
-            if retrs <= depth - max(1, depth // 4) or outgoing:
-                while queue and retrs < depth and (pipelining or not outgoing):
-                    outgoing.append(ev.Retr(queue.popleft()))
+        sizes = self._sizes
+        if not self._listed and any(msg not in sizes for msg in order):
+            yield from self.list()
+        rest = iter(order)  # messages whose RETR has not been sent
+        left = len(order)  # how many ``rest`` still holds
+        sent: deque[ev.Retr | ev.Dele] = deque()  # written, answers not read yet, in order
+        retrs = 0  # RETRs among ``sent``
+        dele: ev.Dele | None = None  # goes out with the next write
+        while left or sent or dele is not None:
+            batch: list[ev.Retr | ev.Dele] = [] if dele is None else [dele]
+            dele = None
+            if _window_open(retrs, depth, bool(batch)):
+                # Without pipelining a DELE goes alone, and one RETR at a time.
+                while left and retrs < depth and (pipelining or not batch):
+                    batch.append(ev.Retr(next(rest)))
+                    left -= 1
                     retrs += 1
-            if outgoing:
-                yield from self._send(*outgoing)
-                pending.extend(outgoing)
-                outgoing = []
-            command = pending.popleft()
+            if batch:
+                yield from self._send(*batch)
+                sent.extend(batch)
+            command = sent.popleft()
             try:
                 if isinstance(command, ev.Dele):
                     yield from self._status("DELE")
                     self._marked.add(command.msg)
                     continue
-                assert isinstance(command, ev.Retr)
                 retrs -= 1
                 yield from self._status("RETR")
             except Pop3Error:
-                yield from self._skip_answers(pending)
+                yield from self._skip_answers(sent)
                 raise
-            yield from self._chunks()
+            msg = command.msg
+            size = sizes.get(msg, 0)
+            yield from self._chunks(msg, size, self._check_announced(msg, size))
             yield Chunk(b"")
             if delete:
-                outgoing.append(ev.Dele(command.msg))
+                dele = ev.Dele(msg)
 
     def _skip_answers(self, commands: Iterable[ev.Command]) -> Generator[Instruction, None, None]:
-        """Read and drop the answers to ``commands`` (already sent)."""
+        """Read and drop the answers to ``commands`` (already sent), bodies up to their limit."""
         for command in commands:
             event = yield from self._event()
-            if isinstance(event, ev.Ok) and isinstance(command, ev.Retr):
-                # Dropped as it arrives: a message of any size, in no memory.
-                while not isinstance((yield from self._event()), ev.EndOfResponse):
-                    pass
+            if isinstance(event, ev.Ok) and isinstance(command, ev.Retr | ev.Top):
+                # Dropped as it arrives, in no memory, yet not for ever.
+                size = self._sizes.get(command.msg, 0)
+                yield from self._chunks(command.msg, size, self.body_limit(size), keep=False)
 
     def dele(self, msg: int) -> Generator[Instruction, None, str]:
         """``DELE msg``: mark for deletion at QUIT."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ._values import Value, init_field
 
 __all__ = [
     "AUTH",
@@ -20,15 +20,18 @@ __all__ = [
 _RCHARS = frozenset(range(0x21, 0x80)) - {0x2F, 0x5D}
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseCode:
+class ResponseCode(Value):
     """A hierarchical response code such as ``[SYS/TEMP]``.
 
     ``levels`` holds the upper-cased levels, e.g. ``("SYS", "TEMP")``; codes are
     case-insensitive (RFC 2449 section 8). ``str(code)`` gives ``SYS/TEMP``.
     """
 
+    __slots__ = __match_args__ = ("levels",)
     levels: tuple[str, ...]
+
+    def __init__(self, levels: tuple[str, ...]) -> None:
+        init_field(self, "levels", levels)
 
     @classmethod
     def parse(cls, code: str) -> ResponseCode:

@@ -14,10 +14,13 @@ Sources: RFC 1939 sections 4-7, RFC 2449 section 5 (CAPA), RFC 2595 section 4
 from __future__ import annotations
 
 import enum
-from typing import Final
 
 from . import _events as ev
 from ._state import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Final
 
 __all__ = [
     "BARE_COMMANDS",

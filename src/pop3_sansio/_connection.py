@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Literal, NoReturn
 
 from . import _events as ev
 from ._apop import find_timestamp
@@ -25,6 +23,11 @@ from ._multiline import BodyDecoder, BodyEncoder
 from ._parse import parse_command
 from ._receivebuffer import BufferFullError, LineTooLongError, ReceiveBuffer
 from ._state import NEED_DATA, PAUSED, Sentinel, State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from typing import Any, Literal, NoReturn
 
 __all__ = [
     "MAX_COMMAND_LENGTH",

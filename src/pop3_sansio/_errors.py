@@ -10,8 +10,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._codes import ResponseCode
 
@@ -20,6 +19,7 @@ __all__ = [
     "InUseError",
     "LocalProtocolError",
     "LoginDelayError",
+    "MessageTooLargeError",
     "PermanentError",
     "Pop3Error",
     "ProtocolError",
@@ -73,6 +73,29 @@ class RemoteProtocolError(ProtocolError):
     Examples: a line over its length limit, a malformed status line, a bad
     base64 SASL line, bytes sent after STLS before the TLS handshake.
     """
+
+
+class MessageTooLargeError(RemoteProtocolError):
+    """A message body went over its limit (``ClientSession.body_limit``), or was announced so.
+
+    ``msg`` is the message number, ``announced`` the size the server gave in
+    its scan listing (LIST), ``limit`` the octets the client accepts for it.
+    The rest of the body is not read: the connection cannot be used any more
+    (no QUIT either, so nothing marked for deletion is deleted).
+    """
+
+    def __init__(self, msg: int, announced: int, limit: int, *, received: int | None) -> None:
+        if received is None:
+            text = f"message {msg} is announced as {announced} octets, over the limit of {limit}"
+        else:
+            text = (
+                f"message {msg} is announced as {announced} octets, but the server sent "
+                f"more than the limit of {limit}"
+            )
+        super().__init__(text, reason="message-too-large")
+        self.msg = msg
+        self.announced = announced
+        self.limit = limit
 
 
 class Pop3Error(Exception):

@@ -1,8 +1,10 @@
 """Events: what the connections turn bytes into, and what they turn into bytes.
 
 Commands travel from client to server; responses from server to client. Every
-event is a small frozen, slotted dataclass whose fields are ``bytes``, ``str``,
-``int`` or ``None`` -- never ``bytearray`` or ``memoryview``.
+event is a small immutable, slotted value class (``_values.Value``: compared,
+hashed and pickled by its fields, matched by position through ``__match_args__``)
+whose fields are ``bytes``, ``str``, ``int`` or ``None`` -- never ``bytearray`` or
+``memoryview``.
 
 Arguments are ``str`` because POP3 commands are text (RFC 1939 section 3);
 they are encoded as UTF-8 on the wire, which is ASCII for every classic
@@ -11,10 +13,12 @@ command and what RFC 6856 (UTF8) allows after ``UTF8``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from ._codes import ResponseCode
 from ._errors import LocalProtocolError
+from ._values import Value, init_field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from ._codes import ResponseCode
 
 _MAX_NUMBER = 10**20  # RFC 1939 numbers are decimal; this caps them at 20 digits.
 
@@ -79,42 +83,46 @@ __all__ = [
 # --- commands (client -> server) -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+class User(Value):
     """``USER name`` (RFC 1939 section 7)."""
 
+    __slots__ = __match_args__ = ("name",)
     name: str
 
-    def __post_init__(self) -> None:
-        _text(self.name, "USER name", empty=False)
+    def __init__(self, name: str) -> None:
+        _text(name, "USER name", empty=False)
+        init_field(self, "name", name)
 
 
-@dataclass(frozen=True, slots=True)
-class Pass:
+class Pass(Value):
     """``PASS secret`` (RFC 1939 section 7). Spaces are part of the secret."""
 
-    password: str = field(repr=False)
+    __slots__ = __match_args__ = ("password",)
+    _hidden = frozenset(__slots__)
+    password: str
 
-    def __post_init__(self) -> None:
-        _text(self.password, "PASS secret")
+    def __init__(self, password: str) -> None:
+        _text(password, "PASS secret")
+        init_field(self, "password", password)
 
 
-@dataclass(frozen=True, slots=True)
-class Apop:
+class Apop(Value):
     """``APOP name digest`` (RFC 1939 section 7); ``digest`` is 32 lower-case hex digits."""
 
+    __slots__ = __match_args__ = ("name", "digest")
     name: str
     digest: str
 
-    def __post_init__(self) -> None:
-        _text(self.name, "APOP name", empty=False, space=False)
-        _text(self.digest, "APOP digest")
-        if len(self.digest) != 32 or any(c not in "0123456789abcdefABCDEF" for c in self.digest):
+    def __init__(self, name: str, digest: str) -> None:
+        _text(name, "APOP name", empty=False, space=False)
+        _text(digest, "APOP digest")
+        if len(digest) != 32 or any(c not in "0123456789abcdefABCDEF" for c in digest):
             raise LocalProtocolError("APOP digest must be 32 hex digits", reason="bad-argument")
+        init_field(self, "name", name)
+        init_field(self, "digest", digest)
 
 
-@dataclass(frozen=True, slots=True)
-class Auth:
+class Auth(Value):
     """``AUTH [mechanism [initial-response]]`` (RFC 5034 section 4).
 
     ``initial_response`` is the *decoded* response: ``None`` means none was sent,
@@ -122,134 +130,153 @@ class Auth:
     ``AUTH`` that many servers answer with a multi-line list of mechanisms.
     """
 
-    mechanism: str | None = None
-    initial_response: bytes | None = field(default=None, repr=False)
+    __slots__ = __match_args__ = ("mechanism", "initial_response")
+    _hidden = frozenset({"initial_response"})
+    mechanism: str | None
+    initial_response: bytes | None
 
-    def __post_init__(self) -> None:
-        if self.mechanism is None:
-            if self.initial_response is not None:
+    def __init__(self, mechanism: str | None = None, initial_response: bytes | None = None) -> None:
+        if mechanism is None:
+            if initial_response is not None:
                 raise LocalProtocolError(
                     "initial response without mechanism", reason="bad-argument"
                 )
-            return
-        _text(self.mechanism, "SASL mechanism", empty=False, space=False)
-        # RFC 4422 section 3.1: 1-20 characters of A-Z, 0-9, "-" and "_".
-        if len(self.mechanism) > 20 or not all(
-            c.isascii() and (c.isalnum() or c in "-_") for c in self.mechanism
-        ):
-            raise LocalProtocolError(
-                f"bad SASL mechanism name: {self.mechanism!r}", reason="bad-argument"
-            )
-        if self.initial_response is not None:
-            _bytes(self.initial_response, "initial response")
+        else:
+            _text(mechanism, "SASL mechanism", empty=False, space=False)
+            # RFC 4422 section 3.1: 1-20 characters of A-Z, 0-9, "-" and "_".
+            if len(mechanism) > 20 or not all(
+                c.isascii() and (c.isalnum() or c in "-_") for c in mechanism
+            ):
+                raise LocalProtocolError(
+                    f"bad SASL mechanism name: {mechanism!r}", reason="bad-argument"
+                )
+            if initial_response is not None:
+                _bytes(initial_response, "initial response")
+        init_field(self, "mechanism", mechanism)
+        init_field(self, "initial_response", initial_response)
 
 
-@dataclass(frozen=True, slots=True)
-class SaslResponse:
+class SaslResponse(Value):
     """A client line in a SASL exchange: the decoded response bytes (RFC 5034 section 4)."""
 
-    data: bytes = field(repr=False)
+    __slots__ = __match_args__ = ("data",)
+    _hidden = frozenset(__slots__)
+    data: bytes
 
-    def __post_init__(self) -> None:
-        _bytes(self.data, "SASL response")
+    def __init__(self, data: bytes) -> None:
+        _bytes(data, "SASL response")
+        init_field(self, "data", data)
 
 
-@dataclass(frozen=True, slots=True)
-class SaslCancel:
+class SaslCancel(Value):
     """The client's ``*`` line, cancelling a SASL exchange (RFC 5034 section 4)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Capa:
+
+class Capa(Value):
     """``CAPA`` (RFC 2449 section 5)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Stls:
+
+class Stls(Value):
     """``STLS`` (RFC 2595 section 4)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Utf8:
+
+class Utf8(Value):
     """``UTF8`` (RFC 6856 section 2)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Stat:
+
+class Stat(Value):
     """``STAT`` (RFC 1939 section 5)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class List:
+
+class List(Value):
     """``LIST [msg]`` (RFC 1939 section 5); multi-line when ``msg`` is ``None``."""
 
-    msg: int | None = None
+    __slots__ = __match_args__ = ("msg",)
+    msg: int | None
 
-    def __post_init__(self) -> None:
-        if self.msg is not None:
-            _number(self.msg, "message number", 1)
+    def __init__(self, msg: int | None = None) -> None:
+        if msg is not None:
+            _number(msg, "message number", 1)
+        init_field(self, "msg", msg)
 
 
-@dataclass(frozen=True, slots=True)
-class Uidl:
+class Uidl(Value):
     """``UIDL [msg]`` (RFC 1939 section 7); multi-line when ``msg`` is ``None``."""
 
-    msg: int | None = None
+    __slots__ = __match_args__ = ("msg",)
+    msg: int | None
 
-    def __post_init__(self) -> None:
-        if self.msg is not None:
-            _number(self.msg, "message number", 1)
+    def __init__(self, msg: int | None = None) -> None:
+        if msg is not None:
+            _number(msg, "message number", 1)
+        init_field(self, "msg", msg)
 
 
-@dataclass(frozen=True, slots=True)
-class Retr:
+class Retr(Value):
     """``RETR msg`` (RFC 1939 section 5)."""
 
+    __slots__ = __match_args__ = ("msg",)
     msg: int
 
-    def __post_init__(self) -> None:
-        _number(self.msg, "message number", 1)
+    def __init__(self, msg: int) -> None:
+        _number(msg, "message number", 1)
+        init_field(self, "msg", msg)
 
 
-@dataclass(frozen=True, slots=True)
-class Top:
+class Top(Value):
     """``TOP msg n`` (RFC 1939 section 7): the headers and ``lines`` lines of the body."""
 
+    __slots__ = __match_args__ = ("msg", "lines")
     msg: int
     lines: int
 
-    def __post_init__(self) -> None:
-        _number(self.msg, "message number", 1)
-        _number(self.lines, "line count", 0)
+    def __init__(self, msg: int, lines: int) -> None:
+        _number(msg, "message number", 1)
+        _number(lines, "line count", 0)
+        init_field(self, "msg", msg)
+        init_field(self, "lines", lines)
 
 
-@dataclass(frozen=True, slots=True)
-class Dele:
+class Dele(Value):
     """``DELE msg`` (RFC 1939 section 5): mark for deletion at QUIT."""
 
+    __slots__ = __match_args__ = ("msg",)
     msg: int
 
-    def __post_init__(self) -> None:
-        _number(self.msg, "message number", 1)
+    def __init__(self, msg: int) -> None:
+        _number(msg, "message number", 1)
+        init_field(self, "msg", msg)
 
 
-@dataclass(frozen=True, slots=True)
-class Noop:
+class Noop(Value):
     """``NOOP`` (RFC 1939 section 5)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Rset:
+
+class Rset(Value):
     """``RSET`` (RFC 1939 section 5): unmark all messages marked as deleted."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Quit:
+
+class Quit(Value):
     """``QUIT`` (RFC 1939 sections 4 and 6)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class UnknownCommand:
+
+class UnknownCommand(Value):
     """A command line the server could not accept; it must be answered with ``Err``.
 
     Only a server produces this event (RFC 1939 section 3: unknown,
@@ -258,9 +285,16 @@ class UnknownCommand:
     CRLF, and ``reason`` a slug: ``"unknown"``, ``"syntax"``, ``"wrong-state"``.
     """
 
+    __slots__ = __match_args__ = ("keyword", "line", "reason")
+    _hidden = frozenset({"line"})
     keyword: str
-    line: bytes = field(repr=False)
+    line: bytes
     reason: str
+
+    def __init__(self, keyword: str, line: bytes, reason: str) -> None:
+        init_field(self, "keyword", keyword)
+        init_field(self, "line", line)
+        init_field(self, "reason", reason)
 
 
 Command = (
@@ -288,87 +322,102 @@ Command = (
 # --- responses (server -> client) ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Greeting:
+class Greeting(Value):
     """The server's first line: ``+OK text`` (RFC 1939 section 4).
 
     ``timestamp`` is the APOP ``<...>`` msg-id found in the text, brackets
     included, or ``None`` (RFC 1939 section 7, RFC 2449 section 6).
     """
 
-    text: str = ""
-    code: ResponseCode | None = None
-    timestamp: str | None = None
+    __slots__ = __match_args__ = ("text", "code", "timestamp")
+    text: str
+    code: ResponseCode | None
+    timestamp: str | None
 
-    def __post_init__(self) -> None:
-        _text(self.text, "greeting text")
-        if self.timestamp is not None:
-            _text(self.timestamp, "APOP timestamp", space=False)
+    def __init__(
+        self, text: str = "", code: ResponseCode | None = None, timestamp: str | None = None
+    ) -> None:
+        _text(text, "greeting text")
+        if timestamp is not None:
+            _text(timestamp, "APOP timestamp", space=False)
+        init_field(self, "text", text)
+        init_field(self, "code", code)
+        init_field(self, "timestamp", timestamp)
 
 
-@dataclass(frozen=True, slots=True)
-class Ok:
+class Ok(Value):
     """A positive status line ``+OK [code] text``.
 
     For a multi-line reply (LIST, UIDL, CAPA, RETR, TOP, bare AUTH) ``Data``
     events and an ``EndOfResponse`` follow.
     """
 
-    text: str = ""
-    code: ResponseCode | None = None
+    __slots__ = __match_args__ = ("text", "code")
+    text: str
+    code: ResponseCode | None
 
-    def __post_init__(self) -> None:
-        _text(self.text, "response text")
+    def __init__(self, text: str = "", code: ResponseCode | None = None) -> None:
+        _text(text, "response text")
+        init_field(self, "text", text)
+        init_field(self, "code", code)
 
 
-@dataclass(frozen=True, slots=True)
-class Err:
+class Err(Value):
     """A negative status line ``-ERR [code] text``; always single-line."""
 
-    text: str = ""
-    code: ResponseCode | None = None
+    __slots__ = __match_args__ = ("text", "code")
+    text: str
+    code: ResponseCode | None
 
-    def __post_init__(self) -> None:
-        _text(self.text, "response text")
+    def __init__(self, text: str = "", code: ResponseCode | None = None) -> None:
+        _text(text, "response text")
+        init_field(self, "text", text)
+        init_field(self, "code", code)
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(Value):
     """A chunk of a multi-line body: dot-unstuffed, CRLF line ends kept.
 
     Chunks split anywhere, even inside a line; concatenated, they are the body
     with CRLF after every line, without the terminating ``.`` line.
     """
 
-    data: bytes = field(repr=False)
+    __slots__ = __match_args__ = ("data",)
+    _hidden = frozenset(__slots__)
+    data: bytes
 
-    def __post_init__(self) -> None:
-        _bytes(self.data, "data")
+    def __init__(self, data: bytes) -> None:
+        _bytes(data, "data")
+        init_field(self, "data", data)
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfResponse:
+class EndOfResponse(Value):
     """The ``.`` CRLF that ends a multi-line response."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class SaslChallenge:
+
+class SaslChallenge(Value):
     """A server ``+ base64`` continuation line, decoded (RFC 5034 section 4).
 
     ``data`` is ``None`` when a client received a challenge that is not valid
     base64; the client must then cancel with ``SaslCancel`` (RFC 5034 section 4).
     """
 
-    data: bytes | None = field(repr=False)
+    __slots__ = __match_args__ = ("data",)
+    _hidden = frozenset(__slots__)
+    data: bytes | None
 
-    def __post_init__(self) -> None:
-        if self.data is not None:
-            _bytes(self.data, "SASL challenge")
+    def __init__(self, data: bytes | None) -> None:
+        if data is not None:
+            _bytes(data, "SASL challenge")
+        init_field(self, "data", data)
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
+class ConnectionClosed(Value):
     """The peer closed the connection (``receive_data(b"")``)."""
+
+    __slots__ = ()
 
 
 Response = Greeting | Ok | Err | Data | EndOfResponse | SaslChallenge

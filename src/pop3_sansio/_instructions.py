@@ -16,17 +16,24 @@ caller), the server ``Call`` and ``Sleep``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Final
+from ._values import Value, init_field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Final
 
 __all__ = ["READ", "Read", "StartTls", "Write"]
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(Value):
     """Write ``data`` to the peer."""
 
-    data: bytes = field(repr=False)
+    __slots__ = __match_args__ = ("data",)
+    _hidden = frozenset(__slots__)
+    data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        init_field(self, "data", data)
 
 
 class Read:
@@ -42,6 +49,7 @@ READ: Final = Read()
 """Read bytes from the peer and hand them to the session (``b""`` at end of stream)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StartTls:
+class StartTls(Value):
     """Write ``data_to_send()``, run the TLS handshake, then call ``tls_established()``."""
+
+    __slots__ = ()

@@ -5,13 +5,27 @@ Pure: addresses are parsed, never resolved or connected to.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Literal, TypeAlias
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Literal, TypeAlias
+
+    TlsMode: TypeAlias = Literal["implicit", "starttls"] | None
+    """How a client protects its connection: implicit TLS (port 995), STLS, or not at all."""
+else:
+
+    def __getattr__(name: str) -> object:
+        # TlsMode is built on first use: a client's import does not load ``typing``
+        # (docs/architecture.md, section 8).
+        if name != "TlsMode":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from typing import Literal
+
+        value = Literal["implicit", "starttls"] | None
+        globals()[name] = value
+        return value
+
 
 __all__ = ["TlsMode", "default_port", "is_loopback_address", "peer_host"]
-
-TlsMode: TypeAlias = Literal["implicit", "starttls"] | None
-"""How a client protects its connection: implicit TLS (port 995), STLS, or not at all."""
 
 
 def default_port(tls: TlsMode) -> int:
@@ -30,6 +44,8 @@ def peer_host(peer: object) -> str:
 
 def is_loopback_address(peer: object) -> bool:
     """Whether a peer (a socket address or a host) is 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104."""
+    import ipaddress  # here: most clients never ask, and the import costs a millisecond
+
     try:
         address = ipaddress.ip_address(peer_host(peer))
     except ValueError:

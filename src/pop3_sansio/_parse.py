@@ -11,12 +11,21 @@ never raises (docs/architecture.md, invariant 3).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from . import _events as ev
 from ._base64 import b64decode_strict
-from ._commands import BARE_COMMANDS, BY_KEYWORD, TAKES_ARGUMENTS, Args, CommandSpec
+from ._commands import BARE_COMMANDS, BY_KEYWORD, TAKES_ARGUMENTS, Args
 from ._listing import MAX_NUMBER_DIGITS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from ._commands import CommandSpec
+
+    # A parser of one argument shape: (bytes after the keyword's space or None
+    # when there was none, their UTF-8 text) -> the event, or None for a syntax error.
+    _Parser = Callable[[bytes | None, str], ev.Command | None]
 
 __all__ = ["parse_command"]
 
@@ -43,10 +52,9 @@ def _line_count(token: bytes) -> int | None:
     return None
 
 
-# One parser per argument shape. Each gets the argument bytes after the
-# keyword's space (``None`` when there was no space) and their UTF-8 text, and
-# returns the event or ``None`` for a syntax error.
-_Parser = Callable[["bytes | None", str], "ev.Command | None"]
+# One parser per argument shape (``_Parser``). Each gets the argument bytes after
+# the keyword's space (``None`` when there was no space) and their UTF-8 text,
+# and returns the event or ``None`` for a syntax error.
 
 
 def _none(bare: ev.Command) -> _Parser:

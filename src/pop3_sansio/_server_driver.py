@@ -7,8 +7,8 @@ binding to call a backend method (in a worker thread, for an event loop,
 unless the call is marked ``quick``) and send back its result, or throw its
 exception into the generator.
 
-The backend is duck-typed (see ``Backend`` and ``Maildrop`` in ``_storage``); ``pop3_maildrop``
-provides Maildir, mbox and in-memory ones.
+The backend is duck-typed (``BackendProtocol``, ``MaildropProtocol`` in
+``_storage``); ``pop3_maildrop`` provides Maildir, mbox and in-memory ones.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ._server_session import (
     ServerSession,
 )
 from ._state import NEED_DATA, PAUSED, State
-from ._storage import Backend, Maildrop, MaildropError, MaildropLockedError
+from ._storage import BackendProtocol, MaildropError, MaildropLockedError, MaildropProtocol
 
 __all__ = ["Call", "ServerInstruction", "SessionDriver", "Sleep"]
 
@@ -74,7 +74,7 @@ def _answer_secret(
 
 
 def _open_message(
-    maildrop: Maildrop, msg: int, chunk_size: int
+    maildrop: MaildropProtocol, msg: int, chunk_size: int
 ) -> tuple[Iterator[bytes], bytes | None, bytes | None]:
     """Open message ``msg`` and read its first two chunks (``None`` past the end).
 
@@ -110,7 +110,7 @@ class SessionDriver:
     def __init__(
         self,
         session: ServerSession,
-        backend: Backend,
+        backend: BackendProtocol,
         *,
         failed_login_delay: float = 2.0,
         autologout: float = 600.0,
@@ -125,7 +125,7 @@ class SessionDriver:
         self.login_timeout = login_timeout
         self.chunk_size = chunk_size
         self.quick_read_size = quick_read_size
-        self.maildrop: Maildrop | None = None
+        self.maildrop: MaildropProtocol | None = None
         self.close_reason: str | None = None
         self._steps: Generator[ServerInstruction, Any, None] | None = None
         self._idle_since: float | None = None  # when the READs in a row began

@@ -14,7 +14,7 @@ from ._apop import make_timestamp
 from ._net import peer_host
 from ._server_driver import SessionDriver
 from ._server_session import ServerSession
-from ._storage import Backend
+from ._storage import BackendProtocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
@@ -119,7 +119,7 @@ class ServerOptions:
 
     def start_session(
         self,
-        backend: Backend,
+        backend: BackendProtocol,
         *,
         peer_is_loopback: bool,
         sessions: int,

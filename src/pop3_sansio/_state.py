@@ -10,7 +10,10 @@ table's (``_commands.py``).
 from __future__ import annotations
 
 import enum
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Final
 
 __all__ = ["NEED_DATA", "PAUSED", "Sentinel", "State"]
 

@@ -1,8 +1,9 @@
 """What a server stores mail in, as the core sees it: the backend and maildrop protocols.
 
 ``pop3_maildrop`` implements them (Maildir, mbox, memory); any object with
-these methods will do. ``SessionDriver`` calls them, and ``ServerSession``
-works on the snapshot of ``MessageInfo`` a maildrop gives at login.
+these methods will do (``BackendProtocol``, ``MaildropProtocol``).
+``SessionDriver`` calls them, and ``ServerSession`` works on the snapshot of
+``MessageInfo`` a maildrop gives at login.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import Protocol
 
 from ._errors import LocalProtocolError
 
-__all__ = ["Backend", "Maildrop", "MaildropError", "MaildropLockedError", "MessageInfo"]
+__all__ = [
+    "BackendProtocol",
+    "MaildropError",
+    "MaildropLockedError",
+    "MaildropProtocol",
+    "MessageInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +51,8 @@ class MaildropLockedError(MaildropError):
     """Another session holds the maildrop's lock (``-ERR [IN-USE]``, RFC 2449 section 8.1.2)."""
 
 
-class Maildrop(Protocol):
-    """An open, exclusively locked maildrop for one session."""
+class MaildropProtocol(Protocol):
+    """An open, exclusively locked maildrop for one session (``pop3_maildrop.Maildrop`` is one)."""
 
     @property
     def messages(self) -> Sequence[MessageInfo]:
@@ -61,8 +68,8 @@ class Maildrop(Protocol):
         """Release the lock."""
 
 
-class Backend(Protocol):
-    """Authentication and storage for a server."""
+class BackendProtocol(Protocol):
+    """Authentication and storage for a server (``pop3_maildrop.Backend`` is one)."""
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is ``username``'s (in constant time)."""
@@ -73,5 +80,5 @@ class Backend(Protocol):
     def check_token(self, username: str, token: str) -> bool:
         """Whether an OAuth bearer ``token`` is valid for ``username``."""
 
-    def open(self, username: str) -> Maildrop:
+    def open(self, username: str) -> MaildropProtocol:
         """Open and lock the maildrop; raise ``MaildropLockedError``/``MaildropError``."""

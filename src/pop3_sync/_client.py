@@ -2,44 +2,39 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import ssl
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import BinaryIO, TypeVar
 
-import pop3_sansio as p
-from pop3_sansio import (
+from pop3_sansio.client import (
     READ,
-    Capabilities,
     Chunk,
+    ClientGuard,
     ClientSession,
-    Instruction,
     StartTls,
-    TlsMode,
     Write,
     default_port,
 )
 
 __all__ = ["Client", "Timeout", "connect"]
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # Types only: a client's import does not load ``typing`` (docs/architecture.md, section 8).
+    from typing import BinaryIO, TypeVar
+
+    from pop3_sansio import Greeting
+    from pop3_sansio.client import Capabilities, Instruction, TlsMode
+
+    T = TypeVar("T")
 
 _RECV_SIZE = 1 << 16
 
 
 class Timeout(TimeoutError):  # noqa: N818 - reads as pop3_sync.Timeout
     """A network wait took longer than the client's ``timeout``."""
-
-
-def peer_is_loopback(sock: socket.socket) -> bool:
-    """Whether the peer's address is a loopback address (127.0.0.0/8, ::1)."""
-    try:
-        return ipaddress.ip_address(sock.getpeername()[0]).is_loopback
-    except (OSError, TypeError, ValueError, IndexError):
-        return False
 
 
 def connect(
@@ -50,6 +45,7 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     allow_plaintext_login: bool = False,
+    max_message_size: int | None = None,
 ) -> Client:
     """A client for ``host``; use it as ``with connect(...) as client:``.
 
@@ -60,6 +56,10 @@ def connect(
     (``Timeout``, a ``TimeoutError``, when it passes). Passwords are never
     sent in the clear to a non-loopback host unless ``allow_plaintext_login``
     is true.
+
+    A RETR or TOP body longer than twice the size the server announced plus
+    64 KiB, or than ``max_message_size`` octets when set, raises
+    ``MessageTooLargeError`` and leaves the connection unusable.
 
     Leaving the ``with`` block normally sends QUIT, which commits deletions;
     leaving it with an exception closes the connection without QUIT, so
@@ -72,11 +72,18 @@ def connect(
         ssl_context=ssl_context,
         timeout=timeout,
         allow_plaintext_login=allow_plaintext_login,
+        max_message_size=max_message_size,
     )
 
 
 class Client:
-    """A blocking POP3 client; see ``connect``."""
+    """A blocking POP3 client; see ``connect``.
+
+    The same methods, parameters and rules as ``pop3_sansio.AsyncClient`` (the
+    asyncio and trio clients), without ``await``; the rules are
+    ``ClientGuard``'s. After ``quit()`` the socket is closed at once: there is
+    no graceful TLS close here.
+    """
 
     def __init__(
         self,
@@ -87,30 +94,31 @@ class Client:
         ssl_context: ssl.SSLContext | None,
         timeout: float | None,
         allow_plaintext_login: bool,
+        max_message_size: int | None = None,
     ) -> None:
         if tls not in ("implicit", "starttls", None):
             raise ValueError(f"tls must be 'implicit', 'starttls' or None, not {tls!r}")
         self.host = host
         self.port = port
-        self._tls = tls
-        self._context = ssl_context
+        self.tls: TlsMode = tls
+        self.ssl_context = ssl_context
         self.timeout = timeout
-        self._allow_plaintext = allow_plaintext_login
+        self.allow_plaintext_login = allow_plaintext_login
+        self.max_message_size = max_message_size
         self._sock: socket.socket | None = None
         self._session: ClientSession | None = None
-        self._busy = False
-        self._broken: BaseException | None = None
+        self._guard = ClientGuard(self.close)
 
     # --- connecting ------------------------------------------------------------------
 
     def _ssl(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = ssl.create_default_context()
-        return self._context
+        if self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        return self.ssl_context
 
-    def open(self) -> p.Greeting:
+    def open(self) -> Greeting:
         """Connect, read the greeting, and do STLS if asked; return the greeting."""
-        implicit = self._tls == "implicit"
+        implicit = self.tls == "implicit"
         try:
             sock = socket.create_connection((self.host, self.port), self.timeout)
             # Commands are small writes; do not let Nagle hold them back.
@@ -124,14 +132,25 @@ class Client:
             except BaseException:
                 sock.close()
                 raise
-        secure = self._allow_plaintext or peer_is_loopback(self._sock)
-        self._session = ClientSession(tls=implicit, secure=secure, random_bytes=os.urandom)
-        return self._run(self._session.start(starttls=self._tls == "starttls"))
+        try:
+            peer: object = sock.getpeername()
+        except OSError:
+            peer = None
+        self._session = self._guard.new_session(
+            tls=self.tls,
+            allow_plaintext_login=self.allow_plaintext_login,
+            peer=peer,
+            random_bytes=os.urandom,
+            max_message_size=self.max_message_size,
+        )
+        return self._run(self._session.start(starttls=self.tls == "starttls"))
 
     def __enter__(self) -> Client:
         try:
             self.open()
         except BaseException:
+            # ``with`` calls no __exit__ when __enter__ fails.
+            self._guard.open_failed()
             self.close()
             raise
         return self
@@ -142,25 +161,19 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None and self._busy and self._broken is None:
-            # An operation was left half-way (a RETR loop left early): out of step.
-            self._broken = RuntimeError("an operation was not finished")
-        if exc_type is None and self._broken is None:
-            commits = self._session is not None and self._session.quit_commits
-            try:
-                self.quit()
-            except ConnectionError:
-                if commits:
-                    raise  # whether the deletions were made is unknown
-            finally:
-                self.close()
-        else:
+        plan = self._guard.exit_plan(exc_type, self._session)
+        if plan == "close":
             self.close()  # no QUIT: nothing marked is deleted
-            if exc_type is None and self._session is not None:
-                self._session.raise_if_marks_lost(self._broken)
+            self._guard.closed_without_quit(exc_type, self._session)
+            return
+        try:
+            self.quit()  # closes, however it ends
+        except ConnectionError:
+            if plan == "commit":
+                raise  # whether the deletions were made is unknown
 
     def close(self) -> None:
-        """Close the connection without QUIT (deletions are not committed)."""
+        """Close the connection at once, without QUIT (deletions are not committed)."""
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
@@ -202,22 +215,9 @@ class Client:
         self, op: Generator[Instruction, None, T], result: list[T] | None = None
     ) -> Iterator[bytes]:
         """Run an operation, yielding the message chunks it produces."""
-        if self._broken is not None:
-            raise ConnectionError(
-                f"connection unusable after an interrupted operation: {self._broken!r}"
-            )
-        if self._busy:
-            # An earlier operation stopped half-way (e.g. a RETR loop left
-            # early) or runs in another thread: either way the answers are
-            # out of step with the commands, so the connection cannot go on.
-            self._broken = RuntimeError("an earlier operation was not finished")
-            self.close()
-            raise ConnectionError(
-                "connection unusable: an earlier operation was not finished "
-                "(read every chunk of iter_retr, or use one connection per thread)"
-            )
-        self._busy = True
-        wrote = False
+        guard = self._guard
+        guard.begin()
+        wrote = False  # something went out: a failure now leaves it out of step
         try:
             instruction = next(op)
             while True:
@@ -228,26 +228,17 @@ class Client:
                     self._do(instruction)
                 instruction = op.send(None)
         except StopIteration as stop:
+            guard.finished()
             if result is not None:
                 result.append(stop.value)
-        except p.Pop3Error:
-            raise  # a complete -ERR answer: the session is still in step
-        except p.LocalProtocolError as exc:
-            # A bad argument (``dele(0)``, CR in a name) is refused before
-            # anything is written: the connection is still in step.
-            if wrote or self.session.connection.our_state is p.State.ERROR:
-                self._broken = exc
-                self.close()
+        except GeneratorExit:
+            # Abandoned half-way and closed (or collected): the guard stays
+            # busy, so the next call finds it out of step, as in AsyncClient,
+            # whenever the garbage collector runs.
             raise
         except BaseException as exc:
-            # Interrupted (the iteration was left early, a timeout, a broken
-            # connection) in the middle of an answer: the connection is out of
-            # step and must not be reused (nor QUIT sent).
-            self._broken = exc
-            self.close()
+            guard.failed(exc, wrote=wrote, session=self.session)
             raise
-        finally:
-            self._busy = False
 
     # --- the POP3 API ---------------------------------------------------------------------
 
@@ -296,8 +287,12 @@ class Client:
     def iter_retr(self, msg: int) -> Iterator[bytes]:
         """Stream message ``msg``: ``for chunk in client.iter_retr(1)``.
 
-        Leaving the loop early makes the connection unusable (the rest of the
-        message is still on its way); it is closed without QUIT.
+        Read it to the end: leaving the loop early makes the connection
+        unusable (the rest of the message is still on its way), and it is
+        closed without QUIT at the next call or at the end of the block. A
+        body over ``session.body_limit`` of its LIST size (``LIST msg`` goes
+        out with the RETR unless ``list()`` was called) raises
+        ``MessageTooLargeError``; so do ``retr``, ``retr_to``, ``top`` and ``retr_many``.
         """
         return self._stream_op(self.session.retr(msg))
 
@@ -322,11 +317,13 @@ class Client:
     ) -> Iterator[tuple[int, bytes]]:
         """``(msgno, message)`` for each of ``msgs``, pipelined when the server allows.
 
-        With ``delete``, each message is also marked for deletion (committed at QUIT).
+        With ``delete``, each message is marked for deletion once it has been
+        taken (committed at QUIT). CAPA (whether the server pipelines) and
+        LIST (the sizes) go out first when not known, at the first step of
+        the loop, not at this call. Read it to the end: leaving the loop early
+        makes the connection unusable.
         """
-        order = list(msgs)
-        self.capa()
-        return self._retr_many(order, delete)
+        return self._retr_many(list(msgs), delete)
 
     def _retr_many(self, order: Sequence[int], delete: bool) -> Iterator[tuple[int, bytes]]:
         index = 0
@@ -352,7 +349,7 @@ class Client:
         return self._run(self.session.noop())
 
     def utf8(self) -> str:
-        """``UTF8`` (RFC 6856): names, passwords and messages may then be UTF-8."""
+        """``UTF8`` (RFC 6856): user names, passwords and messages may then be UTF-8."""
         return self._run(self.session.utf8())
 
     def quit(self) -> str:

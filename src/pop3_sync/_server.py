@@ -17,8 +17,22 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-import pop3_sansio as p
-from pop3_sansio import ServerOptions
+from pop3_sansio.proxy import ProxyHeaderError, ProxyParser
+from pop3_sansio.server import (
+    READ,
+    AcceptPause,
+    AddressCounter,
+    BackendProtocol,
+    Call,
+    ServerOptions,
+    ServerSession,
+    SessionDriver,
+    Sleep,
+    StartTls,
+    Write,
+    is_loopback_address,
+    refusal,
+)
 
 __all__ = ["Server", "ServerOptions", "serve"]
 
@@ -61,20 +75,20 @@ class _Session:
 class Server:
     """A listening server: ``serve_forever()`` or ``start()``, ``close()``, ``port``, ``with``."""
 
-    def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
+    def __init__(self, backend: BackendProtocol, options: ServerOptions) -> None:
         self.backend = backend
         self.options = options
         self._listeners: list[socket.socket] = []
         self._sessions: set[_Session] = set()
         self._lock = threading.Lock()
-        self._addresses = p.AddressCounter()  # under the lock
+        self._addresses = AddressCounter()  # under the lock
         self._closing = threading.Event()
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._loop_ident: int | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
-        self._pause = p.AcceptPause()  # the accept thread's
+        self._pause = AcceptPause()  # the accept thread's
         self._refused = 0  # connections in a row no thread could be started for
 
     # --- listening ---------------------------------------------------------------------
@@ -199,7 +213,7 @@ class Server:
         with contextlib.suppress(OSError):
             # Never blocks the accept loop: a new connection's send buffer is empty.
             conn.setblocking(False)
-            conn.send(p.refusal("cannot start a session now"))
+            conn.send(refusal("cannot start a session now"))
         conn.close()
 
     # --- one session --------------------------------------------------------------------
@@ -210,8 +224,8 @@ class Server:
         peer: Any = None
         with contextlib.suppress(OSError):
             peer = sock.getpeername()
-        driver: p.SessionDriver | None = None
-        session: p.ServerSession | None = None
+        driver: SessionDriver | None = None
+        session: ServerSession | None = None
         reason = "error"
         same_address: int | None = None
         try:
@@ -221,7 +235,7 @@ class Server:
                 same_address = self._addresses.add(peer)
             driver = options.start_session(
                 self.backend,
-                peer_is_loopback=p.is_loopback_address(peer),
+                peer_is_loopback=is_loopback_address(peer),
                 sessions=active,
                 same_address=same_address,
                 hostname=socket.gethostname(),
@@ -235,7 +249,7 @@ class Server:
                 _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
             self._drive(driver, holder)
             reason = driver.close_reason or "closed"
-        except p.ProxyHeaderError as exc:  # closed without a greeting
+        except ProxyHeaderError as exc:  # closed without a greeting
             reason = f"no valid PROXY header: {exc!r}"
         except _HandshakeTimeoutError:
             reason = "TLS handshake timed out"
@@ -265,35 +279,35 @@ class Server:
                 (session.username if session is not None else None) or "-",
             )
 
-    def _drive(self, driver: p.SessionDriver, holder: _Session) -> None:
+    def _drive(self, driver: SessionDriver, holder: _Session) -> None:
         """Carry out the driver's instructions until the session ends."""
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
             error: BaseException | None = None
-            if instruction is p.READ:
+            if instruction is READ:
                 # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
                 timeout = driver.read_timeout(time.monotonic())
                 if timeout <= 0:
                     raise TimeoutError
                 holder.sock.settimeout(timeout)
                 value = holder.sock.recv(_RECV_SIZE)
-            elif isinstance(instruction, p.Write):
+            elif isinstance(instruction, Write):
                 timeout = driver.wait_timeout(time.monotonic())
                 if timeout <= 0:
                     raise TimeoutError
                 holder.sock.settimeout(timeout)
                 holder.sock.sendall(instruction.data)
-            elif isinstance(instruction, p.Call):
+            elif isinstance(instruction, Call):
                 try:
                     value = instruction.function(*instruction.args)
                 except Exception as exc:  # handed to the driver, which decides
                     error = exc
-            elif isinstance(instruction, p.Sleep):
+            elif isinstance(instruction, Sleep):
                 # Like time.sleep, but a shutdown does not wait for it.
                 self._closing.wait(instruction.seconds)
             else:
-                assert isinstance(instruction, p.StartTls)
+                assert isinstance(instruction, StartTls)
                 context = self.options.starttls_context
                 assert context is not None
                 timeout = driver.wait_timeout(time.monotonic())
@@ -349,7 +363,7 @@ class Server:
 
 def _proxy_header(sock: socket.socket, peer: Any, timeout: float) -> Any:
     """The client's address from the PROXY header, read without reading past it."""
-    parser = p.ProxyParser()
+    parser = ProxyParser()
     deadline = time.monotonic() + timeout
     with contextlib.suppress(TimeoutError):
         while parser.wanted and (left := deadline - time.monotonic()) > 0:
@@ -380,7 +394,7 @@ def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> Non
 
 
 def serve(
-    backend: p.Backend,
+    backend: BackendProtocol,
     host: str | Sequence[str] | None = "127.0.0.1",
     port: int = 1110,
     **options: Any,

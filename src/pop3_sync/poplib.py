@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pop3_sansio as p
-from pop3_sansio import BodyDecoder
+from pop3_sansio.codec import BodyDecoder, apop_digest, parse_stat
 
 __all__ = ["POP3", "POP3_SSL", "error_proto"]
 
@@ -250,7 +250,7 @@ class POP3:
             print("*stat*", repr(retval.split()))
         parts = retval.split(None, 1)
         try:
-            return p.parse_stat(parts[1].decode("ascii", "replace") if len(parts) > 1 else "")
+            return parse_stat(parts[1].decode("ascii", "replace") if len(parts) > 1 else "")
         except p.ProtocolError as exc:
             raise error_proto(retval) from exc
 
@@ -316,7 +316,7 @@ class POP3:
             timestamp = welcome[start : end + 1].decode("utf-8")
         except UnicodeDecodeError:
             raise error_proto("-ERR APOP not supported by server") from None
-        return self._shortcmd(f"APOP {user} {p.apop_digest(timestamp, password)}")
+        return self._shortcmd(f"APOP {user} {apop_digest(timestamp, password)}")
 
     def top(self, which: Any, howmuch: Any) -> _LongResponse:
         """``TOP which howmuch``: the headers and ``howmuch`` body lines."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import ssl
@@ -12,7 +11,15 @@ from typing import NoReturn
 import trio
 
 import pop3_sansio as p
-from pop3_sansio import READ, AsyncClient, Instruction, StartTls, TlsMode, Write, default_port
+from pop3_sansio.client import (
+    READ,
+    AsyncClient,
+    Instruction,
+    StartTls,
+    TlsMode,
+    Write,
+    default_port,
+)
 
 __all__ = ["BrokenConnectionError", "Client", "OperationTimeoutError", "connect"]
 
@@ -44,6 +51,7 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     allow_plaintext_login: bool = False,
+    max_message_size: int | None = None,
 ) -> Client:
     """A client for ``host``; use it as ``async with connect(...) as client:``.
 
@@ -54,6 +62,10 @@ def connect(
     (``OperationTimeoutError``, a ``TimeoutError`` and a ``trio.TooSlowError``).
     Passwords are never sent in the clear to a non-loopback host unless
     ``allow_plaintext_login`` is true.
+
+    A RETR or TOP body longer than twice the size the server announced plus
+    64 KiB, or than ``max_message_size`` octets when set, raises
+    ``MessageTooLargeError`` and leaves the connection unusable.
 
     Leaving the ``async with`` block normally sends QUIT, which commits
     deletions; leaving it with an exception (cancellation included) closes
@@ -66,6 +78,7 @@ def connect(
         ssl_context=ssl_context,
         timeout=timeout,
         allow_plaintext_login=allow_plaintext_login,
+        max_message_size=max_message_size,
     )
 
 
@@ -110,15 +123,11 @@ class Client(AsyncClient):
             raise OperationTimeoutError("connecting took too long") from exc
         except trio.BrokenResourceError as exc:
             _raise_mapped(exc)
-        return await self._greet(peer_is_loopback=self._peer_is_loopback(), random_bytes=os.urandom)
-
-    def _peer_is_loopback(self) -> bool:
-        assert self._tcp is not None
         try:
-            peer = self._tcp.socket.getpeername()
-            return ipaddress.ip_address(peer[0]).is_loopback
-        except (OSError, TypeError, ValueError, IndexError):
-            return False
+            peer: object = self._tcp.socket.getpeername()
+        except OSError:
+            peer = None
+        return await self._greet(peer=peer, random_bytes=os.urandom)
 
     async def _do(self, instruction: Instruction) -> None:
         stream = self._stream

@@ -12,8 +12,21 @@ from typing import Any
 
 import trio
 
-import pop3_sansio as p
-from pop3_sansio import ServerOptions
+from pop3_sansio.proxy import ProxyHeaderError, ProxyParser
+from pop3_sansio.server import (
+    READ,
+    AcceptPause,
+    AddressCounter,
+    BackendProtocol,
+    Call,
+    ServerOptions,
+    SessionDriver,
+    Sleep,
+    StartTls,
+    Write,
+    is_loopback_address,
+    peer_host,
+)
 
 __all__ = ["Server", "ServerOptions", "serve"]
 
@@ -32,14 +45,14 @@ class Server:
     maildrop lock is released.
     """
 
-    def __init__(self, backend: p.Backend, options: ServerOptions) -> None:
+    def __init__(self, backend: BackendProtocol, options: ServerOptions) -> None:
         self.backend = backend
         self.options = options
         self.listeners: list[trio.SocketListener] = []
         self.sessions = 0
         """How many sessions are open now (refused ones included while they are told so)."""
-        self._addresses = p.AddressCounter()
-        self._pause = p.AcceptPause()
+        self._addresses = AddressCounter()
+        self._pause = AcceptPause()
 
     @property
     def port(self) -> int:
@@ -111,9 +124,9 @@ class Server:
         if options.proxy_protocol:
             try:
                 peer = await _proxy_header(tcp, peer, options.proxy_timeout)
-            except (p.ProxyHeaderError, trio.BrokenResourceError, OSError) as exc:
+            except (ProxyHeaderError, trio.BrokenResourceError, OSError) as exc:
                 reason = f"no valid PROXY header: {exc!r}"  # closed without a greeting
-                log.info("session from %s ended: %s (user -)", p.peer_host(peer), reason)
+                log.info("session from %s ended: %s (user -)", peer_host(peer), reason)
                 tcp.socket.close()
                 return
             except BaseException:  # cancelled: the server is shutting down
@@ -121,7 +134,7 @@ class Server:
                 raise
         driver = options.start_session(
             self.backend,
-            peer_is_loopback=p.is_loopback_address(peer),
+            peer_is_loopback=is_loopback_address(peer),
             sessions=self.sessions,
             same_address=self._addresses.add(peer),
             hostname=socket.gethostname(),
@@ -170,21 +183,21 @@ class Server:
             )
             await conn.aclose()
 
-    async def _drive(self, driver: p.SessionDriver, conn: _Connection) -> None:
+    async def _drive(self, driver: SessionDriver, conn: _Connection) -> None:
         """Carry out the driver's instructions until the session ends."""
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
             error: BaseException | None = None
-            if instruction is p.READ:
+            if instruction is READ:
                 # The autologout timer (RFC 1939 section 3) is reset by a command, not a byte.
                 with trio.fail_after(driver.read_timeout(trio.current_time())):
                     value = await conn.receive()
-            elif isinstance(instruction, p.Write):
+            elif isinstance(instruction, Write):
                 # A client that stops reading must not hold its lock forever.
                 with trio.fail_after(driver.wait_timeout(trio.current_time())):
                     await conn.stream.send_all(instruction.data)
-            elif isinstance(instruction, p.Call):
+            elif isinstance(instruction, Call):
                 try:
                     if instruction.quick:
                         # A small read from storage: cheaper here than a worker-thread hop.
@@ -195,10 +208,10 @@ class Server:
                         )
                 except Exception as exc:  # handed to the driver, which decides
                     error = exc
-            elif isinstance(instruction, p.Sleep):
+            elif isinstance(instruction, Sleep):
                 await trio.sleep(instruction.seconds)
             else:
-                assert isinstance(instruction, p.StartTls)
+                assert isinstance(instruction, StartTls)
                 assert self.options.starttls_context is not None
                 timeout = driver.wait_timeout(trio.current_time())
                 await conn.start_tls(
@@ -245,7 +258,7 @@ class _Connection:
 
 async def _proxy_header(tcp: trio.SocketStream, peer: Any, timeout: float) -> Any:
     """The client's address from the PROXY header, read without reading past it."""
-    parser = p.ProxyParser()
+    parser = ProxyParser()
     with trio.move_on_after(timeout):
         while parser.wanted:
             parser.feed(await tcp.receive_some(parser.wanted))
@@ -278,7 +291,7 @@ async def _listen(port: int, host: str | None, *, reuse_port: bool) -> list[trio
 
 
 async def serve(
-    backend: p.Backend,
+    backend: BackendProtocol,
     host: str | Sequence[str] | None = "127.0.0.1",
     port: int = 1110,
     *,

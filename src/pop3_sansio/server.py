@@ -1,0 +1,144 @@
+"""The server role: the session, its driver, options, storage protocols and accept policy.
+
+``ServerSession`` answers commands and asks its binding for storage through
+requests; ``SessionDriver`` runs it against a backend that implements
+``BackendProtocol`` (``pop3_maildrop.Backend`` is one).
+
+Every name is imported on first use (PEP 562).
+"""
+
+from __future__ import annotations
+
+from ._lazy import lazy_exports
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from ._accept import (
+        AcceptPause as AcceptPause,
+    )
+    from ._accept import (
+        refusal as refusal,
+    )
+    from ._capabilities import (
+        Capabilities as Capabilities,
+    )
+    from ._instructions import (
+        READ as READ,
+    )
+    from ._instructions import (
+        StartTls as StartTls,
+    )
+    from ._instructions import (
+        Write as Write,
+    )
+    from ._net import (
+        is_loopback_address as is_loopback_address,
+    )
+    from ._net import (
+        peer_host as peer_host,
+    )
+    from ._server_driver import (
+        Call as Call,
+    )
+    from ._server_driver import (
+        SessionDriver as SessionDriver,
+    )
+    from ._server_driver import (
+        Sleep as Sleep,
+    )
+    from ._server_options import (
+        AddressCounter as AddressCounter,
+    )
+    from ._server_options import (
+        ServerOptions as ServerOptions,
+    )
+    from ._server_session import (
+        CloseConnection as CloseConnection,
+    )
+    from ._server_session import (
+        CommitDeletions as CommitDeletions,
+    )
+    from ._server_session import (
+        OpenMaildrop as OpenMaildrop,
+    )
+    from ._server_session import (
+        ReadMessage as ReadMessage,
+    )
+    from ._server_session import (
+        Request as Request,
+    )
+    from ._server_session import (
+        ServerSession as ServerSession,
+    )
+    from ._storage import (
+        BackendProtocol as BackendProtocol,
+    )
+    from ._storage import (
+        MaildropError as MaildropError,
+    )
+    from ._storage import (
+        MaildropLockedError as MaildropLockedError,
+    )
+    from ._storage import (
+        MaildropProtocol as MaildropProtocol,
+    )
+    from ._storage import (
+        MessageInfo as MessageInfo,
+    )
+
+__all__ = [
+    "READ",
+    "AcceptPause",
+    "AddressCounter",
+    "BackendProtocol",
+    "Call",
+    "Capabilities",
+    "CloseConnection",
+    "CommitDeletions",
+    "MaildropError",
+    "MaildropLockedError",
+    "MaildropProtocol",
+    "MessageInfo",
+    "OpenMaildrop",
+    "ReadMessage",
+    "Request",
+    "ServerOptions",
+    "ServerSession",
+    "SessionDriver",
+    "Sleep",
+    "StartTls",
+    "Write",
+    "is_loopback_address",
+    "peer_host",
+    "refusal",
+]
+
+_EXPORTS = {
+    "READ": "_instructions",
+    "AcceptPause": "_accept",
+    "AddressCounter": "_server_options",
+    "BackendProtocol": "_storage",
+    "Call": "_server_driver",
+    "Capabilities": "_capabilities",
+    "CloseConnection": "_server_session",
+    "CommitDeletions": "_server_session",
+    "MaildropError": "_storage",
+    "MaildropLockedError": "_storage",
+    "MaildropProtocol": "_storage",
+    "MessageInfo": "_storage",
+    "OpenMaildrop": "_server_session",
+    "ReadMessage": "_server_session",
+    "Request": "_server_session",
+    "ServerOptions": "_server_options",
+    "ServerSession": "_server_session",
+    "SessionDriver": "_server_driver",
+    "Sleep": "_server_driver",
+    "StartTls": "_instructions",
+    "Write": "_instructions",
+    "is_loopback_address": "_net",
+    "peer_host": "_net",
+    "refusal": "_accept",
+}
+"""Each name and the private module that defines it."""
+
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
