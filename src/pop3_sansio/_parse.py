@@ -10,8 +10,6 @@ never raises (docs/architecture.md, invariant 3).
 
 from __future__ import annotations
 
-import re
-
 from . import _events as ev
 from ._base64 import b64decode_strict
 from ._commands import BARE_COMMANDS, BY_KEYWORD, TAKES_ARGUMENTS, Args
@@ -29,11 +27,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["parse_command"]
 
-# RFC 4422 section 3.1: a mechanism name is 1-20 characters of A-Z, 0-9, "-"
-# and "_" (any case accepted on receipt; it is upper-cased).
-_MECHANISM = re.compile(rb"[A-Za-z0-9_-]{1,20}")
-# RFC 1939 section 7: the APOP digest is 32 hexadecimal digits.
-_DIGEST = re.compile(r"[0-9a-fA-F]{32}")
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _is_mechanism(token: bytes) -> bool:
+    # RFC 4422 section 3.1: 1-20 characters of A-Z, 0-9, "-" and "_" (any
+    # case accepted on receipt; it is upper-cased). bytes.isalnum is ASCII-only.
+    rest = token.translate(None, b"-_")
+    return 0 < len(token) <= 20 and (not rest or rest.isalnum())
+
+
+def _is_digest(text: str) -> bool:
+    # RFC 1939 section 7: the APOP digest is 32 hexadecimal digits.
+    return len(text) == 32 and text.isascii() and not text.strip(_HEX_DIGITS)
 
 
 def _msg_number(token: bytes) -> int | None:
@@ -97,7 +103,7 @@ def _secret(rest: bytes | None, text: str) -> ev.Command | None:
 def _name_digest(rest: bytes | None, text: str) -> ev.Command | None:
     name, _, digest = text.rpartition(" ")
     # The name is not empty and has no space; the digest is 32 hex digits.
-    if not name or " " in name or _DIGEST.fullmatch(digest) is None:
+    if not name or " " in name or not _is_digest(digest):
         return None
     return ev.Apop(name, digest)
 
@@ -114,7 +120,7 @@ def _auth(rest: bytes | None, text: str) -> ev.Command | None:
     if rest is None:
         return BARE_COMMANDS["AUTH"]
     args = rest.split(b" ")
-    if len(args) > 2 or _MECHANISM.fullmatch(args[0]) is None:
+    if len(args) > 2 or not _is_mechanism(args[0]):
         return None
     mechanism = args[0].decode("ascii").upper()
     if len(args) == 1:
