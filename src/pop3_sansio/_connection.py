@@ -508,16 +508,19 @@ class ClientConnection(_Connection):
     def _status(self, line: bytes) -> tuple[bool, str]:
         # RFC 1939 section 3: "+OK" or "-ERR", then an optional SP and text.
         # Servers must send them upper-case; any case is accepted on receipt.
-        head = line[:3]
-        if head == b"+OK" or head.upper() == b"+OK":  # upper-case first: the usual
-            positive, rest = True, line[3:]
-        elif line[:4].upper() == b"-ERR":
-            positive, rest = False, line[4:]
+        if line[:4] == b"+OK ":
+            # The usual form, upper-case with text: two slices less.
+            positive, text = True, line[4:].decode("utf-8", "replace")
         else:
-            self._remote_error("not a +OK or -ERR status line", "bad-status-line", line)
-        if rest and rest[:1] != b" ":
-            self._remote_error("no space after the status indicator", "bad-status-line", line)
-        text = rest[1:].decode("utf-8", "replace")
+            if line[:3].upper() == b"+OK":
+                positive, rest = True, line[3:]
+            elif line[:4].upper() == b"-ERR":
+                positive, rest = False, line[4:]
+            else:
+                self._remote_error("not a +OK or -ERR status line", "bad-status-line", line)
+            if rest and rest[:1] != b" ":
+                self._remote_error("no space after the status indicator", "bad-status-line", line)
+            text = rest[1:].decode("utf-8", "replace")
         if "\r" in text or "\0" in text:
             self._remote_error("control character in status line", "bad-status-line", line)
         return positive, text

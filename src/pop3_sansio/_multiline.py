@@ -133,16 +133,20 @@ class BodyDecoder:
         seg = pos
         while True:
             spans.append((seg, dot))
-            after = _after_dot(chunk, dot + 1)
-            if after < 0:
-                self._held = b"." if after == _HOLD_DOT else b".\r"
-                end, finished = n, False
-                break
-            if after:
-                end, finished = after, True
-                break
+            after = dot + 1
+            # A dot before an ordinary octet is stuffing; only a CR, a LF or
+            # the chunk's end needs _after_dot (no call for most dot lines).
+            if after == n or chunk[after] == _CR or chunk[after] == _LF:
+                found = _after_dot(chunk, after)
+                if found < 0:
+                    self._held = b"." if found == _HOLD_DOT else b".\r"
+                    end, finished = n, False
+                    break
+                if found:
+                    end, finished = found, True
+                    break
             # A stuffed (or lone leading) dot: drop it, keep the rest.
-            seg = dot + 1
+            seg = after
             dot = _find_line_dot(chunk, seg)
             if dot < 0:
                 spans.append((seg, n))
