@@ -193,6 +193,22 @@ def test_a_client_that_does_not_log_in_is_dropped_after_the_login_timeout(
     ]
 
 
+def test_a_session_the_server_drops_as_it_stops_is_logged_as_a_shutdown(
+    binding: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every binding says "server shutdown".
+
+    asyncio used to say "error" here, the threaded server "client-closed".
+    """
+    caplog.set_level(logging.INFO, logger="pop3.server")
+    with contextlib.ExitStack() as open_after_the_server_stops:
+        with serving(binding, in_process_backend()) as port:
+            user = open_after_the_server_stops.enter_context(RawClient(port))
+            assert user.login("alice", PASSWORD).startswith(b"+OK")
+    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
+    assert lines == ["session from 127.0.0.1 ended: server shutdown (user alice)"]
+
+
 def test_commands_do_not_extend_the_login_time(binding: str) -> None:
     """A client that sends a command every 100 ms but never logs in is dropped all the same.
 

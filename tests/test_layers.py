@@ -48,6 +48,7 @@ LAYER = {
     "_server_driver": SERVER,
     "_server_options": SERVER,
     "_accept": SERVER,
+    "_lifecycle": SERVER,
     "_proxy": SERVER,
     # Re-exports only, each name imported on first use.
     "__init__": FACADE,

@@ -13,20 +13,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from pop3_sansio.proxy import ProxyHeaderError, ProxyParser
+from pop3_sansio.proxy import ProxyParser
 from pop3_sansio.server import (
     READ,
     AcceptPause,
-    AddressCounter,
     BackendProtocol,
     Call,
+    HandshakeTimeoutError,
     ServerOptions,
-    SessionDriver,
+    SessionLifecycle,
+    SessionRun,
     Sleep,
     StartTls,
     Write,
-    is_loopback_address,
-    peer_host,
 )
 
 from ._stream import PrefixReader, Stream, StreamClosedError, with_timeout
@@ -51,7 +50,14 @@ class Server:
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()  # sessions
         self._opening: set[asyncio.Task[None]] = set()  # accepted, transport not made yet
-        self._addresses = AddressCounter()
+        self._lifecycle = SessionLifecycle(
+            options,
+            backend,
+            log=log,
+            timeouts=(TimeoutError, asyncio.TimeoutError),
+            connection_errors=(ConnectionError, StreamClosedError, ssl.SSLError, OSError),
+            shutdown=(asyncio.CancelledError,),
+        )
         self._pause = AcceptPause()
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
@@ -139,14 +145,14 @@ class Server:
 
     async def _session(self, connection: Stream | PrefixReader) -> None:
         options = self.options
+        lifecycle = self._lifecycle
         assert connection.transport is not None
         peer = connection.transport.get_extra_info("peername")
         if isinstance(connection, PrefixReader):
             try:
                 peer = await _proxy_header(connection, peer, options.proxy_timeout)
-            except (ProxyHeaderError, OSError) as exc:
-                reason = f"no valid PROXY header: {exc!r}"  # closed without a greeting
-                log.info("session from %s ended: %s (user -)", peer_host(peer), reason)
+            except Exception as exc:
+                lifecycle.proxy_failed(peer, exc)  # closed without a greeting
                 connection.close()
                 return
             except BaseException:  # cancelled: the server is shutting down
@@ -155,51 +161,32 @@ class Server:
             stream = connection.hand_over()
         else:
             stream = connection
-        driver = options.start_session(
-            self.backend,
-            peer_is_loopback=is_loopback_address(peer),
+        run = lifecycle.start(
+            peer,
             sessions=len(self._tasks),
-            same_address=self._addresses.add(peer),
             hostname=socket.gethostname(),
             random_bytes=os.urandom,
             clock=time.time_ns() // 1000,
         )
-        session = driver.session
-        reason = "error"
         loop = asyncio.get_running_loop()
         try:
             if options.ssl_context is not None:  # implicit TLS (RFC 8314)
                 # Part of the time the client has to log in.
-                timeout = driver.wait_timeout(loop.time())
-                await _handshake(stream, options.ssl_context, timeout)
-            await self._drive(driver, stream)
-            reason = driver.close_reason or "closed"
-        except _HandshakeTimeoutError:
-            reason = "TLS handshake timed out"
-        except (TimeoutError, asyncio.TimeoutError):
-            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
-            reason = driver.timed_out()
-        except (ConnectionError, StreamClosedError, ssl.SSLError, OSError) as exc:
-            reason = f"connection error: {type(exc).__name__}"
-        except Exception as exc:
-            # A backend failing in a way it should not (or a bug): end this
-            # session and say so in the log, but keep serving the others.
-            reason = f"internal error: {type(exc).__name__}"
-            log.exception("session failed")
+                await _handshake(stream, options.ssl_context, run.handshake_timeout(loop.time()))
+            await self._drive(run, stream)
+            run.ended()
+        except BaseException as exc:
+            run.failed(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the server is shutting down
         finally:
-            driver.release()
-            self._addresses.remove(peer)
             stream.close()
-            log.info(
-                "session from %s ended: %s (user %s)",
-                peer[0] if peer else "?",
-                reason,
-                session.username or "-",
-            )
+            run.end()
 
-    async def _drive(self, driver: SessionDriver, stream: Stream) -> None:
+    async def _drive(self, run: SessionRun, stream: Stream) -> None:
         """Carry out the driver's instructions until the session ends."""
         clock = asyncio.get_running_loop().time
+        driver = run.driver
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
@@ -240,7 +227,7 @@ class Server:
             else:
                 assert isinstance(instruction, StartTls)
                 assert self.options.starttls_context is not None
-                timeout = driver.wait_timeout(clock())
+                timeout = run.handshake_timeout(clock())
                 await _handshake(stream, self.options.starttls_context, timeout)
             instruction = driver.step(value, error)
 
@@ -365,22 +352,9 @@ async def serve(
     return server
 
 
-_HANDSHAKE_TIMEOUT = 60.0  # asyncio's own default ssl_handshake_timeout
-
-
-class _HandshakeTimeoutError(Exception):
-    """The TLS handshake did not finish in time."""
-
-
 async def _handshake(stream: Stream, context: ssl.SSLContext, timeout: float) -> None:
-    """Start TLS on ``stream``; ``_HandshakeTimeoutError`` after 60 s (less if ``timeout`` is).
-
-    ``timeout`` is the driver's ``wait_timeout()``: before login, what is
-    left of the login time.
-    """
+    """Start TLS on ``stream``; ``HandshakeTimeoutError`` after ``timeout`` seconds."""
     try:
-        await with_timeout(
-            stream.start_tls(context, server_side=True), min(_HANDSHAKE_TIMEOUT, timeout)
-        )
+        await with_timeout(stream.start_tls(context, server_side=True), timeout)
     except (TimeoutError, asyncio.TimeoutError):
-        raise _HandshakeTimeoutError from None
+        raise HandshakeTimeoutError from None

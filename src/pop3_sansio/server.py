@@ -1,4 +1,4 @@
-"""The server role: the session, its driver, options, storage protocols and accept policy.
+"""The server role: the session, its driver, options, lifecycle, storage protocols, accept policy.
 
 ``ServerSession`` answers commands and asks its binding for storage through
 requests; ``SessionDriver`` runs it against a backend that implements
@@ -30,6 +30,18 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._instructions import (
         Write as Write,
+    )
+    from ._lifecycle import (
+        HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT,
+    )
+    from ._lifecycle import (
+        HandshakeTimeoutError as HandshakeTimeoutError,
+    )
+    from ._lifecycle import (
+        SessionLifecycle as SessionLifecycle,
+    )
+    from ._lifecycle import (
+        SessionRun as SessionRun,
     )
     from ._net import (
         is_loopback_address as is_loopback_address,
@@ -87,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "HANDSHAKE_TIMEOUT",
     "READ",
     "AcceptPause",
     "AddressCounter",
@@ -95,6 +108,7 @@ __all__ = [
     "Capabilities",
     "CloseConnection",
     "CommitDeletions",
+    "HandshakeTimeoutError",
     "MaildropError",
     "MaildropLockedError",
     "MaildropProtocol",
@@ -105,6 +119,8 @@ __all__ = [
     "ServerOptions",
     "ServerSession",
     "SessionDriver",
+    "SessionLifecycle",
+    "SessionRun",
     "Sleep",
     "StartTls",
     "Write",
@@ -114,6 +130,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "HANDSHAKE_TIMEOUT": "_lifecycle",
     "READ": "_instructions",
     "AcceptPause": "_accept",
     "AddressCounter": "_server_options",
@@ -122,6 +139,7 @@ _EXPORTS = {
     "Capabilities": "_capabilities",
     "CloseConnection": "_server_session",
     "CommitDeletions": "_server_session",
+    "HandshakeTimeoutError": "_lifecycle",
     "MaildropError": "_storage",
     "MaildropLockedError": "_storage",
     "MaildropProtocol": "_storage",
@@ -132,6 +150,8 @@ _EXPORTS = {
     "ServerOptions": "_server_options",
     "ServerSession": "_server_session",
     "SessionDriver": "_server_driver",
+    "SessionLifecycle": "_lifecycle",
+    "SessionRun": "_lifecycle",
     "Sleep": "_server_driver",
     "StartTls": "_instructions",
     "Write": "_instructions",

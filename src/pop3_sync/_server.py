@@ -17,20 +17,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from pop3_sansio.proxy import ProxyHeaderError, ProxyParser
+from pop3_sansio.proxy import ProxyParser
 from pop3_sansio.server import (
     READ,
     AcceptPause,
-    AddressCounter,
     BackendProtocol,
     Call,
+    HandshakeTimeoutError,
     ServerOptions,
-    ServerSession,
-    SessionDriver,
+    SessionLifecycle,
+    SessionRun,
     Sleep,
     StartTls,
     Write,
-    is_loopback_address,
     refusal,
 )
 
@@ -44,13 +43,12 @@ log = logging.getLogger("pop3.server")
 _BACKLOG = 4096
 
 _RECV_SIZE = 1 << 16
-_HANDSHAKE_TIMEOUT = 60.0  # implicit TLS: what asyncio's ssl_handshake_timeout defaults to
 
 
 class _Session:
     """One connection: its socket (replaced when TLS starts) and its thread."""
 
-    __slots__ = ("fd", "sock", "thread")
+    __slots__ = ("dropped", "fd", "sock", "thread")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -58,12 +56,14 @@ class _Session:
         # the handshake runs), so shutting it down always reaches the session.
         self.fd = sock.fileno()
         self.thread: threading.Thread | None = None
+        self.dropped = False  # by close(): the session ends for the server's shutdown
 
     def drop(self) -> None:
         """Shut the connection down, waking the session's thread; only under the lock.
 
         Only the descriptor is touched, never an SSLSocket's TLS state.
         """
+        self.dropped = True
         with contextlib.suppress(OSError):
             sock = socket.socket(fileno=self.fd)
             try:
@@ -81,7 +81,14 @@ class Server:
         self._listeners: list[socket.socket] = []
         self._sessions: set[_Session] = set()
         self._lock = threading.Lock()
-        self._addresses = AddressCounter()  # under the lock
+        self._lifecycle = SessionLifecycle(
+            options,
+            backend,
+            log=log,
+            timeouts=(TimeoutError,),
+            connection_errors=(ConnectionError, ssl.SSLError, OSError),
+            lock=self._lock,  # the address counter is shared by the session threads
+        )
         self._closing = threading.Event()
         self._loop_done = threading.Event()
         self._loop_done.set()
@@ -220,67 +227,49 @@ class Server:
 
     def _session(self, holder: _Session, active: int) -> None:
         options = self.options
-        sock = holder.sock
+        lifecycle = self._lifecycle
         peer: Any = None
         with contextlib.suppress(OSError):
-            peer = sock.getpeername()
-        driver: SessionDriver | None = None
-        session: ServerSession | None = None
-        reason = "error"
-        same_address: int | None = None
+            peer = holder.sock.getpeername()
         try:
             if options.proxy_protocol:
-                peer = _proxy_header(sock, peer, options.proxy_timeout)
-            with self._lock:
-                same_address = self._addresses.add(peer)
-            driver = options.start_session(
-                self.backend,
-                peer_is_loopback=is_loopback_address(peer),
+                try:
+                    peer = _proxy_header(holder.sock, peer, options.proxy_timeout)
+                except Exception as exc:
+                    lifecycle.proxy_failed(peer, exc)  # closed without a greeting
+                    return
+            run = lifecycle.start(
+                peer,
                 sessions=active,
-                same_address=same_address,
                 hostname=socket.gethostname(),
                 random_bytes=os.urandom,
                 clock=time.time_ns() // 1000,
             )
-            session = driver.session
-            if options.ssl_context is not None:
-                # Part of the time the client has to log in.
-                timeout = driver.wait_timeout(time.monotonic())
-                _start_tls(holder, options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
-            self._drive(driver, holder)
-            reason = driver.close_reason or "closed"
-        except ProxyHeaderError as exc:  # closed without a greeting
-            reason = f"no valid PROXY header: {exc!r}"
-        except _HandshakeTimeoutError:
-            reason = "TLS handshake timed out"
-        except TimeoutError:
-            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
-            reason = driver.timed_out() if driver is not None else "timed out"
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
-            reason = f"connection error: {type(exc).__name__}"
-        except Exception as exc:
-            # A backend failing in a way it should not (or a bug): end this
-            # session and say so in the log, but keep serving the others.
-            reason = f"internal error: {type(exc).__name__}"
-            log.exception("session failed")
+            try:
+                if options.ssl_context is not None:
+                    # Part of the time the client has to log in.
+                    _start_tls(holder, options.ssl_context, run.handshake_timeout(time.monotonic()))
+                self._drive(run, holder)
+                if holder.dropped and run.driver.close_reason == "client-closed":
+                    run.shut_down()  # the end of input close() made, not the client
+                else:
+                    run.ended()
+            except Exception as exc:
+                if holder.dropped and isinstance(exc, OSError):
+                    run.shut_down()  # it failed because close() shut the socket down
+                else:
+                    run.failed(exc)
+            finally:
+                run.end()
         finally:
-            if driver is not None:
-                driver.release()
             with self._lock:  # out of the set first: close() drops by descriptor
                 self._sessions.discard(holder)
-                if same_address is not None:
-                    self._addresses.remove(peer)
             with contextlib.suppress(OSError):
                 holder.sock.close()
-            log.info(
-                "session from %s ended: %s (user %s)",
-                peer[0] if peer else "?",
-                reason,
-                (session.username if session is not None else None) or "-",
-            )
 
-    def _drive(self, driver: SessionDriver, holder: _Session) -> None:
+    def _drive(self, run: SessionRun, holder: _Session) -> None:
         """Carry out the driver's instructions until the session ends."""
+        driver = run.driver
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
@@ -310,8 +299,7 @@ class Server:
                 assert isinstance(instruction, StartTls)
                 context = self.options.starttls_context
                 assert context is not None
-                timeout = driver.wait_timeout(time.monotonic())
-                _start_tls(holder, context, min(_HANDSHAKE_TIMEOUT, timeout))
+                _start_tls(holder, context, run.handshake_timeout(time.monotonic()))
             instruction = driver.step(value, error)
 
     # --- stopping -----------------------------------------------------------------------
@@ -372,25 +360,21 @@ def _proxy_header(sock: socket.socket, peer: Any, timeout: float) -> Any:
     return parser.result().client_address(peer)
 
 
-class _HandshakeTimeoutError(Exception):
-    """The TLS handshake did not finish in time."""
-
-
 def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> None:
     """Replace the session's socket with a TLS one and run the handshake.
 
     The TLS socket is the session's before the handshake starts, so the
     session closes it however the handshake ends. A handshake that takes
-    longer than ``timeout`` raises ``_HandshakeTimeoutError``.
+    longer than ``timeout`` raises ``HandshakeTimeoutError``.
     """
     if timeout <= 0:  # the login time is up (and a 0 timeout would make the socket non-blocking)
-        raise _HandshakeTimeoutError
+        raise HandshakeTimeoutError
     holder.sock.settimeout(timeout)
     holder.sock = context.wrap_socket(holder.sock, server_side=True, do_handshake_on_connect=False)
     try:
         holder.sock.do_handshake()
     except TimeoutError:
-        raise _HandshakeTimeoutError from None
+        raise HandshakeTimeoutError from None
 
 
 def serve(

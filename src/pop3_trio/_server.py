@@ -12,20 +12,19 @@ from typing import Any
 
 import trio
 
-from pop3_sansio.proxy import ProxyHeaderError, ProxyParser
+from pop3_sansio.proxy import ProxyParser
 from pop3_sansio.server import (
     READ,
     AcceptPause,
-    AddressCounter,
     BackendProtocol,
     Call,
+    HandshakeTimeoutError,
     ServerOptions,
-    SessionDriver,
+    SessionLifecycle,
+    SessionRun,
     Sleep,
     StartTls,
     Write,
-    is_loopback_address,
-    peer_host,
 )
 
 __all__ = ["Server", "ServerOptions", "serve"]
@@ -33,7 +32,6 @@ __all__ = ["Server", "ServerOptions", "serve"]
 log = logging.getLogger("pop3.server")
 
 _RECEIVE_SIZE = 1 << 16
-_HANDSHAKE_TIMEOUT = 60.0  # as asyncio's default ssl_handshake_timeout
 _CLOSE_TIMEOUT = 5.0
 
 
@@ -51,7 +49,19 @@ class Server:
         self.listeners: list[trio.SocketListener] = []
         self.sessions = 0
         """How many sessions are open now (refused ones included while they are told so)."""
-        self._addresses = AddressCounter()
+        self._lifecycle = SessionLifecycle(
+            options,
+            backend,
+            log=log,
+            timeouts=(trio.TooSlowError,),
+            connection_errors=(
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                ssl.SSLError,
+                OSError,
+            ),
+            shutdown=(trio.Cancelled,),
+        )
         self._pause = AcceptPause()
 
     @property
@@ -117,6 +127,7 @@ class Server:
 
     async def _serve_session(self, tcp: trio.SocketStream) -> None:
         options = self.options
+        lifecycle = self._lifecycle
         try:
             peer = tcp.socket.getpeername()
         except OSError:
@@ -124,67 +135,39 @@ class Server:
         if options.proxy_protocol:
             try:
                 peer = await _proxy_header(tcp, peer, options.proxy_timeout)
-            except (ProxyHeaderError, trio.BrokenResourceError, OSError) as exc:
-                reason = f"no valid PROXY header: {exc!r}"  # closed without a greeting
-                log.info("session from %s ended: %s (user -)", peer_host(peer), reason)
+            except Exception as exc:
+                lifecycle.proxy_failed(peer, exc)  # closed without a greeting
                 tcp.socket.close()
                 return
             except BaseException:  # cancelled: the server is shutting down
                 tcp.socket.close()
                 raise
-        driver = options.start_session(
-            self.backend,
-            peer_is_loopback=is_loopback_address(peer),
+        run = lifecycle.start(
+            peer,
             sessions=self.sessions,
-            same_address=self._addresses.add(peer),
             hostname=socket.gethostname(),
             random_bytes=os.urandom,
             clock=time.time_ns() // 1000,
         )
-        session = driver.session
         conn = _Connection(tcp)
-        reason = "error"
         try:
             if options.ssl_context is not None:
                 # Part of the time the client has to log in.
-                timeout = driver.wait_timeout(trio.current_time())
-                await conn.start_tls(options.ssl_context, min(_HANDSHAKE_TIMEOUT, timeout))
-            await self._drive(driver, conn)
-            reason = driver.close_reason or "closed"
-        except _HandshakeTimeoutError:
-            reason = "TLS handshake timed out"
-        except trio.TooSlowError:
-            # The autologout (RFC 1939 section 3) or the login timeout: close, delete nothing.
-            reason = driver.timed_out()
-        except trio.Cancelled:
-            reason = "server shutdown"
-            raise
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            ssl.SSLError,
-            OSError,
-        ) as exc:
-            reason = f"connection error: {type(exc).__name__}"
-        except Exception as exc:
-            # A backend failing in a way it should not (or a bug): end this
-            # session and say so in the log, but keep serving the others.
-            reason = f"internal error: {type(exc).__name__}"
-            log.exception("session failed")
+                timeout = run.handshake_timeout(trio.current_time())
+                await conn.start_tls(options.ssl_context, timeout)
+            await self._drive(run, conn)
+            run.ended()
+        except BaseException as exc:
+            run.failed(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the server is shutting down
         finally:
-            # Synchronous on purpose: this runs under cancellation too.
-            driver.release()
-            self._addresses.remove(peer)
-            log.info(
-                "session from %s ended: %s (user %s)",
-                peer[0] if peer else "?",
-                reason,
-                session.username or "-",
-            )
+            run.end()  # synchronous on purpose: this runs under cancellation too
             await conn.aclose()
 
-    async def _drive(self, driver: SessionDriver, conn: _Connection) -> None:
+    async def _drive(self, run: SessionRun, conn: _Connection) -> None:
         """Carry out the driver's instructions until the session ends."""
+        driver = run.driver
         instruction = driver.step()
         while instruction is not None:
             value: Any = None
@@ -213,15 +196,9 @@ class Server:
             else:
                 assert isinstance(instruction, StartTls)
                 assert self.options.starttls_context is not None
-                timeout = driver.wait_timeout(trio.current_time())
-                await conn.start_tls(
-                    self.options.starttls_context, min(_HANDSHAKE_TIMEOUT, timeout)
-                )
+                timeout = run.handshake_timeout(trio.current_time())
+                await conn.start_tls(self.options.starttls_context, timeout)
             instruction = driver.step(value, error)
-
-
-class _HandshakeTimeoutError(Exception):
-    """The TLS handshake did not finish in time."""
 
 
 class _Connection:
@@ -232,14 +209,14 @@ class _Connection:
         self.stream: trio.abc.Stream = tcp
 
     async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
-        """Run the TLS handshake; ``_HandshakeTimeoutError`` if it takes over ``timeout``."""
+        """Run the TLS handshake; ``HandshakeTimeoutError`` if it takes over ``timeout``."""
         stream = trio.SSLStream(self.stream, context, server_side=True)
         self.stream = stream
         try:
             with trio.fail_after(timeout):
                 await stream.do_handshake()
         except trio.TooSlowError:
-            raise _HandshakeTimeoutError from None
+            raise HandshakeTimeoutError from None
 
     async def receive(self) -> bytes:
         data = await self.stream.receive_some(_RECEIVE_SIZE)

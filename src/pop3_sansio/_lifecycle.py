@@ -1,0 +1,219 @@
+"""How every server binding starts and ends a session, written once.
+
+Each binding reads the PROXY header, starts TLS, drives the ``SessionDriver``
+and closes the connection (that is its I/O); around that, it calls a
+``SessionLifecycle`` at the same points: ``proxy_failed`` when the header is
+bad, ``start`` for the driver, then ``ended``/``failed``/``shut_down`` for
+the reason and ``end`` for the one log line. The binding registers once the
+exception classes its I/O raises (timeouts, connection errors, cancellation),
+so the reasons are the same words in every binding.
+
+Pure: the host name, random bytes and clock come from the binding, the
+logger too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from ._net import is_loopback_address, peer_host
+from ._proxy import ProxyHeaderError
+from ._server_driver import SessionDriver
+from ._server_options import AddressCounter, ServerOptions
+from ._storage import BackendProtocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from logging import Logger
+
+__all__ = [
+    "HANDSHAKE_TIMEOUT",
+    "SHUTDOWN",
+    "HandshakeTimeoutError",
+    "SessionLifecycle",
+    "SessionRun",
+]
+
+HANDSHAKE_TIMEOUT = 60.0
+"""Seconds a TLS handshake may take at most (asyncio's default ``ssl_handshake_timeout``)."""
+
+SHUTDOWN = "server shutdown"
+"""The reason logged for a session the server dropped because it is shutting down."""
+
+_ENDED = "session from %s ended: %s (user %s)"
+
+
+class HandshakeTimeoutError(TimeoutError):
+    """A TLS handshake (implicit TLS or STLS) did not finish in time; the binding raises it."""
+
+
+def _host(peer: object) -> str:
+    # One form in every line: a socket address's host (an AF_UNIX peer's
+    # path whole, not its first character), "?" when there is none.
+    return peer_host(peer) or "?"
+
+
+def _internal(log: Logger, exc: BaseException) -> str:
+    # A backend failing in a way it should not (or a bug): the binding ends
+    # this session, says so with the traceback, and serves the others.
+    log.error("session failed", exc_info=exc)
+    return f"internal error: {type(exc).__name__}"
+
+
+class SessionLifecycle:
+    """One server's sessions from start to log line; one per server, shared by its sessions.
+
+    ``timeouts``, ``connection_errors`` and ``shutdown`` are the exception
+    classes the binding's I/O raises when a wait runs out, when the
+    connection fails, and when the server cancels a session; checked in that
+    order (a ``TimeoutError`` is an ``OSError``). ``lock``, if given, is held
+    while the address counter is changed (a threaded server's lock).
+    """
+
+    def __init__(
+        self,
+        options: ServerOptions,
+        backend: BackendProtocol,
+        *,
+        log: Logger,
+        timeouts: tuple[type[BaseException], ...],
+        connection_errors: tuple[type[BaseException], ...],
+        shutdown: tuple[type[BaseException], ...] = (),
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.options = options
+        self.backend = backend
+        self.log = log
+        self.timeouts = timeouts
+        self.connection_errors = connection_errors
+        self.shutdown = shutdown
+        self.addresses = AddressCounter()
+        self._lock = lock
+
+    def proxy_failed(self, peer: object, exc: BaseException) -> str:
+        """The PROXY header could not be read: log the session's end, return the reason.
+
+        The connection is closed without a greeting, so there is no driver
+        and no user. A bad header or a connection that fails while sending it
+        is ``no valid PROXY header: ...``; anything else is an internal error.
+        """
+        if isinstance(exc, (ProxyHeaderError, *self.timeouts, *self.connection_errors)):
+            reason = f"no valid PROXY header: {exc!r}"
+        else:
+            reason = _internal(self.log, exc)
+        self.log.info(_ENDED, _host(peer), reason, "-")
+        return reason
+
+    def start(
+        self,
+        peer: object,
+        *,
+        sessions: int,
+        hostname: str,
+        random_bytes: Callable[[int], bytes],
+        clock: int,
+    ) -> SessionRun:
+        """Count the session for its address and start it (``ServerOptions.start_session``).
+
+        ``peer`` is the client's address (from the PROXY header if any);
+        ``sessions`` counts the server's sessions, this one included.
+        Call ``end()`` on the result however the session ends.
+        """
+        if self._lock is None:
+            same_address = self.addresses.add(peer)
+        else:
+            with self._lock:
+                same_address = self.addresses.add(peer)
+        try:
+            driver = self.options.start_session(
+                self.backend,
+                peer_is_loopback=is_loopback_address(peer),
+                sessions=sessions,
+                same_address=same_address,
+                hostname=hostname,
+                random_bytes=random_bytes,
+                clock=clock,
+            )
+        except BaseException:
+            self._uncount(peer)
+            raise
+        return SessionRun(self, peer, driver)
+
+    def _uncount(self, peer: object) -> None:
+        if self._lock is None:
+            self.addresses.remove(peer)
+        else:
+            with self._lock:
+                self.addresses.remove(peer)
+
+
+class SessionRun:
+    """One session of a ``SessionLifecycle``: its driver, its peer and how it ended."""
+
+    __slots__ = ("driver", "lifecycle", "peer", "reason")
+
+    def __init__(self, lifecycle: SessionLifecycle, peer: object, driver: SessionDriver) -> None:
+        self.lifecycle = lifecycle
+        self.peer = peer
+        self.driver = driver
+        self.reason: str | None = None
+        """Why the session ended, once known; ``end()`` logs it."""
+
+    def handshake_timeout(self, now: float) -> float:
+        """Seconds the TLS handshake starting ``now`` may take.
+
+        At most ``HANDSHAKE_TIMEOUT``; less when the driver's ``wait_timeout``
+        is (before login, the handshake is part of the time to log in).
+        """
+        return min(HANDSHAKE_TIMEOUT, self.driver.wait_timeout(now))
+
+    def ended(self) -> str:
+        """The driver finished: the reason is its ``close_reason`` (``quit``...)."""
+        self.reason = self.driver.close_reason or "closed"
+        return self.reason
+
+    def shut_down(self) -> str:
+        """The server dropped the session because it is shutting down."""
+        self.reason = SHUTDOWN
+        return SHUTDOWN
+
+    def failed(self, exc: BaseException) -> str:
+        """The session ended with ``exc``: the reason for it, from the one table.
+
+        A handshake timeout, a timeout (``autologout`` or ``login-timeout``,
+        RFC 1939 section 3: nothing is deleted), a cancellation (the server
+        shuts down), a connection error, else an internal error, logged with
+        its traceback. The binding re-raises what it must (a cancellation).
+        """
+        lifecycle = self.lifecycle
+        if isinstance(exc, HandshakeTimeoutError):
+            reason = "TLS handshake timed out"
+        elif isinstance(exc, lifecycle.timeouts):
+            reason = self.driver.timed_out()
+        elif isinstance(exc, lifecycle.shutdown):
+            reason = SHUTDOWN
+        elif isinstance(exc, lifecycle.connection_errors):
+            reason = f"connection error: {type(exc).__name__}"
+        else:
+            reason = _internal(lifecycle.log, exc)
+        self.reason = reason
+        return reason
+
+    def end(self) -> None:
+        """Release the maildrop (nothing committed), count the session off, log its end.
+
+        Call it once, however the session ended (in a ``finally``); without
+        a reason given before, the reason is the driver's, as ``ended()``
+        gives it. The binding closes the connection itself.
+        """
+        reason = self.reason or self.ended()
+        self.driver.release()
+        lifecycle = self.lifecycle
+        lifecycle._uncount(self.peer)
+        lifecycle.log.info(
+            _ENDED,
+            _host(self.peer),
+            reason,
+            self.driver.session.username or "-",
+        )
