@@ -46,7 +46,7 @@ from pop3_sansio import (
     UnknownCommand,
     User,
 )
-from pop3_sansio._state import multiline_on_ok
+from pop3_sansio._commands import multiline_on_ok
 from pop3_sansio.codec import message_size
 from pop3_sansio.sasl import CheckPassword, CheckToken, LookupSecret
 from pop3_sansio.server import (

@@ -37,7 +37,7 @@ def _projected_state_general(self: p.ClientConnection) -> p.State:
     # the short cut tests the state, not a global, so it is replaced whole.
     state = self._state
     for command in self._in_flight:
-        state = _connection._after_success(state, command)
+        state = _connection.state_after_ok(state, command)
     return state
 
 
@@ -49,9 +49,9 @@ def _ok_event_general(text: str, code: p.ResponseCode | None) -> p.Ok:
 def general_paths() -> Iterator[None]:
     """Within this block the connections take their general paths only.
 
-    - ``ClientConnection.send``: ``_TRANSACTION_LINES`` empty.
+    - ``ClientConnection.send``: ``FAST_LINES`` empty.
     - ``ClientConnection._status_line`` and ``ServerConnection.send``:
-      ``_PLAIN_TRANSACTION_COMMANDS`` empty.
+      ``PLAIN_TRANSACTION`` empty.
     - ``ClientConnection._projected_state``: replaced by the loop alone.
     - ``_ok_event``: built through ``Ok.__init__``.
     ``Data`` via ``object.__new__``, the shared ``EndOfResponse`` and the
@@ -61,8 +61,8 @@ def general_paths() -> Iterator[None]:
     is switched off per chunk by ``_DotSomewhere`` (below).
     """
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(_connection, "_TRANSACTION_LINES", {})
-        m.setattr(_connection, "_PLAIN_TRANSACTION_COMMANDS", frozenset())
+        m.setattr(_connection, "FAST_LINES", {})
+        m.setattr(_connection, "PLAIN_TRANSACTION", frozenset())
         m.setattr(_connection, "_ok_event", _ok_event_general)
         m.setattr(p.ClientConnection, "_projected_state", _projected_state_general)
         yield
@@ -73,9 +73,9 @@ def general_paths() -> Iterator[None]:
 # fast path off (else the comparisons would compare the fast path with itself).
 GENERAL_ONLY = {
     "client-send": "encode_command",
-    "projected-state": "_after_success",
+    "projected-state": "state_after_ok",
     "client-status-line": "split_response_code",
-    "server-send": "completes_login",
+    "server-send": "state_after_ok",
 }
 
 
@@ -417,7 +417,7 @@ def test_switch_client_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_switch_server_send(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``+OK`` to RETR in TRANSACTION skips the login check, unless switched off."""
+    """``+OK`` to RETR in TRANSACTION skips the state change, unless switched off."""
     fast, general = p.ServerConnection(), p.ServerConnection()
     for conn in (fast, general):
         replay(conn, [*_S_TRANSACTION, ("recv", b"RETR 1\r\n"), ("next", None)])
@@ -431,15 +431,15 @@ def test_switch_server_send(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fast_sets_are_todays() -> None:
     """The fast paths' sets, written out; each entry changes no state in TRANSACTION.
 
-    ``_TRANSACTION_LINES`` gives the same bytes as ``encode_command``.
+    ``FAST_LINES`` gives the same bytes as ``encode_command``.
     """
-    assert {p.Retr, p.Top, p.List, p.Uidl} == _connection._PLAIN_TRANSACTION_COMMANDS
+    assert {p.Retr, p.Top, p.List, p.Uidl} == _connection.PLAIN_TRANSACTION
     samples = [p.Retr(7), p.Top(7, 0), p.List(), p.List(7), p.Uidl(), p.Uidl(7), p.Dele(7)]
     for command in samples:
-        assert _connection._after_success(p.State.TRANSACTION, command) is p.State.TRANSACTION
-    assert set(_connection._TRANSACTION_LINES) == {p.Retr, p.Dele}
+        assert _connection.state_after_ok(p.State.TRANSACTION, command) is p.State.TRANSACTION
+    assert set(_connection.FAST_LINES) == {p.Retr, p.Dele}
     for command in (p.Retr(7), p.Dele(10**19)):
-        line = _connection._TRANSACTION_LINES[type(command)] % command.msg
+        line = _connection.FAST_LINES[type(command)] % command.msg
         assert line == p.encode_command(command) + b"\r\n"
 
 

@@ -23,6 +23,8 @@ LAYER = {
     "_values": PROTOCOL,
     "_codes": PROTOCOL,
     "_state": PROTOCOL,
+    "_commands": PROTOCOL,
+    "_parse": PROTOCOL,
     "_events": PROTOCOL,
     "_base64": PROTOCOL,
     "_apop": PROTOCOL,

@@ -8,23 +8,26 @@ from . import _events as ev
 from ._apop import find_timestamp
 from ._base64 import b64decode_strict, b64encode
 from ._codes import ResponseCode, split_response_code
-from ._errors import LocalProtocolError, RemoteProtocolError
-from ._listing import MAX_NUMBER_DIGITS
-from ._multiline import BodyDecoder, BodyEncoder
-from ._receivebuffer import BufferFullError, LineTooLongError, ReceiveBuffer
-from ._state import (
-    COMMAND_STATES,
-    NEED_DATA,
-    PAUSED,
-    Sentinel,
-    State,
-    completes_login,
+from ._commands import (
+    COMMANDS,
+    FAST_LINES,
+    PLAIN_TRANSACTION,
+    Args,
+    Effect,
     multiline_on_ok,
+    spec_of,
+    state_after_ok,
 )
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._multiline import BodyDecoder, BodyEncoder
+from ._parse import parse_command
+from ._receivebuffer import BufferFullError, LineTooLongError, ReceiveBuffer
+from ._state import NEED_DATA, PAUSED, Sentinel, State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Literal, NoReturn
+    from collections.abc import Callable
+    from typing import Any, Literal, NoReturn
 
 __all__ = [
     "MAX_COMMAND_LENGTH",
@@ -65,11 +68,6 @@ def _ok_event(text: str, code: ResponseCode | None) -> ev.Ok:
 _GREETING = State.GREETING  # enum member lookups cost ~0.1 us each on 3.11
 _TRANSACTION = State.TRANSACTION
 _CLOSED = State.CLOSED
-# Commands whose +OK changes no state, and whose +OK is multi-line exactly
-# when they are RETR, TOP, or LIST/UIDL without an argument.
-_PLAIN_TRANSACTION_COMMANDS = frozenset({ev.Retr, ev.Top, ev.List, ev.Uidl})
-# The wire form of the commands ClientConnection.send takes a short cut for.
-_TRANSACTION_LINES: dict[type, bytes] = {ev.Retr: b"RETR %d\r\n", ev.Dele: b"DELE %d\r\n"}
 
 
 def _strip_eol(line: bytes) -> bytes:
@@ -91,6 +89,8 @@ class _Connection:
         self._peer_closed = False
         self._tls_active = tls
         self._tls_pending = False
+        self._utf8 = False
+        self._after_user = False  # the last command was a USER answered +OK (the server reads it)
         self.max_buffer_size = max_buffer_size
 
     # --- state ----------------------------------------------------------------
@@ -162,6 +162,24 @@ class _Connection:
         except BufferFullError:
             self._remote_error("too much data received without being read", "buffer-full")
 
+    # --- answers: the one place where both roles apply the command table ---------
+
+    def _answered_ok(self, command: ev.Command, effect: Effect) -> None:
+        """Apply a ``+OK`` to ``command``: the row's state change and effect."""
+        self._state = state_after_ok(self._state, command)
+        if effect is Effect.TLS_PENDING:
+            # RFC 2595 section 4: the TLS handshake comes next, nothing else.
+            self._tls_pending = True
+        elif effect is Effect.UTF8:
+            self._utf8 = True
+        elif effect is Effect.AFTER_USER:
+            self._after_user = True
+
+    def _answered_err(self, after_err: State | None) -> None:
+        """Apply a ``-ERR``: only QUIT's row changes the state (RFC 1939 section 6)."""
+        if after_err is not None:
+            self._state = after_err
+
     # --- errors -------------------------------------------------------------------
 
     def _local_error(self, message: str, reason: str) -> NoReturn:
@@ -184,55 +202,44 @@ class _Connection:
 # ==================================================================================
 
 
-def encode_command(command: ev.Command) -> bytes:
-    """The wire form of a command, without CRLF."""
-    if isinstance(command, ev.User):
-        return b"USER " + command.name.encode("utf-8")
-    if isinstance(command, ev.Pass):
-        return b"PASS " + command.password.encode("utf-8")
-    if isinstance(command, ev.Apop):
-        return f"APOP {command.name} {command.digest.lower()}".encode()
-    if isinstance(command, ev.Auth):
-        if command.mechanism is None:
-            return b"AUTH"
-        line = b"AUTH " + command.mechanism.upper().encode("ascii")
-        if command.initial_response is not None:
-            # RFC 5034 section 4: "=" stands for an empty initial response.
-            line += b" " + (b64encode(command.initial_response) or b"=")
-        return line
-    if isinstance(command, ev.SaslResponse):
-        return b64encode(command.data)
-    if isinstance(command, ev.SaslCancel):
-        return b"*"
-    if isinstance(command, (ev.List, ev.Uidl)):
-        keyword = b"LIST" if isinstance(command, ev.List) else b"UIDL"
-        return keyword if command.msg is None else b"%s %d" % (keyword, command.msg)
-    if isinstance(command, (ev.Retr, ev.Dele)):
-        keyword = b"RETR" if isinstance(command, ev.Retr) else b"DELE"
-        return b"%s %d" % (keyword, command.msg)
-    if isinstance(command, ev.Top):
-        return b"TOP %d %d" % (command.msg, command.lines)
-    return _BARE_KEYWORDS[type(command)]
+def _encode_auth(keyword: bytes, command: ev.Auth) -> bytes:
+    if command.mechanism is None:
+        return keyword
+    line = keyword + b" " + command.mechanism.upper().encode("ascii")
+    if command.initial_response is not None:
+        # RFC 5034 section 4: "=" stands for an empty initial response.
+        line += b" " + (b64encode(command.initial_response) or b"=")
+    return line
 
 
-_BARE_KEYWORDS: dict[type, bytes] = {
-    ev.Capa: b"CAPA",
-    ev.Stls: b"STLS",
-    ev.Utf8: b"UTF8",
-    ev.Stat: b"STAT",
-    ev.Noop: b"NOOP",
-    ev.Rset: b"RSET",
-    ev.Quit: b"QUIT",
+# One encoder per argument shape of the command table: (keyword, command) -> line.
+_ENCODERS: dict[Args, Callable[[bytes, Any], bytes]] = {
+    Args.NONE: lambda keyword, command: keyword,
+    Args.MSG: lambda keyword, command: b"%s %d" % (keyword, command.msg),
+    Args.OPT_MSG: lambda keyword, command: (
+        keyword if command.msg is None else b"%s %d" % (keyword, command.msg)
+    ),
+    Args.MSG_LINES: lambda keyword, command: b"%s %d %d" % (keyword, command.msg, command.lines),
+    Args.NAME: lambda keyword, command: keyword + b" " + command.name.encode("utf-8"),
+    Args.SECRET: lambda keyword, command: keyword + b" " + command.password.encode("utf-8"),
+    Args.NAME_DIGEST: lambda keyword, command: (
+        keyword + f" {command.name} {command.digest.lower()}".encode()
+    ),
+    Args.AUTH: _encode_auth,
+    Args.SASL_RESPONSE: lambda keyword, command: b64encode(command.data),
+    Args.SASL_CANCEL: lambda keyword, command: b"*",
 }
 
 
-def _after_success(state: State, command: ev.Command) -> State:
-    """The session state after ``command`` is answered ``+OK`` in ``state``."""
-    if completes_login(command):
-        return State.TRANSACTION
-    if isinstance(command, ev.Quit):
-        return State.CLOSED
-    return state
+def encode_command(command: ev.Command) -> bytes:
+    """The wire form of a command, without CRLF.
+
+    Raises ``KeyError`` for an object that is not a command event.
+    """
+    spec = spec_of(command)
+    if spec is None:
+        raise KeyError(type(command))
+    return _ENCODERS[spec.args](spec.wire, command)
 
 
 class ClientConnection(_Connection):
@@ -268,7 +275,6 @@ class ClientConnection(_Connection):
         self._challenged = False  # a SaslChallenge awaits our SaslResponse or SaslCancel
         self._cancelled = False  # we sent "*": the AUTH must now end with -ERR
         self._last_sent: ev.Command | None = None
-        self._utf8 = False
         self._pending_end = False  # the body's end was found with its last data
 
     @property
@@ -293,7 +299,7 @@ class ClientConnection(_Connection):
             # QUIT in flight: O(1) instead of O(commands in flight) per send.
             return state
         for command in self._in_flight:
-            state = _after_success(state, command)
+            state = state_after_ok(state, command)
         return state
 
     def send(self, command: ev.Command) -> bytes:
@@ -305,7 +311,7 @@ class ClientConnection(_Connection):
         ``max_command_length`` octets. An AUTH initial response that would not
         fit must be left out and sent after the empty challenge (RFC 5034 §4).
         """
-        fast = _TRANSACTION_LINES.get(type(command))
+        fast = FAST_LINES.get(type(command))
         if fast is not None and self._state is _TRANSACTION and not self._our_error:
             # The hot path of a pipelined download: RETR and DELE in
             # TRANSACTION. There no AUTH, STLS or SASL exchange can be open,
@@ -320,32 +326,38 @@ class ClientConnection(_Connection):
                     return line
         if self._our_error:
             self._local_error("connection is in ERROR after an earlier misuse", "error-state")
-        if isinstance(command, (ev.SaslResponse, ev.SaslCancel)):
+        spec = spec_of(command)
+        if spec is None:
+            self._local_error(f"not a command: {command!r}", "type")
+        if not spec.states:
+            # A SASL line: it answers a challenge, whatever the state.
             if not self._challenged:
                 self._local_error("no SASL challenge to answer", "no-challenge")
             self._challenged = False
-            self._cancelled = isinstance(command, ev.SaslCancel)
+            self._cancelled = spec.args is Args.SASL_CANCEL
             return encode_command(command) + b"\r\n"
-        if not isinstance(command, tuple(COMMAND_STATES)):
-            self._local_error(f"not a command: {command!r}", "type")
         if self._state is State.GREETING:
             self._local_error("wait for the greeting before sending commands", "wrong-state")
-        if self._in_flight and isinstance(self._in_flight[-1], (ev.Auth, ev.Stls, ev.Quit)):
-            # AUTH challenges, the TLS handshake and the close cannot have
-            # anything pipelined behind them (RFC 5034 §4, RFC 2595 §4).
-            self._local_error(
-                f"cannot send {type(command).__name__} until the "
-                f"{type(self._in_flight[-1]).__name__.upper()} answer arrives",
-                "wrong-state",
-            )
+        if self._in_flight:
+            last = self._in_flight[-1]
+            if spec_of(last).barrier:  # type: ignore[union-attr]
+                # AUTH challenges, the TLS handshake and the close cannot have
+                # anything pipelined behind them (RFC 5034 §4, RFC 2595 §4).
+                self._local_error(
+                    f"cannot send {type(command).__name__} until the "
+                    f"{type(last).__name__.upper()} answer arrives",
+                    "wrong-state",
+                )
         state = self._projected_state()
-        if state not in COMMAND_STATES[type(command)]:
+        if state not in spec.states:
             self._local_error(
                 f"{type(command).__name__.upper()} is not valid in {state.name}", "wrong-state"
             )
-        if isinstance(command, ev.Pass) and not isinstance(self._last_sent, ev.User):
+        if spec.requires_user and (
+            self._last_sent is None or spec_of(self._last_sent).effect is not Effect.AFTER_USER  # type: ignore[union-attr]
+        ):
             self._local_error("PASS must follow USER (RFC 1939 section 7)", "wrong-state")
-        if isinstance(command, ev.Stls) and self._tls_active:
+        if spec.effect is Effect.TLS_PENDING and self._tls_active:
             self._local_error("TLS is already active", "tls-active")
         if self._tls_pending:
             # RFC 2595 section 4: after +OK to STLS the client MUST NOT
@@ -434,33 +446,15 @@ class ClientConnection(_Connection):
         return _END_OF_RESPONSE
 
     def _status_line(self, line: bytes) -> ev.Event:
-        if (
-            line[:4] == b"+OK "
-            and self._state is _TRANSACTION
-            and self._in_flight
-            and not self._challenged
-            and not self._cancelled
-        ):
-            # The hot path of a TRANSACTION: a plain "+OK text" to a command
-            # that changes no state. Same checks as below, fewer steps.
-            command = self._in_flight[0]
-            kind = type(command)
-            if kind in _PLAIN_TRANSACTION_COMMANDS and line[4:5] != b"[":
-                text = line[4:].decode("utf-8", "replace")
-                if "\r" in text or "\0" in text:
-                    self._remote_error("control character in status line", "bad-status-line", line)
-                if kind is ev.Retr or kind is ev.Top or command.msg is None:  # type: ignore[union-attr]
-                    self._decoder = self._body_decoder.restart()
-                else:
-                    self._in_flight.popleft()
-                return _ok_event(text, None)
         if self._state is _GREETING:
             return self._greeting(line)
         if self._challenged:
             self._remote_error("the server went on before our SASL response", "sasl-order", line)
-        if not self._in_flight:
+        in_flight = self._in_flight
+        if not in_flight:
             self._remote_error("the server sent a line no command asked for", "unsolicited", line)
-        command = self._in_flight[0]
+        command = in_flight[0]  # answered by this line; popped once it is fully answered
+        kind = type(command)
         if (
             isinstance(command, ev.Auth)
             and command.mechanism is not None
@@ -471,43 +465,62 @@ class ClientConnection(_Connection):
             self._challenged = True
             return ev.SaslChallenge(b64decode_strict(line[2:].rstrip(b" ")))
         positive, text = self._status(line)
+        if (
+            positive
+            and kind in PLAIN_TRANSACTION
+            and self._state is _TRANSACTION
+            and not self._cancelled
+            and text[:1] != "["
+        ):
+            # The hot path of a TRANSACTION: "+OK text" with no response code
+            # to RETR, TOP, LIST or UIDL, which change no state: the steps
+            # below that would change nothing are skipped (and multiline_on_ok
+            # is inlined for these four rows; test_fast_paths holds them equal).
+            if kind is ev.Retr or kind is ev.Top or command.msg is None:  # type: ignore[union-attr]
+                self._decoder = self._body_decoder.restart()
+            else:
+                in_flight.popleft()
+            return _ok_event(text, None)
         code, text = split_response_code(text)
         if self._cancelled:
             self._cancelled = False
             if positive:
                 # RFC 5034 section 4: a cancelled exchange MUST end in -ERR.
                 self._remote_error("+OK to a cancelled AUTH", "sasl-cancel-accepted", line)
-        self._in_flight.popleft()
+        spec = spec_of(command)
+        assert spec is not None  # send() let only commands in
         if not positive:
-            if isinstance(command, ev.Quit):
-                self._state = State.CLOSED
+            in_flight.popleft()
+            self._answered_err(spec.after_err)
             return ev.Err(text, code)
         if multiline_on_ok(command):
-            self._in_flight.appendleft(command)
+            # Popped by _end_of_response, after the body.
             self._decoder = self._body_decoder.restart()
-        self._state = _after_success(self._state, command)
-        if isinstance(command, ev.Stls):
-            # Bytes already buffered after this +OK are an injection; they are
-            # reported by the next next_event() or by start_tls(), not here.
-            # Raising here would lose the Ok only when the bytes came in the
-            # same segment: the outcome must not depend on chunking.
-            self._tls_pending = True
-        elif isinstance(command, ev.Utf8):
-            self._utf8 = True
+        else:
+            in_flight.popleft()
+        # After STLS, bytes already buffered behind this +OK are an injection;
+        # they are reported by the next next_event() or by start_tls(), not
+        # here. Raising here would lose the Ok only when the bytes came in the
+        # same segment: the outcome must not depend on chunking.
+        self._answered_ok(command, spec.effect)
         return _ok_event(text, code)
 
     def _status(self, line: bytes) -> tuple[bool, str]:
         # RFC 1939 section 3: "+OK" or "-ERR", then an optional SP and text.
         # Servers must send them upper-case; any case is accepted on receipt.
-        if line[:3].upper() == b"+OK":
-            positive, rest = True, line[3:]
-        elif line[:4].upper() == b"-ERR":
-            positive, rest = False, line[4:]
+        if line[:4] == b"+OK ":
+            # The usual form, upper-case with text: two slices less.
+            positive, text = True, line[4:].decode("utf-8", "replace")
         else:
-            self._remote_error("not a +OK or -ERR status line", "bad-status-line", line)
-        if rest and rest[:1] != b" ":
-            self._remote_error("no space after the status indicator", "bad-status-line", line)
-        text = rest[1:].decode("utf-8", "replace")
+            if line[:3].upper() == b"+OK":
+                positive, rest = True, line[3:]
+            elif line[:4].upper() == b"-ERR":
+                positive, rest = False, line[4:]
+            else:
+                self._remote_error("not a +OK or -ERR status line", "bad-status-line", line)
+            if rest and rest[:1] != b" ":
+                self._remote_error("no space after the status indicator", "bad-status-line", line)
+            text = rest[1:].decode("utf-8", "replace")
         if "\r" in text or "\0" in text:
             self._remote_error("control character in status line", "bad-status-line", line)
         return positive, text
@@ -526,121 +539,6 @@ class ClientConnection(_Connection):
 # ==================================================================================
 # Server
 # ==================================================================================
-
-
-def _msg_number(token: bytes) -> int | None:
-    if 0 < len(token) <= MAX_NUMBER_DIGITS and token.isdigit():
-        value = int(token)
-        if value >= 1:
-            return value
-    return None
-
-
-def _line_count(token: bytes) -> int | None:
-    if 0 < len(token) <= MAX_NUMBER_DIGITS and token.isdigit():
-        return int(token)
-    return None
-
-
-def _syntax(keyword: str, line: bytes) -> ev.UnknownCommand:
-    return ev.UnknownCommand(keyword, line, "syntax")
-
-
-def _parse_command(line: bytes) -> ev.Command | ev.UnknownCommand:
-    """Parse one command line (CRLF removed) into an event; never raises."""
-    space = line.find(b" ")
-    word = line if space < 0 else line[:space]
-    # Upper-case ASCII keywords only. str.upper() of a Latin-1 word can
-    # produce ASCII ("PA\xdf" -> "PASS"), so a non-ASCII word would be taken
-    # for a command; it stays as it is and is an unknown command.
-    keyword = word.decode("latin-1")
-    if word.isascii():
-        keyword = keyword.upper()
-
-    rest = b"" if space < 0 else line[space + 1 :]
-    if b"\0" in line or b"\r" in line:
-        return _syntax(keyword, line)
-    try:
-        arg_text = rest.decode("utf-8")
-    except UnicodeDecodeError:
-        return _syntax(keyword, line)
-    if space >= 0 and keyword not in _TAKES_ARGUMENTS:
-        return (
-            _syntax(keyword, line)
-            if keyword in _KEYWORDS
-            else ev.UnknownCommand(keyword, line, "unknown")
-        )
-    args = rest.split(b" ") if space >= 0 else []
-    try:
-        if keyword == "USER":
-            return ev.User(arg_text) if arg_text else _syntax(keyword, line)
-        if keyword == "PASS":
-            # RFC 1939 section 7: spaces may be part of the secret.
-            return ev.Pass(arg_text) if space >= 0 else _syntax(keyword, line)
-        if keyword == "APOP":
-            name, _, digest = arg_text.rpartition(" ")
-            return ev.Apop(name, digest)
-        if keyword == "AUTH":
-            return _parse_auth(keyword, line, args)
-        if keyword in ("LIST", "UIDL"):
-            cls = ev.List if keyword == "LIST" else ev.Uidl
-            if not args:
-                return cls()
-            msg = _msg_number(args[0]) if len(args) == 1 else None
-            return _syntax(keyword, line) if msg is None else cls(msg)
-        if keyword in ("RETR", "DELE"):
-            msg = _msg_number(args[0]) if len(args) == 1 else None
-            if msg is None:
-                return _syntax(keyword, line)
-            return ev.Retr(msg) if keyword == "RETR" else ev.Dele(msg)
-        if keyword == "TOP":
-            if len(args) != 2:
-                return _syntax(keyword, line)
-            msg, count = _msg_number(args[0]), _line_count(args[1])
-            return _syntax(keyword, line) if msg is None or count is None else ev.Top(msg, count)
-    except LocalProtocolError:
-        return _syntax(keyword, line)
-    bare = _BARE_COMMANDS.get(keyword)
-    if bare is not None:
-        return bare
-    return ev.UnknownCommand(keyword, line, "unknown")
-
-
-def _parse_auth(keyword: str, line: bytes, args: list[bytes]) -> ev.Auth | ev.UnknownCommand:
-    if not args:
-        return ev.Auth()
-    if len(args) > 2 or not args[0].isascii():
-        # A mechanism name is ASCII (RFC 4422 section 3.1); decoding anything
-        # else must not raise out of next_event (docs/architecture.md,
-        # invariant 3).
-        return ev.UnknownCommand(keyword, line, "syntax")
-    mechanism = args[0].decode("ascii").upper()
-    if len(args) == 1:
-        return ev.Auth(mechanism)
-    if args[1] == b"=":
-        return ev.Auth(mechanism, b"")
-    decoded = b64decode_strict(args[1])
-    if decoded is None:
-        return ev.UnknownCommand(keyword, line, "syntax")
-    return ev.Auth(mechanism, decoded)
-
-
-_BARE_COMMANDS: dict[str, ev.Command] = {
-    "CAPA": ev.Capa(),
-    "STLS": ev.Stls(),
-    "UTF8": ev.Utf8(),
-    "STAT": ev.Stat(),
-    "NOOP": ev.Noop(),
-    "RSET": ev.Rset(),
-    "QUIT": ev.Quit(),
-    "LIST": ev.List(),
-    "UIDL": ev.Uidl(),
-    "AUTH": ev.Auth(),
-}
-_TAKES_ARGUMENTS = frozenset(
-    {"USER", "PASS", "APOP", "AUTH", "LIST", "UIDL", "RETR", "DELE", "TOP"}
-)
-_KEYWORDS = _TAKES_ARGUMENTS | frozenset(_BARE_COMMANDS)
 
 
 class ServerConnection(_Connection):
@@ -673,8 +571,6 @@ class ServerConnection(_Connection):
         self._encoder: BodyEncoder | None = None
         self._awaiting_sasl = False  # a challenge was sent; the next line is SASL
         self._sasl_failed = False  # the client cancelled or sent bad base64: -ERR only
-        self._after_user = False  # the last command was a successful USER
-        self._utf8 = False
         self._apop_timestamp: str | None = None
 
     def _read_line(self, limit: int) -> bytes | None:
@@ -742,16 +638,15 @@ class ServerConnection(_Connection):
                 self._sasl_failed = True
                 return ev.UnknownCommand("", line, "syntax")
             return ev.SaslResponse(data)
-        command = _parse_command(line)
+        command = parse_command(line)
         after_user, self._after_user = self._after_user, False
-        if not isinstance(command, ev.UnknownCommand):
-            if self._state not in COMMAND_STATES[type(command)] or (
-                isinstance(command, ev.Pass) and not after_user
-            ):
-                command = ev.UnknownCommand(type(command).__name__.upper(), line, "wrong-state")
-            elif isinstance(command, ev.Stls) and self._tls_active:
-                command = ev.UnknownCommand("STLS", line, "tls-active")
-            elif isinstance(command, ev.Quit) and self._state is _TRANSACTION:
+        spec = COMMANDS.get(type(command))  # None for an UnknownCommand
+        if spec is not None:
+            if self._state not in spec.states or (spec.requires_user and not after_user):
+                command = ev.UnknownCommand(spec.wire.decode(), line, "wrong-state")
+            elif spec.effect is Effect.TLS_PENDING and self._tls_active:
+                command = ev.UnknownCommand(spec.wire.decode(), line, "tls-active")
+            elif spec.after_ok is _CLOSED and self._state is _TRANSACTION:
                 # RFC 1939 section 6: QUIT from TRANSACTION enters UPDATE.
                 self._state = State.UPDATE
         self._current = command
@@ -772,75 +667,88 @@ class ServerConnection(_Connection):
                 self._local_error("Data outside a multi-line answer", "no-body")
             return self._encoder.encode(event.data)
         if isinstance(event, ev.EndOfResponse):
-            if self._encoder is None:
-                self._local_error("EndOfResponse outside a multi-line answer", "no-body")
-            tail = self._encoder.finish()
-            self._encoder = None
-            self._current = None
-            return tail
+            return self._send_end()
         if self._encoder is not None:
             self._local_error("finish the multi-line answer first", "body-open")
-        current = self._current
-        if (
-            type(event) is ev.Ok
-            and self._state is _TRANSACTION
-            and type(current) in _PLAIN_TRANSACTION_COMMANDS
-        ):
-            # The hot path of a TRANSACTION: +OK to RETR, TOP, LIST or UIDL,
-            # none of which changes the state; the checks below, fewer steps.
-            return self._ok_line(event, current)
         if isinstance(event, ev.Greeting):
-            if self._state is not State.GREETING:
-                self._local_error("the greeting was already sent", "wrong-state")
-            self._state = State.AUTHORIZATION
-            self._apop_timestamp = event.timestamp
-            text = event.text
-            if event.timestamp is not None and event.timestamp not in text:
-                text = f"{text} {event.timestamp}" if text else event.timestamp
-            return self._status_line(b"+OK", ev.Ok(text, event.code))
-        if self._state is State.GREETING:
-            if isinstance(event, ev.Err):
-                # Refusing service: a -ERR greeting, then the close.
-                self._state = State.CLOSED
-                return self._status_line(b"-ERR", event)
-            self._local_error("send the Greeting first", "wrong-state")
+            return self._send_greeting(event)
+        if self._state is _GREETING:
+            return self._send_refusal(event)
+        current = self._current
         if current is None:
             self._local_error("no command to answer", "no-command")
         if self._awaiting_sasl:
             self._local_error("wait for the client's SASL response", "wrong-state")
+        if (
+            type(event) is ev.Ok
+            and type(current) in PLAIN_TRANSACTION
+            and self._state is _TRANSACTION
+        ):
+            # The hot path of a TRANSACTION: +OK to RETR, TOP, LIST or UIDL,
+            # which change no state and have no effect (_send_ok would find
+            # nothing to do before _ok_line).
+            return self._ok_line(event, current)
         if isinstance(event, ev.SaslChallenge):
-            if self._sasl_failed:
-                self._local_error("the SASL exchange failed: answer -ERR", "must-err")
-            if not isinstance(current, ev.Auth) or current.mechanism is None:
-                self._local_error("SaslChallenge outside an AUTH exchange", "wrong-state")
-            if event.data is None:
-                self._local_error("a challenge needs data (b'' for an empty one)", "bad-argument")
-            self._awaiting_sasl = True
-            return b"+ " + b64encode(event.data) + b"\r\n"
+            return self._send_challenge(event, current)
         if isinstance(event, ev.Err):
-            self._current = None
-            self._sasl_failed = False
-            if isinstance(current, ev.Quit):
-                self._state = State.CLOSED
-            return self._status_line(b"-ERR", event)
+            return self._send_err(event, current)
         if not isinstance(event, ev.Ok):
             self._local_error(f"not a response: {event!r}", "type")
+        return self._send_ok(event, current)
+
+    def _send_end(self) -> bytes:
+        if self._encoder is None:
+            self._local_error("EndOfResponse outside a multi-line answer", "no-body")
+        tail = self._encoder.finish()
+        self._encoder = None
+        self._current = None
+        return tail
+
+    def _send_greeting(self, event: ev.Greeting) -> bytes:
+        if self._state is not _GREETING:
+            self._local_error("the greeting was already sent", "wrong-state")
+        self._state = State.AUTHORIZATION
+        self._apop_timestamp = event.timestamp
+        text = event.text
+        if event.timestamp is not None and event.timestamp not in text:
+            text = f"{text} {event.timestamp}" if text else event.timestamp
+        return self._status_line(b"+OK", ev.Ok(text, event.code))
+
+    def _send_refusal(self, event: ev.Response) -> bytes:
+        # Before the greeting only a -ERR greeting (refusing service) may go.
+        if not isinstance(event, ev.Err):
+            self._local_error("send the Greeting first", "wrong-state")
+        self._state = _CLOSED
+        return self._status_line(b"-ERR", event)
+
+    def _send_challenge(
+        self, event: ev.SaslChallenge, current: ev.Command | ev.UnknownCommand
+    ) -> bytes:
+        if self._sasl_failed:
+            self._local_error("the SASL exchange failed: answer -ERR", "must-err")
+        if not isinstance(current, ev.Auth) or current.mechanism is None:
+            self._local_error("SaslChallenge outside an AUTH exchange", "wrong-state")
+        if event.data is None:
+            self._local_error("a challenge needs data (b'' for an empty one)", "bad-argument")
+        self._awaiting_sasl = True
+        return b"+ " + b64encode(event.data) + b"\r\n"
+
+    def _send_err(self, event: ev.Err, current: ev.Command | ev.UnknownCommand) -> bytes:
+        self._current = None
+        self._sasl_failed = False
+        spec = COMMANDS.get(type(current))  # None for an UnknownCommand
+        if spec is not None:
+            self._answered_err(spec.after_err)
+        return self._status_line(b"-ERR", event)
+
+    def _send_ok(self, event: ev.Ok, current: ev.Command | ev.UnknownCommand) -> bytes:
         if isinstance(current, ev.UnknownCommand):
             self._local_error(f"{current.keyword or 'that line'} must be answered -ERR", "must-err")
         if self._sasl_failed:
             # After "*" or an undecodable SASL line the current command is
             # still the AUTH, but RFC 5034 section 4 says the server MUST reply -ERR.
             self._local_error("the SASL exchange failed: answer -ERR", "must-err")
-        if isinstance(current, ev.Stls):
-            self._tls_pending = True
-        elif isinstance(current, ev.User):
-            self._after_user = True
-        elif isinstance(current, ev.Utf8):
-            self._utf8 = True
-        elif isinstance(current, ev.Quit):
-            self._state = State.CLOSED
-        elif completes_login(current):
-            self._state = State.TRANSACTION
+        self._answered_ok(current, COMMANDS[type(current)].effect)
         return self._ok_line(event, current)
 
     def _ok_line(self, event: ev.Ok, current: object) -> bytes:

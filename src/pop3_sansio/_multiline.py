@@ -39,6 +39,35 @@ def _find_line_dot(chunk: bytes, pos: int) -> int:
     return m.end() - 1 if m is not None else -1
 
 
+# What _after_dot found after a line-start ".": the chunk ended right after the
+# "." or after "." CR (held for the next chunk), or the dot is stuffing.
+_HOLD_DOT = -1
+_HOLD_DOT_CR = -2
+_STUFFED = 0
+
+
+def _after_dot(chunk: bytes, after: int) -> int:
+    """Classify what follows a line-start "." whose next octet is ``chunk[after]``.
+
+    Returns the index just past the terminating "." CRLF (or "." LF, see
+    _BARE_LF_END) when the body ends there; ``_HOLD_DOT`` or ``_HOLD_DOT_CR``
+    when the chunk ends before that is known; else ``_STUFFED``: the dot is
+    stuffing (or a lone leading dot) and the body goes on at ``after``.
+    """
+    n = len(chunk)
+    if after == n:
+        return _HOLD_DOT
+    octet = chunk[after]
+    if octet == _CR:
+        if after + 1 == n:
+            return _HOLD_DOT_CR
+        if chunk[after + 1] == _LF:
+            return after + 2
+    elif octet == _LF:
+        return after + 1
+    return _STUFFED
+
+
 class BodyDecoder:
     """Turns the wire form of a multi-line body back into the body.
 
@@ -70,22 +99,19 @@ class BodyDecoder:
         prefix = b""
         held = self._held
         if held:
+            # The previous chunk ended in a line-start "." (or "." CR): put it
+            # back in front of this chunk's first octets and classify as one.
             self._held = b""
-            if held == b".":
-                if chunk[pos] == _CR:
-                    if pos + 1 == n:
-                        self._held = b".\r"
-                        return b"", n, False
-                    if chunk[pos + 1] == _LF:
-                        return b"", pos + 2, True
-                elif chunk[pos] == _LF:
-                    return b"", pos + 1, True  # "." LF: see _BARE_LF_END
-            elif chunk[pos] == _LF:  # held == b".\r"
-                return b"", pos + 1, True
-            else:
-                # "." CR followed by something other than LF: the dot is
-                # stuffing (stripped) and the CR is body.
-                prefix = b"\r"
+            k = len(held)
+            head = held + chunk[pos : pos + 2]
+            after = _after_dot(head, 1)
+            if after < 0:  # "." then only CR in this chunk
+                self._held = b".\r"
+                return b"", n, False
+            if after:
+                return b"", pos + after - k, True
+            # Stuffing: after "." CR the CR is body, after "." this chunk is.
+            prefix = head[1:k]
             self._bol = False
         if self._bol and chunk[pos] == _DOT:
             dot = pos
@@ -108,21 +134,17 @@ class BodyDecoder:
         while True:
             spans.append((seg, dot))
             after = dot + 1
-            if after == n:
-                self._held = b"."
-                end, finished = n, False
-                break
-            if chunk[after] == _CR:
-                if after + 1 == n:
-                    self._held = b".\r"
+            # A dot before an ordinary octet is stuffing; only a CR, a LF or
+            # the chunk's end needs _after_dot (no call for most dot lines).
+            if after == n or chunk[after] == _CR or chunk[after] == _LF:
+                found = _after_dot(chunk, after)
+                if found < 0:
+                    self._held = b"." if found == _HOLD_DOT else b".\r"
                     end, finished = n, False
                     break
-                if chunk[after + 1] == _LF:
-                    end, finished = after + 2, True
+                if found:
+                    end, finished = found, True
                     break
-            elif chunk[after] == _LF:
-                end, finished = after + 1, True  # "." LF: see _BARE_LF_END
-                break
             # A stuffed (or lone leading) dot: drop it, keep the rest.
             seg = after
             dot = _find_line_dot(chunk, seg)

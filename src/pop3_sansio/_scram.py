@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
 from dataclasses import dataclass
 
+from . import _base64
 from ._errors import LocalProtocolError
 from ._saslprep import saslprep
 
@@ -36,17 +35,17 @@ def hash_key(hash_name: str) -> str:
 
 def b64encode(data: bytes) -> str:
     """Base64 (RFC 4648 section 4) as used inside SCRAM attribute values."""
-    return base64.b64encode(data).decode("ascii")
+    return _base64.b64encode(data).decode("ascii")
 
 
 def b64decode(text: str) -> bytes | None:
-    """Strict base64 decoding; ``None`` for anything that is not canonical base64."""
-    try:
-        data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
+    """Strict base64 decoding; ``None`` for anything that is not canonical base64.
+
+    The same rules as the SASL lines' (``_base64.b64decode_strict``), on text.
+    """
+    if not text.isascii():
         return None
-    # Reject non-canonical encodings (stray bits in the padding) for symmetry.
-    return data if base64.b64encode(data).decode("ascii") == text else None
+    return _base64.b64decode_strict(text.encode("ascii"))
 
 
 def is_nonce(text: str) -> bool:

@@ -13,16 +13,17 @@ RFC 5034 (AUTH), RFC 2595 (STLS).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from . import _events as ev
 from ._apop import check_apop_digest
+from ._base64 import b64encode
 from ._capabilities import Capabilities
 from ._codes import AUTH, IN_USE, SYS_TEMP, ResponseCode
+from ._commands import COMMANDS
 from ._connection import ServerConnection
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._instructions import StartTls
@@ -498,7 +499,7 @@ class ServerSession:
     def _nonce(self) -> str | None:
         if self._random is None:
             return None
-        return base64.b64encode(self._random(18)).decode("ascii")
+        return b64encode(self._random(18)).decode("ascii")
 
     def _cram_challenge(self, name: str) -> bytes | None:
         if name != "CRAM-MD5" or self._random is None:
@@ -735,25 +736,9 @@ class ServerSession:
         self._queued = self._close("quit")
 
 
-def _h(method: Callable[..., Request | None]) -> Callable[[ServerSession, object], Request | None]:
-    return method
-
-
-_HANDLERS: dict[type, Callable[[ServerSession, object], Request | None]] = {
-    ev.Capa: _h(ServerSession._capa),
-    ev.Stls: _h(ServerSession._stls),
-    ev.Utf8: _h(ServerSession._utf8),
-    ev.User: _h(ServerSession._user_cmd),
-    ev.Pass: _h(ServerSession._pass),
-    ev.Apop: _h(ServerSession._apop),
-    ev.Auth: _h(ServerSession._auth),
-    ev.Stat: _h(ServerSession._stat),
-    ev.List: _h(ServerSession._list),
-    ev.Uidl: _h(ServerSession._uidl),
-    ev.Retr: _h(ServerSession._retr),
-    ev.Top: _h(ServerSession._retr),
-    ev.Dele: _h(ServerSession._dele),
-    ev.Noop: _h(ServerSession._noop),
-    ev.Rset: _h(ServerSession._rset),
-    ev.Quit: _h(ServerSession._quit),
+_HANDLERS: dict[type, Callable[[ServerSession, Any], Request | None]] = {
+    spec.event: getattr(ServerSession, spec.handler)
+    for spec in COMMANDS.values()
+    if spec.handler is not None
 }
+"""Command event -> the ``ServerSession`` method that answers it, from the command table."""
