@@ -54,7 +54,7 @@ class Server:
             options,
             backend,
             log=log,
-            timeouts=(TimeoutError, asyncio.TimeoutError),
+            timeouts=(TimeoutError,),
             connection_errors=(ConnectionError, StreamClosedError, ssl.SSLError, OSError),
             shutdown=(asyncio.CancelledError,),
         )
@@ -283,7 +283,7 @@ async def _proxy_header(reader: PrefixReader, peer: Any, timeout: float) -> Any:
         while parser.wanted:
             parser.feed(await reader.read(parser.wanted))
 
-    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+    with contextlib.suppress(TimeoutError):
         await with_timeout(read(), timeout)
     return parser.result().client_address(peer)
 

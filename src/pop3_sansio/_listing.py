@@ -8,7 +8,6 @@ hostile line of a million digits costs a length check, not quadratic work.
 from __future__ import annotations
 
 import re
-import sys
 
 from ._errors import RemoteProtocolError
 
@@ -76,14 +75,10 @@ def parse_uid_line(text: str) -> tuple[int, str]:
 # The common shapes, matched in one pass by the regex engine. Each line is
 # deterministic (digits, one space, a token without spaces, a line end), so
 # matching is linear with no backtracking.
-# Possessive repeats (Python 3.11+) skip sre's backtracking bookkeeping and
+# Possessive repeats (``++``, ``{m,n}+``) skip sre's backtracking bookkeeping and
 # halve the time of the match; they accept exactly the same strings here.
-_POSSESSIVE = b"+" if sys.version_info >= (3, 11) else b""
-_SCAN_LISTING = re.compile(rb"(?:[0-9]{1,20}%s [0-9]{1,20}%s\r?\n)*%s" % ((_POSSESSIVE,) * 3))
-_UID_LISTING = re.compile(
-    rb"(?:[0-9]{1,20}%s [!-~]{1,%d}%s\r?\n)*%s"
-    % (_POSSESSIVE, MAX_UID_LENGTH, _POSSESSIVE, _POSSESSIVE)
-)
+_SCAN_LISTING = re.compile(rb"(?:[0-9]{1,20}+ [0-9]{1,20}+\r?\n)*+")
+_UID_LISTING = re.compile(rb"(?:[0-9]{1,20}+ [!-~]{1,%d}+\r?\n)*+" % MAX_UID_LENGTH)
 
 
 def _lines(body: bytes) -> list[str]:
