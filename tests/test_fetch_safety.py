@@ -351,3 +351,25 @@ def test_a_state_file_of_an_unknown_version_is_refused(tmp_path: Path) -> None:
         code, err = fetch(tmp_path, server.port, dest)
     assert code == 1
     assert "damaged or from another version" in err
+
+
+def test_only_regular_files_vouch_for_a_stored_message(tmp_path: Path) -> None:
+    """A link or a FIFO named like one of fetch's files is not read as a stored message.
+
+    A link's target could hold anything (so a message would count as stored when it is
+    not), and opening a FIFO would hang the run.
+    """
+    import os
+
+    from pop3_cli._deliver import MaildirWriter, message_token
+
+    writer = MaildirWriter(str(tmp_path / "dest"))
+    token = message_token("127.0.0.1:110:alice", "uid-1")
+    stored_bytes = b"Subject: stored\r\n\r\nhi\r\n"
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"Subject: not ours\r\n\r\nx\r\n")
+    new = tmp_path / "dest" / "new"
+    (new / f"1.M1P1Q1X{token}.host").write_bytes(stored_bytes)
+    os.symlink(outside, new / f"2.M2P2Q2X{token}.host")
+    os.mkfifo(new / f"3.M3P3Q3X{token}.host")
+    assert writer.stored_digests(token) == {hashlib.sha256(stored_bytes).hexdigest()}

@@ -340,6 +340,28 @@ def test_end_releases_the_maildrop_and_commits_nothing() -> None:
     assert backend.committed == []
 
 
+def test_a_maildrop_that_fails_to_close_still_counts_the_session_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failing ``close()`` must not leave the address counted: it would be refused for good."""
+    backend = FakeBackend()
+    life = lifecycle(backend, max_sessions_per_address=1)
+    run = start(life, ("127.0.0.7", 1))
+    drive(run, b"USER alice\r\n", b"PASS secret\r\n", close=False)
+    assert run.driver.maildrop is not None
+
+    def broken_close() -> None:
+        raise OSError("close failed")
+
+    run.driver.maildrop.close = broken_close  # type: ignore[method-assign]
+    run.failed(ConnectionResetError())
+    with caplog.at_level(logging.INFO, LOGGER), pytest.raises(OSError, match="close failed"):
+        run.end()
+    assert len(life.addresses) == 0
+    assert "session from 127.0.0.7 ended: connection error: ConnectionResetError" in caplog.text
+    assert drive(start(life, ("127.0.0.7", 2))).startswith(b"+OK")
+
+
 # --- the TLS handshake's limit ------------------------------------------------------------
 
 

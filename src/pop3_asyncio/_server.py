@@ -161,13 +161,17 @@ class Server:
             stream = connection.hand_over()
         else:
             stream = connection
-        run = lifecycle.start(
-            peer,
-            sessions=len(self._tasks),
-            hostname=socket.gethostname(),
-            random_bytes=os.urandom,
-            clock=time.time_ns() // 1000,
-        )
+        try:
+            run = lifecycle.start(
+                peer,
+                sessions=len(self._tasks),
+                hostname=socket.gethostname(),
+                random_bytes=os.urandom,
+                clock=time.time_ns() // 1000,
+            )
+        except BaseException:
+            stream.close()
+            raise
         loop = asyncio.get_running_loop()
         try:
             if options.ssl_context is not None:  # implicit TLS (RFC 8314)

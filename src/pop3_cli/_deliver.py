@@ -13,10 +13,12 @@ same (``stored_digests``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import socket
+import stat
 import time
 from typing import BinaryIO
 
@@ -162,13 +164,28 @@ class MaildirWriter:
                     continue
                 digest = hashlib.sha256()
                 try:
-                    with open(os.path.join(directory, name), "rb") as f:
-                        while chunk := f.read(1 << 16):
-                            digest.update(chunk)
+                    # Only a regular file of our own naming vouches for a message:
+                    # never a link (its target could be anything) or a FIFO (a hang).
+                    fd = os.open(
+                        os.path.join(directory, name),
+                        os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    )
                 except FileNotFoundError:
                     continue  # moved or deleted by a mail reader meanwhile
                 except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        continue  # a symbolic link
                     raise CliError(f"cannot read {name} in {directory}: {exc.strerror}") from None
+                with open(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                        continue
+                    try:
+                        while chunk := f.read(1 << 16):
+                            digest.update(chunk)
+                    except OSError as exc:
+                        raise CliError(
+                            f"cannot read {name} in {directory}: {exc.strerror}"
+                        ) from None
                 digests.add(digest.hexdigest())
         return digests
 

@@ -288,8 +288,10 @@ def _twins(
 
     All are listed, none hides another (a copy put back, a delivery that
     reused a name; RFC 1939 section 7: ids are unique). The oldest by mtime
-    keeps the plain id, the one earlier sessions listed; each other gets the
-    plain id and a digest of its content, which no move or flag change alters.
+    keeps the plain id, in every session and after moves and flag changes (a
+    rename keeps the mtime); each other gets the plain id and a digest of its
+    content, which no move or flag change alters. (Releases before this one
+    listed only the ``cur/`` file, under the plain id.)
     """
     base = _base_uid(unique)
     ranked = []

@@ -208,12 +208,16 @@ class SessionRun:
         gives it. The binding closes the connection itself.
         """
         reason = self.reason or self.ended()
-        self.driver.release()
         lifecycle = self.lifecycle
-        lifecycle._uncount(self.peer)
-        lifecycle.log.info(
-            _ENDED,
-            _host(self.peer),
-            reason,
-            self.driver.session.username or "-",
-        )
+        try:
+            self.driver.release()
+        finally:
+            # Even if the maildrop's close() failed: an address never counted
+            # off would be refused for good once it reached its limit.
+            lifecycle._uncount(self.peer)
+            lifecycle.log.info(
+                _ENDED,
+                _host(self.peer),
+                reason,
+                self.driver.session.username or "-",
+            )
