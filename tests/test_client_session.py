@@ -512,6 +512,23 @@ def test_answers_skipped_after_a_failure_are_not_collected() -> None:
     assert wire.result(wire.client.noop()) == ""  # in step
 
 
+def test_a_pipelined_dele_behind_a_failed_retr_is_still_marked() -> None:
+    # retr_many([1, 9, 2], delete=True): RETR 1, 9 and 2 go out together; once message 1
+    # is read, DELE 1 follows them. RETR 9 fails, so the answers behind it are skipped,
+    # but the server took DELE 1: the client must count it as marked.
+    wire = Wire()
+    wire.result(wire.client.start())
+    wire.result(wire.client.login("alice", "secret"))
+    caps = wire.result(wire.client.capa())
+    assert caps is not None and caps.pipelining
+    wire.result(wire.client.list())
+    with pytest.raises(p.Pop3Error):
+        wire.run(wire.client.retr_many([1, 9, 2], delete=True))
+    assert b"DELE 1\r\n" in wire.sent[-1]
+    assert wire.client.marked == frozenset({1})
+    assert wire.result(wire.client.noop()) == ""  # in step
+
+
 def test_failed_dele_in_retr_many_is_raised_in_step() -> None:
     wire = Wire()
     wire.result(wire.client.start())

@@ -611,6 +611,10 @@ class ClientSession:
                 # Dropped as it arrives, in no memory, yet not for ever.
                 size = self._sizes.get(command.msg, 0)
                 yield from self._chunks(command.msg, size, self.body_limit(size), keep=False)
+            elif isinstance(event, ev.Ok) and isinstance(command, ev.Dele):
+                # A pipelined DELE the server took: it is marked, whatever failed before it,
+                # so that a connection lost later still reports it as not deleted.
+                self._marked.add(command.msg)
 
     def dele(self, msg: int) -> Generator[Instruction, None, str]:
         """``DELE msg``: mark for deletion at QUIT."""
