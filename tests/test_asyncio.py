@@ -195,3 +195,33 @@ async def test_client_timeout_in_the_middle_of_a_session_leaves_it_unusable() ->
         client.close()
         await asyncio.to_thread(thread.join, 10)
     assert tail == [b""]  # after the timeout nothing more was sent (no QUIT)
+
+
+def test_wait_closed_returns_while_a_finished_session_is_still_listed() -> None:
+    """``wait_closed`` does not spin on a session that ended a moment ago.
+
+    A finished session task leaves the server's set only when its done callback
+    runs, on the loop's next turn. Since Python 3.12, ``gather()`` of finished
+    tasks completes without yielding to the loop, so a wait that looped on the
+    set spun for ever (seen on 3.12 in the version tier). The wait runs in a
+    thread of its own, so that a spin fails this test instead of hanging it.
+    """
+    import threading
+
+    async def main() -> None:
+        server = await pa.serve(FakeBackend(MESSAGES), "127.0.0.1", 0)
+        finished = asyncio.ensure_future(asyncio.sleep(0))
+        await finished
+        server._tasks.add(finished)  # as the server keeps a session's task
+        finished.add_done_callback(server._tasks.discard)  # runs on the next turn
+        server.close()
+        await server.wait_closed()
+
+    returned = threading.Event()
+
+    def run() -> None:
+        asyncio.run(main())
+        returned.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert returned.wait(10), "wait_closed did not return"

@@ -254,8 +254,12 @@ class Server:
 
     async def wait_closed(self) -> None:
         """Wait until every session has ended."""
-        while self._opening or self._tasks:
-            await asyncio.gather(*self._opening, *self._tasks, return_exceptions=True)
+        # Wait on the tasks not yet done, not on the sets: a finished task leaves
+        # them only when its done callback runs, and since Python 3.12 gather() of
+        # finished tasks completes without yielding to the loop, so a loop on the
+        # sets would spin for ever before that callback could run.
+        while pending := [t for t in (*self._opening, *self._tasks) if not t.done()]:
+            await asyncio.wait(pending)
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (or ``close()``)."""
