@@ -12,8 +12,7 @@ import time
 from typing import SupportsIndex
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pop3_sansio import (
     AUTH,

@@ -17,8 +17,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import pop3_sansio as p
 

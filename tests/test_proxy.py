@@ -13,8 +13,7 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import pop3_sansio as p
 from helpers import FakeBackend

@@ -70,297 +70,112 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from .client import (
         READ as READ,
-    )
-    from .client import (
         AsyncClient as AsyncClient,
-    )
-    from .client import (
         AuthError as AuthError,
-    )
-    from .client import (
         Capabilities as Capabilities,
-    )
-    from .client import (
         Chunk as Chunk,
-    )
-    from .client import (
         ClientSession as ClientSession,
-    )
-    from .client import (
         Instruction as Instruction,
-    )
-    from .client import (
         InUseError as InUseError,
-    )
-    from .client import (
         LoginDelayError as LoginDelayError,
-    )
-    from .client import (
         MessageTooLargeError as MessageTooLargeError,
-    )
-    from .client import (
         PermanentError as PermanentError,
-    )
-    from .client import (
         Pop3Error as Pop3Error,
-    )
-    from .client import (
         StartTls as StartTls,
-    )
-    from .client import (
         TemporaryError as TemporaryError,
-    )
-    from .client import (
         TlsMode as TlsMode,
-    )
-    from .client import (
         Write as Write,
-    )
-    from .client import (
         default_port as default_port,
-    )
-    from .client import (
         is_loopback_address as is_loopback_address,
     )
     from .codec import (
         AUTH as AUTH,
-    )
-    from .codec import (
         IN_USE as IN_USE,
-    )
-    from .codec import (
         LOGIN_DELAY as LOGIN_DELAY,
-    )
-    from .codec import (
         SYS_PERM as SYS_PERM,
-    )
-    from .codec import (
         SYS_TEMP as SYS_TEMP,
-    )
-    from .codec import (
         UTF8 as UTF8,
-    )
-    from .codec import (
         BodyDecoder as BodyDecoder,
-    )
-    from .codec import (
         BodyEncoder as BodyEncoder,
-    )
-    from .codec import (
         TopFilter as TopFilter,
-    )
-    from .codec import (
         apop_digest as apop_digest,
-    )
-    from .codec import (
         b64decode_strict as b64decode_strict,
-    )
-    from .codec import (
         b64encode as b64encode,
-    )
-    from .codec import (
         check_apop_digest as check_apop_digest,
-    )
-    from .codec import (
         encode_command as encode_command,
-    )
-    from .codec import (
         find_timestamp as find_timestamp,
-    )
-    from .codec import (
         make_timestamp as make_timestamp,
-    )
-    from .codec import (
         message_size as message_size,
-    )
-    from .codec import (
         parse_scan_line as parse_scan_line,
-    )
-    from .codec import (
         parse_scan_listing as parse_scan_listing,
-    )
-    from .codec import (
         parse_stat as parse_stat,
-    )
-    from .codec import (
         parse_uid_line as parse_uid_line,
-    )
-    from .codec import (
         parse_uid_listing as parse_uid_listing,
-    )
-    from .codec import (
         split_response_code as split_response_code,
     )
     from .proxy import (
         MAX_PROXY_V1_LENGTH as MAX_PROXY_V1_LENGTH,
-    )
-    from .proxy import (
         MAX_PROXY_V2_LENGTH as MAX_PROXY_V2_LENGTH,
-    )
-    from .proxy import (
         PROXY_V2_SIGNATURE as PROXY_V2_SIGNATURE,
-    )
-    from .proxy import (
         ProxyCommand as ProxyCommand,
-    )
-    from .proxy import (
         ProxyHeader as ProxyHeader,
-    )
-    from .proxy import (
         ProxyHeaderError as ProxyHeaderError,
-    )
-    from .proxy import (
         ProxyParser as ProxyParser,
     )
     from .sasl import (
         SUPPORTED_CLIENT_MECHANISMS as SUPPORTED_CLIENT_MECHANISMS,
-    )
-    from .sasl import (
         SUPPORTED_SERVER_MECHANISMS as SUPPORTED_SERVER_MECHANISMS,
-    )
-    from .sasl import (
         TOKEN_MECHANISMS as TOKEN_MECHANISMS,
-    )
-    from .sasl import (
         CheckPassword as CheckPassword,
-    )
-    from .sasl import (
         CheckToken as CheckToken,
-    )
-    from .sasl import (
         ClientMechanism as ClientMechanism,
-    )
-    from .sasl import (
         CramMD5Client as CramMD5Client,
-    )
-    from .sasl import (
         CramMD5Server as CramMD5Server,
-    )
-    from .sasl import (
         Failed as Failed,
-    )
-    from .sasl import (
         LoginClient as LoginClient,
-    )
-    from .sasl import (
         LoginServer as LoginServer,
-    )
-    from .sasl import (
         LookupScram as LookupScram,
-    )
-    from .sasl import (
         LookupSecret as LookupSecret,
-    )
-    from .sasl import (
         OAuthBearerClient as OAuthBearerClient,
-    )
-    from .sasl import (
         OAuthBearerServer as OAuthBearerServer,
-    )
-    from .sasl import (
         PlainClient as PlainClient,
-    )
-    from .sasl import (
         PlainServer as PlainServer,
-    )
-    from .sasl import (
         ScramClient as ScramClient,
-    )
-    from .sasl import (
         ScramCredentials as ScramCredentials,
-    )
-    from .sasl import (
         ScramServer as ScramServer,
-    )
-    from .sasl import (
         ScramSHA1Client as ScramSHA1Client,
-    )
-    from .sasl import (
         ScramSHA1Server as ScramSHA1Server,
-    )
-    from .sasl import (
         ScramSHA256Client as ScramSHA256Client,
-    )
-    from .sasl import (
         ScramSHA256Server as ScramSHA256Server,
-    )
-    from .sasl import (
         SendChallenge as SendChallenge,
-    )
-    from .sasl import (
         ServerMechanism as ServerMechanism,
-    )
-    from .sasl import (
         Step as Step,
-    )
-    from .sasl import (
         Succeeded as Succeeded,
-    )
-    from .sasl import (
         XOAuth2Client as XOAuth2Client,
-    )
-    from .sasl import (
         XOAuth2Server as XOAuth2Server,
-    )
-    from .sasl import (
         client_mechanism as client_mechanism,
-    )
-    from .sasl import (
         saslprep as saslprep,
-    )
-    from .sasl import (
         server_mechanism as server_mechanism,
     )
     from .server import (
         AcceptPause as AcceptPause,
-    )
-    from .server import (
         AddressCounter as AddressCounter,
-    )
-    from .server import BackendProtocol, MaildropProtocol
-    from .server import (
+        BackendProtocol,
         Call as Call,
-    )
-    from .server import (
         CloseConnection as CloseConnection,
-    )
-    from .server import (
         CommitDeletions as CommitDeletions,
-    )
-    from .server import (
         MaildropError as MaildropError,
-    )
-    from .server import (
         MaildropLockedError as MaildropLockedError,
-    )
-    from .server import (
+        MaildropProtocol,
         MessageInfo as MessageInfo,
-    )
-    from .server import (
         OpenMaildrop as OpenMaildrop,
-    )
-    from .server import (
         ReadMessage as ReadMessage,
-    )
-    from .server import (
         Request as Request,
-    )
-    from .server import (
         ServerOptions as ServerOptions,
-    )
-    from .server import (
         ServerSession as ServerSession,
-    )
-    from .server import (
         SessionDriver as SessionDriver,
-    )
-    from .server import (
         Sleep as Sleep,
-    )
-    from .server import (
         peer_host as peer_host,
-    )
-    from .server import (
         refusal as refusal,
     )
 

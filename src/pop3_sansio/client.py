@@ -26,53 +26,27 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._client_session import (
         MAX_LISTING_SIZE as MAX_LISTING_SIZE,
-    )
-    from ._client_session import (
         Chunk as Chunk,
-    )
-    from ._client_session import (
         ClientSession as ClientSession,
-    )
-    from ._client_session import (
         Instruction as Instruction,
     )
     from ._errors import (
         AuthError as AuthError,
-    )
-    from ._errors import (
         InUseError as InUseError,
-    )
-    from ._errors import (
         LoginDelayError as LoginDelayError,
-    )
-    from ._errors import (
         MessageTooLargeError as MessageTooLargeError,
-    )
-    from ._errors import (
         PermanentError as PermanentError,
-    )
-    from ._errors import (
         Pop3Error as Pop3Error,
-    )
-    from ._errors import (
         TemporaryError as TemporaryError,
     )
     from ._instructions import (
         READ as READ,
-    )
-    from ._instructions import (
         StartTls as StartTls,
-    )
-    from ._instructions import (
         Write as Write,
     )
     from ._net import (
         TlsMode as TlsMode,
-    )
-    from ._net import (
         default_port as default_port,
-    )
-    from ._net import (
         is_loopback_address as is_loopback_address,
     )
 

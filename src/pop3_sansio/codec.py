@@ -11,20 +11,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._apop import (
         apop_digest as apop_digest,
-    )
-    from ._apop import (
         check_apop_digest as check_apop_digest,
-    )
-    from ._apop import (
         find_timestamp as find_timestamp,
-    )
-    from ._apop import (
         make_timestamp as make_timestamp,
     )
     from ._base64 import (
         b64decode_strict as b64decode_strict,
-    )
-    from ._base64 import (
         b64encode as b64encode,
     )
     from ._capabilities import (
@@ -32,26 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._codes import (
         AUTH as AUTH,
-    )
-    from ._codes import (
         IN_USE as IN_USE,
-    )
-    from ._codes import (
         LOGIN_DELAY as LOGIN_DELAY,
-    )
-    from ._codes import (
         SYS_PERM as SYS_PERM,
-    )
-    from ._codes import (
         SYS_TEMP as SYS_TEMP,
-    )
-    from ._codes import (
         UTF8 as UTF8,
-    )
-    from ._codes import (
         ResponseCode as ResponseCode,
-    )
-    from ._codes import (
         split_response_code as split_response_code,
     )
     from ._connection import (
@@ -59,29 +37,15 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._listing import (
         parse_scan_line as parse_scan_line,
-    )
-    from ._listing import (
         parse_scan_listing as parse_scan_listing,
-    )
-    from ._listing import (
         parse_stat as parse_stat,
-    )
-    from ._listing import (
         parse_uid_line as parse_uid_line,
-    )
-    from ._listing import (
         parse_uid_listing as parse_uid_listing,
     )
     from ._multiline import (
         BodyDecoder as BodyDecoder,
-    )
-    from ._multiline import (
         BodyEncoder as BodyEncoder,
-    )
-    from ._multiline import (
         TopFilter as TopFilter,
-    )
-    from ._multiline import (
         message_size as message_size,
     )
 

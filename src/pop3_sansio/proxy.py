@@ -11,23 +11,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._proxy import (
         MAX_PROXY_V1_LENGTH as MAX_PROXY_V1_LENGTH,
-    )
-    from ._proxy import (
         MAX_PROXY_V2_LENGTH as MAX_PROXY_V2_LENGTH,
-    )
-    from ._proxy import (
         PROXY_V2_SIGNATURE as PROXY_V2_SIGNATURE,
-    )
-    from ._proxy import (
         ProxyCommand as ProxyCommand,
-    )
-    from ._proxy import (
         ProxyHeader as ProxyHeader,
-    )
-    from ._proxy import (
         ProxyHeaderError as ProxyHeaderError,
-    )
-    from ._proxy import (
         ProxyParser as ProxyParser,
     )
 

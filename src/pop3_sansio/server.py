@@ -15,8 +15,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._accept import (
         AcceptPause as AcceptPause,
-    )
-    from ._accept import (
         refusal as refusal,
     )
     from ._capabilities import (
@@ -24,77 +22,41 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._instructions import (
         READ as READ,
-    )
-    from ._instructions import (
         StartTls as StartTls,
-    )
-    from ._instructions import (
         Write as Write,
     )
     from ._lifecycle import (
         HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT,
-    )
-    from ._lifecycle import (
         HandshakeTimeoutError as HandshakeTimeoutError,
-    )
-    from ._lifecycle import (
         SessionLifecycle as SessionLifecycle,
-    )
-    from ._lifecycle import (
         SessionRun as SessionRun,
     )
     from ._net import (
         is_loopback_address as is_loopback_address,
-    )
-    from ._net import (
         peer_host as peer_host,
     )
     from ._server_driver import (
         Call as Call,
-    )
-    from ._server_driver import (
         SessionDriver as SessionDriver,
-    )
-    from ._server_driver import (
         Sleep as Sleep,
     )
     from ._server_options import (
         AddressCounter as AddressCounter,
-    )
-    from ._server_options import (
         ServerOptions as ServerOptions,
     )
     from ._server_session import (
         CloseConnection as CloseConnection,
-    )
-    from ._server_session import (
         CommitDeletions as CommitDeletions,
-    )
-    from ._server_session import (
         OpenMaildrop as OpenMaildrop,
-    )
-    from ._server_session import (
         ReadMessage as ReadMessage,
-    )
-    from ._server_session import (
         Request as Request,
-    )
-    from ._server_session import (
         ServerSession as ServerSession,
     )
     from ._storage import (
         BackendProtocol as BackendProtocol,
-    )
-    from ._storage import (
         MaildropError as MaildropError,
-    )
-    from ._storage import (
         MaildropLockedError as MaildropLockedError,
-    )
-    from ._storage import (
         MaildropProtocol as MaildropProtocol,
-    )
-    from ._storage import (
         MessageInfo as MessageInfo,
     )
 
