@@ -52,7 +52,7 @@ from pop3_asyncio import (
 
 from ._deliver import MaildirWriter, message_token
 from ._errors import CliError, Interrupted
-from ._progress import Progress
+from ._progress import Progress, counted
 from ._secretfile import read_secret_file
 from ._state import FetchState
 
@@ -300,7 +300,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"connection to {where} failed: {exc.strerror or exc}") from None
     if args.quiet <= 0:
-        summary = f"fetched {result.fetched} messages ({result.octets} octets)"
+        summary = (
+            f"fetched {counted(result.fetched, 'message')} ({counted(result.octets, 'octet')})"
+        )
         if result.already:
             summary += f", {result.already} already stored"
         if not args.keep:

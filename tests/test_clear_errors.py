@@ -1,0 +1,198 @@
+"""Errors a person understands: each mistake a new user makes gets one line naming what to fix.
+
+The ``pop3`` command runs in-process (``main``) where it fails before serving, and as a
+process of its own (``python -m pop3_cli``) where it must listen or connect first.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pop3_cli import main
+from served import TIMEOUT, PopServer, env, pop3, write_users
+
+PASSWORD = "Tr0ub4dor&3-horse"
+
+
+def one_line(text: str) -> bool:
+    return text.count("\n") == 1 and text.endswith("\n") and "Traceback" not in text
+
+
+# --- TLS files --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Good, bad and mismatched PEM files (trustme), and an encrypted key."""
+    trustme = pytest.importorskip("trustme")
+    from cryptography.hazmat.primitives import serialization
+
+    ca = trustme.CA()
+    cert, other = ca.issue_cert("127.0.0.1"), ca.issue_cert("127.0.0.1")
+    where = tmp_path_factory.mktemp("pem")
+    files = {
+        name: where / f"{name}.pem"
+        for name in ("cert", "key", "other_key", "not_pem", "encrypted_key")
+    }
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    other.private_key_pem.write_to_path(str(files["other_key"]))
+    files["not_pem"].write_bytes(b"\x30\x82\x01\x0a this is DER, or anything else\n")
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
+    files["encrypted_key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    files["missing"] = where / "missing.pem"
+    return files
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "named", "says"),
+    [
+        ("cert", "missing", "--tls-key file {missing}", "No such file or directory"),
+        ("missing", "key", "--tls-cert file {missing}", "No such file or directory"),
+        ("cert", None, "--tls-cert {cert}", "holds no private key: give the key file with --tls-key"),
+        ("not_pem", "key", "--tls-cert {not_pem}", "is not a PEM certificate"),
+        ("cert", "not_pem", "--tls-key {not_pem}", "is not a PEM private key"),
+        ("key", "cert", "--tls-cert {key}", "it holds a private key; swapped with --tls-key?"),
+        ("cert", "other_key", "--tls-key {other_key}", "does not belong to the certificate"),
+        ("cert", "encrypted_key", "--tls-key {encrypted_key}", "is encrypted"),
+    ],
+)
+def test_tls_file_errors_name_the_file_and_the_fault(
+    pem: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    cert: str,
+    key: str | None,
+    named: str,
+    says: str,
+) -> None:
+    argv = ["serve", "--port", "0", "--tls-cert", str(pem[cert])]
+    if key is not None:
+        argv += ["--tls-key", str(pem[key])]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert one_line(err), err
+    assert named.format(**{name: str(path) for name, path in pem.items()}) in err, err
+    assert says in err, err
+    assert "PEM lib" not in err and "_ssl.c" not in err
+    if named.startswith("--tls-key") and "does not belong" not in says:
+        assert str(pem[cert]) not in err  # the certificate is fine: not blamed
+
+
+# --- trio not installed -----------------------------------------------------------------------
+
+# A real import of pop3_trio in a process where ``import trio`` fails as it does when trio
+# is not installed (``None`` in ``sys.modules`` makes the import system raise
+# ModuleNotFoundError with ``name == "trio"``).
+_NO_TRIO = "import sys; sys.modules['trio'] = None\n"
+
+
+def test_import_pop3_trio_without_trio_says_what_to_install() -> None:
+    code = _NO_TRIO + (
+        "try:\n"
+        "    import pop3_trio\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc.name); print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "trio",
+        "pop3_trio needs trio, which is not installed: pip install 'pop3-sansio[trio]'",
+    ]
+
+
+def test_serve_backend_trio_without_trio_is_one_line_exit_1(tmp_path: Path) -> None:
+    code = _NO_TRIO + "from pop3_cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--backend", "trio", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1, done.stderr
+    assert one_line(done.stderr), done.stderr
+    assert done.stderr == (
+        "pop3 serve: --backend trio needs trio, which is not installed: "
+        "pip install 'pop3-sansio[trio]'\n"
+    )
+    assert done.stdout == ""  # refused before the demo was set up or announced
+
+
+# --- pop3 serve: the port, the maildir ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "how", [["--backend", "asyncio"], ["--backend", "trio"], ["--backend", "sync"], ["--workers", "2"]]
+)
+def test_port_in_use_names_the_port(how: list[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = subprocess.run(
+            pop3("serve", "--port", str(port), *how),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env(),
+        )
+    assert done.returncode == 1, done.stderr
+    assert one_line(done.stderr), done.stderr
+    assert done.stderr.startswith(f"pop3 serve: port {port} is already in use on 127.0.0.1:")
+    assert "--port" in done.stderr and "Errno" not in done.stderr
+
+
+def test_missing_maildir_is_warned_about_at_start(tmp_path: Path) -> None:
+    users = write_users(tmp_path / "users", {"alice": PASSWORD})
+    root = tmp_path / "no" / "such" / "dir"
+    with PopServer(tmp_path, "asyncio", users, root) as server:
+        assert server.stop() == 0
+    assert (
+        f"pop3 serve: warning: --maildir {root} does not exist; "
+        "it will be created at the first login\n"
+    ) in server.stderr
+    assert not root.exists()  # created at the first login, not at start
+
+
+def test_maildir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    users = write_users(tmp_path / "users", {"alice": PASSWORD})
+    (tmp_path / "file").write_text("not a directory\n")
+    argv = ["serve", "--port", "0", "--users", str(users), "--maildir", str(tmp_path / "file")]
+    done = subprocess.run(pop3(*argv), capture_output=True, text=True, env=env(), timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert one_line(done.stderr), done.stderr
+    assert f"--maildir {tmp_path / 'file'} is not a directory" in done.stderr
+
+
+def test_existing_maildir_gives_no_warning(tmp_path: Path) -> None:
+    users = write_users(tmp_path / "users", {"alice": PASSWORD})
+    (tmp_path / "mail").mkdir()
+    with PopServer(tmp_path, "asyncio", users, tmp_path / "mail") as server:
+        assert server.stop() == 0
+    assert "warning" not in server.stderr
+
+
+# --- counts -----------------------------------------------------------------------------------
+
+
+def test_counted() -> None:
+    from pop3_cli._progress import counted
+
+    assert counted(1, "message") == "1 message"
+    assert [counted(n, "message") for n in (0, 2)] == ["0 messages", "2 messages"]
+    assert counted(1, "user has", "users have") == "1 user has"
+    assert counted(3, "user has", "users have") == "3 users have"
