@@ -196,3 +196,59 @@ def test_counted() -> None:
     assert [counted(n, "message") for n in (0, 2)] == ["0 messages", "2 messages"]
     assert counted(1, "user has", "users have") == "1 user has"
     assert counted(3, "user has", "users have") == "3 users have"
+
+
+# --- pop3 fetch: TLS that the server does not speak; the summary -------------------------------
+
+
+def _fetch(port: int, dest: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pop3(
+            *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", "alice"),
+            *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), *args),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_fetch_explains_tls_mismatches_and_counts_in_words(tmp_path: Path) -> None:
+    users = write_users(tmp_path / "users", {"alice": PASSWORD})
+    message = b"Subject: one\r\n\r\nthe only message\r\n"
+    box = tmp_path / "mail" / "alice"
+    for sub in ("tmp", "new", "cur"):
+        (box / sub).mkdir(parents=True)
+    (box / "new" / "1700000000.M1P1.test").write_bytes(message)
+    with PopServer(tmp_path, "asyncio", users, tmp_path / "mail") as server:
+        where = f"127.0.0.1:{server.port}"
+        implicit = _fetch(server.port, tmp_path / "dest", "--implicit-tls")
+        assert implicit.returncode == 1
+        assert one_line(implicit.stderr), implicit.stderr
+        assert implicit.stderr.startswith(f"pop3 fetch: {where} did not answer with TLS")
+        assert "--starttls" in implicit.stderr and "995" in implicit.stderr
+        assert "WRONG_VERSION_NUMBER" not in implicit.stderr
+
+        starttls = _fetch(server.port, tmp_path / "dest", "--starttls")
+        assert starttls.returncode == 1
+        assert one_line(starttls.stderr), starttls.stderr
+        assert starttls.stderr.startswith(f"pop3 fetch: {where} does not offer STLS: stopped")
+        assert "-ERR" not in starttls.stderr  # the client refused; the server said nothing
+
+        done = _fetch(server.port, tmp_path / "dest")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (
+            f"fetched 1 message ({len(message)} octets), 1 deleted on the server\n"
+        )
+        assert server.stop() == 0
+
+
+def test_a_refusal_of_the_client_does_not_read_as_a_server_reply() -> None:
+    from pop3_sansio.client import AuthError, Pop3Error
+
+    refused = Pop3Error("the server does not offer STLS", None, "STLS", local=True)
+    assert str(refused) == "STLS: the server does not offer STLS"
+    assert refused.local and refused.code is None
+    answered = AuthError("no such user", None, "PASS")
+    assert str(answered) == "PASS: -ERR no such user" and not answered.local

@@ -62,6 +62,9 @@ log = logging.getLogger("pop3.fetch")
 
 TlsMode = Literal["implicit", "starttls"] | None
 
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"})
+"""OpenSSL's reasons when the first bytes of the answer are not a TLS record (a POP3 greeting)."""
+
 
 @dataclass
 class FetchResult:
@@ -271,7 +274,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, _CtrlCError):
             raise Interrupted("interrupted; nothing was deleted on the server") from None
         except AuthError as exc:
-            if exc.code is None and exc.command == "login":  # refused here, not by the server
+            if exc.local and exc.command == "login":  # refused here, not by the server
                 raise CliError(
                     f"not logging in to {where}: {exc.text}; use --starttls or --implicit-tls "
                     "(or --insecure)"
@@ -280,6 +283,12 @@ def run_fetch(args: argparse.Namespace) -> int:
         except InUseError as exc:
             raise CliError(f"the maildrop on {where} is in use: {exc}") from None
         except Pop3Error as exc:
+            if exc.local and exc.command == "STLS":  # refused here: nothing was sent
+                raise CliError(
+                    f"{where} does not offer STLS: stopped before logging in, so the password "
+                    "did not cross the network in the clear; use --implicit-tls if the server "
+                    "speaks TLS on another port (usually 995)"
+                ) from None
             raise CliError(f"{where}: {exc}") from None
         except MessageTooLargeError as exc:
             raise CliError(f"{where}: {exc}; nothing was deleted on the server") from None
@@ -290,6 +299,12 @@ def run_fetch(args: argparse.Namespace) -> int:
                 f"TLS certificate of {where} not trusted: {exc.verify_message}"
             ) from None
         except ssl.SSLError as exc:
+            if tls == "implicit" and exc.reason in _NOT_TLS:
+                raise CliError(
+                    f"{where} did not answer with TLS: it is probably a plaintext POP3 port; "
+                    "use --starttls (or no TLS option) there, or give the port that speaks "
+                    "TLS from the start (usually 995)"
+                ) from None
             raise CliError(f"TLS error with {where}: {exc.reason or exc}") from None
         except TimeoutError:
             raise CliError(f"{where}: no answer within {args.timeout:g} seconds") from None

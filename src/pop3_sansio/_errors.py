@@ -99,13 +99,30 @@ class MessageTooLargeError(RemoteProtocolError):
 
 
 class Pop3Error(Exception):
-    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code."""
+    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code.
 
-    def __init__(self, text: str, code: ResponseCode | None = None, command: str = "") -> None:
-        super().__init__(f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}")
+    With ``local=True`` the client refused before asking the server (no safe
+    login method, a server that does not offer STLS): ``text`` is the client's
+    reason, ``code`` is ``None``, and the message does not read as a ``-ERR``.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        code: ResponseCode | None = None,
+        command: str = "",
+        *,
+        local: bool = False,
+    ) -> None:
+        if local:
+            message = f"{command}: {text}"
+        else:
+            message = f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}"
+        super().__init__(message)
         self.text = text
         self.code = code
         self.command = command
+        self.local = local
 
 
 class AuthError(Pop3Error):
