@@ -6,13 +6,17 @@ process of its own (``python -m pop3_cli``) where it must listen or connect firs
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import bindings
+from helpers import FakeBackend, wait_for_log
 from pop3_cli import main
 from served import TIMEOUT, PopServer, env, pop3, write_users
 
@@ -252,3 +256,32 @@ def test_a_refusal_of_the_client_does_not_read_as_a_server_reply() -> None:
     assert refused.local and refused.code is None
     answered = AuthError("no such user", None, "PASS")
     assert str(answered) == "PASS: -ERR no such user" and not answered.local
+
+
+# --- the server's log: why a session ended ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", bindings.NAMES)
+@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+def test_a_client_rejecting_the_certificate_is_logged_as_a_failed_handshake(
+    pem: dict[str, Path], caplog: pytest.LogCaptureFixture, name: str, mode: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="pop3")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem["cert"], pem["key"])
+    option = "ssl_context" if mode == "implicit" else "starttls_context"
+    untrusting = ssl.create_default_context()  # the test CA is not among the system's
+    with bindings.serving(name, FakeBackend(), **{option: context}) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            if mode == "starttls":
+                reader = sock.makefile("rb")
+                assert reader.readline().startswith(b"+OK")
+                sock.sendall(b"STLS\r\n")
+                assert reader.readline().startswith(b"+OK")
+            with pytest.raises(ssl.SSLCertVerificationError):
+                untrusting.wrap_socket(sock, server_hostname="127.0.0.1")
+        line = wait_for_log(caplog, "ended:")
+    assert line == (
+        "session from 127.0.0.1 ended: TLS handshake failed: the client does not trust "
+        "the certificate's issuer (TLSV1_ALERT_UNKNOWN_CA) (user -)"
+    )
