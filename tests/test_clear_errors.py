@@ -285,3 +285,24 @@ def test_a_client_rejecting_the_certificate_is_logged_as_a_failed_handshake(
         "session from 127.0.0.1 ended: TLS handshake failed: the client does not trust "
         "the certificate's issuer (TLSV1_ALERT_UNKNOWN_CA) (user -)"
     )
+
+
+@pytest.mark.parametrize("name", bindings.NAMES)
+def test_stopping_the_server_during_a_retr_is_logged_as_shutdown(
+    caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="pop3")
+    backend = FakeBackend(messages=[(b"x" * 70 + b"\r\n") * 200_000])  # 14 MB: still in flight
+    with socket.socket() as sock:
+        with bindings.serving(name, backend, allow_plaintext=True) as port:
+            sock.settimeout(TIMEOUT)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"USER alice\r\nPASS secret\r\nRETR 1\r\n")
+            received = b""
+            while received.count(b"\r\n") < 5:  # greeting, +OK, +OK, +OK, a line of it
+                received += sock.recv(1 << 16)
+            # The server stops while the message is on its way.
+        while sock.recv(1 << 16):  # read on, to the end the server made
+            pass
+    line = wait_for_log(caplog, "ended:")
+    assert line == "session from 127.0.0.1 ended: server shutdown (user alice)"

@@ -182,7 +182,11 @@ class Server:
         except BaseException as exc:
             run.failed(exc)
             if not isinstance(exc, Exception):
-                raise  # cancelled: the server is shutting down
+                # Cancelled: the server is shutting down. Drop the connection now:
+                # close() would wait for the unsent part of a message, after the
+                # event loop that sends it is gone.
+                stream.abort()
+                raise
         finally:
             stream.close()
             run.end()
