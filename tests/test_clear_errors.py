@@ -64,7 +64,12 @@ def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     [
         ("cert", "missing", "--tls-key file {missing}", "No such file or directory"),
         ("missing", "key", "--tls-cert file {missing}", "No such file or directory"),
-        ("cert", None, "--tls-cert {cert}", "holds no private key: give the key file with --tls-key"),
+        (
+            "cert",
+            None,
+            "--tls-cert {cert}",
+            "holds no private key: give the key file with --tls-key",
+        ),
         ("not_pem", "key", "--tls-cert {not_pem}", "is not a PEM certificate"),
         ("cert", "not_pem", "--tls-key {not_pem}", "is not a PEM private key"),
         ("key", "cert", "--tls-cert {key}", "it holds a private key; swapped with --tls-key?"),
@@ -140,7 +145,8 @@ def test_serve_backend_trio_without_trio_is_one_line_exit_1(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "how", [["--backend", "asyncio"], ["--backend", "trio"], ["--backend", "sync"], ["--workers", "2"]]
+    "how",
+    [["--backend", "asyncio"], ["--backend", "trio"], ["--backend", "sync"], ["--workers", "2"]],
 )
 def test_port_in_use_names_the_port(how: list[str]) -> None:
     with socket.socket() as sock:

@@ -267,8 +267,7 @@ TLS_FAILURES = [
     (FakeSslError("SOMETHING_NEW"), "TLS handshake failed: SOMETHING_NEW"),
     (
         ConnectionResetError(),
-        "TLS handshake failed: the client closed the connection, perhaps rejecting the "
-        "certificate",
+        "TLS handshake failed: the client closed the connection, perhaps rejecting the certificate",
     ),
     (
         wrapped(BrokenError(), FakeSslError("UNEXPECTED_EOF_WHILE_READING")),

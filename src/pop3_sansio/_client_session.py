@@ -329,9 +329,7 @@ class ClientSession:
             return pass_answer.text
         if method == "APOP":
             if self.greeting is None or self.greeting.timestamp is None or password is None:
-                raise AuthError(
-                    "APOP is not possible with this server", None, "APOP", local=True
-                )
+                raise AuthError("APOP is not possible with this server", None, "APOP", local=True)
             digest = apop_digest(self.greeting.timestamp, password)
             yield from self._send(ev.Apop(username, digest))
             return (yield from self._simple_answer("APOP", AuthError))

@@ -21,7 +21,10 @@ from pop3_sansio.client import (
     LoginDelayError,
     MessageTooLargeError,
     PermanentError,
+    Pop3ConnectionError,
+    Pop3ConnectionRefusedError,
     Pop3Error,
+    Pop3TimeoutError,
     TemporaryError,
 )
 
@@ -53,7 +56,10 @@ __all__ = [
     "MessageTooLargeError",
     "OperationTimeoutError",
     "PermanentError",
+    "Pop3ConnectionError",
+    "Pop3ConnectionRefusedError",
     "Pop3Error",
+    "Pop3TimeoutError",
     "ProtocolError",
     "RemoteProtocolError",
     "Server",
