@@ -11,9 +11,13 @@ original exception is the ``__cause__``. The names each binding had before stay:
 from __future__ import annotations
 
 import errno
+import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -21,6 +25,7 @@ import trio
 import pop3_sync
 import pop3_trio
 from bindings import ANYIO_BACKEND, MODULES, NAMES, connect
+from served import env
 from pop3_sansio.client import (
     Pop3ConnectionError,
     Pop3ConnectionRefusedError,
@@ -161,3 +166,21 @@ def test_a_failure_to_connect_that_is_not_a_refusal() -> None:
     assert guard.network_error(timeout, operation="y", host="h", port=1, timeout=1) is timeout
     # As pop3_sync.Timeout was raised before: a message of one's own.
     assert str(pop3_sync.Timeout("slow")) == "slow"
+
+
+def test_the_python_examples_of_docs_errors_md_run(tmp_path: Path) -> None:
+    """docs/errors.md's python blocks, in order, as one script (until the docs runner has them)."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 2
+    done = subprocess.run(
+        [sys.executable, "-c", "\n".join(blocks)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused the connection" in done.stdout
+    assert done.stdout.count("start: no answer from 127.0.0.1:") == 2
