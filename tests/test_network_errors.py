@@ -25,13 +25,13 @@ import trio
 import pop3_sync
 import pop3_trio
 from bindings import ANYIO_BACKEND, MODULES, NAMES, connect
-from served import env
 from pop3_sansio.client import (
     Pop3ConnectionError,
     Pop3ConnectionRefusedError,
     Pop3Error,
     Pop3TimeoutError,
 )
+from served import env
 
 pytestmark = pytest.mark.anyio
 

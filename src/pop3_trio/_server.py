@@ -280,8 +280,9 @@ async def serve(
 
     ``server = await nursery.start(serve, backend, "127.0.0.1", 0)`` returns
     the listening ``Server`` (``server.port``). Keywords are the fields of
-    ``ServerOptions``, typed by ``ServerKeywords`` (``ssl_context`` for implicit TLS, ``starttls_context``
-    for STLS, ``mechanisms``, ``apop``, ``allow_plaintext``,
+    ``ServerOptions``, typed by ``ServerKeywords`` (``ssl_context`` for
+    implicit TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
+    ``allow_plaintext``,
     ``failed_login_delay``, ``autologout``, ``max_sessions``...). Cancelling
     it drops every session without committing deletions.
     """
