@@ -63,8 +63,10 @@ def test_mypy_rejects_a_misspelt_option_and_accepts_the_right_ones(tmp_path: Pat
     (tmp_path / "good.py").write_text(GOOD)
     (tmp_path / "bad.py").write_text(BAD)
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--python-version", "3.11"]
-        + ["--cache-dir", str(tmp_path / "cache"), "good.py", "bad.py"],
+        [
+            *(sys.executable, "-m", "mypy", "--strict", "--python-version", "3.11"),
+            *("--cache-dir", str(tmp_path / "cache"), "good.py", "bad.py"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -282,9 +282,9 @@ async def serve(
     the listening ``Server`` (``server.port``). Keywords are the fields of
     ``ServerOptions``, typed by ``ServerKeywords`` (``ssl_context`` for
     implicit TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
-    ``allow_plaintext``,
-    ``failed_login_delay``, ``autologout``, ``max_sessions``...). Cancelling
-    it drops every session without committing deletions.
+    ``allow_plaintext``, ``failed_login_delay``, ``autologout``,
+    ``max_sessions``...). Cancelling it drops every session without
+    committing deletions.
     """
     server = Server(backend, ServerOptions(**options))
     await server.run(host, port, task_status=task_status)
