@@ -9,6 +9,8 @@ import contextlib
 import ipaddress
 import logging
 import os
+import shlex
+import shutil
 import signal
 import ssl
 import sys
@@ -394,12 +396,27 @@ def _announce(demo_dir: str | None, tls: str | None) -> Callable[[list[tuple[str
             f"  curl{curl_tls}{insecure} {scheme}://{DEMO_USER}:{DEMO_PASSWORD}@{url_host}:{port}/1\n"
             f'  python3 -c "import poplib; p = poplib.POP3({host!r}, {port}); '
             f'p.user({DEMO_USER!r}); p.pass_({DEMO_PASSWORD!r}); print(p.list()); p.quit()"\n'
-            f"  POP3_PASSWORD={DEMO_PASSWORD} pop3 fetch --host {host} --port {port} "
+            f"  POP3_PASSWORD={DEMO_PASSWORD} {_pop3_command()} fetch --host {host} --port {port} "
             f"--user {DEMO_USER} --password-env POP3_PASSWORD --keep --maildir ./Mail\n"
             "Stop with Ctrl-C."
         )
 
     return announce
+
+
+def _pop3_command() -> str:
+    """``pop3`` as the user can run it from here: as this one was run.
+
+    ``make run`` starts ``.venv/bin/pop3``, which is not on ``PATH`` unless
+    the virtual environment is activated: a hint that says ``pop3`` would not run.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "pop3":
+        found = shutil.which("pop3")
+        if found is not None and os.path.realpath(found) == os.path.realpath(argv0):
+            return "pop3"
+        return shlex.quote(argv0)
+    return f"{shlex.quote(sys.executable)} -m pop3_cli"  # python -m pop3_cli, or embedded
 
 
 @contextlib.contextmanager
