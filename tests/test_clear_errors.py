@@ -7,10 +7,14 @@ process of its own (``python -m pop3_cli``) where it must listen or connect firs
 from __future__ import annotations
 
 import logging
+import os
+import selectors
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -312,3 +316,57 @@ def test_stopping_the_server_during_a_retr_is_logged_as_shutdown(
             pass
     line = wait_for_log(caplog, "ended:")
     assert line == "session from 127.0.0.1 ended: server shutdown (user alice)"
+
+
+# --- the demo's hint ------------------------------------------------------------------------------
+
+
+def _read_until(proc: subprocess.Popen[bytes], marker: bytes) -> bytes:
+    assert proc.stdout is not None
+    out = b""
+    deadline = time.monotonic() + 30
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while marker not in out:
+            left = deadline - time.monotonic()
+            assert left > 0, out
+            if selector.select(left):
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, ("pop3 serve exited", out)
+                out += chunk
+    return out
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_the_demo_fetch_hint_runs_as_printed(tmp_path: Path, how: str) -> None:
+    """``make run`` starts ``.venv/bin/pop3``, not on ``PATH``: the hint must still run."""
+    script = Path(sys.executable).parent / "pop3"  # the console script of this environment
+    assert script.exists(), "the package is not installed in this environment"
+    environ = env()
+    environ["PATH"] = os.pathsep.join(
+        entry
+        for entry in environ.get("PATH", "").split(os.pathsep)
+        if entry and not (Path(entry) / "pop3").exists()
+    )
+    if how == "script":  # as make run starts it, by a path relative to where the user is
+        argv = [os.path.relpath(script, tmp_path), "serve", "--port", "0"]
+    else:
+        argv = pop3("serve", "--port", "0")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=environ, stdout=subprocess.PIPE)
+    try:
+        out = _read_until(proc, b"Stop with Ctrl-C.").decode()
+        (hint,) = [line.strip() for line in out.splitlines() if " fetch --host " in line]
+        done = subprocess.run(
+            hint, shell=True, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, (hint, done.stderr)
+        assert done.stdout.startswith("fetched 4 messages ("), done.stdout
+        assert len(list((tmp_path / "Mail" / "new").iterdir())) == 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
