@@ -125,6 +125,7 @@ Request: TypeAlias = (
     | StartTls
     | CloseConnection
 )
+"""What a ``ServerSession`` needs from the outside world; ``SessionDriver`` answers each."""
 
 _R = TypeVar("_R", bound=Request)
 

@@ -1,0 +1,218 @@
+"""Every Python example in the documentation runs.
+
+The convention, for everyone who writes a page in docs/:
+
+- A fenced block opened with three backticks and ``python`` is EXECUTED. All the ``python``
+  blocks of one page run in order, as one script (a later block sees what an earlier one
+  defined), in a fresh temporary directory as the working directory, with the project's
+  interpreter, no network but loopback, and a time limit of ``PAGE_TIMEOUT`` seconds for the
+  page. So a block must be complete: it starts and stops any server it needs (on 127.0.0.1,
+  port 0 for a free port), creates the files it reads, and prints or asserts something real.
+- Any other fence is shown, never run: ``console`` for shell sessions (``$ pop3 ...`` lines),
+  ``text`` for output, ``toml``/``ini``/``yaml`` for files, ``pycon`` for an interpreter
+  session. Use ``py`` (highlighted as Python, not run) for a fragment that cannot run here
+  (a server on port 110, a real provider's host); keep those few.
+- A failure names the page and the line in it: the script is compiled with the page's
+  name as its file name and each block at its own line numbers.
+
+README.md's python blocks run too, as a user would run them: the client example against the
+demo server (``pop3 serve``, 127.0.0.1:1110, which the README tells the reader to start), and
+the server example with a ``users`` file in its directory, until it answers a connection.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGE_TIMEOUT = 60.0
+"""Seconds one page's examples may take together (each runs in well under a second alone)."""
+
+FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)$")
+
+
+def python_lines(text: str) -> tuple[str, int]:
+    """The page as a script: its python blocks at their own line numbers, other lines blank.
+
+    Returns the script and how many python blocks it holds. An unclosed fence is an error.
+    """
+    out: list[str] = []
+    blocks = 0
+    fence: str | None = None
+    running = False
+    for number, line in enumerate(text.splitlines(), 1):
+        match = FENCE.match(line)
+        if fence is None:
+            out.append("")
+            if match:
+                fence = match["fence"]
+                running = match["info"].strip().split(" ")[0] == "python"
+                blocks += running
+        elif match and match["fence"].startswith(fence) and not match["info"].strip():
+            out.append("")
+            fence = None
+        else:
+            out.append(line if running else "")
+        assert len(out) == number
+    if fence is not None:
+        raise ValueError("a code fence is never closed")
+    return "\n".join(out) + "\n", blocks
+
+
+def run_script(
+    source: str, name: str, cwd: Path, timeout: float = PAGE_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as the file ``name`` (for tracebacks) in ``cwd``, in a new interpreter."""
+    bootstrap = "import sys; exec(compile(sys.stdin.read(), sys.argv[1], 'exec'))"
+    return subprocess.run(
+        [sys.executable, "-c", bootstrap, name],
+        input=source,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("POP3_")},
+    )
+
+
+def pages() -> list[Path]:
+    found = sorted(DOCS.rglob("*.md"))
+    assert len(found) >= 10  # the glob found the site
+    return found
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_examples_run(page: Path, tmp_path: Path) -> None:
+    name = str(page.relative_to(ROOT))
+    source, blocks = python_lines(page.read_text(encoding="utf-8"))
+    if blocks == 0:
+        return  # a page of prose and shell sessions: nothing to run
+    result = run_script(source, name, tmp_path)
+    assert result.returncode == 0, (
+        f"{name}: its python examples failed (the line numbers are the page's):\n"
+        f"{result.stderr[-4000:]}"
+    )
+
+
+def test_a_failing_example_names_its_page_and_line(tmp_path: Path) -> None:
+    page = "First line.\n\n```python\nx = 1\n```\n\nProse.\n\n```python\nassert x == 2\n```\n"
+    source, blocks = python_lines(page)
+    assert blocks == 2
+    result = run_script(source, "docs/sample.md", tmp_path, timeout=30)
+    assert result.returncode != 0
+    assert 'File "docs/sample.md", line 10' in result.stderr
+
+
+def test_only_python_fences_run() -> None:
+    page = (
+        "```console\n$ pop3 serve\n```\n"
+        "```py\nnot run\n```\n"
+        "````python\nran = True\n```text\ninside\n```\n````\n"
+        "```text\nnot python\n```\n"
+    )
+    source, blocks = python_lines(page)
+    assert blocks == 1
+    assert [line for line in source.splitlines() if line] == [
+        "ran = True",
+        "```text",
+        "inside",
+        "```",
+    ]
+
+
+def test_an_unclosed_fence_is_an_error() -> None:
+    with pytest.raises(ValueError, match="never closed"):
+        python_lines("```python\nx = 1\n")
+
+
+# --- README.md ---------------------------------------------------------------------------
+
+
+def _readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found: list[str] = re.findall(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert found
+    return found
+
+
+def _wait_for_greeting(port: int, deadline: float) -> bytes:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                return sock.recv(512)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _python_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("POP3_")}
+
+
+def test_readme_client_example_runs_against_the_demo_server(tmp_path: Path) -> None:
+    (client,) = [b for b in _readme_blocks() if "connect(" in b]
+    assert _port_is_free(1110), "port 1110 is taken (is `make run` running?): stop it first"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pop3_cli", "serve"],
+        cwd=tmp_path,
+        env=_python_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for_greeting(1110, time.monotonic() + 20).startswith(b"+OK")
+        result = run_script(client, "README.md (the client example)", tmp_path, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = result.stdout.splitlines()
+    assert lines  # the demo maildrop has messages: one line each, "msgno uid size"
+    assert all(re.fullmatch(r"\d+ \S+ \d+", line) for line in lines), lines
+
+
+def test_readme_server_example_serves(tmp_path: Path) -> None:
+    (server_code,) = [b for b in _readme_blocks() if "serve(" in b and "connect(" not in b]
+    assert _port_is_free(1110), "port 1110 is taken (is `make run` running?): stop it first"
+    users = tmp_path / "users"
+    users.write_text("demo:demo\n")
+    users.chmod(0o600)
+    script = tmp_path / "readme_server.py"
+    script.write_text(server_code)
+    bootstrap = "import sys; exec(compile(open(sys.argv[1]).read(), 'README.md', 'exec'))"
+    with open(tmp_path / "stderr", "w+b") as err:
+        server = subprocess.Popen(
+            [sys.executable, "-c", bootstrap, str(script)],
+            cwd=tmp_path,
+            env=_python_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            greeting = _wait_for_greeting(1110, time.monotonic() + 20)
+            running = server.poll() is None
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        err.seek(0)
+        assert greeting.startswith(b"+OK") and running, err.read().decode(errors="replace")
