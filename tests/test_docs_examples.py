@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -216,3 +217,114 @@ def test_readme_server_example_serves(tmp_path: Path) -> None:
             server.wait(timeout=10)
         err.seek(0)
         assert greeting.startswith(b"+OK") and running, err.read().decode(errors="replace")
+
+
+# --- console sessions: the pop3 options they use exist --------------------------------------
+
+
+def console_commands(text: str) -> list[tuple[int, list[str]]]:
+    """``(line, argv)`` of each ``$ pop3 ...`` command in the page's ``console`` blocks.
+
+    A command continued with a backslash is joined; ``#`` starts a comment.
+    """
+    commands: list[tuple[int, list[str]]] = []
+    fence: str | None = None
+    pending: tuple[int, str] | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = FENCE.match(line)
+        if fence is None:
+            if match and match["info"].strip().split(" ")[0] == "console":
+                fence = match["fence"]
+            continue
+        if match and match["fence"].startswith(fence) and not match["info"].strip():
+            fence = None
+            continue
+        if pending is not None:
+            start, joined = pending
+            pending = None
+            line = joined + " " + line.strip()
+        elif line.startswith("$ "):
+            start, line = number, line[2:]
+        else:
+            continue  # output
+        if line.endswith("\\"):
+            pending = (start, line[:-1])
+            continue
+        argv = shlex.split(line, comments=True)
+        if argv and argv[0] == "pop3":
+            commands.append((start, argv))
+    return commands
+
+
+def pop3_help() -> dict[str, str]:
+    """``pop3 COMMAND --help`` for each command ``pop3 --help`` lists."""
+    run = [sys.executable, "-m", "pop3_cli"]
+    top = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
+    names = re.findall(r"^ {4}(\w+) ", top, re.MULTILINE)
+    assert {"serve", "fetch"} <= set(names)
+    return {
+        name: subprocess.run(
+            [*run, name, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        for name in names
+    }
+
+
+def unknown_options(text: str, where: str, helps: dict[str, str]) -> tuple[int, list[str]]:
+    """How many options the page's ``$ pop3`` commands use, and those the help does not list."""
+    checked = 0
+    unknown: list[str] = []
+    for line, argv in console_commands(text):
+        if argv[1:2] == ["--help"]:
+            continue
+        if len(argv) < 2 or argv[1] not in helps:
+            unknown.append(f"{where}:{line}: no command {argv[1:2]}")
+            continue
+        for arg in argv[2:]:
+            option = arg.split("=", 1)[0]
+            if not option.startswith("-"):
+                continue
+            checked += 1
+            if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", helps[argv[1]]):
+                unknown.append(f"{where}:{line}: pop3 {argv[1]} has no {option}")
+    return checked, unknown
+
+
+def test_console_examples_use_options_that_exist() -> None:
+    """Each ``$ pop3 COMMAND --option`` in a console block is in ``pop3 COMMAND --help``.
+
+    Cheap (one ``--help`` per command), and it catches a page left behind by a renamed flag.
+    """
+    helps = pop3_help()
+    total = 0
+    unknown: list[str] = []
+    for page in [*pages(), ROOT / "README.md"]:
+        name = str(page.relative_to(ROOT))
+        checked, found = unknown_options(page.read_text(encoding="utf-8"), name, helps)
+        total += checked
+        unknown += found
+    assert total > 20
+    assert unknown == []
+
+
+def test_console_commands_are_found() -> None:
+    page = (
+        "```console\n$ pop3 serve --port 0  # a comment --nope\n"
+        "$ pop3 fetch --host h \\\n      --keep\nfetched 1 message\n```\n"
+        "```text\n$ pop3 serve --not-checked\n```\n"
+    )
+    assert console_commands(page) == [
+        (2, ["pop3", "serve", "--port", "0"]),
+        (3, ["pop3", "fetch", "--host", "h", "--keep"]),
+    ]
+    helps = {"serve": "  --port PORT  the port\n  --port-range", "fetch": "--host --keep"}
+    assert unknown_options(page, "p.md", helps) == (3, [])
+    stale = "```console\n$ pop3 serve --port 1 --por 2 --range\n$ pop3 pw\n```\n"
+    assert unknown_options(stale, "p.md", helps) == (
+        3,
+        [
+            "p.md:2: pop3 serve has no --por",
+            "p.md:2: pop3 serve has no --range",
+            "p.md:3: no command ['pw']",
+        ],
+    )
