@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,21 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "missing.md" in result.stderr
+
+
+def test_readme_links_work_on_a_package_index() -> None:
+    """PyPI shows README.md without the repository: every link in it must be absolute."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert len(links) >= 6
+    assert [link for link in links if not link.startswith("https://")] == []
+
+
+def test_project_urls() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    urls = project["urls"]
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Changelog", "Issues"}
+    assert all(
+        url.startswith("https://github.com/pop3-sansio/pop3-sansio") for url in urls.values()
+    )
+    assert urls["Changelog"].endswith("/CHANGELOG.md") and (ROOT / "CHANGELOG.md").is_file()
