@@ -133,7 +133,7 @@ _R = TypeVar("_R", bound=Request)
 class ServerSession:
     """One POP3 server session over a ``ServerConnection``.
 
-    Drive it like this::
+    Drive it like this:
 
         session = ServerSession(...)
         write(session.data_to_send())            # the greeting
