@@ -16,8 +16,9 @@ The convention, for everyone who writes a page in docs/:
   name as its file name and each block at its own line numbers.
 
 README.md's python blocks run too, as a user would run them: the client example against the
-demo server (``pop3 serve``, 127.0.0.1:1110, which the README tells the reader to start), and
-the server example with a ``users`` file in its directory, until it answers a connection.
+demo server (``pop3 serve``, which the README tells the reader to start), and the server example
+with a ``users`` file in its directory, until it answers a connection. The README's port, 1110,
+is replaced by a free one, so that a demo server already running cannot get in the way.
 """
 
 from __future__ import annotations
@@ -157,13 +158,17 @@ def _wait_for_greeting(port: int, deadline: float) -> bytes:
             time.sleep(0.1)
 
 
-def _port_is_free(port: int) -> bool:
+def _free_port() -> int:
     with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _on_port(block: str, port: int) -> str:
+    """``block`` with the README's demo port replaced by ``port`` (it must name it once)."""
+    assert block.count("1110") == 1, block
+    return block.replace("1110", str(port))
 
 
 def _python_env() -> dict[str, str]:
@@ -172,17 +177,19 @@ def _python_env() -> dict[str, str]:
 
 def test_readme_client_example_runs_against_the_demo_server(tmp_path: Path) -> None:
     (client,) = [b for b in _readme_blocks() if "connect(" in b]
-    assert _port_is_free(1110), "port 1110 is taken (is `make run` running?): stop it first"
+    port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "pop3_cli", "serve"],
+        [sys.executable, "-m", "pop3_cli", "serve", "--port", str(port)],
         cwd=tmp_path,
         env=_python_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert _wait_for_greeting(1110, time.monotonic() + 20).startswith(b"+OK")
-        result = run_script(client, "README.md (the client example)", tmp_path, timeout=30)
+        assert _wait_for_greeting(port, time.monotonic() + 20).startswith(b"+OK")
+        result = run_script(
+            _on_port(client, port), "README.md (the client example)", tmp_path, timeout=30
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -194,12 +201,12 @@ def test_readme_client_example_runs_against_the_demo_server(tmp_path: Path) -> N
 
 def test_readme_server_example_serves(tmp_path: Path) -> None:
     (server_code,) = [b for b in _readme_blocks() if "serve(" in b and "connect(" not in b]
-    assert _port_is_free(1110), "port 1110 is taken (is `make run` running?): stop it first"
+    port = _free_port()
     users = tmp_path / "users"
     users.write_text("demo:demo\n")
     users.chmod(0o600)
     script = tmp_path / "readme_server.py"
-    script.write_text(server_code)
+    script.write_text(_on_port(server_code, port))
     bootstrap = "import sys; exec(compile(open(sys.argv[1]).read(), 'README.md', 'exec'))"
     with open(tmp_path / "stderr", "w+b") as err:
         server = subprocess.Popen(
@@ -210,7 +217,7 @@ def test_readme_server_example_serves(tmp_path: Path) -> None:
             stderr=err,
         )
         try:
-            greeting = _wait_for_greeting(1110, time.monotonic() + 20)
+            greeting = _wait_for_greeting(port, time.monotonic() + 20)
             running = server.poll() is None
         finally:
             server.terminate()
