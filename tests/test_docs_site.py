@@ -39,6 +39,23 @@ PUBLIC_MODULES = [
 ]
 
 
+def test_every_public_module_is_in_the_reference() -> None:
+    """The list above is every package and every module whose name has no underscore.
+
+    ``pop3_cli`` is the ``pop3`` command, documented in docs/cli.md. A new package or
+    public module fails here until it has a page in docs/reference/ and a line above.
+    """
+    found = {
+        ".".join(path.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "src").rglob("*.py")
+        if path.name == "__init__.py" or not path.name.startswith("_")
+    }
+    assert "pop3_sansio.client" in found
+    assert found - {"pop3_cli"} == set(PUBLIC_MODULES)
+    pages = "".join(p.read_text() for p in (ROOT / "docs" / "reference").glob("*.md"))
+    assert [m for m in PUBLIC_MODULES if f"::: {m}\n" not in pages] == []
+
+
 def _build(site: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")  # Material's banner, not a build warning
     return subprocess.run(
