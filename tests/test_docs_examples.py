@@ -151,11 +151,19 @@ def test_an_unclosed_fence_is_an_error() -> None:
 # --- README.md ---------------------------------------------------------------------------
 
 
-def _readme_blocks() -> list[str]:
+def readme_blocks() -> list[tuple[int, str]]:
+    """``(line of the fence, code)`` of each python block of README.md."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    found: list[str] = re.findall(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
-    assert found
-    return found
+    blocks = [
+        (text.count("\n", 0, m.start()) + 1, m.group(1))
+        for m in re.finditer(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    ]
+    assert len(blocks) >= 2
+    return blocks
+
+
+README_CLIENTS = [b for b in readme_blocks() if "serve_forever" not in b[1]]
+README_SERVERS = [b for b in readme_blocks() if "serve_forever" in b[1]]
 
 
 def _wait_for_greeting(port: int, deadline: float) -> bytes:
@@ -186,8 +194,11 @@ def _python_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("POP3_")}
 
 
-def test_readme_client_example_runs_against_the_demo_server(tmp_path: Path) -> None:
-    (client,) = [b for b in _readme_blocks() if "connect(" in b]
+@pytest.mark.parametrize(("line", "client"), README_CLIENTS, ids=lambda v: f"line {v}")
+def test_readme_client_example_runs_against_the_demo_server(
+    line: int, client: str, tmp_path: Path
+) -> None:
+    assert line > 0
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pop3_cli", "serve", "--port", str(port)],
@@ -198,9 +209,7 @@ def test_readme_client_example_runs_against_the_demo_server(tmp_path: Path) -> N
     )
     try:
         assert _wait_for_greeting(port, time.monotonic() + 20).startswith(b"+OK")
-        result = run_script(
-            _on_port(client, port), "README.md (the client example)", tmp_path, timeout=30
-        )
+        result = run_script("\n" * line + _on_port(client, port), "README.md", tmp_path, timeout=30)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -210,14 +219,15 @@ def test_readme_client_example_runs_against_the_demo_server(tmp_path: Path) -> N
     assert all(re.fullmatch(r"\d+ \S+ \d+", line) for line in lines), lines
 
 
-def test_readme_server_example_serves(tmp_path: Path) -> None:
-    (server_code,) = [b for b in _readme_blocks() if "serve(" in b and "connect(" not in b]
+@pytest.mark.parametrize(("line", "server_code"), README_SERVERS, ids=lambda v: f"line {v}")
+def test_readme_server_example_serves(line: int, server_code: str, tmp_path: Path) -> None:
+    assert line > 0
     port = _free_port()
     users = tmp_path / "users"
     users.write_text("demo:demo\n")
     users.chmod(0o600)
     script = tmp_path / "readme_server.py"
-    script.write_text(_on_port(server_code, port))
+    script.write_text("\n" * line + _on_port(server_code, port))
     bootstrap = "import sys; exec(compile(open(sys.argv[1]).read(), 'README.md', 'exec'))"
     with open(tmp_path / "stderr", "w+b") as err:
         server = subprocess.Popen(
