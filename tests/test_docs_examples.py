@@ -194,7 +194,9 @@ def _python_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("POP3_")}
 
 
-@pytest.mark.parametrize(("line", "client"), README_CLIENTS, ids=lambda v: f"line {v}")
+@pytest.mark.parametrize(
+    ("line", "client"), README_CLIENTS, ids=[f"line {n}" for n, _ in README_CLIENTS]
+)
 def test_readme_client_example_runs_against_the_demo_server(
     line: int, client: str, tmp_path: Path
 ) -> None:
@@ -219,7 +221,9 @@ def test_readme_client_example_runs_against_the_demo_server(
     assert all(re.fullmatch(r"\d+ \S+ \d+", line) for line in lines), lines
 
 
-@pytest.mark.parametrize(("line", "server_code"), README_SERVERS, ids=lambda v: f"line {v}")
+@pytest.mark.parametrize(
+    ("line", "server_code"), README_SERVERS, ids=[f"line {n}" for n, _ in README_SERVERS]
+)
 def test_readme_server_example_serves(line: int, server_code: str, tmp_path: Path) -> None:
     assert line > 0
     port = _free_port()
