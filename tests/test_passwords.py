@@ -126,6 +126,10 @@ def test_bcrypt_uses_the_first_72_octets_as_dovecot_does() -> None:
         ("{SHA512-CRYPT}$5$abcdefgh$abcdefghijklmnopqrstuvwxyz0123456789", "starts with $5$"),
         ("{BLF-CRYPT.HEX}$2y$05$abc", "unsupported encoding"),
         ("{CRYPT}plain-looking", "not a $id$"),
+        ("$2y$05$abcdefghijklmnopqrstuu", "{BLF-CRYPT} value is malformed"),
+        ("{BLF-CRYPT}$2y$99$" + "a" * 53, "{BLF-CRYPT} value is malformed"),
+        ("$argon2id$v=19$m=65536,t=3,p=4$abc", "{ARGON2ID} value is malformed"),
+        ("{SHA512-CRYPT}$6$salt$" + "a" * 87, "{SHA512-CRYPT} value is malformed"),
     ],
 )
 def test_hash_like_values_of_unknown_schemes_are_refused(value: str, named: str) -> None:

@@ -89,8 +89,31 @@ def crypt_scheme(value: str, named: str | None = None) -> str:
         )
     if named is not None and named != scheme:
         raise ValueError(f"{{{named}}} value starts with {value[: value.index('$', 1) + 1]}")
-    _backend(scheme)  # refuse now, not at the first login, if the library is missing
+    # Refuse now, not at the first login: a missing library, or a value that no
+    # password can ever match (cut short, a bad cost or salt).
+    backend = _backend(scheme)
+    if not _well_formed(backend, scheme, value):
+        raise ValueError(f"{{{scheme}}} value is malformed")
     return scheme
+
+
+_BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}\Z")
+
+
+def _well_formed(backend: Any, scheme: str, value: str) -> bool:
+    if scheme == "BLF-CRYPT":
+        return _BCRYPT.match(value) is not None
+    if scheme.startswith("ARGON2"):
+        try:
+            backend.extract_parameters(value)
+        except backend.exceptions.InvalidHashError:
+            return False
+        return True
+    try:
+        _libpass_handler(backend, scheme).from_string(value)
+    except ValueError:
+        return False
+    return True
 
 
 def verify_crypt(scheme: str, value: str, password: bytes) -> bool:
