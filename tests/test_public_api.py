@@ -258,6 +258,7 @@ BINDINGS = {
     "pop3_sync.poplib": ["POP3", "POP3_SSL", "error_proto"],
     "pop3_maildrop": [
         "Backend",
+        "HASH_SCHEMES",
         "MaildirStorage",
         "Maildrop",
         "MaildropError",
@@ -266,6 +267,8 @@ BINDINGS = {
         "MemoryStorage",
         "Storage",
         "UserDB",
+        "hash_password",
+        "verify_password",
     ],
 }
 

@@ -4,7 +4,8 @@
 a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
 persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
 remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
-(the default), mbox and in-memory. ``UserDB`` checks passwords.
+(the default), mbox and in-memory. ``UserDB`` checks passwords; ``hash_password``
+makes a users-file value (``pop3 pw``).
 
 Standard library only; file I/O lives here, never in ``pop3_sansio``.
 """
@@ -16,9 +17,10 @@ from ._base import Maildrop, MaildropError, MaildropLocked, Storage
 from ._maildir import MaildirStorage
 from ._mbox import MboxStorage
 from ._memory import MemoryStorage
-from ._users import UserDB
+from ._users import HASH_SCHEMES, UserDB, hash_password, verify_password
 
 __all__ = [
+    "HASH_SCHEMES",
     "Backend",
     "MaildirStorage",
     "Maildrop",
@@ -28,4 +30,6 @@ __all__ = [
     "MemoryStorage",
     "Storage",
     "UserDB",
+    "hash_password",
+    "verify_password",
 ]
