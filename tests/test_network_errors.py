@@ -11,13 +11,9 @@ original exception is the ``__cause__``. The names each binding had before stay:
 from __future__ import annotations
 
 import errno
-import re
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -31,7 +27,6 @@ from pop3_sansio.client import (
     Pop3Error,
     Pop3TimeoutError,
 )
-from served import env
 
 pytestmark = pytest.mark.anyio
 
@@ -167,20 +162,3 @@ def test_a_failure_to_connect_that_is_not_a_refusal() -> None:
     # As pop3_sync.Timeout was raised before: a message of one's own.
     assert str(pop3_sync.Timeout("slow")) == "slow"
 
-
-def test_the_python_examples_of_docs_errors_md_run(tmp_path: Path) -> None:
-    """docs/errors.md's python blocks, in order, as one script (until the docs runner has them)."""
-    page = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
-    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), re.MULTILINE | re.DOTALL)
-    assert len(blocks) == 2
-    done = subprocess.run(
-        [sys.executable, "-c", "\n".join(blocks)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "refused the connection" in done.stdout
-    assert done.stdout.count("start: no answer from 127.0.0.1:") == 2
