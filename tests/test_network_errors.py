@@ -161,4 +161,3 @@ def test_a_failure_to_connect_that_is_not_a_refusal() -> None:
     assert guard.network_error(timeout, operation="y", host="h", port=1, timeout=1) is timeout
     # As pop3_sync.Timeout was raised before: a message of one's own.
     assert str(pop3_sync.Timeout("slow")) == "slow"
-
