@@ -358,8 +358,8 @@ async def serve(
 
     Keywords are the fields of ``ServerOptions``, typed by ``ServerKeywords``
     (``ssl_context`` for implicit TLS, ``starttls_context`` for STLS,
-    ``mechanisms``, ``apop``,
-    ``allow_plaintext``, ``failed_login_delay``, ``autologout``...).
+    ``mechanisms``, ``apop``, ``allow_plaintext``, ``failed_login_delay``,
+    ``autologout``...).
     """
     server = Server(backend, ServerOptions(**options))
     await server.start(host, port)

@@ -389,9 +389,8 @@ def serve(
     Call ``serve_forever()`` (blocks) or ``start()`` (a background thread).
     Keywords are the fields of ``ServerOptions``, typed by ``ServerKeywords``
     (``ssl_context`` for implicit TLS, ``starttls_context`` for STLS,
-    ``mechanisms``, ``apop``,
-    ``allow_plaintext``, ``failed_login_delay``, ``autologout``,
-    ``max_sessions``...), the same for every binding.
+    ``mechanisms``, ``apop``, ``allow_plaintext``, ``failed_login_delay``,
+    ``autologout``, ``max_sessions``...), the same for every binding.
     """
     server = Server(backend, ServerOptions(**options))
     try:
