@@ -370,3 +370,19 @@ def test_the_demo_fetch_hint_runs_as_printed(tmp_path: Path, how: str) -> None:
             proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_fetch_without_implicit_tls_against_an_implicit_tls_port(
+    tmp_path: Path, pem: dict[str, Path]
+) -> None:
+    users = write_users(tmp_path / "users", {"alice": PASSWORD})
+    tls = ("--tls-cert", str(pem["cert"]), "--tls-key", str(pem["key"]), "--implicit-tls")
+    with PopServer(tmp_path, "asyncio", users, tmp_path / "mail", *tls) as server:
+        done = _fetch(server.port, tmp_path / "dest", "--starttls", "--timeout", "0.5")
+        assert done.returncode == 1
+        assert one_line(done.stderr), done.stderr
+        assert done.stderr == (
+            f"pop3 fetch: 127.0.0.1:{server.port} sent no greeting within 0.5 seconds: if it "
+            "speaks TLS from the start (usually port 995), use --implicit-tls\n"
+        )
+        assert server.stop() == 0

@@ -306,7 +306,13 @@ def run_fetch(args: argparse.Namespace) -> int:
                     "TLS from the start (usually 995)"
                 ) from None
             raise CliError(f"TLS error with {where}: {exc.reason or exc}") from None
-        except TimeoutError:
+        except TimeoutError as exc:
+            if tls != "implicit" and getattr(exc, "operation", None) == "start":
+                # Connected, and no greeting: a server waiting for a TLS handshake.
+                raise CliError(
+                    f"{where} sent no greeting within {args.timeout:g} seconds: if it speaks "
+                    "TLS from the start (usually port 995), use --implicit-tls"
+                ) from None
             raise CliError(f"{where}: no answer within {args.timeout:g} seconds") from None
         except socket.gaierror as exc:
             raise CliError(f"cannot resolve {args.host}: {exc.strerror}") from None
