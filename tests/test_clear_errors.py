@@ -6,6 +6,7 @@ process of its own (``python -m pop3_cli``) where it must listen or connect firs
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -386,3 +387,35 @@ def test_fetch_without_implicit_tls_against_an_implicit_tls_port(
             "speaks TLS from the start (usually port 995), use --implicit-tls\n"
         )
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("exc", "port", "line"),
+    [
+        (
+            OSError(errno.EACCES, "Permission denied"),
+            110,
+            "not allowed to listen on port 110 of 127.0.0.1: ports below 1024 need root "
+            "(or CAP_NET_BIND_SERVICE); choose another with --port",
+        ),
+        (
+            OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),
+            1110,
+            "cannot listen on 127.0.0.1: not an address of this machine",
+        ),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            1110,
+            "cannot listen on 127.0.0.1: Name or service not known",
+        ),
+        (
+            OSError(errno.EMFILE, "Too many open files"),
+            1110,
+            "cannot listen on 127.0.0.1:1110: Too many open files",
+        ),
+    ],
+)
+def test_other_listen_failures_say_what_failed(exc: OSError, port: int, line: str) -> None:
+    from pop3_cli._errors import listen_failed
+
+    assert str(listen_failed("127.0.0.1", port, exc)) == line
