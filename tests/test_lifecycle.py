@@ -8,6 +8,7 @@ address count goes up at ``start`` and down at ``end``; the TLS handshake gets a
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,7 @@ def lifecycle(
         connection_errors=(OSError, BrokenError),
         shutdown=(Cancelled,),
         lock=lock,
+        monotonic=itertools.count(100.0, 0.25).__next__,  # each session lasts 0.25 s
     )
 
 
@@ -122,6 +124,15 @@ def lines(records: list[logging.LogRecord]) -> list[str]:
     return [r.getMessage() for r in records]
 
 
+WHERE = "rip=127.0.0.1 rport=40000 lip=? lport=? tls=no"
+"""``start()``'s session: a peer, no local address given, no TLS."""
+
+
+def ended(reason: str, counts: str = "failed=0 retr=0/0 top=0 del=0/0 in=0 out=0") -> str:
+    """The end line of ``start()``'s session with no user logged in."""
+    return f"session ended: {WHERE} user=<> {counts} duration=0.250 reason={reason}"
+
+
 # --- the reason table ---------------------------------------------------------------------
 
 
@@ -145,7 +156,10 @@ def test_each_registered_exception_has_its_reason(
     with logged(caplog) as records:
         assert run.failed(exc) == reason
         run.end()
-    assert lines(records) == [f"session from 127.0.0.1 ended: {reason} (user alice)"]
+    assert lines(records) == [
+        f"session ended: {WHERE} user=<alice> failed=0 retr=0/0 top=0 del=0/3 in=25 out=80"
+        f" duration=0.250 reason={reason}"
+    ]
     assert records[0].levelno == logging.INFO
 
 
@@ -175,10 +189,7 @@ def test_anything_else_is_an_internal_error_with_its_traceback(
     with logged(caplog) as records:
         assert run.failed(error) == "internal error: KeyError"
         run.end()
-    assert lines(records) == [
-        "session failed",
-        "session from 127.0.0.1 ended: internal error: KeyError (user -)",
-    ]
+    assert lines(records) == ["session failed", ended("internal error: KeyError")]
     assert records[0].levelno == logging.ERROR
     assert records[0].exc_info is not None
     assert records[0].exc_info[1] is error
@@ -191,7 +202,10 @@ def test_a_finished_driver_gives_its_close_reason(caplog: pytest.LogCaptureFixtu
     with logged(caplog) as records:
         assert run.ended() == "quit"
         run.end()
-    assert lines(records) == ["session from 127.0.0.1 ended: quit (user alice)"]
+    assert lines(records) == [
+        f"session ended: {WHERE} user=<alice> failed=0 retr=0/0 top=0 del=0/3 in=31"
+        f" out={len(written)} duration=0.250 reason=quit"
+    ]
 
 
 def test_end_without_a_reason_takes_the_drivers(caplog: pytest.LogCaptureFixture) -> None:
@@ -199,7 +213,9 @@ def test_end_without_a_reason_takes_the_drivers(caplog: pytest.LogCaptureFixture
     drive(run)  # greeted, then the client closed
     with logged(caplog) as records:
         run.end()
-    assert lines(records) == ["session from 127.0.0.1 ended: client-closed (user -)"]
+    assert lines(records) == [
+        ended("client-closed", counts="failed=0 retr=0/0 top=0 del=0/0 in=0 out=23")
+    ]
 
 
 def test_a_driver_without_a_close_reason_ended_closed() -> None:
@@ -218,26 +234,28 @@ def test_shut_down_is_the_cancellations_reason() -> None:
 
 
 PEERS = [
-    (("192.0.2.7", 110), "192.0.2.7"),
-    (("2001:db8::1", 110, 0, 0), "2001:db8::1"),
-    ("/run/pop3.sock", "/run/pop3.sock"),  # an AF_UNIX peer: its path, not "/"
-    ("", "?"),
-    (None, "?"),
+    (("192.0.2.7", 110), "rip=192.0.2.7 rport=110"),
+    (("2001:db8::1", 110, 0, 0), "rip=2001:db8::1 rport=110"),
+    ("/run/pop3.sock", "rip=/run/pop3.sock rport=?"),  # an AF_UNIX peer: its path, not "/"
+    ("", "rip=? rport=?"),
+    (None, "rip=? rport=?"),
 ]
 
 
-@pytest.mark.parametrize(("peer", "host"), PEERS)
+@pytest.mark.parametrize(("peer", "where"), PEERS)
 def test_the_end_line_and_the_proxy_line_name_the_peer_alike(
-    peer: object, host: str, caplog: pytest.LogCaptureFixture
+    peer: object, where: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     life = lifecycle()
     run = start(life, peer)
     with logged(caplog) as records:
         run.end()
-        life.proxy_failed(peer, BrokenError("reset"))
+        life.proxy_failed(peer, BrokenError("reset"), local=("10.0.0.1", 110))
     assert lines(records) == [
-        f"session from {host} ended: closed (user -)",
-        f"session from {host} ended: no valid PROXY header: BrokenError('reset') (user -)",
+        f"session ended: {where} lip=? lport=? tls=no user=<> failed=0 retr=0/0 top=0"
+        " del=0/0 in=0 out=0 duration=0.250 reason=closed",
+        f"session ended: {where} lip=10.0.0.1 lport=110 tls=no"
+        " reason=no valid PROXY header: BrokenError('reset')",
     ]
 
 
@@ -260,7 +278,9 @@ def test_a_bad_or_broken_proxy_header_is_logged_as_such(
     with logged(caplog) as records:
         reason = lifecycle().proxy_failed(("127.0.0.1", 1), exc)
     assert reason == f"no valid PROXY header: {exc!r}"
-    assert lines(records) == [f"session from 127.0.0.1 ended: {reason} (user -)"]
+    assert lines(records) == [
+        f"session ended: rip=127.0.0.1 rport=1 lip=? lport=? tls=no reason={reason}"
+    ]
 
 
 def test_a_bug_while_reading_the_proxy_header_is_an_internal_error(
@@ -271,7 +291,7 @@ def test_a_bug_while_reading_the_proxy_header_is_an_internal_error(
     assert reason == "internal error: ValueError"
     assert lines(records) == [
         "session failed",
-        "session from 127.0.0.1 ended: internal error: ValueError (user -)",
+        "session ended: rip=127.0.0.1 rport=1 lip=? lport=? tls=no reason=internal error: ValueError",
     ]
 
 
@@ -358,7 +378,8 @@ def test_a_maildrop_that_fails_to_close_still_counts_the_session_off(
     with caplog.at_level(logging.INFO, LOGGER), pytest.raises(OSError, match="close failed"):
         run.end()
     assert len(life.addresses) == 0
-    assert "session from 127.0.0.7 ended: connection error: ConnectionResetError" in caplog.text
+    assert "session ended: rip=127.0.0.7 rport=1 " in caplog.text
+    assert "reason=connection error: ConnectionResetError" in caplog.text
     assert drive(start(life, ("127.0.0.7", 2))).startswith(b"+OK")
 
 

@@ -4,11 +4,14 @@ Each binding reads the PROXY header, starts TLS, drives the ``SessionDriver``
 and closes the connection (that is its I/O); around that, it calls a
 ``SessionLifecycle`` at the same points: ``proxy_failed`` when the header is
 bad, ``start`` for the driver, then ``ended``/``failed``/``shut_down`` for
-the reason and ``end`` for the one log line. The binding registers once the
-exception classes its I/O raises (timeouts, connection errors, cancellation),
-so the reasons are the same words in every binding.
+the reason and ``end`` for the session's last log line; ``tls_started``
+after each TLS handshake. The binding registers once the exception classes
+its I/O raises (timeouts, connection errors, cancellation), so the reasons
+are the same words in every binding. Every log line of a session is made
+here (its login attempts, its end, its protocol trace), in the formats of
+``_serverlog`` (docs/logging.md).
 
-Pure: the host name, random bytes and clock come from the binding, the
+Pure: the host name, random bytes and clocks come from the binding, the
 logger too.
 """
 
@@ -18,10 +21,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ._net import is_loopback_address, peer_host
+from ._net import is_loopback_address
 from ._proxy import ProxyHeaderError
 from ._server_driver import SessionDriver
 from ._server_options import AddressCounter, ServerOptions
+from ._serverlog import LoginAttempt, TlsInfo, endpoint, login_line, shown, tls_info
 from ._storage import BackendProtocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +36,7 @@ __all__ = [
     "SHUTDOWN",
     "HandshakeTimeoutError",
     "SessionLifecycle",
+    "SessionLog",
     "SessionRun",
 ]
 
@@ -41,17 +46,12 @@ HANDSHAKE_TIMEOUT = 60.0
 SHUTDOWN = "server shutdown"
 """The reason logged for a session the server dropped because it is shutting down."""
 
-_ENDED = "session from %s ended: %s (user %s)"
+_DEBUG = 10  # logging.DEBUG, without importing logging
+_MAX_REASON = 200  # characters of an end reason shown (it may quote an exception)
 
 
 class HandshakeTimeoutError(TimeoutError):
     """A TLS handshake (implicit TLS or STLS) did not finish in time; the binding raises it."""
-
-
-def _host(peer: object) -> str:
-    # One form in every line: a socket address's host (an AF_UNIX peer's
-    # path whole, not its first character), "?" when there is none.
-    return peer_host(peer) or "?"
 
 
 def _internal(log: Logger, exc: BaseException) -> str:
@@ -69,6 +69,10 @@ class SessionLifecycle:
     connection fails, and when the server cancels a session; checked in that
     order (a ``TimeoutError`` is an ``OSError``). ``lock``, if given, is held
     while the address counter is changed (a threaded server's lock).
+    ``monotonic`` is a clock in seconds for the sessions' durations (without
+    one, the end line has no ``duration``). The protocol trace goes to
+    ``log``'s child ``trace`` (``pop3.server.trace`` for the bindings), at
+    DEBUG, for sessions started while it is enabled.
     """
 
     def __init__(
@@ -81,28 +85,36 @@ class SessionLifecycle:
         connection_errors: tuple[type[BaseException], ...],
         shutdown: tuple[type[BaseException], ...] = (),
         lock: AbstractContextManager[Any] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.options = options
         self.backend = backend
         self.log = log
+        self.trace_log = log.getChild("trace")
+        self.monotonic = monotonic
         self.timeouts = timeouts
         self.connection_errors = connection_errors
         self.shutdown = shutdown
         self.addresses = AddressCounter()
         self._lock = lock
 
-    def proxy_failed(self, peer: object, exc: BaseException) -> str:
+    def proxy_failed(self, peer: object, exc: BaseException, *, local: object = None) -> str:
         """The PROXY header could not be read: log the session's end, return the reason.
 
         The connection is closed without a greeting, so there is no driver
-        and no user. A bad header or a connection that fails while sending it
-        is ``no valid PROXY header: ...``; anything else is an internal error.
+        and no user: the line has the addresses and the reason only. A bad
+        header or a connection that fails while sending it is ``no valid
+        PROXY header: ...``; anything else is an internal error. ``peer`` is
+        the connection's (the proxy's) address, ``local`` the server's end.
         """
         if isinstance(exc, (ProxyHeaderError, *self.timeouts, *self.connection_errors)):
             reason = f"no valid PROXY header: {exc!r}"
         else:
             reason = _internal(self.log, exc)
-        self.log.info(_ENDED, _host(peer), reason, "-")
+        where = endpoint(peer, local, None, None)
+        self.log.info(
+            "session ended: %s reason=%s", where, shown(reason, _MAX_REASON, bracketed=False)
+        )
         return reason
 
     def start(
@@ -113,13 +125,18 @@ class SessionLifecycle:
         hostname: str,
         random_bytes: Callable[[int], bytes],
         clock: int,
+        local: object = None,
+        proxy: object = None,
     ) -> SessionRun:
         """Count the session for its address and start it (``ServerOptions.start_session``).
 
         ``peer`` is the client's address (from the PROXY header if any);
         ``sessions`` counts the server's sessions, this one included.
+        ``local`` is the server's end of the connection and ``proxy`` the
+        proxy's address when a PROXY header named the client (for the log).
         Call ``end()`` on the result however the session ends.
         """
+        log = SessionLog(self, peer, local, proxy)
         if self._lock is None:
             same_address = self.addresses.add(peer)
         else:
@@ -134,11 +151,13 @@ class SessionLifecycle:
                 hostname=hostname,
                 random_bytes=random_bytes,
                 clock=clock,
+                on_login=log.login,
+                on_trace=log.trace if self.trace_log.isEnabledFor(_DEBUG) else None,
             )
         except BaseException:
             self._uncount(peer)
             raise
-        return SessionRun(self, peer, driver)
+        return SessionRun(self, peer, driver, log)
 
     def _uncount(self, peer: object) -> None:
         if self._lock is None:
@@ -148,17 +167,69 @@ class SessionLifecycle:
                 self.addresses.remove(peer)
 
 
+class SessionLog:
+    """Where one session is, for its log lines: addresses, TLS, and when it started.
+
+    Its ``login`` and ``trace`` are the session's ``on_login`` and
+    ``on_trace`` hooks; a line at DEBUG says the session started.
+    """
+
+    __slots__ = ("lifecycle", "local", "peer", "proxy", "started", "tls")
+
+    def __init__(
+        self, lifecycle: SessionLifecycle, peer: object, local: object, proxy: object
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.peer = peer
+        self.local = local
+        self.proxy = proxy
+        self.tls: TlsInfo | None = None
+        monotonic = lifecycle.monotonic
+        self.started = None if monotonic is None else monotonic()
+        if lifecycle.log.isEnabledFor(_DEBUG):
+            lifecycle.log.debug("session started: %s", self.where())
+
+    def where(self) -> str:
+        """``rip=... rport=... lip=... lport=... [proxy=...] tls=...`` (``endpoint``)."""
+        return endpoint(self.peer, self.local, self.proxy, self.tls)
+
+    def login(self, attempt: LoginAttempt) -> None:
+        """Log a login attempt: ``login``, ``auth failed`` or ``login refused``."""
+        self.lifecycle.log.info("%s", login_line(self.where(), attempt))
+
+    def trace(self, line: str) -> None:
+        """Log a protocol trace line (``C: ...``, ``S: ...``) at DEBUG."""
+        host, port = self.where().split(" ", 2)[:2]
+        self.lifecycle.trace_log.debug("%s %s %s", host, port, line)
+
+
 class SessionRun:
     """One session of a ``SessionLifecycle``: its driver, its peer and how it ended."""
 
-    __slots__ = ("driver", "lifecycle", "peer", "reason")
+    __slots__ = ("driver", "lifecycle", "log", "peer", "reason")
 
-    def __init__(self, lifecycle: SessionLifecycle, peer: object, driver: SessionDriver) -> None:
+    def __init__(
+        self,
+        lifecycle: SessionLifecycle,
+        peer: object,
+        driver: SessionDriver,
+        log: SessionLog | None = None,
+    ) -> None:
         self.lifecycle = lifecycle
         self.peer = peer
         self.driver = driver
+        self.log = log or SessionLog(lifecycle, peer, None, None)
         self.reason: str | None = None
         """Why the session ended, once known; ``end()`` logs it."""
+
+    def tls_started(self, tls: Any) -> None:
+        """A TLS handshake finished (implicit TLS or STLS) on ``tls``, an ``ssl.SSLObject``
+        or ``SSLSocket`` (anything with ``version()`` and ``cipher()``): the
+        lines from now on show its version and cipher."""
+        log = self.log
+        log.tls = tls_info(tls)
+        if self.lifecycle.log.isEnabledFor(_DEBUG):
+            self.lifecycle.log.debug("tls started: %s", log.where())
 
     def handshake_timeout(self, now: float) -> float:
         """Seconds the TLS handshake starting ``now`` may take.
@@ -215,9 +286,21 @@ class SessionRun:
             # Even if the maildrop's close() failed: an address never counted
             # off would be refused for good once it reached its limit.
             lifecycle._uncount(self.peer)
-            lifecycle.log.info(
-                _ENDED,
-                _host(self.peer),
-                reason,
-                self.driver.session.username or "-",
-            )
+            lifecycle.log.info("session ended: %s", self._summary(reason))
+
+    def _summary(self, reason: str) -> str:
+        driver = self.driver
+        session = driver.session
+        user = session.username
+        text = (
+            f"{self.log.where()} user=<{'' if user is None else shown(user)}>"
+            f" failed={session.failed_logins}"
+            f" retr={session.retrieved}/{session.retrieved_octets} top={session.topped}"
+            f" del={session.removed}/{len(session.messages)}"
+            f" in={driver.octets_in} out={driver.octets_out}"
+        )
+        started = self.log.started
+        monotonic = self.lifecycle.monotonic
+        if started is not None and monotonic is not None:
+            text += f" duration={monotonic() - started:.3f}"
+        return f"{text} reason={shown(reason, _MAX_REASON, bracketed=False)}"

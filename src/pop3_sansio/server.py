@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
         HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT,
         HandshakeTimeoutError as HandshakeTimeoutError,
         SessionLifecycle as SessionLifecycle,
+        SessionLog as SessionLog,
         SessionRun as SessionRun,
     )
     from ._net import (
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._server_session import (
         CloseConnection as CloseConnection,
         CommitDeletions as CommitDeletions,
+        LoginAttempt as LoginAttempt,
         OpenMaildrop as OpenMaildrop,
         ReadMessage as ReadMessage,
         Request as Request,
@@ -71,6 +73,7 @@ __all__ = [
     "CloseConnection",
     "CommitDeletions",
     "HandshakeTimeoutError",
+    "LoginAttempt",
     "MaildropError",
     "MaildropLockedError",
     "MaildropProtocol",
@@ -82,6 +85,7 @@ __all__ = [
     "ServerSession",
     "SessionDriver",
     "SessionLifecycle",
+    "SessionLog",
     "SessionRun",
     "Sleep",
     "StartTls",
@@ -102,6 +106,7 @@ _EXPORTS = {
     "CloseConnection": "_server_session",
     "CommitDeletions": "_server_session",
     "HandshakeTimeoutError": "_lifecycle",
+    "LoginAttempt": "_server_session",
     "MaildropError": "_storage",
     "MaildropLockedError": "_storage",
     "MaildropProtocol": "_storage",
@@ -113,6 +118,7 @@ _EXPORTS = {
     "ServerSession": "_server_session",
     "SessionDriver": "_server_driver",
     "SessionLifecycle": "_lifecycle",
+    "SessionLog": "_lifecycle",
     "SessionRun": "_lifecycle",
     "Sleep": "_server_driver",
     "StartTls": "_instructions",
