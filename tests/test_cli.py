@@ -30,6 +30,7 @@ import pytest
 
 import pop3_sansio
 import served
+from helpers import log_fields
 from pop3_cli import main
 from pop3_cli._errors import UsageError
 from pop3_cli._progress import Progress
@@ -220,7 +221,17 @@ def test_demo_serves_poplib_byte_exact_and_stops_on_sigint(tmp_path: Path, backe
 
         assert server.stop(signal.SIGINT) == 0
         assert not maildir.exists()  # the temporary maildrop is cleaned up
-    assert server.stderr.count("session from 127.0.0.1 ended: quit (user demo)") == 2
+    logged = [
+        log_fields(line.split("]: ", 1)[1])
+        for line in server.stderr.splitlines()
+        if " pop3.server[" in line
+    ]
+    sessions = [f for event, f in logged if event == "session ended"]
+    assert [(f["rip"], f["user"], f["reason"]) for f in sessions] == [
+        ("127.0.0.1", "<demo>", "quit")
+    ] * 2
+    logins = [f for event, f in logged if event == "login"]
+    assert [(f["method"], f["user"]) for f in logins] == [("USER", "<demo>"), ("APOP", "<demo>")]
     assert "Traceback" not in server.stderr
 
 
@@ -280,7 +291,9 @@ def test_fetch_deletes_on_the_server_only_what_it_stored(tmp_path: Path, backend
     for output in (server.stderr, result.stdout, result.stderr):
         assert PASSWORD not in output
     assert "prefer --users FILE" in server.stderr  # the warning for --user NAME:PASSWORD
-    assert "session from 127.0.0.1 ended: quit (user alice)" in server.stderr
+    assert re.search(
+        r"session ended: rip=127\.0\.0\.1 .* user=<alice> .* reason=quit$", server.stderr, re.M
+    ), server.stderr
 
 
 def test_fetch_keep_fetches_only_new_mail(tmp_path: Path) -> None:
@@ -384,7 +397,14 @@ def test_wrong_password_fails_in_one_line_without_secrets(tmp_path: Path) -> Non
         assert server.stop() == 0
     assert WRONG_PASSWORD not in server.stderr
     assert PASSWORD not in server.stderr
-    assert "(user -)" in server.stderr  # the failed session is logged
+    # The failed login is logged with the user tried, and the session with no user.
+    assert re.search(
+        r"auth failed: rip=127\.0\.0\.1 rport=\d+ lip=127\.0\.0\.1 lport=\d+ tls=no "
+        r"method=SCRAM-SHA-256 attempts=1 user=<alice>$",
+        server.stderr,
+        re.M,
+    ), server.stderr
+    assert re.search(r"session ended: .* user=<> failed=1 .* reason=", server.stderr), server.stderr
 
 
 def test_connection_refused_is_one_line(tmp_path: Path) -> None:

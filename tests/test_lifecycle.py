@@ -291,7 +291,8 @@ def test_a_bug_while_reading_the_proxy_header_is_an_internal_error(
     assert reason == "internal error: ValueError"
     assert lines(records) == [
         "session failed",
-        "session ended: rip=127.0.0.1 rport=1 lip=? lport=? tls=no reason=internal error: ValueError",
+        "session ended: rip=127.0.0.1 rport=1 lip=? lport=? tls=no"
+        " reason=internal error: ValueError",
     ]
 
 

@@ -3,7 +3,7 @@
 The server runs as a real process tree (``python -m pop3_cli``) in a session of its own,
 so that nothing outlives a test. Log lines carry the pid of the process that wrote them;
 with ``--proxy-protocol`` each test connection claims an address of its own (all
-loopback), which ties every "session ... ended" line to the connection it is about.
+loopback), which ties every "session ended: rip=..." line to the connection it is about.
 """
 
 from __future__ import annotations
@@ -137,14 +137,14 @@ def test_a_maildrop_locked_in_one_worker_is_in_use_in_another(tmp_path: Path, ba
             answer = other.command("PASS secret")
             assert other.command("QUIT").startswith(b"+OK")
             other.close()
-            pid = int(server.wait_for(rf"\[(\d+)\]: session from 127\.0\.2\.{n} ended").group(1))
+            pid = int(server.wait_for(rf"\[(\d+)\]: session ended: rip=127\.0\.2\.{n} ").group(1))
             answered_by.setdefault(pid, []).append(answer)
             if len(answered_by) == 2:
                 break
         assert set(answered_by) == set(workers), (answered_by, workers)
         assert holder.command("QUIT").startswith(b"+OK")
         holder.close()
-        pattern = r"\[(\d+)\]: session from 127\.0\.1\.1 ended: quit \(user alice\)"
+        pattern = r"(?m)\[(\d+)\]: session ended: rip=127\.0\.1\.1 .* user=<alice> .* reason=quit$"
         holder_pid = int(server.wait_for(pattern).group(1))
         other_pid = next(pid for pid in workers if pid != holder_pid)
         # The worker that does not hold the lock refused it all the same.

@@ -182,7 +182,9 @@ class SessionLog:
         self.lifecycle = lifecycle
         self.peer = peer
         self.local = local
-        self.proxy = proxy
+        # A PROXY header that names no client (LOCAL, UNKNOWN) leaves the
+        # connection's own peer as the client: then there is no proxy to show.
+        self.proxy = None if proxy is peer else proxy
         self.tls: TlsInfo | None = None
         monotonic = lifecycle.monotonic
         self.started = None if monotonic is None else monotonic()
