@@ -30,7 +30,7 @@ import pytest
 
 import pop3_sansio
 import served
-from helpers import log_fields
+from helpers import log_fields, wait_for
 from pop3_cli import main
 from pop3_cli._errors import UsageError
 from pop3_cli._progress import Progress
@@ -233,6 +233,60 @@ def test_demo_serves_poplib_byte_exact_and_stops_on_sigint(tmp_path: Path, backe
     logins = [f for event, f in logged if event == "login"]
     assert [(f["method"], f["user"]) for f in logins] == [("USER", "<demo>"), ("APOP", "<demo>")]
     assert "Traceback" not in server.stderr
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "commands", "traced"),
+    [((), False, False), (("-v",), True, False), (("-vv",), True, True)],
+    ids=["default", "-v", "-vv"],
+)
+def test_serve_log_file_and_verbosity(
+    tmp_path: Path, verbosity: tuple[str, ...], commands: bool, traced: bool
+) -> None:
+    """``--log-file`` takes every log line (stderr keeps none); -v adds a line a
+    command, -vv the protocol trace, with the password hidden."""
+    log = tmp_path / "logs" / "pop3.log"
+    log.parent.mkdir()
+    log.write_text("an earlier line\n")  # appended to, not replaced
+    with serving(tmp_path, "--log-file", str(log), *verbosity) as server:
+        client = poplib.POP3("127.0.0.1", server.port, timeout=10)
+        client.user("demo")
+        client.pass_("demo")
+        client.retr(1)
+        client.quit()
+        wait_for(lambda: "session ended:" in log.read_text())
+        assert server.stop() == 0
+    assert server.stderr == ""
+    text = log.read_text()
+    assert text.startswith("an earlier line\n")
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d pop3\.server\[\d+\]: login: rip=127\.0\.0\.1 "
+        r"rport=\d+ lip=127\.0\.0\.1 lport=\d+ tls=no method=USER user=<demo>$",
+        text,
+        re.M,
+    ), text
+    assert re.search(
+        r"^.* session ended: .* user=<demo> failed=0 retr=1/\d+ .* reason=quit$", text, re.M
+    )
+    assert (" command: " in text) is commands, text
+    assert (" status=+OK cmd=<PASS ***>" in text) is commands, text
+    assert ("pop3.server.trace[" in text) is traced, text
+    assert (" C: PASS ***" in text) is traced, text
+    assert " C: PASS demo" not in text and "cmd=<PASS demo>" not in text
+
+
+def test_serve_log_file_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        pop3("serve", "--log-file", str(tmp_path / "missing" / "pop3.log")),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert one_line(result.stderr), result.stderr
+    assert result.stderr.startswith("pop3 serve: cannot open the log file ")
+    assert "No such file or directory" in result.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

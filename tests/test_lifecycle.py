@@ -734,3 +734,36 @@ def test_tls_started_without_debug_logs_only_at_the_end(caplog: pytest.LogCaptur
     assert len(records) == 1
     fields = log_fields(lines(records)[0])[1]
     assert (fields["tls"], fields["cipher"]) == ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256")
+
+
+def test_at_debug_each_command_is_logged_with_its_status(caplog: pytest.LogCaptureFixture) -> None:
+    """``pop3 serve -v``: one ``command:`` line a command, secrets hidden as in the trace."""
+    caplog.set_level(logging.INFO, logger=f"{LOGGER}.trace")  # no trace: that is -vv
+    with logged(caplog, logging.DEBUG) as records:
+        run = start(lifecycle())
+        drive(
+            run,
+            b"CAPA\r\n",
+            b"AUTH PLAIN\r\n",
+            plain("alice", "nope") + b"\r\n",
+            b"USER alice\r\nPASS secret\r\n",
+            b"RETR 1\r\n",
+            b"X>Y\r\n",
+            b"QUIT\r\n",
+        )
+    assert [r.name for r in records if r.name != LOGGER] == []
+    commands = [m for m in lines(records) if m.startswith("command: ")]
+    assert commands == [
+        f"command: rip=127.0.0.1 rport=40000 status={status} cmd=<{command}>"
+        for status, command in [
+            ("+OK", "CAPA"),
+            ("-ERR", "AUTH PLAIN"),
+            ("+OK", "USER alice"),
+            ("+OK", "PASS ***"),
+            ("+OK", "RETR 1"),
+            ("-ERR", "X\\x3eY (unknown)"),
+            ("+OK", "QUIT"),
+        ]
+    ]
+    assert all(r.levelno == logging.DEBUG for r in records if r.getMessage() in commands)
+    assert lines(records)[0] == f"session started: {WHERE}"

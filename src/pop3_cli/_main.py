@@ -172,9 +172,10 @@ logging: on stderr, or --log-file FILE. Each login, each failed login and
   each session's end is one line of key=value fields (rip=, lip=, method=,
   user=<...>, reason=...), with the process id of the worker that served it;
   the failed logins are what docs/fail2ban's filter counts. -q: warnings only;
-  -v: also each session's start and TLS handshake; -vv: also a protocol trace
-  (commands and status lines; passwords and SASL lines hidden, no message
-  bodies). docs/logging.md describes every line.
+  -v: also each session's start, TLS handshake, and command with its +OK or
+  -ERR; -vv: also a protocol trace (commands and status lines; passwords, APOP
+  digests and SASL lines hidden; no message bodies). docs/logging.md
+  describes every line.
 """
 
 FETCH_HELP = """\

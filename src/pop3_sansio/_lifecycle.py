@@ -152,7 +152,7 @@ class SessionLifecycle:
                 random_bytes=random_bytes,
                 clock=clock,
                 on_login=log.login,
-                on_trace=log.trace if self.trace_log.isEnabledFor(_DEBUG) else None,
+                on_trace=log.trace if log.hooked else None,
             )
         except BaseException:
             self._uncount(peer)
@@ -171,10 +171,23 @@ class SessionLog:
     """Where one session is, for its log lines: addresses, TLS, and when it started.
 
     Its ``login`` and ``trace`` are the session's ``on_login`` and
-    ``on_trace`` hooks; a line at DEBUG says the session started.
+    ``on_trace`` hooks. At DEBUG, lines say that the session started and
+    (``command:``) what each command was answered; the protocol trace is
+    ``trace_log``'s, at DEBUG too. Which of them a session writes is decided
+    when it starts (``tracing``, ``commands``).
     """
 
-    __slots__ = ("lifecycle", "local", "peer", "proxy", "started", "tls")
+    __slots__ = (
+        "command",
+        "commands",
+        "lifecycle",
+        "local",
+        "peer",
+        "proxy",
+        "started",
+        "tls",
+        "tracing",
+    )
 
     def __init__(
         self, lifecycle: SessionLifecycle, peer: object, local: object, proxy: object
@@ -188,8 +201,16 @@ class SessionLog:
         self.tls: TlsInfo | None = None
         monotonic = lifecycle.monotonic
         self.started = None if monotonic is None else monotonic()
-        if lifecycle.log.isEnabledFor(_DEBUG):
+        self.tracing = lifecycle.trace_log.isEnabledFor(_DEBUG)
+        self.commands = lifecycle.log.isEnabledFor(_DEBUG)
+        self.command: str | None = None  # the command whose status line comes next
+        if self.commands:
             lifecycle.log.debug("session started: %s", self.where())
+
+    @property
+    def hooked(self) -> bool:
+        """Whether the session's ``on_trace`` hook is wanted (it costs time)."""
+        return self.tracing or self.commands
 
     def where(self) -> str:
         """``rip=... rport=... lip=... lport=... [proxy=...] tls=...`` (``endpoint``)."""
@@ -200,9 +221,26 @@ class SessionLog:
         self.lifecycle.log.info("%s", login_line(self.where(), attempt))
 
     def trace(self, line: str) -> None:
-        """Log a protocol trace line (``C: ...``, ``S: ...``) at DEBUG."""
-        host, port = self.where().split(" ", 2)[:2]
-        self.lifecycle.trace_log.debug("%s %s %s", host, port, line)
+        """The session's trace line (``C: ...``, ``S: ...``): log it, pair commands with status.
+
+        The session answers its commands one after the other, so the next
+        status line after a command is its answer; SASL's lines in between
+        (``C: ***``, ``C: *``, ``S: + ***``) belong to the AUTH command.
+        """
+        lifecycle = self.lifecycle
+        rip, rport = self.where().split(" ", 2)[:2]
+        if self.tracing:
+            lifecycle.trace_log.debug("%s %s %s", rip, rport, line)
+        if not self.commands:
+            return
+        if line.startswith("C: "):
+            if line not in ("C: ***", "C: *"):
+                self.command = line[3:]
+        elif self.command is not None and line.startswith(("S: +OK", "S: -ERR")):
+            status = "+OK" if line.startswith("S: +OK") else "-ERR"
+            command = self.command.replace(">", "\\x3e")  # as shown() brackets it
+            self.command = None
+            lifecycle.log.debug("command: %s %s status=%s cmd=<%s>", rip, rport, status, command)
 
 
 class SessionRun:
