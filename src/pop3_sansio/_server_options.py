@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from ._apop import make_timestamp
 from ._net import peer_host
 from ._server_driver import SessionDriver
-from ._server_session import LoginAttempt, ServerSession
+from ._server_session import ServerSession
+from ._serverlog import LoginAttempt
 from ._storage import BackendProtocol
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -42,14 +42,13 @@ from ._sasl import (
     server_mechanism,
 )
 from ._scram import ScramCredentials, hash_key, hmac_digest
-from ._serverlog import LoginAttempt, LoginResult, trace_command, trace_response
+from ._serverlog import LoginAttempt, LoginResult, trace_command, trace_response, trace_status
 from ._state import NEED_DATA, PAUSED, Sentinel, State
 from ._storage import MessageInfo
 
 __all__ = [
     "CloseConnection",
     "CommitDeletions",
-    "LoginAttempt",
     "OpenMaildrop",
     "ReadMessage",
     "Request",
@@ -363,7 +362,7 @@ class ServerSession:
                     data = conn.send_failure(exc.message)
                     self._out.append(data)
                     if self._on_trace is not None:
-                        self._on_trace(f"S: {data.decode('ascii', 'replace').rstrip()}")
+                        self._on_trace(trace_status(data))
                 return self._close("protocol-error")
             if event is NEED_DATA:
                 return NEED_DATA

@@ -33,6 +33,7 @@ __all__ = [
     "tls_info",
     "trace_command",
     "trace_response",
+    "trace_status",
 ]
 
 MAX_SHOWN = 64
@@ -202,8 +203,13 @@ def trace_response(response: ev.Event, wire: bytes) -> str | None:
     the server wrote; a SASL challenge as ``+ ***``.
     """
     if isinstance(response, ev.Ok | ev.Err | ev.Greeting):
-        line = wire.decode("utf-8", "replace").rstrip("\r\n")
-        return "S: " + shown(line, 200, bracketed=False)
+        return trace_status(wire)
     if isinstance(response, ev.SaslChallenge):
         return f"S: + {_HIDDEN}"
     return None
+
+
+def trace_status(wire: bytes) -> str:
+    """A status line as sent (with its CRLF), as the trace shows it: ``S: ...``."""
+    line = wire.decode("utf-8", "replace").rstrip("\r\n")
+    return "S: " + shown(line, 200, bracketed=False)

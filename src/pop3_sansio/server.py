@@ -48,11 +48,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._server_session import (
         CloseConnection as CloseConnection,
         CommitDeletions as CommitDeletions,
-        LoginAttempt as LoginAttempt,
         OpenMaildrop as OpenMaildrop,
         ReadMessage as ReadMessage,
         Request as Request,
         ServerSession as ServerSession,
+    )
+    from ._serverlog import (
+        LoginAttempt as LoginAttempt,
     )
     from ._storage import (
         BackendProtocol as BackendProtocol,
@@ -106,7 +108,7 @@ _EXPORTS = {
     "CloseConnection": "_server_session",
     "CommitDeletions": "_server_session",
     "HandshakeTimeoutError": "_lifecycle",
-    "LoginAttempt": "_server_session",
+    "LoginAttempt": "_serverlog",
     "MaildropError": "_storage",
     "MaildropLockedError": "_storage",
     "MaildropProtocol": "_storage",
