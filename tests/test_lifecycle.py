@@ -28,7 +28,9 @@ from pop3_sansio.server import (
     BackendProtocol,
     Call,
     HandshakeTimeoutError,
+    LoginAttempt,
     ServerOptions,
+    SessionEnd,
     SessionLifecycle,
     SessionRun,
     Write,
@@ -767,3 +769,24 @@ def test_at_debug_each_command_is_logged_with_its_status(caplog: pytest.LogCaptu
     ]
     assert all(r.levelno == logging.DEBUG for r in records if r.getMessage() in commands)
     assert lines(records)[0] == f"session started: {WHERE}"
+
+
+def test_each_login_and_end_record_carries_its_event(caplog: pytest.LogCaptureFixture) -> None:
+    """``record.pop3_event``: the ``LoginAttempt`` or ``SessionEnd`` the line shows."""
+    run = start(lifecycle())
+    with logged(caplog) as records:
+        received = [b"USER alice\r\nPASS nope\r\n", b"USER alice\r\nPASS secret\r\n"]
+        drive(run, *received, b"RETR 2\r\nDELE 2\r\nQUIT\r\n")
+        run.end()
+    events = [getattr(r, "pop3_event", None) for r in records]
+    assert events[:2] == [
+        LoginAttempt("USER", "alice", "failed", 1),
+        LoginAttempt("USER", "alice", "ok", 1),
+    ]
+    end = events[2]
+    assert isinstance(end, SessionEnd)
+    size = run.driver.session.messages[1].size
+    assert (end.user, end.failed, end.retrieved, end.retrieved_octets) == ("alice", 1, 1, size)
+    assert (end.topped, end.removed, end.messages, end.reason) == (0, 1, 3, "quit")
+    assert (end.octets_in, end.duration) == (sum(map(len, received)) + 21, 0.25)
+    assert f" retr=1/{size} " in lines(records)[2]

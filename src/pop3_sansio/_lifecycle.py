@@ -25,7 +25,16 @@ from ._net import is_loopback_address
 from ._proxy import ProxyHeaderError
 from ._server_driver import SessionDriver
 from ._server_options import AddressCounter, ServerOptions
-from ._serverlog import LoginAttempt, TlsInfo, endpoint, login_line, shown, tls_info
+from ._serverlog import (
+    LoginAttempt,
+    SessionEnd,
+    TlsInfo,
+    end_line,
+    endpoint,
+    login_line,
+    reason_line,
+    tls_info,
+)
 from ._storage import BackendProtocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +56,6 @@ SHUTDOWN = "server shutdown"
 """The reason logged for a session the server dropped because it is shutting down."""
 
 _DEBUG = 10  # logging.DEBUG, without importing logging
-_MAX_REASON = 200  # characters of an end reason shown (it may quote an exception)
 
 
 class HandshakeTimeoutError(TimeoutError):
@@ -112,9 +120,7 @@ class SessionLifecycle:
         else:
             reason = _internal(self.log, exc)
         where = endpoint(peer, local, None, None)
-        self.log.info(
-            "session ended: %s reason=%s", where, shown(reason, _MAX_REASON, bracketed=False)
-        )
+        self.log.info("session ended: %s", reason_line(where, reason))
         return reason
 
     def start(
@@ -217,8 +223,12 @@ class SessionLog:
         return endpoint(self.peer, self.local, self.proxy, self.tls)
 
     def login(self, attempt: LoginAttempt) -> None:
-        """Log a login attempt: ``login``, ``auth failed`` or ``login refused``."""
-        self.lifecycle.log.info("%s", login_line(self.where(), attempt))
+        """Log a login attempt: ``login``, ``auth failed`` or ``login refused``.
+
+        The record carries ``attempt`` as ``pop3_event`` (for metrics, say).
+        """
+        line = login_line(self.where(), attempt)
+        self.lifecycle.log.info("%s", line, extra={"pop3_event": attempt})
 
     def trace(self, line: str) -> None:
         """The session's trace line (``C: ...``, ``S: ...``): log it, pair commands with status.
@@ -326,21 +336,26 @@ class SessionRun:
             # Even if the maildrop's close() failed: an address never counted
             # off would be refused for good once it reached its limit.
             lifecycle._uncount(self.peer)
-            lifecycle.log.info("session ended: %s", self._summary(reason))
+            summary = self.summary(reason)
+            line = end_line(self.log.where(), summary)
+            lifecycle.log.info("session ended: %s", line, extra={"pop3_event": summary})
 
-    def _summary(self, reason: str) -> str:
+    def summary(self, reason: str) -> SessionEnd:
+        """What the session did so far, ending for ``reason``."""
         driver = self.driver
         session = driver.session
-        user = session.username
-        text = (
-            f"{self.log.where()} user=<{'' if user is None else shown(user)}>"
-            f" failed={session.failed_logins}"
-            f" retr={session.retrieved}/{session.retrieved_octets} top={session.topped}"
-            f" del={session.removed}/{len(session.messages)}"
-            f" in={driver.octets_in} out={driver.octets_out}"
-        )
         started = self.log.started
         monotonic = self.lifecycle.monotonic
-        if started is not None and monotonic is not None:
-            text += f" duration={monotonic() - started:.3f}"
-        return f"{text} reason={shown(reason, _MAX_REASON, bracketed=False)}"
+        return SessionEnd(
+            user=session.username,
+            failed=session.failed_logins,
+            retrieved=session.retrieved,
+            retrieved_octets=session.retrieved_octets,
+            topped=session.topped,
+            removed=session.removed,
+            messages=len(session.messages),
+            octets_in=driver.octets_in,
+            octets_out=driver.octets_out,
+            duration=None if started is None or monotonic is None else monotonic() - started,
+            reason=reason,
+        )

@@ -26,9 +26,12 @@ from ._net import peer_host
 __all__ = [
     "MAX_SHOWN",
     "LoginAttempt",
+    "SessionEnd",
     "TlsInfo",
+    "end_line",
     "endpoint",
     "login_line",
+    "reason_line",
     "shown",
     "tls_info",
     "trace_command",
@@ -59,6 +62,31 @@ class LoginAttempt:
     username: str | None
     result: LoginResult
     failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """What a session did, as its ``session ended`` line shows it.
+
+    ``user``: the user logged in (``None``: none); ``failed``: failed login
+    attempts; ``retrieved`` messages sent whole by RETR and their
+    ``retrieved_octets`` as listed; ``topped`` TOP answers; ``removed`` of
+    ``messages`` removed at QUIT; ``octets_in``/``octets_out`` received and
+    written; ``duration`` in seconds (``None``: no clock); ``reason``: why it
+    ended.
+    """
+
+    user: str | None
+    failed: int
+    retrieved: int
+    retrieved_octets: int
+    topped: int
+    removed: int
+    messages: int
+    octets_in: int
+    octets_out: int
+    duration: float | None
+    reason: str
 
 
 class _TlsObject(Protocol):
@@ -162,6 +190,27 @@ def login_line(where: str, attempt: LoginAttempt) -> str:
     elif attempt.result != "ok":
         text += f" error={attempt.result}"
     return f"{text} user=<{user}>"
+
+
+_MAX_REASON = 200  # characters of an end reason shown (it may quote an exception)
+
+
+def end_line(where: str, end: SessionEnd) -> str:
+    """The ``session ended:`` line (without the event) for a session at ``where``."""
+    user = "" if end.user is None else shown(end.user)
+    text = (
+        f"{where} user=<{user}> failed={end.failed}"
+        f" retr={end.retrieved}/{end.retrieved_octets} top={end.topped}"
+        f" del={end.removed}/{end.messages} in={end.octets_in} out={end.octets_out}"
+    )
+    if end.duration is not None:
+        text += f" duration={end.duration:.3f}"
+    return f"{text} reason={shown(end.reason, _MAX_REASON, bracketed=False)}"
+
+
+def reason_line(where: str, reason: str) -> str:
+    """The ``session ended:`` line (without the event) of a connection that never had a session."""
+    return f"{where} reason={shown(reason, _MAX_REASON, bracketed=False)}"
 
 
 # --- the protocol trace ---------------------------------------------------------------

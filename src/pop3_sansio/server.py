@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._serverlog import (
         LoginAttempt as LoginAttempt,
+        SessionEnd as SessionEnd,
     )
     from ._storage import (
         BackendProtocol as BackendProtocol,
@@ -86,6 +87,7 @@ __all__ = [
     "ServerOptions",
     "ServerSession",
     "SessionDriver",
+    "SessionEnd",
     "SessionLifecycle",
     "SessionLog",
     "SessionRun",
@@ -119,6 +121,7 @@ _EXPORTS = {
     "ServerOptions": "_server_options",
     "ServerSession": "_server_session",
     "SessionDriver": "_server_driver",
+    "SessionEnd": "_serverlog",
     "SessionLifecycle": "_lifecycle",
     "SessionLog": "_lifecycle",
     "SessionRun": "_lifecycle",
