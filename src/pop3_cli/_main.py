@@ -85,6 +85,16 @@ _octets = _whole_number(0)
 _limit = _whole_number(0)  # 0: no limit
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, e.g. 127.0.0.1:9110")
+    return host, int(port)
+
+
 def _user_pair(text: str) -> tuple[str, str]:
     # The message must not repeat ``text``: it may hold a password.
     name, sep, password = text.partition(":")
@@ -318,6 +328,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "autologout applies)",
     )
     serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help="serve Prometheus metrics (logins, sessions, octets) over HTTP on HOST:PORT "
+        "(needs the 'metrics' extra: pip install 'pop3-sansio[metrics]'; one worker only)",
+    )
+    serve.add_argument(
         "--log-file",
         metavar="FILE",
         help="append the log to FILE instead of stderr (reopened when rotated away, "
@@ -413,6 +430,7 @@ def _logging(verbosity: int, log_file: str | None = None) -> Iterator[None]:
         except OSError as exc:
             raise CliError(f"cannot open the log file {log_file}: {exc.strerror}") from None
     handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=LOG_DATE_FORMAT))
+    handler.setLevel(level)  # also when a logger below is opened wider (--metrics)
     logger = logging.getLogger("pop3")
     trace = logging.getLogger(TRACE_LOGGER)
     saved = logger.level, logger.propagate, trace.level
