@@ -244,6 +244,8 @@ def test_shut_down_is_the_cancellations_reason() -> None:
 PEERS = [
     (("192.0.2.7", 110), "rip=192.0.2.7 rport=110"),
     (("2001:db8::1", 110, 0, 0), "rip=2001:db8::1 rport=110"),
+    (("::ffff:192.0.2.7", 110, 0, 0), "rip=192.0.2.7 rport=110"),  # from a dual-stack socket
+    (("::ffff:c000:207", 110, 0, 0), "rip=::ffff:c000:207 rport=110"),  # not dotted: as it is
     ("/run/pop3.sock", "rip=/run/pop3.sock rport=?"),  # an AF_UNIX peer: its path, not "/"
     ("", "rip=? rport=?"),
     (None, "rip=? rport=?"),

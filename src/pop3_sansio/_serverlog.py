@@ -146,6 +146,10 @@ def _escape(ch: str, bracketed: bool) -> str:
 
 def _host_port(address: object) -> tuple[str, str]:
     host = peer_host(address) or "?"
+    if host.startswith("::ffff:") and "." in host:
+        # An IPv4 client of a dual-stack socket: the address it has (and fail2ban
+        # bans), not its IPv4-mapped IPv6 form.
+        host = host[len("::ffff:") :]
     if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
         return host, str(address[1])
     return host, "?"
@@ -157,7 +161,8 @@ def endpoint(peer: object, local: object, proxy: object, tls: TlsInfo | None) ->
     ``peer`` is the client's address (from the PROXY header when there is
     one), ``local`` the server's end of the connection, ``proxy`` the
     proxy's address when a PROXY header named the client (else ``None``).
-    An address that is not a host and port shows ``?``.
+    An address that is not a host and port shows ``?``; an IPv4-mapped IPv6
+    address (``::ffff:192.0.2.7``) shows as the IPv4 address.
     """
     rip, rport = _host_port(peer)
     lip, lport = _host_port(local)
