@@ -2,10 +2,10 @@
 
 Every line an operator (or fail2ban) reads is ``EVENT: key=value ...``, the keys
 in a fixed order, the client's address first: ``rip`` is never preceded by
-anything the client chose, and the user name, the one value the client
-writes, is ``user=<...>`` with ``>``, ``\\`` and every unprintable character
-escaped and at most ``MAX_SHOWN`` characters. docs/logging.md documents each
-line and key.
+anything the client chose, and what the client wrote (a user name, a
+command) is ``user=<...>`` or ``cmd=<...>`` with ``>``, ``\\`` and every
+unprintable character escaped, at most ``MAX_SHOWN`` characters.
+docs/logging.md documents each line and key.
 
 The protocol trace (``trace_command``, ``trace_response``) shows each command
 and the status line of each answer, never a password, an APOP digest or a
