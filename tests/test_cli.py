@@ -275,6 +275,23 @@ def test_serve_log_file_and_verbosity(
     assert " C: PASS demo" not in text and "cmd=<PASS demo>" not in text
 
 
+def test_serve_log_file_is_reopened_after_logrotate_moves_it(tmp_path: Path) -> None:
+    log = tmp_path / "pop3.log"
+    with serving(tmp_path, "--log-file", str(log)) as server:
+        for expected in (1, 2):
+            client = poplib.POP3("127.0.0.1", server.port, timeout=10)
+            client.user("demo")
+            client.pass_("demo")
+            client.quit()
+            wait_for(lambda: log.exists() and "session ended:" in log.read_text())
+            if expected == 1:
+                log.rename(tmp_path / "pop3.log.1")  # what logrotate does (no copytruncate)
+        assert server.stop() == 0
+    rotated = (tmp_path / "pop3.log.1").read_text()
+    assert rotated.count("session ended:") == 1
+    assert log.read_text().count("session ended:") == 1  # a new file, not the moved one
+
+
 def test_serve_log_file_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         pop3("serve", "--log-file", str(tmp_path / "missing" / "pop3.log")),
