@@ -71,7 +71,12 @@ class MetricsHandler(logging.Handler):
         )
 
     def emit(self, record: logging.LogRecord) -> None:
-        event: Any = getattr(record, "pop3_event", None)
+        try:
+            self._count(getattr(record, "pop3_event", None))
+        except Exception:  # a handler must not fail the session that logged
+            self.handleError(record)
+
+    def _count(self, event: Any) -> None:
         if isinstance(event, LoginAttempt):
             self.logins.labels(method=event.method, result=event.result).inc()
         elif isinstance(event, SessionEnd):
