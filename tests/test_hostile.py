@@ -149,7 +149,7 @@ def test_slow_drip_is_ended_by_the_autologout_timer(
             time.sleep(0.25)
         if not closed:
             assert wait_closed(attacker, 0.5) == b""  # closed without a word (RFC 1939 §3)
-    line = wait_for_log(server_log, "user=<alice> ")  # the first line that is not a login
+    line = wait_for_log(server_log, " user=<alice> failed=")  # alice's session's end
     assert line.startswith("session ended: ")
     assert line.endswith(" reason=autologout")
     normal_session(port)
