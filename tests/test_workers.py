@@ -180,3 +180,33 @@ def test_ctrl_c_stops_the_workers(tmp_path: Path) -> None:
         os.killpg(server.proc.pid, signal.SIGINT)
         assert server.proc.wait(timeout=TIMEOUT) == 0, server.log()
         wait_gone(workers)
+
+
+def test_every_worker_appends_to_the_log_file(tmp_path: Path) -> None:
+    """``--log-file`` with ``--workers 2``: both workers' lines, and the parent's, in one file."""
+    log_file = tmp_path / "pop3.log"
+    args = ("--workers", "2", "--proxy-protocol", "--log-file", str(log_file))
+    with serve(tmp_path, *args) as server:
+        deadline = time.monotonic() + TIMEOUT
+        while (match := WORKER_PIDS.search(log_file.read_text())) is None:
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.02)
+        workers = {int(match.group(2)), int(match.group(3))}
+        seen: set[int] = set()
+        for n in range(1, 61):
+            client = Client(server.port, f"127.0.4.{n}")
+            assert client.command("QUIT").startswith(b"+OK")
+            client.close()
+            pattern = re.compile(rf"\[(\d+)\]: session ended: rip=127\.0\.4\.{n} ")
+            deadline = time.monotonic() + TIMEOUT
+            while (found := pattern.search(log_file.read_text())) is None:
+                assert time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.02)
+            seen.add(int(found.group(1)))
+            if seen == workers:
+                break
+        assert seen == workers
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=TIMEOUT) == 0
+    assert server.log() == ""  # nothing on stderr: all of it went to the file
+    assert "stopping 2 workers" in log_file.read_text()
