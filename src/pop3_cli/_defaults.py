@@ -8,12 +8,14 @@ and with ``pop3 serve``'s backends.
 from __future__ import annotations
 
 __all__ = [
+    "AUTH_METHODS",
     "BACKEND_NAMES",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "DEFAULT_TLS_PORT",
     "LOGIN_TIMEOUT",
     "MAX_SESSIONS_PER_ADDRESS",
+    "TOKEN_AUTH_METHODS",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -27,3 +29,18 @@ MAX_SESSIONS_PER_ADDRESS = 20
 """``ServerOptions.max_sessions_per_address``'s default."""
 LOGIN_TIMEOUT = 60.0
 """``ServerOptions.login_timeout``'s default, in seconds."""
+
+AUTH_METHODS = (
+    "user",
+    "apop",
+    "plain",
+    "login",
+    "cram-md5",
+    "scram-sha-1",
+    "scram-sha-256",
+    "xoauth2",
+    "oauthbearer",
+)
+"""``pop3 fetch --auth`` choices: the login methods of ``pop3_sansio.ClientSession.login``."""
+TOKEN_AUTH_METHODS = ("xoauth2", "oauthbearer")
+"""The methods that log in with an OAuth 2.0 token rather than a password."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from ._defaults import (
+    AUTH_METHODS,
     BACKEND_NAMES,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -39,6 +40,8 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.required_later: list[tuple[str, ...]] = []
+        """Options (or groups: one of them) required once the config file is merged."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -320,10 +323,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         epilog=FETCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    fetch.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read accounts from FILE (TOML; default: $XDG_CONFIG_HOME/pop3/fetch.toml "
+        "when no --host is given)",
+    )
+    fetch.add_argument(
+        "--account",
+        metavar="NAME",
+        action="append",
+        help="fetch only this account of the config file (repeatable; default: all)",
+    )
     fetch.add_argument("--host", required=True, help="the POP3 server")
     fetch.add_argument("--port", type=_port, help="port (default 110, or 995 with --implicit-tls)")
     fetch.add_argument("--user", metavar="NAME", required=True, help="the user name")
-    password = fetch.add_mutually_exclusive_group(required=True)
+    password = fetch.add_mutually_exclusive_group()
     password.add_argument(
         "--password-env", metavar="VAR", help="take the password from environment variable VAR"
     )
@@ -331,6 +346,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--password-file",
         metavar="FILE",
         help="take the password from the first line of FILE",
+    )
+    password.add_argument(
+        "--password-command",
+        metavar="CMD",
+        help="take the password from the first line CMD prints (run by /bin/sh)",
+    )
+    password.add_argument(
+        "--password-keyring",
+        metavar="SERVICE",
+        help="take the password stored for the user under SERVICE in the system keyring "
+        "(needs the keyring package)",
+    )
+    password.add_argument(
+        "--oauth2-token-command",
+        metavar="CMD",
+        help="log in with the OAuth 2.0 access token CMD prints (XOAUTH2 or OAUTHBEARER)",
+    )
+    fetch.add_argument(
+        "--auth",
+        choices=AUTH_METHODS,
+        type=str.lower,
+        help="log in with this method only (default: the strongest safe one the server offers)",
     )
     fetch.add_argument(
         "--maildir", metavar="DIR", required=True, help="where to store mail (created if missing)"
@@ -367,7 +404,52 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="refuse a message larger than this (default: no cap beyond twice the size "
         "the server announced plus 64 KiB)",
     )
+    fetch.add_argument(
+        "--state-key",
+        metavar="KEY",
+        help="the name this maildrop's messages are recorded under in the state file "
+        "(default USER@HOST)",
+    )
+    fetch.add_argument(
+        "--status",
+        action="store_true",
+        help="only show how many messages the server holds and how many are new",
+    )
+    fetch.add_argument(
+        "--daemon",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fetch every SECONDS seconds until stopped (SIGTERM, Ctrl-C)",
+    )
+    _require_later(fetch)
     return parser, {"serve": serve, "fetch": fetch}
+
+
+def _require_later(parser: _Parser) -> None:
+    """Check ``parser``'s required options only once the config file is merged.
+
+    ``pop3 fetch`` takes any option from the command line or from an account
+    of its config file; what was declared required is recorded in
+    ``parser.required_later`` and checked by ``_config`` on the merged values.
+    """
+    for action in parser._actions:
+        if action.required:
+            action.required = False
+            parser.required_later.append((action.dest,))
+    for group in parser._mutually_exclusive_groups:
+        if group.required:
+            group.required = False
+            parser.required_later.append(tuple(a.dest for a in group._group_actions))
+
+
+def given_options(argv: Sequence[str]) -> set[str]:
+    """The destinations of the options given on the command line ``argv`` (not defaults)."""
+    parser, subparsers = build_parser()
+    for sub in subparsers.values():
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+    args, _ = parser.parse_known_args(argv)
+    return set(vars(args)) - {"command"}
 
 
 @contextlib.contextmanager
@@ -399,10 +481,10 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from ._fetch import run_fetch
+    from ._fetch_command import run_fetch_command
     from ._serve import run_serve
 
-    return {"serve": run_serve, "fetch": run_fetch}
+    return {"serve": run_serve, "fetch": run_fetch_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     verbosity = args.verbose - args.quiet
     command = args.command
+    if command == "fetch":
+        args.given = given_options(sys.argv[1:] if argv is None else argv)
     try:
         with _logging_to_stderr(verbosity):
             return _commands()[command](args)
