@@ -837,3 +837,11 @@ def test_the_config_examples_in_the_docs_are_valid(tmp_path: Path) -> None:
         args = parser.parse_args(["--config", str(config)])
         accounts = resolve_accounts(args, parser)
         assert accounts, block
+
+
+def test_every_config_key_is_documented() -> None:
+    text = (ROOT / "docs" / "fetch.md").read_text()
+    table = text.split("### Every key", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE))
+    _, subparsers = build_parser()
+    assert documented == set(config_keys(subparsers["fetch"]))

@@ -176,16 +176,22 @@ with the process id of the worker that served it.
 """
 
 FETCH_HELP = """\
-Download mail from a POP3 server into a Maildir.
+Download mail from POP3 servers into Maildirs.
 
 Each message is written to DIR/tmp, synced, and renamed into DIR/new before
 it is marked for deletion; the deletions take effect only when the session
 ends normally (QUIT). A run that is interrupted or killed therefore loses
 nothing, and the next run does not store again what it already stored: the
-unique id (UIDL), size and SHA-256 of stored messages are kept in
-DIR/.pop3-fetch-state.json. A message is deleted only after it was retrieved
-in the same session and its bytes are stored, so a server that reuses unique
-ids cannot make it delete mail unread; one that lists an id twice is refused.
+unique id (UIDL), size and SHA-256 of stored messages are kept, per USER@HOST,
+in DIR/.pop3-fetch-state.json. A message is deleted only after it was
+retrieved in the same session and its bytes are stored, so a server that
+reuses unique ids cannot make it delete mail unread; one that lists an id
+twice is refused.
+
+Without --host, the accounts of the config file are fetched in turn
+($XDG_CONFIG_HOME/pop3/fetch.toml, or --config FILE): one [accounts.NAME]
+table each, whose keys are the long options below with "_" for "-"
+(password_command = "pass show mail"). Options given here override the file.
 """
 
 FETCH_EPILOG = """\
@@ -201,9 +207,21 @@ connection security:
   any host, and it turns off certificate verification for TLS. Use it only on
   networks you trust.
 
-exit status: 0 success, 1 failure (connection, TLS, login, local disk), 2 bad
-  arguments, 130 interrupted. Nothing is deleted on the server unless the run
-  succeeds.
+passwords: from --password-env, --password-file (private, first line),
+  --password-command (first line of its output, run by /bin/sh), or the
+  system keyring; with none of them, asked for on the terminal. The config
+  file holds them or the commands that print them: it must be private too
+  (chmod 600). --oauth2-token-command logs in with an OAuth 2.0 access token
+  (XOAUTH2 or OAUTHBEARER) instead.
+
+output: -v shows each message stored, -vv the protocol exchange (passwords
+  and tokens hidden). --status fetches nothing: it shows how many messages
+  the server holds and how many are new.
+
+exit status: 0 success (every account), 1 failure (connection, TLS, login,
+  local disk; the other accounts are still fetched), 2 bad arguments or
+  config file, 130 interrupted, 143 SIGTERM (0 with --daemon). Nothing is
+  deleted on the server unless the session succeeds.
 """
 
 
@@ -367,7 +385,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--auth",
         choices=AUTH_METHODS,
         type=str.lower,
-        help="log in with this method only (default: the strongest safe one the server offers)",
+        metavar="METHOD",
+        help=f"log in with this method only: {', '.join(AUTH_METHODS)} (default: the "
+        "strongest safe one the server offers)",
     )
     fetch.add_argument(
         "--maildir", metavar="DIR", required=True, help="where to store mail (created if missing)"
