@@ -56,7 +56,7 @@ def run_fetch_command(args: argparse.Namespace) -> int:
     sources = [SecretSource(account.options) for account in accounts]
     several = len(accounts) > 1 or args.daemon is not None
     runs = [_reporting(a, s, several) for a, s in zip(accounts, sources, strict=True)]
-    if args.daemon is not None and not args.status:
+    if args.daemon is not None:
         from ._daemon import run_daemon
 
         return run_daemon(args.daemon, runs)

@@ -430,12 +430,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="the name this maildrop's messages are recorded under in the state file "
         "(default USER@HOST)",
     )
-    fetch.add_argument(
+    mode = fetch.add_mutually_exclusive_group()
+    mode.add_argument(
         "--status",
         action="store_true",
         help="only show how many messages the server holds and how many are new",
     )
-    fetch.add_argument(
+    mode.add_argument(
         "--daemon",
         type=_seconds,
         metavar="SECONDS",
