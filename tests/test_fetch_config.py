@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import os
-import pty
 import re
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import time
 import tomllib
 from collections import Counter
@@ -366,6 +367,29 @@ def test_a_password_command_that_hangs_is_stopped() -> None:
     assert time.monotonic() - started < 5
 
 
+def on_a_terminal(argv: list[str], environ: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """``argv`` started with a new pseudo-terminal as its controlling terminal and stdio;
+    the process and the terminal's master side."""
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:  # in the child, a session leader since start_new_session
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env=environ,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+    finally:
+        os.close(slave)
+    return proc, master
+
+
 def test_the_password_is_asked_for_on_a_terminal(tmp_path: Path) -> None:
     """No source given and a terminal on stdin: getpass asks, without echo (a real pty)."""
     with pop_server(tmp_path, [message(1), message(2)]) as server:
@@ -376,21 +400,21 @@ def test_the_password_is_asked_for_on_a_terminal(tmp_path: Path) -> None:
             *("--maildir", str(dest)),
         )
         environ = env(XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: its controlling terminal is the pty
+        for answer in (b"\x04", PASSWORD.encode() + b"\n"):  # Ctrl-D, then the password
+            proc, fd = on_a_terminal(argv, environ)
             try:
-                os.execve(argv[0], argv, environ)
+                output = read_until(fd, b"Password for alice@127.0.0.1: ")
+                os.write(fd, answer)
+                output += read_until(fd, None)
+                status = proc.wait(timeout=30)
             finally:
-                os._exit(127)
-        output = b""
-        try:
-            output = read_until(fd, b"Password for alice@127.0.0.1: ")
-            os.write(fd, PASSWORD.encode() + b"\n")
-            output += read_until(fd, None)
-        finally:
-            _, status = os.waitpid(pid, 0)
-            os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+                proc.kill()
+                proc.wait()
+                os.close(fd)
+            if answer == b"\x04":
+                assert status == 1, output
+                assert output.endswith(b"pop3 fetch: no password was typed\r\n"), output
+    assert status == 0, output
     assert b"fetched 2 messages" in output
     assert PASSWORD.encode() not in output  # not echoed
     assert len(stored(dest)) == 2
@@ -502,6 +526,15 @@ def test_oauth2_token_command_logs_in_with_the_token(tmp_path: Path, auth: list[
 
 
 def test_auth_and_the_secret_source_must_agree(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "fetch.toml",
+        '[accounts.a]\nhost = "h"\nuser = "u"\nmaildir = "d"\npassword_env = "V"\n'
+        '[accounts.b]\nhost = "h"\nuser = "u"\nmaildir = "d"\n',
+    )
+    # Checked for every account before anything runs; no terminal to ask on here.
+    result = run(tmp_path, "--config", str(config))
+    assert result.returncode == 2
+    assert "error: account b: no password source: give --password-env," in result.stderr
     base = ["--host", "h", "--user", "u", "--maildir", str(tmp_path / "d")]
     token = run(tmp_path, *base, "--auth", "xoauth2", "--password-env", "X")
     assert token.returncode == 2

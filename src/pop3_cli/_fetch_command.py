@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from ._config import Account, resolve_accounts
-from ._errors import CliError, Interrupted
+from ._errors import CliError, Interrupted, UsageError
 from ._passwords import SecretSource
 
 __all__ = ["run_fetch_command"]
@@ -52,9 +52,16 @@ def run_fetch_command(args: argparse.Namespace) -> int:
 
     parser = build_parser()[1]["fetch"]
     accounts = resolve_accounts(args, parser)
-    # Every account's options are checked, and any password asked for, before anything runs.
-    sources = [SecretSource(account.options) for account in accounts]
     several = len(accounts) > 1 or args.daemon is not None
+    # Every account's options are checked, and any password asked for, before anything runs.
+    sources = []
+    for account in accounts:
+        try:
+            sources.append(SecretSource(account.options))
+        except UsageError as exc:
+            if len(accounts) == 1:
+                raise
+            raise UsageError(f"account {account.name}: {exc}") from None
     runs = [_reporting(a, s, several) for a, s in zip(accounts, sources, strict=True)]
     if args.daemon is not None:
         from ._daemon import run_daemon
