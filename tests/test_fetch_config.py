@@ -32,6 +32,7 @@ import trustme
 
 from bindings import serving
 from ourserver import PASSWORD as SERVED_PASSWORD, USER as SERVED_USER, serve_maildir
+from pop3_cli import main
 from pop3_cli._config import RUN_OPTIONS, config_keys, resolve_accounts
 from pop3_cli._errors import CliError, UsageError
 from pop3_cli._main import _octets, build_parser
@@ -91,6 +92,16 @@ def run(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def run_here(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``pop3 fetch ARGS`` in this process (for runs that stop before connecting)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    code = main(["fetch", *args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def plain_args(port: int, dest: Path, *args: str) -> list[str]:
@@ -227,10 +238,12 @@ maildir = "{tmp_path / "dest"}"
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o620])
-def test_a_config_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+def test_a_config_file_others_can_read_or_write_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
     config = write_config(tmp_path / "fetch.toml", '[accounts.a]\nhost = "h"\n')
     config.chmod(mode)
-    result = run(tmp_path, "--config", str(config))
+    result = run_here(capsys, monkeypatch, tmp_path, "--config", str(config))
     assert result.returncode == 1
     assert one_line(result.stderr)
     assert f"the config file {config} (mode {mode:04o}) can be" in result.stderr
@@ -263,10 +276,14 @@ BASE = 'host = "h"\nuser = "u"\npassword_env = "V"\nmaildir = "d"\n'
     ],
 )
 def test_a_bad_config_is_a_usage_error_naming_the_file_the_account_and_the_key(
-    tmp_path: Path, table: str, error: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    error: str,
 ) -> None:
     config = write_config(tmp_path / "fetch.toml", f"[accounts.a]\n{BASE}{table}\n")
-    result = run(tmp_path, "--config", str(config))
+    result = run_here(capsys, monkeypatch, tmp_path, "--config", str(config))
     assert result.returncode == 2, result.stderr
     assert f"error: {config}: {error}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -282,9 +299,15 @@ def test_a_bad_config_is_a_usage_error_naming_the_file_the_account_and_the_key(
         (f"[accounts.a]\n{BASE}[accounts.b]\nhost = 'h'\n", "account 'b': --user is required"),
     ],
 )
-def test_a_malformed_config_file_is_a_usage_error(tmp_path: Path, text: str, error: str) -> None:
+def test_a_malformed_config_file_is_a_usage_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    error: str,
+) -> None:
     config = write_config(tmp_path / "fetch.toml", text)
-    result = run(tmp_path, "--config", str(config), "--account", "b")
+    result = run_here(capsys, monkeypatch, tmp_path, "--config", str(config), "--account", "b")
     if "[accounts.a]" in text and "[accounts.b]" not in text:
         error = "no account 'b' (it has a)"
     assert result.returncode == 2
@@ -525,21 +548,26 @@ def test_oauth2_token_command_logs_in_with_the_token(tmp_path: Path, auth: list[
     assert len(stored(tmp_path / "dest")) == 2
 
 
-def test_auth_and_the_secret_source_must_agree(tmp_path: Path) -> None:
+def test_auth_and_the_secret_source_must_agree(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     config = write_config(
         tmp_path / "fetch.toml",
         '[accounts.a]\nhost = "h"\nuser = "u"\nmaildir = "d"\npassword_env = "V"\n'
         '[accounts.b]\nhost = "h"\nuser = "u"\nmaildir = "d"\n',
     )
     # Checked for every account before anything runs; no terminal to ask on here.
-    result = run(tmp_path, "--config", str(config))
+    result = run_here(capsys, monkeypatch, tmp_path, "--config", str(config))
     assert result.returncode == 2
     assert "error: account b: no password source: give --password-env," in result.stderr
     base = ["--host", "h", "--user", "u", "--maildir", str(tmp_path / "d")]
-    token = run(tmp_path, *base, "--auth", "xoauth2", "--password-env", "X")
+    here = (capsys, monkeypatch, tmp_path)
+    token = run_here(*here, *base, "--auth", "xoauth2", "--password-env", "X")
     assert token.returncode == 2
     assert "--auth xoauth2 needs --oauth2-token-command" in token.stderr
-    password = run(tmp_path, *base, "--auth", "plain", "--oauth2-token-command", "echo t")
+    password = run_here(*here, *base, "--auth", "plain", "--oauth2-token-command", "echo t")
     assert password.returncode == 2
     assert "--auth plain needs a password, not --oauth2-token-command" in password.stderr
 
