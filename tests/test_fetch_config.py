@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import fcntl
+import json
 import os
 import re
 import select
@@ -368,19 +369,38 @@ def test_password_command_and_its_failures(tmp_path: Path) -> None:
         )
         assert (ok.returncode, ok.stderr) == (0, ""), ok.stderr
         assert SUMMARY.search(ok.stdout)
-        for command, error in [
-            ("echo problem >&2; exit 4", "--password-command: the command exited with status 4"),
-            ("true", "--password-command: the command printed an empty first line"),
-            ("kill -9 $$", "--password-command: the command was killed by signal 9"),
-            ("printf '\\377\\n'", "--password-command: the command's output is not UTF-8"),
-        ]:
-            result = run(tmp_path, *base, "--password-command", command)
-            assert result.returncode == 1, command
-            assert result.stderr.splitlines()[-1] == f"pop3 fetch: {error}"
-        assert (
-            "problem\n"
-            in run(tmp_path, *base, "--password-command", "echo problem >&2; exit 4").stderr
-        )
+
+
+def test_password_command_failures_name_the_option_never_the_output(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four accounts whose commands fail, in one run (in-process: nothing connects)."""
+    failures = {
+        "status": ("echo problem >&2; exit 4", "the command exited with status 4"),
+        "empty": ("true", "the command printed an empty first line"),
+        "killed": ("kill -9 $$", "the command was killed by signal 9"),
+        "binary": (f"printf '{PASSWORD}\\377\\n'", "the command's output is not UTF-8"),
+    }
+    config = write_config(
+        tmp_path / "fetch.toml",
+        "".join(
+            f'[accounts.{name}]\nhost = "127.0.0.1"\nport = 1\nuser = "u"\nmaildir = "d"\n'
+            f"password_command = {json.dumps(command)}\n"
+            for name, (command, _) in failures.items()
+        ),
+    )
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert main(["fetch", "--config", str(config)]) == 1
+    out, err = capfd.readouterr()
+    assert out == ""
+    # The command's own stderr is passed through, then one line per account.
+    assert err.splitlines() == [
+        "problem",
+        *(
+            f"pop3 fetch: account {name}: --password-command: {error}"
+            for name, (_, error) in failures.items()
+        ),
+    ]
 
 
 def test_a_password_command_that_hangs_is_stopped() -> None:
@@ -504,8 +524,8 @@ def secret_forms(secret: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("auth", [[], ["--auth", "xoauth2"], ["--auth", "oauthbearer"]])
-def test_oauth2_token_command_logs_in_with_the_token(tmp_path: Path, auth: list[str]) -> None:
+def test_oauth2_token_command_logs_in_with_the_token(tmp_path: Path) -> None:
+    """XOAUTH2, OAUTHBEARER and the automatic choice; a wrong token fails that account only."""
     maildir = tmp_path / "served"
     for i in range(2):
         deliver(maildir, f"{i}.M{i}P1.test", message(i))
@@ -521,31 +541,32 @@ def test_oauth2_token_command_logs_in_with_the_token(tmp_path: Path, auth: list[
     with serving(
         "asyncio", backend, mechanisms=["XOAUTH2", "OAUTHBEARER"], failed_login_delay=0
     ) as port:
-        base = ["--host", "127.0.0.1", "--port", str(port), "--user", USER, "-vv"]
-        wrong = run(
-            tmp_path,
-            *base,
-            *("--maildir", str(tmp_path / "dest"), *auth),
-            *("--oauth2-token-command", f"echo Wrong-{TOKEN}"),
+        account = (
+            f'host = "127.0.0.1"\nport = {port}\nuser = "{USER}"\nkeep = true\n'
+            'oauth2_token_command = "echo $POP3_TEST_TOKEN"\n'
         )
-        assert wrong.returncode == 1
-        assert wrong.stderr.splitlines()[-1].startswith("pop3 fetch: login to 127.0.0.1:")
-        result = run(
-            tmp_path,
-            *base,
-            *("--maildir", str(tmp_path / "dest"), *auth),
-            *("--oauth2-token-command", "echo $POP3_TEST_TOKEN"),
-            POP3_TEST_TOKEN=TOKEN,
+        config = write_config(
+            tmp_path / "fetch.toml",
+            f'[accounts.wrong]\n{account.replace("echo ", "echo Wrong-")}maildir = "wrong"\n'
+            f'[accounts.auto]\n{account}maildir = "auto"\n'
+            f'[accounts.xoauth2]\n{account}maildir = "xoauth2"\nauth = "xoauth2"\n'
+            f'[accounts.oauthbearer]\n{account}maildir = "oauthbearer"\nauth = "oauthbearer"\n',
         )
-    assert result.returncode == 0, result.stderr
-    assert "fetched 2 messages" in result.stdout
-    assert tokens == [(USER, f"Wrong-{TOKEN}"), (USER, TOKEN)]
-    mechanism = auth[1].upper() if auth else "OAUTHBEARER"  # the better one, when both are offered
-    assert f"C: AUTH {mechanism} [" in result.stderr
-    for text in (result.stderr, wrong.stderr):
-        for form in [*secret_forms(TOKEN), *secret_forms(f"Wrong-{TOKEN}")]:
-            assert form not in text, form
-    assert len(stored(tmp_path / "dest")) == 2
+        result = run(tmp_path, "--config", str(config), "-vv", POP3_TEST_TOKEN=TOKEN)
+    assert result.returncode == 1, result.stderr
+    failure = [line for line in result.stderr.splitlines() if line.startswith("pop3 fetch:")]
+    assert len(failure) == 1 and failure[0].startswith("pop3 fetch: account wrong: login to ")
+    assert result.stdout.splitlines() == [
+        f"{name}: fetched 2 messages (64 octets)" for name in ("auto", "xoauth2", "oauthbearer")
+    ]
+    assert tokens == [(USER, f"Wrong-{TOKEN}")] + [(USER, TOKEN)] * 3
+    # The better mechanism when both are offered, or the one asked for.
+    mechanisms = re.findall(r"C: AUTH ([A-Z0-9]+) \[", result.stderr)
+    assert mechanisms == ["OAUTHBEARER", "OAUTHBEARER", "XOAUTH2", "OAUTHBEARER"]
+    for form in [*secret_forms(TOKEN), *secret_forms(f"Wrong-{TOKEN}")]:
+        assert form not in result.stderr, form
+    for name in ("auto", "xoauth2", "oauthbearer"):
+        assert len(stored(tmp_path / name)) == 2
 
 
 def test_auth_and_the_secret_source_must_agree(
@@ -686,8 +707,6 @@ def test_a_version_2_state_file_is_migrated(
     tmp_path: Path, tls_served: tuple[int, int, Path, Path]
 ) -> None:
     """A state file written by the version that keyed by host:port:user, for two ports."""
-    import json
-
     port, tls_port, ca_file, _ = tls_served
     dest = tmp_path / "dest"
     assert tls_fetch(tmp_path, "localhost", port, ca_file, dest, "--starttls").returncode == 0
