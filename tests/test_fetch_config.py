@@ -296,6 +296,8 @@ def test_a_bad_config_is_a_usage_error_naming_the_file_the_account_and_the_key(
         ("[accounts.a\n", "not valid TOML: "),
         ("host = 'h'\n", "unknown table or key 'host'"),
         ("[defaults]\nkeep = true\n", "no [accounts.NAME] table"),
+        ("[defaults]\nkeep = 1\n", "[defaults]: keep: expected true or false"),
+        ("defaults = 1\n", "[defaults] is not a table"),
         ("accounts = 3\n", "no [accounts.NAME] table"),
         (f"[accounts.a]\n{BASE}[accounts.b]\nhost = 'h'\n", "account 'b': --user is required"),
     ],
@@ -701,6 +703,21 @@ def test_kept_mail_is_not_fetched_again_after_moving_from_stls_to_implicit_tls(
     again = tls_fetch(tmp_path, "localhost", tls_port, ca_file, dest, "--implicit-tls")
     assert again.stdout == "fetched 0 messages (0 octets), 4 already stored\n", again.stderr
     assert len(stored(dest)) == 4
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("pop.example.org:110:alice", "alice@pop.example.org"),
+        ("pop.example.org:995:alice@example.org", "alice@example.org@pop.example.org"),
+        ("::1:1110:bob", "bob@::1"),  # an IPv6 address holds colons
+        ("Mail.Example.:110:Carol", "Carol@mail.example"),  # host names in lower case
+    ],
+)
+def test_the_keys_of_old_state_files_name_the_maildrop(old: str, new: str) -> None:
+    from pop3_cli._state import _upgraded_key
+
+    assert _upgraded_key(old) == new
 
 
 def test_a_version_2_state_file_is_migrated(
