@@ -405,11 +405,15 @@ def test_password_command_failures_name_the_option_never_the_output(
     ]
 
 
-def test_a_password_command_that_hangs_is_stopped() -> None:
-    started = time.monotonic()
-    with pytest.raises(CliError, match=r"did not finish within 0\.5 seconds"):
-        run_secret_command("sleep 30", "--password-command", 0.5)
-    assert time.monotonic() - started < 5
+def test_a_password_command_that_hangs_or_floods_is_stopped() -> None:
+    for command in ("sleep 30", "yes", "echo pw; exec sleep 30"):
+        started = time.monotonic()
+        with pytest.raises(CliError, match=r"did not finish within 0\.5 seconds"):
+            run_secret_command(command, "--password-command", 0.5)
+        assert time.monotonic() - started < 5
+    # Of a megabyte on one line, 64 KiB are kept.
+    flood = "head -c 1048576 /dev/zero | tr '\\0' a"
+    assert run_secret_command(flood, "--password-command", 30) == "a" * 65536
 
 
 def on_a_terminal(argv: list[str], environ: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -491,7 +495,8 @@ def test_the_password_from_the_system_keyring(tmp_path: Path) -> None:
         "XDG_DATA_HOME": str(tmp_path / "data"),
     }
     with pop_server(tmp_path, [message(1)]) as server:
-        base = [*plain_args(server.port, tmp_path / "dest")[:6], "--maildir", str(tmp_path / "d")]
+        base = ["--host", "127.0.0.1", "--port", str(server.port), "--user", USER]
+        base += ["--maildir", str(tmp_path / "dest")]
         missing = run(tmp_path, *base, "--password-keyring", "pop3-test", **keyring_env)
         assert missing.returncode == 1
         assert one_line(missing.stderr)

@@ -4,12 +4,14 @@ One source per account, from the options ``--password-env VAR``,
 ``--password-file FILE``, ``--password-command CMD``, ``--password-keyring
 SERVICE`` and ``--oauth2-token-command CMD``; with none of them, the password
 is asked for on the terminal (only if standard input is one). A command is
-run by ``/bin/sh -c`` (as mpop's ``passwordeval`` and fetchmail's
-``passwordeval``-alikes do), with the terminal and standard error of
-``pop3 fetch`` (so that ``pass`` or ``gpg`` can ask for a passphrase), and
-its first line of output is the secret; a non-zero exit status, no output,
-or no end within ``SECRET_COMMAND_TIMEOUT`` seconds is an error that names
-the option, never the output.
+run by ``/bin/sh -c`` (as mpop's ``passwordeval`` is), with the terminal,
+environment and standard error of ``pop3 fetch`` (so that ``pass`` or
+``gpg`` can ask for a passphrase), and its first line of output is the
+secret; a non-zero exit status, an empty first line, output that is not
+UTF-8, or no end within ``SECRET_COMMAND_TIMEOUT`` seconds is an error that
+names the option, never the output. On a timeout the shell is killed; a
+program it started that outlives it is left alone (it gets SIGPIPE if it
+writes).
 
 Commands are run again for every fetch (an OAuth 2.0 access token lasts an
 hour or so); a password asked for on the terminal is asked once per account
@@ -23,9 +25,11 @@ import contextlib
 import getpass
 import io
 import os
+import selectors
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from ._defaults import TOKEN_AUTH_METHODS
@@ -36,6 +40,7 @@ __all__ = ["SECRET_COMMAND_TIMEOUT", "Credentials", "SecretSource", "read_passwo
 
 SECRET_COMMAND_TIMEOUT = 120.0
 """Seconds a password or token command may run (time to type a passphrase into pinentry)."""
+_OUTPUT_LIMIT = 1 << 16  # octets of a command's output kept: a token is a few KiB at most
 
 _SOURCES = (
     "password_env",
@@ -83,7 +88,11 @@ def read_password(args: argparse.Namespace) -> str:
 
 
 def run_secret_command(command: str, option: str, timeout: float) -> str:
-    """The first line ``command`` prints, run by the shell; ``option`` names it in errors."""
+    """The first line ``command`` prints, run by the shell; ``option`` names it in errors.
+
+    At most ``_OUTPUT_LIMIT`` octets of output are kept (the rest is read and
+    dropped, so the command is never blocked on a full pipe).
+    """
     try:
         proc = subprocess.Popen(  # noqa: S602 - a shell command line, by design (mpop)
             command,
@@ -92,13 +101,25 @@ def run_secret_command(command: str, option: str, timeout: float) -> str:
         )
     except OSError as exc:
         raise CliError(f"{option}: cannot run the command: {exc.strerror or exc}") from None
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    out = b""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        with proc.stdout, selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(command, timeout)
+                if selector.select(left):
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    out += chunk[: _OUTPUT_LIMIT - len(out)]
+        proc.wait(max(deadline - time.monotonic(), 0.001))
     except subprocess.TimeoutExpired:
-        # Kill the shell and stop reading: a program it started may still hold the pipe.
+        # Kill the shell; a program it started that outlives it no longer has our pipe.
         proc.kill()
-        if proc.stdout is not None:
-            proc.stdout.close()
         proc.wait()
         raise CliError(f"{option}: the command did not finish within {timeout:g} seconds") from None
     except BaseException:
