@@ -18,9 +18,11 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import termios
+import threading
 import time
 import tomllib
 from collections import Counter
@@ -673,6 +675,49 @@ def test_status_counts_new_messages_and_fetches_nothing(tmp_path: Path) -> None:
             POP3_TEST_PASSWORD=PASSWORD,
         )
         assert fresh.stdout.endswith("3 new\n")
+
+
+def test_status_of_a_server_without_uidl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 1939 makes UIDL optional: the count and size are shown, "new" is unknown."""
+    answers = {
+        b"CAPA": b"-ERR no CAPA",
+        b"USER": b"+OK",
+        b"PASS": b"+OK logged in",
+        b"STAT": b"+OK 2 320",
+        b"UIDL": b"-ERR no UIDL",
+        b"QUIT": b"+OK bye",
+    }
+    commands: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"+OK ready\r\n")
+            for line in lines:
+                verb = line.split()[0].upper()
+                commands.append(verb)
+                conn.sendall(answers.get(verb, b"-ERR unexpected") + b"\r\n")
+                if verb == b"QUIT":
+                    break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with listener:
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("POP3_TEST_PASSWORD", PASSWORD)
+        result = run_here(
+            capsys, monkeypatch, tmp_path, *plain_args(port, tmp_path / "d", "--status")
+        )
+        thread.join(10)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (
+        result.stdout
+        == "alice@127.0.0.1: 2 messages (320 B, 320 octets), new ones unknown (no UIDL)\n"
+    )
+    assert commands == [b"CAPA", b"USER", b"PASS", b"STAT", b"UIDL", b"QUIT"]
 
 
 # --- the state follows the maildrop ---------------------------------------------------------

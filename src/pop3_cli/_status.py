@@ -59,10 +59,10 @@ def run_status(args: argparse.Namespace, credentials: Credentials, label: str) -
             status = asyncio.run(_status(args, credentials, server))
     except KeyboardInterrupt:
         raise Interrupted("interrupted") from None
-    new = "unknown (no UIDL)" if status.new is None else str(status.new)
+    new = "new ones unknown (no UIDL)" if status.new is None else f"{status.new} new"
     print(
         f"{label}: {status.messages} messages ({human_size(status.octets)}, "
-        f"{status.octets} octets), {new} new",
+        f"{status.octets} octets), {new}",
         flush=True,
     )
     return status
