@@ -98,7 +98,9 @@ class _CtrlC:
 
     def __exit__(self, *exc_info: object) -> None:
         self._loop.remove_signal_handler(signal.SIGINT)
-        signal.signal(signal.SIGTERM, self._saved_sigterm)  # type: ignore[arg-type]
+        # None: the handler was not set from Python; the default is the best guess.
+        saved = signal.SIG_DFL if self._saved_sigterm is None else self._saved_sigterm
+        signal.signal(signal.SIGTERM, saved)  # type: ignore[arg-type]
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self._loop.call_soon_threadsafe(self._press, signum)
