@@ -358,7 +358,7 @@ def test_config_keys_are_the_long_options_of_fetch_whatever_they_are(tmp_path: P
 # --- password sources -----------------------------------------------------------------------
 
 
-def test_password_command_and_its_failures(tmp_path: Path) -> None:
+def test_the_password_is_the_first_line_a_password_command_prints(tmp_path: Path) -> None:
     with pop_server(tmp_path, [message(1)]) as server:
         dest = tmp_path / "dest"
         base = ["--host", "127.0.0.1", "--port", str(server.port), "--user", USER]
