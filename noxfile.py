@@ -37,6 +37,7 @@ NOT_VERSION_DEPENDENT = (
     "test_load.py",
     "test_crash_safety.py",
     "test_docs_site.py",  # mkdocs reads the sources statically (the examples run everywhere)
+    "test_fetch_dovecot.py",  # pop3 fetch against Dovecot
 )
 
 TESTS = Path(__file__).parent / "tests"

@@ -158,7 +158,7 @@ def assert_deleted_only_what_is_stored(server: ScriptedServer, dest: Path) -> No
 def account_records(dest: Path) -> dict[str, list[object]]:
     """This user's records in the state file (the only account in these tests)."""
     data = json.loads((dest / STATE_FILE).read_text())
-    assert data["version"] == 2
+    assert data["version"] == 3
     assert len(data["accounts"]) <= 1
     return next(iter(data["accounts"].values()), {})
 
@@ -346,7 +346,7 @@ def test_version_1_state_skips_with_keep_but_never_deletes_on_an_id_alone(
 def test_a_state_file_of_an_unknown_version_is_refused(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / STATE_FILE).write_text('{"version": 3, "accounts": {}}')
+    (dest / STATE_FILE).write_text('{"version": 4, "accounts": {}}')
     with ScriptedServer([]) as server:
         code, err = fetch(tmp_path, server.port, dest)
     assert code == 1

@@ -8,6 +8,7 @@ and with ``pop3 serve``'s backends.
 from __future__ import annotations
 
 __all__ = [
+    "AUTH_METHODS",
     "BACKEND_NAMES",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
@@ -15,6 +16,7 @@ __all__ = [
     "LOGIN_TIMEOUT",
     "MAX_SESSIONS_PER_ADDRESS",
     "PASSWORD_SCHEMES",
+    "TOKEN_AUTH_METHODS",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -41,3 +43,17 @@ PASSWORD_SCHEMES = (
     "SSHA256",
 )
 """``pop3 pw --scheme`` choices: ``pop3_maildrop.HASH_SCHEMES``, the first the default."""
+AUTH_METHODS = (
+    "user",
+    "apop",
+    "plain",
+    "login",
+    "cram-md5",
+    "scram-sha-1",
+    "scram-sha-256",
+    "xoauth2",
+    "oauthbearer",
+)
+"""``pop3 fetch --auth`` choices: the login methods of ``pop3_sansio.ClientSession.login``."""
+TOKEN_AUTH_METHODS = ("xoauth2", "oauthbearer")
+"""The methods that log in with an OAuth 2.0 token rather than a password."""

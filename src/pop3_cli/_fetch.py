@@ -32,38 +32,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import logging
-import os
 import signal
-import socket
-import ssl
 from dataclasses import dataclass
-from typing import Literal
+from types import FrameType
 
-from pop3_asyncio import (
-    AuthError,
-    InUseError,
-    MessageTooLargeError,
-    Pop3Error,
-    ProtocolError,
-    connect,
-)
+from pop3_asyncio import Pop3Error
 
+from ._connect import Server, login, open_client, reported
 from ._deliver import MaildirWriter, message_token
 from ._errors import CliError, Interrupted
+from ._passwords import Credentials
 from ._progress import Progress, counted
-from ._secretfile import read_secret_file
-from ._state import FetchState
+from ._state import FetchState, state_key
 
-__all__ = ["FetchResult", "read_password", "run_fetch"]
+__all__ = ["FetchResult", "Stopped", "run_fetch"]
 
 log = logging.getLogger("pop3.fetch")
-
-TlsMode = Literal["implicit", "starttls"] | None
-
-_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"})
-"""OpenSSL's reasons when the first bytes of the answer are not a TLS record (a POP3 greeting)."""
 
 
 @dataclass
@@ -74,114 +59,92 @@ class FetchResult:
     deleted: int = 0
 
 
-def read_password(args: argparse.Namespace) -> str:
-    """The password from ``--password-env`` or ``--password-file`` (first line)."""
-    if args.password_env is not None:
-        password = os.environ.get(args.password_env)
-        if password is None:
-            raise CliError(
-                f"--password-env: the environment variable {args.password_env} is not set"
-            )
-        if not password:
-            raise CliError(f"--password-env: environment variable {args.password_env} is empty")
-        return password
-    path = args.password_file
-    text = read_secret_file(path, "the password file", private=True, newline="")
-    first = io.StringIO(text, newline="").readline()
-    password = first.removesuffix("\n").removesuffix("\r")
-    if not password:
-        raise CliError(f"the password file {path} starts with an empty line")
-    return password
+class Stopped(Interrupted):
+    """Stopped by SIGTERM during a fetch (exit code 143, as a shell reports it)."""
 
-
-def _client_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except FileNotFoundError as exc:
-        raise CliError(f"cannot read the CA file {ca_file}: {exc.strerror}") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"cannot load the CA file {ca_file}: {exc}") from None
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    exit_code = 143
 
 
 class _CtrlCError(Exception):
-    """Ctrl-C was pressed during the fetch."""
+    """Ctrl-C was pressed (or SIGTERM received) during the fetch."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _CtrlC:
-    """Ctrl-C cancels the fetch at once, and is remembered.
+    """Ctrl-C (SIGINT) or SIGTERM cancels the fetch at once, and is remembered.
 
     ``asyncio.wait_for`` before Python 3.12 loses a cancellation that races
     with the awaited operation completing, so ``check()`` is also called
     between operations: an interrupted fetch must never reach QUIT.
+
+    SIGTERM's handler is a plain ``signal`` one that is put back as it was on
+    leaving (``loop.remove_signal_handler`` would reset it to the default, and
+    ``--daemon`` keeps its own between fetches).
     """
 
     def __init__(self) -> None:
-        self.pressed = False
+        self.pressed: int | None = None
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        self._saved_sigterm: object = None
 
     def __enter__(self) -> _CtrlC:
-        self._loop.add_signal_handler(signal.SIGINT, self._press)
+        self._loop.add_signal_handler(signal.SIGINT, self._press, signal.SIGINT)
+        self._saved_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._loop.remove_signal_handler(signal.SIGINT)
+        # None: the handler was not set from Python; the default is the best guess.
+        saved = signal.SIG_DFL if self._saved_sigterm is None else self._saved_sigterm
+        signal.signal(signal.SIGTERM, saved)  # type: ignore[arg-type]
 
-    def _press(self) -> None:
-        self.pressed = True
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self._loop.call_soon_threadsafe(self._press, signum)
+
+    def _press(self, signum: int) -> None:
+        if self.pressed is None:
+            self.pressed = signum
         if self._task is not None:
             self._task.cancel()
 
     def check(self) -> None:
-        if self.pressed:
-            raise _CtrlCError
+        if self.pressed is not None:
+            raise _CtrlCError(self.pressed)
 
 
 async def _fetch(
     args: argparse.Namespace,
-    password: str,
-    tls: TlsMode,
-    port: int,
-    context: ssl.SSLContext | None,
+    credentials: Credentials,
+    server: Server,
     state: FetchState,
     writer: MaildirWriter,
 ) -> FetchResult:
     with _CtrlC() as ctrl_c:
         try:
-            return await _fetch_all(args, password, tls, port, context, state, writer, ctrl_c)
+            return await _fetch_all(args, credentials, server, state, writer, ctrl_c)
         except asyncio.CancelledError:
-            if ctrl_c.pressed:
-                raise _CtrlCError from None
+            if ctrl_c.pressed is not None:
+                raise _CtrlCError(ctrl_c.pressed) from None
             raise
 
 
 async def _fetch_all(
     args: argparse.Namespace,
-    password: str,
-    tls: TlsMode,
-    port: int,
-    context: ssl.SSLContext | None,
+    credentials: Credentials,
+    server: Server,
     state: FetchState,
     writer: MaildirWriter,
     ctrl_c: _CtrlC,
 ) -> FetchResult:
     result = FetchResult()
-    client = connect(
-        args.host,
-        port,
-        tls=tls,
-        ssl_context=context,
-        timeout=args.timeout,
-        allow_plaintext_login=args.insecure,
-        max_message_size=args.max_message_size,
-    )
+    client = open_client(args, server, trace=args.verbose - args.quiet >= 2)
     deleted: list[str] = []  # the ids of the messages marked for deletion
     async with client:
-        await client.login(args.user, password)
+        await login(client, args.user, credentials)
         try:
             uids = await client.uidl()
         except Pop3Error as exc:
@@ -258,70 +221,29 @@ def _refuse_repeated_ids(uids: dict[int, str]) -> None:
             )
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    """``pop3 fetch``."""
-    password = read_password(args)
-    tls: TlsMode = "implicit" if args.implicit_tls else "starttls" if args.starttls else None
-    port = args.port if args.port is not None else (995 if tls == "implicit" else 110)
-    context = _client_context(args.ca_file, args.insecure) if tls is not None else None
-    account = f"{args.host.lower()}:{port}:{args.user}"
-    where = f"[{args.host}]:{port}" if ":" in args.host else f"{args.host}:{port}"
+def run_fetch(
+    args: argparse.Namespace, credentials: Credentials, label: str | None = None
+) -> FetchResult:
+    """Fetch one account's mail (``args``: its merged options); print the summary
+    (after ``label: `` if given).
+
+    Raises ``CliError`` on failure, ``Interrupted`` on Ctrl-C and ``Stopped``
+    on SIGTERM: in each case nothing was deleted on the server.
+    """
+    server = Server.of(args)
+    account = args.state_key if args.state_key is not None else state_key(args.user, args.host)
     writer = MaildirWriter(args.maildir)
     with FetchState(args.maildir, account) as state:
         writer.remove_unfinished()
         try:
-            result = asyncio.run(_fetch(args, password, tls, port, context, state, writer))
-        except (KeyboardInterrupt, _CtrlCError):
-            raise Interrupted("interrupted; nothing was deleted on the server") from None
-        except AuthError as exc:
-            if exc.local and exc.command == "login":  # refused here, not by the server
-                raise CliError(
-                    f"not logging in to {where}: {exc.text}; use --starttls or --implicit-tls "
-                    "(or --insecure)"
-                ) from None
-            raise CliError(f"login to {where} as {args.user} failed: {exc}") from None
-        except InUseError as exc:
-            raise CliError(f"the maildrop on {where} is in use: {exc}") from None
-        except Pop3Error as exc:
-            if exc.local and exc.command == "STLS":  # refused here: nothing was sent
-                raise CliError(
-                    f"{where} does not offer STLS: stopped before logging in, so the password "
-                    "did not cross the network in the clear; use --implicit-tls if the server "
-                    "speaks TLS on another port (usually 995)"
-                ) from None
-            raise CliError(f"{where}: {exc}") from None
-        except MessageTooLargeError as exc:
-            raise CliError(f"{where}: {exc}; nothing was deleted on the server") from None
-        except ProtocolError as exc:
-            raise CliError(f"{where}: protocol error: {exc}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise CliError(
-                f"TLS certificate of {where} not trusted: {exc.verify_message}"
-            ) from None
-        except ssl.SSLError as exc:
-            if tls == "implicit" and exc.reason in _NOT_TLS:
-                raise CliError(
-                    f"{where} did not answer with TLS: it is probably a plaintext POP3 port; "
-                    "use --starttls (or no TLS option) there, or give the port that speaks "
-                    "TLS from the start (usually 995)"
-                ) from None
-            raise CliError(f"TLS error with {where}: {exc.reason or exc}") from None
-        except TimeoutError as exc:
-            if tls != "implicit" and getattr(exc, "operation", None) == "start":
-                # Connected, and no greeting: a server waiting for a TLS handshake.
-                raise CliError(
-                    f"{where} sent no greeting within {args.timeout:g} seconds: if it speaks "
-                    "TLS from the start (usually port 995), use --implicit-tls"
-                ) from None
-            raise CliError(f"{where}: no answer within {args.timeout:g} seconds") from None
-        except socket.gaierror as exc:
-            raise CliError(f"cannot resolve {args.host}: {exc.strerror}") from None
-        except ConnectionRefusedError:
-            raise CliError(f"cannot connect to {where}: connection refused") from None
-        except OSError as exc:
-            raise CliError(f"connection to {where} failed: {exc.strerror or exc}") from None
+            with reported(args, server):
+                result = asyncio.run(_fetch(args, credentials, server, state, writer))
+        except (KeyboardInterrupt, _CtrlCError) as exc:
+            stop = Stopped if getattr(exc, "signum", None) == signal.SIGTERM else Interrupted
+            raise stop("interrupted; nothing was deleted on the server") from None
     if args.quiet <= 0:
-        summary = (
+        summary = f"{label}: " if label else ""
+        summary += (
             f"fetched {counted(result.fetched, 'message')} ({counted(result.octets, 'octet')})"
         )
         if result.already:
@@ -329,4 +251,4 @@ def run_fetch(args: argparse.Namespace) -> int:
         if not args.keep:
             summary += f", {result.deleted} deleted on the server"
         print(summary, flush=True)
-    return 0
+    return result

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from ._defaults import (
+    AUTH_METHODS,
     BACKEND_NAMES,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -40,6 +41,8 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.required_later: list[tuple[str, ...]] = []
+        """Options (or groups: one of them) required once the config file is merged."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -190,16 +193,22 @@ logging: on stderr, or --log-file FILE. Each login, each failed login and
 """
 
 FETCH_HELP = """\
-Download mail from a POP3 server into a Maildir.
+Download mail from POP3 servers into Maildirs.
 
 Each message is written to DIR/tmp, synced, and renamed into DIR/new before
 it is marked for deletion; the deletions take effect only when the session
 ends normally (QUIT). A run that is interrupted or killed therefore loses
 nothing, and the next run does not store again what it already stored: the
-unique id (UIDL), size and SHA-256 of stored messages are kept in
-DIR/.pop3-fetch-state.json. A message is deleted only after it was retrieved
-in the same session and its bytes are stored, so a server that reuses unique
-ids cannot make it delete mail unread; one that lists an id twice is refused.
+unique id (UIDL), size and SHA-256 of stored messages are kept, per USER@HOST,
+in DIR/.pop3-fetch-state.json. A message is deleted only after it was
+retrieved in the same session and its bytes are stored, so a server that
+reuses unique ids cannot make it delete mail unread; one that lists an id
+twice is refused.
+
+Without --host, the accounts of the config file are fetched in turn
+($XDG_CONFIG_HOME/pop3/fetch.toml, or --config FILE): one [accounts.NAME]
+table each, whose keys are the long options below with "_" for "-"
+(password_command = "pass show mail"). Options given here override the file.
 """
 
 FETCH_EPILOG = """\
@@ -215,9 +224,21 @@ connection security:
   any host, and it turns off certificate verification for TLS. Use it only on
   networks you trust.
 
-exit status: 0 success, 1 failure (connection, TLS, login, local disk), 2 bad
-  arguments, 130 interrupted. Nothing is deleted on the server unless the run
-  succeeds.
+passwords: from --password-env, --password-file (private, first line),
+  --password-command (first line of its output, run by /bin/sh), or the
+  system keyring; with none of them, asked for on the terminal. The config
+  file holds them or the commands that print them: it must be private too
+  (chmod 600). --oauth2-token-command logs in with an OAuth 2.0 access token
+  (XOAUTH2 or OAUTHBEARER) instead.
+
+output: -v shows each message stored, -vv the protocol exchange (passwords
+  and tokens hidden). --status fetches nothing: it shows how many messages
+  the server holds and how many are new.
+
+exit status: 0 success (every account), 1 failure (connection, TLS, login,
+  local disk; the other accounts are still fetched), 2 bad arguments or
+  config file, 130 interrupted, 143 SIGTERM (0 with --daemon). Nothing is
+  deleted on the server unless the session succeeds.
 """
 
 
@@ -364,10 +385,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         epilog=FETCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    fetch.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read accounts from FILE (TOML; default: $XDG_CONFIG_HOME/pop3/fetch.toml "
+        "when no --host is given)",
+    )
+    fetch.add_argument(
+        "--account",
+        metavar="NAME",
+        action="append",
+        help="fetch only this account of the config file (repeatable; default: all)",
+    )
     fetch.add_argument("--host", required=True, help="the POP3 server")
     fetch.add_argument("--port", type=_port, help="port (default 110, or 995 with --implicit-tls)")
     fetch.add_argument("--user", metavar="NAME", required=True, help="the user name")
-    password = fetch.add_mutually_exclusive_group(required=True)
+    password = fetch.add_mutually_exclusive_group()
     password.add_argument(
         "--password-env", metavar="VAR", help="take the password from environment variable VAR"
     )
@@ -375,6 +408,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--password-file",
         metavar="FILE",
         help="take the password from the first line of FILE",
+    )
+    password.add_argument(
+        "--password-command",
+        metavar="CMD",
+        help="take the password from the first line CMD prints (run by /bin/sh)",
+    )
+    password.add_argument(
+        "--password-keyring",
+        metavar="SERVICE",
+        help="take the password stored for the user under SERVICE in the system keyring "
+        "(needs the keyring package)",
+    )
+    password.add_argument(
+        "--oauth2-token-command",
+        metavar="CMD",
+        help="log in with the OAuth 2.0 access token CMD prints (XOAUTH2 or OAUTHBEARER)",
+    )
+    fetch.add_argument(
+        "--auth",
+        choices=AUTH_METHODS,
+        type=str.lower,
+        metavar="METHOD",
+        help=f"log in with this method only: {', '.join(AUTH_METHODS)} (default: the "
+        "strongest safe one the server offers)",
     )
     fetch.add_argument(
         "--maildir", metavar="DIR", required=True, help="where to store mail (created if missing)"
@@ -411,6 +468,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="refuse a message larger than this (default: no cap beyond twice the size "
         "the server announced plus 64 KiB)",
     )
+    fetch.add_argument(
+        "--state-key",
+        metavar="KEY",
+        help="the name this maildrop's messages are recorded under in the state file "
+        "(default USER@HOST)",
+    )
+    mode = fetch.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--status",
+        action="store_true",
+        help="only show how many messages the server holds and how many are new",
+    )
+    mode.add_argument(
+        "--daemon",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fetch every SECONDS seconds until stopped (SIGTERM, Ctrl-C)",
+    )
+    _require_later(fetch)
 
     pw = commands.add_parser(
         "pw",
@@ -452,6 +528,33 @@ format fail2ban recognises by itself)."""
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 TRACE_LOGGER = "pop3.server.trace"
 """The protocol trace's logger: shown with -vv only."""
+
+
+def _require_later(parser: _Parser) -> None:
+    """Check ``parser``'s required options only once the config file is merged.
+
+    ``pop3 fetch`` takes any option from the command line or from an account
+    of its config file; what was declared required is recorded in
+    ``parser.required_later`` and checked by ``_config`` on the merged values.
+    """
+    for action in parser._actions:
+        if action.required:
+            action.required = False
+            parser.required_later.append((action.dest,))
+    for group in parser._mutually_exclusive_groups:
+        if group.required:
+            group.required = False
+            parser.required_later.append(tuple(a.dest for a in group._group_actions))
+
+
+def given_options(argv: Sequence[str]) -> set[str]:
+    """The destinations of the options given on the command line ``argv`` (not defaults)."""
+    parser, subparsers = build_parser()
+    for sub in subparsers.values():
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+    args, _ = parser.parse_known_args(argv)
+    return set(vars(args)) - {"command"}
 
 
 @contextlib.contextmanager
@@ -496,11 +599,11 @@ def _logging(verbosity: int, log_file: str | None = None) -> Iterator[None]:
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from ._fetch import run_fetch
+    from ._fetch_command import run_fetch_command
     from ._pw import run_pw
     from ._serve import run_serve
 
-    return {"serve": run_serve, "fetch": run_fetch, "pw": run_pw}
+    return {"serve": run_serve, "fetch": run_fetch_command, "pw": run_pw}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -516,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     verbosity = args.verbose - args.quiet
     command = args.command
+    if command == "fetch":
+        args.given = given_options(sys.argv[1:] if argv is None else argv)
     try:
         with _logging(verbosity, getattr(args, "log_file", None)):
             return _commands()[command](args)

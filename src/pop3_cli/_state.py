@@ -2,7 +2,7 @@
 
 A message is recorded by its unique id (UIDL), its size as LISTed and the
 SHA-256 of the bytes stored. ``DIR/.pop3-fetch-state.json`` holds
-``{"version": 2, "accounts": {"host:port:user": {uid: [size, sha256], ...}}}``
+``{"version": 3, "accounts": {"user@host": {uid: [size, sha256], ...}}}``
 and is only ever replaced atomically (written to a temporary file, synced,
 renamed, directory synced). Recording a message right after storing it must
 not rewrite the whole file every time (that would be quadratic in the number
@@ -13,10 +13,20 @@ the start and end of every run. A line torn by a crash is ignored, which is
 safe: its message is also found by its file name (see ``_deliver``).
 ``DIR/.pop3-fetch.lock`` keeps two runs from using the same Maildir at once.
 
+The account is keyed by what names the maildrop, ``user@host`` (``state_key``),
+not by how it is reached: unique ids belong to the maildrop (RFC 1939 section
+7), so moving from STLS on port 110 to implicit TLS on port 995, or to a
+proxy's port, must not fetch kept mail again. Versions 1 and 2 keyed it by
+``host:port:user``; their keys (and those of their journal lines) are read
+as ``user@host``, records of two ports of one maildrop merged, and the file
+is rewritten as version 3 when the run starts. When two names reach one
+maildrop (an address and a host name, a proxy's name), ``--state-key``
+names it explicitly.
+
 Version 1 files (``{"accounts": {account: [uid, ...]}}``) and their journal
 lines (``[account, uid]``) are read as records without a size or a digest:
 enough for ``--keep`` to skip them, never enough to delete a message (see
-``_fetch``). The file is rewritten as version 2 when the run starts.
+``_fetch``).
 """
 
 from __future__ import annotations
@@ -25,20 +35,53 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterable
 from types import TracebackType
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
 from ._deliver import fsync_directory
 from ._errors import CliError
 
-__all__ = ["JOURNAL_FILE", "LOCK_FILE", "STATE_FILE", "FetchState", "Record"]
+__all__ = [
+    "JOURNAL_FILE",
+    "LOCK_FILE",
+    "STATE_FILE",
+    "FetchState",
+    "Record",
+    "read_records",
+    "state_key",
+]
 
 STATE_FILE = ".pop3-fetch-state.json"
 JOURNAL_FILE = ".pop3-fetch-state.journal"
 LOCK_FILE = ".pop3-fetch.lock"
-_VERSION = 2
-_LEGACY_VERSION = 1
+_VERSION = 3
+_TRANSPORT_VERSION = 2  # keyed by host:port:user
+_LEGACY_VERSION = 1  # keyed by host:port:user, ids only
+_TRANSPORT_KEY = re.compile(r"(.+):[0-9]+:(.*)", re.DOTALL)
+
+
+def state_key(user: str, host: str) -> str:
+    """The key of a maildrop in the state file: ``user@host`` (host in lower case)."""
+    return f"{user}@{host.lower().removesuffix('.')}"
+
+
+def _upgraded_key(key: str) -> str:
+    """A version 1 or 2 key, ``host:port:user``, as ``user@host``.
+
+    The host part is the longest that leaves ``:port:`` (an IPv6 address holds
+    colons; a user name rarely holds ``:digits:``).
+    """
+    match = _TRANSPORT_KEY.fullmatch(key)
+    return key if match is None else state_key(match.group(2), match.group(1))
+
+
+def _merge(records: dict[str, Record], uid: str, record: Record) -> None:
+    """Add ``record``; one with a digest wins over one without (two ports' records)."""
+    old = records.get(uid)
+    if old is None or old.sha256 is None or record.sha256 is not None:
+        records[uid] = record
 
 
 class Record(NamedTuple):
@@ -74,29 +117,92 @@ def _record(value: object) -> Record | None:
 
 
 def _accounts_from(data: object) -> dict[str, dict[str, Record]] | None:
-    """The accounts of a version 1 or 2 state file, or ``None`` if malformed."""
+    """The accounts of a version 1, 2 or 3 state file (keyed ``user@host``), or ``None``
+    if malformed."""
     if (
         not isinstance(data, dict)
-        or data.get("version") not in (_LEGACY_VERSION, _VERSION)
+        or data.get("version") not in (_LEGACY_VERSION, _TRANSPORT_VERSION, _VERSION)
         or not isinstance(data.get("accounts"), dict)
     ):
         return None
     accounts: dict[str, dict[str, Record]] = {}
     for name, entries in data["accounts"].items():
+        key = name if data["version"] == _VERSION else _upgraded_key(name)
+        records = accounts.setdefault(key, {})
         if data["version"] == _LEGACY_VERSION:
             if not isinstance(entries, list) or not all(isinstance(u, str) for u in entries):
                 return None
-            accounts[name] = dict.fromkeys(entries, _LEGACY)
+            for uid in entries:
+                _merge(records, uid, _LEGACY)
         elif isinstance(entries, dict):
-            records = accounts[name] = {}
             for uid, value in entries.items():
                 record = _record(value)
                 if record is None:
                     return None
-                records[uid] = record
+                _merge(records, uid, record)
         else:
             return None
     return accounts
+
+
+def _read_json(path: str) -> object:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return {"version": _VERSION, "accounts": {}}
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        return None
+
+
+def _read_state(maildir: str) -> dict[str, dict[str, Record]]:
+    """Every account's records: the state file with its journal folded in."""
+    path = os.path.join(maildir, STATE_FILE)
+    data = _read_json(path)
+    accounts = _accounts_from(data)
+    if accounts is None:
+        raise CliError(
+            f"{path} is damaged or from another version; move it away to fetch everything again"
+        )
+    upgrade = isinstance(data, dict) and data.get("version") != _VERSION
+    journal_path = os.path.join(maildir, JOURNAL_FILE)
+    try:
+        with open(journal_path, "rb") as f:
+            journal = f.read()
+    except FileNotFoundError:
+        return accounts
+    except OSError as exc:
+        raise CliError(f"cannot read {journal_path}: {exc.strerror}") from None
+    for line in journal.split(b"\n"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # torn by a crash, or empty
+        if not (
+            isinstance(entry, list)
+            and len(entry) in (2, 4)
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], str)
+        ):
+            continue
+        # A version 1 line holds no size or digest: a record that deletes nothing.
+        record = _LEGACY if len(entry) == 2 else _record(entry[2:])
+        if record is not None:
+            # The journal of an old state file is as old as the file.
+            key = _upgraded_key(entry[0]) if upgrade else entry[0]
+            _merge(accounts.setdefault(key, {}), entry[1], record)
+    return accounts
+
+
+def read_records(maildir: str, account: str) -> dict[str, Record]:
+    """``account``'s records, read without the lock and without writing (``--status``)."""
+    if not os.path.exists(os.path.join(maildir, STATE_FILE)) and not os.path.exists(
+        os.path.join(maildir, JOURNAL_FILE)
+    ):
+        return {}
+    return _read_state(maildir).get(account, {})
 
 
 class FetchState:
@@ -160,45 +266,7 @@ class FetchState:
     # --- reading -----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        try:
-            with open(self._path, "rb") as f:
-                data: Any = json.loads(f.read())
-        except FileNotFoundError:
-            data = {"version": _VERSION, "accounts": {}}
-        except OSError as exc:
-            raise CliError(f"cannot read {self._path}: {exc.strerror}") from None
-        except ValueError:
-            data = None
-        accounts = _accounts_from(data)
-        if accounts is None:
-            raise CliError(
-                f"{self._path} is damaged or from another version; "
-                "move it away to fetch everything again"
-            )
-        self._accounts = accounts
-        try:
-            with open(self._journal_path, "rb") as f:
-                journal = f.read()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise CliError(f"cannot read {self._journal_path}: {exc.strerror}") from None
-        for line in journal.split(b"\n"):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # torn by a crash, or empty
-            if not (
-                isinstance(entry, list)
-                and len(entry) in (2, 4)
-                and isinstance(entry[0], str)
-                and isinstance(entry[1], str)
-            ):
-                continue
-            # A version 1 line holds no size or digest: a record that deletes nothing.
-            record = _LEGACY if len(entry) == 2 else _record(entry[2:])
-            if record is not None:
-                self._accounts.setdefault(entry[0], {})[entry[1]] = record
+        self._accounts = _read_state(self.maildir)
 
     # --- the API ---------------------------------------------------------------------------
 
