@@ -4,7 +4,8 @@
 a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
 persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
 remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
-(the default), mbox and in-memory. ``UserDB`` checks passwords.
+(the default), mbox and in-memory. ``UserDB`` checks passwords;
+``read_eml_dir`` reads a folder of ``.eml`` files (to preload memory).
 
 Standard library only; file I/O lives here, never in ``pop3_sansio``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from ._backend import Backend
 from ._base import Maildrop, MaildropError, MaildropLocked, Storage
+from ._eml import read_eml_dir
 from ._maildir import MaildirStorage
 from ._mbox import MboxStorage
 from ._memory import MemoryStorage
@@ -28,4 +30,5 @@ __all__ = [
     "MemoryStorage",
     "Storage",
     "UserDB",
+    "read_eml_dir",
 ]
