@@ -14,9 +14,40 @@ The pytest plugin (``pop3_testing.plugin``, registered by the package's
 ``pop3_tls_server`` and ``pop3_starttls_server`` fixtures.
 """
 
-from ._async import AsyncPop3TestServer
-from ._base import DEFAULT_PASSWORD, DEFAULT_USER, MessageSource, StoredMessage, default_options
-from ._threaded import Pop3TestServer
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._async import AsyncPop3TestServer
+    from ._base import (
+        DEFAULT_PASSWORD,
+        DEFAULT_USER,
+        MessageSource,
+        StoredMessage,
+        default_options,
+    )
+    from ._threaded import Pop3TestServer
+else:
+    _HOMES = {
+        "AsyncPop3TestServer": "_async",
+        "DEFAULT_PASSWORD": "_base",
+        "DEFAULT_USER": "_base",
+        "MessageSource": "_base",
+        "Pop3TestServer": "_threaded",
+        "StoredMessage": "_base",
+        "default_options": "_base",
+    }
+
+    def __getattr__(name: str) -> object:
+        # Loaded on first use (PEP 562): pytest imports pop3_testing.plugin, and
+        # with it this package, in every run; the servers only when a test asks.
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        globals()[name] = value
+        return value
+
 
 __all__ = [
     "DEFAULT_PASSWORD",
