@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 DEFAULT_USER = "user"
+"""The name of the user every test server has from the start."""
 DEFAULT_PASSWORD = "password"  # noqa: S105 - a test server's published password
+"""That user's password."""
 HOST = "127.0.0.1"
 
 MessageSource: TypeAlias = bytes | bytearray | memoryview | email.message.Message | os.PathLike[str]
@@ -174,6 +176,8 @@ class ServerBase:
             users = {**self._users, name: password}
             self.backend.users = UserDB.from_pairs(users)  # validates before it is kept
             self._users = users
+            if name == self.user:
+                self.password = password
 
     # --- messages -----------------------------------------------------------------------
 
@@ -239,6 +243,7 @@ class ServerBase:
         """
         with self._lock:
             self._users = dict(self._initial_users)
+            self.password = self._initial_users[self.user]
             self.backend.users = UserDB.from_pairs(self._users)
             self.backend.storage = MemoryStorage()
             self._records.clear()
