@@ -1,24 +1,19 @@
 """``pop3 serve --eml-dir DIR``: a folder of .eml files served from memory.
 
-The server runs as ``pop3 serve`` in a subprocess on a free port and is read
-with the standard library's poplib; the usage errors run ``main()`` in-process.
+The server runs as ``pop3 serve`` in a subprocess on a free port (``served.serving``)
+and is read with the standard library's poplib; the usage errors run ``main()`` in-process.
 """
 
 from __future__ import annotations
 
 import poplib
 import re
-import selectors
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from pop3_cli import main
-from served import crlf, env, pop3
+from served import crlf, serving
 
 LISTENING = re.compile(rb"listening on 127\.0\.0\.1:([0-9]+)\n")
 MESSAGES = {
@@ -36,37 +31,6 @@ def eml_dir(tmp_path: Path) -> Path:
         (folder / name).write_bytes(data)
     (folder / "README.txt").write_bytes(b"not a message")
     return folder
-
-
-@contextmanager
-def serving(tmp_path: Path, *args: str) -> Iterator[tuple[int, bytes]]:
-    """``pop3 serve ARGS --port 0``: its port and what it printed on stdout until listening."""
-    with open(tmp_path / "serve.err", "wb") as stderr:
-        proc = subprocess.Popen(
-            pop3("serve", "--port", "0", *args),
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=env(),
-        )
-    try:
-        assert proc.stdout is not None
-        out = b""
-        deadline = time.monotonic() + 30
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            # Until it listens, then what follows at once (the demo's hints).
-            while not (match := LISTENING.search(out)) or selector.select(0.2):
-                assert time.monotonic() < deadline, out
-                if selector.select(deadline - time.monotonic()):
-                    chunk = proc.stdout.read1(65536)
-                    assert chunk, ("pop3 serve exited", (tmp_path / "serve.err").read_text())
-                    out += chunk
-        yield int(match.group(1)), out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def messages_of(port: int, user: str, password: str, *, delete: int | None = None) -> list[bytes]:
@@ -91,22 +55,22 @@ def test_each_user_gets_a_copy_and_deletions_stay_in_memory(tmp_path: Path, eml_
     users.write_text("alice:alice-pw:not-used-with-eml-dir\n")
     users.chmod(0o600)
     args = ("--eml-dir", str(eml_dir), "--users", str(users), "--user", "bob:bob-pw")
-    with serving(tmp_path, *args, "--backend", "sync") as (port, _):
-        assert messages_of(port, "alice", "alice-pw", delete=1) == IN_NAME_ORDER
-        assert messages_of(port, "alice", "alice-pw") == IN_NAME_ORDER[1:]
-        assert messages_of(port, "bob", "bob-pw") == IN_NAME_ORDER  # a copy of his own
+    with serving(tmp_path, *args, "--backend", "sync") as server:
+        assert messages_of(server.port, "alice", "alice-pw", delete=1) == IN_NAME_ORDER
+        assert messages_of(server.port, "alice", "alice-pw") == IN_NAME_ORDER[1:]
+        assert messages_of(server.port, "bob", "bob-pw") == IN_NAME_ORDER  # a copy of his own
+        log = server.stderr
     files = {p.name: p.read_bytes() for p in eml_dir.iterdir() if p.name != "README.txt"}
     assert files == MESSAGES  # untouched
     assert not (tmp_path / "not-used-with-eml-dir").exists()
-    log = (tmp_path / "serve.err").read_text()
     assert f"serving 3 messages of {eml_dir} from memory to 2 user(s)" in log
 
 
 def test_the_demo_user_is_served_the_folder(tmp_path: Path, eml_dir: Path) -> None:
-    with serving(tmp_path, "--eml-dir", str(eml_dir)) as (port, out):
-        assert messages_of(port, "demo", "demo") == IN_NAME_ORDER
-    assert f"Demo maildrop: the .eml files of {eml_dir}, in memory".encode() in out
-    assert b"curl pop3://demo:demo@127.0.0.1:" in out
+    with serving(tmp_path, "--eml-dir", str(eml_dir), until=b"Stop with Ctrl-C.") as server:
+        assert messages_of(server.port, "demo", "demo") == IN_NAME_ORDER
+    assert f"Demo maildrop: the .eml files of {eml_dir}, in memory".encode() in server.stdout
+    assert b"curl pop3://demo:demo@127.0.0.1:" in server.stdout
 
 
 @pytest.mark.parametrize(
