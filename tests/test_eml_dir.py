@@ -7,7 +7,6 @@ and is read with the standard library's poplib; the usage errors run ``main()`` 
 from __future__ import annotations
 
 import poplib
-import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from pop3_cli import main
 from served import crlf, serving
 
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:([0-9]+)\n")
 MESSAGES = {
     "2-second.eml": b"Subject: second\r\n\r\nCRLF already\r\n",
     "1-first.eml": b"Subject: first\n\n.a line starting with a dot\n",
