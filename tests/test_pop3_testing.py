@@ -157,9 +157,14 @@ def test_every_login_method_is_offered() -> None:
 def test_reset_forgets_messages_and_users() -> None:
     with Pop3TestServer() as server:
         server.add_user("bob", "bob-pw")
+        server.add_user(DEFAULT_USER, "changed")  # the default user's password follows
+        assert server.password == "changed"
+        login(server).quit()
+        assert refused(server, DEFAULT_USER, DEFAULT_PASSWORD).startswith(b"-ERR [AUTH]")
         server.add_message(b"Subject: old\n\nold\n")
         server.reset()
         assert server.messages() == [] and server.deleted() == []
+        assert server.password == DEFAULT_PASSWORD
         assert refused(server, "bob", "bob-pw").startswith(b"-ERR [AUTH]")
         new = server.add_message(b"Subject: new\n\nnew\n")
         client = login(server)
@@ -195,6 +200,13 @@ def test_a_client_still_connected_does_not_hold_up_close() -> None:
     with pytest.raises((poplib.error_proto, OSError)):
         client.stat()
     client.close()
+
+
+def test_the_package_names_what_it_lacks() -> None:
+    import pop3_testing
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        pop3_testing.Nope  # noqa: B018
 
 
 def test_bad_arguments() -> None:
