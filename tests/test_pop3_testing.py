@@ -15,6 +15,7 @@ import time
 from email.message import EmailMessage, Message
 from pathlib import Path
 
+import anyio
 import pytest
 
 import pop3_asyncio
@@ -383,3 +384,21 @@ async def test_in_loop_server_drops_sessions_on_exit_and_deletes_nothing(
             await client.noop()
     finally:
         await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_in_loop_server_lets_the_tests_own_error_through(anyio_backend: str) -> None:
+    # Not an ExceptionGroup from trio's nursery: the assertion the test made.
+    with pytest.raises(AssertionError, match="the test's own"):
+        async with AsyncPop3TestServer():
+            raise AssertionError("the test's own")
+
+
+@pytest.mark.anyio
+async def test_in_loop_server_stops_when_the_test_is_cancelled(anyio_backend: str) -> None:
+    with anyio.move_on_after(0.2) as scope:
+        async with AsyncPop3TestServer() as server:
+            await anyio.sleep(30)
+    assert scope.cancelled_caught
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(server.address, timeout=10).close()

@@ -68,9 +68,17 @@ class AsyncPop3TestServer(ServerBase):
         from pop3_trio import Server
 
         server = Server(self.backend, self.options)
+        failed: Exception | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run, HOST, 0)
             try:
                 yield server.port
+            except Exception as exc:
+                # Raised outside the nursery, so that the test sees its own error,
+                # not an ExceptionGroup of one (trio's nurseries group what is
+                # raised in them). Cancelled is trio's to handle: it passes.
+                failed = exc
             finally:
                 nursery.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
