@@ -155,6 +155,18 @@ def test_every_login_method_is_offered() -> None:
                 assert sync_client.stat() == (1, len(crlf(b"Subject: s\n\nbody\n")))
 
 
+def test_many_connections_from_one_address_are_served() -> None:
+    # A production server refuses the 21st session from one address; a test's
+    # clients all come from 127.0.0.1, so the test server does not.
+    with Pop3TestServer() as server:
+        clients = [poplib.POP3(*server.address, timeout=10) for _ in range(25)]
+        try:
+            assert all(c.getwelcome().startswith(b"+OK") for c in clients)
+        finally:
+            for client in clients:
+                client.close()
+
+
 def test_reset_forgets_messages_and_users() -> None:
     with Pop3TestServer() as server:
         server.add_user("bob", "bob-pw")

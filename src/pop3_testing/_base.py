@@ -48,13 +48,15 @@ def default_options() -> ServerOptions:
     """The options a test server runs with unless it is given others.
 
     Every login method is offered (all passwords are plain, so APOP, CRAM-MD5
-    and SCRAM work) and a wrong password is answered at once: a test should
-    not wait the 2 s a real server makes a guesser wait.
+    and SCRAM work), a wrong password is answered at once (a test should not
+    wait the 2 s a real server makes a guesser wait), and every connection
+    comes from 127.0.0.1, so there is no limit of sessions per address.
     """
     return ServerOptions(
         mechanisms=("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"),
         apop=True,
         failed_login_delay=0.0,
+        max_sessions_per_address=None,
         hostname="localhost",
     )
 
