@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test test-versions test-all lint typecheck pytest run dialogue peers interop-report bench fuzz clean
+.PHONY: test test-versions test-all lint typecheck pytest run dialogue peers interop-report bench fuzz docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,5 +68,10 @@ fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[fuzz]'
 	$(PY) fuzz/run_all.py --seconds $${FUZZ_SECONDS:-60}
 
+# The documentation site (mkdocs.yml) into site/; warnings are errors, as in the tests.
+# NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2.0, which is not a build warning.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist site

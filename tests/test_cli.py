@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+import pop3_maildrop
 import pop3_sansio
 import served
 from pop3_cli import main
@@ -715,6 +716,7 @@ def test_help_defaults_agree_with_the_server_and_serve() -> None:
     assert ServerOptions.max_sessions_per_address == _defaults.MAX_SESSIONS_PER_ADDRESS
     assert ServerOptions.login_timeout == _defaults.LOGIN_TIMEOUT
     assert tuple(sorted(_serve.BACKENDS)) == _defaults.BACKEND_NAMES
+    assert _defaults.PASSWORD_SCHEMES == pop3_maildrop.HASH_SCHEMES  # pop3 pw --scheme
 
 
 def test_version_is_read_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -206,6 +206,9 @@ def test_public_api() -> None:
             "MemoryStorage",
             "Storage",
             "UserDB",
+            "HASH_SCHEMES",  # pop3 pw (_users.py)
+            "hash_password",
+            "verify_password",
             "read_eml_dir",  # for pop3_testing and pop3 serve --eml-dir (_eml.py)
         ]
     )

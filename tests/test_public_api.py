@@ -249,6 +249,7 @@ BINDINGS = {
     "pop3_sync.poplib": ["POP3", "POP3_SSL", "error_proto"],
     "pop3_maildrop": [
         "Backend",
+        "HASH_SCHEMES",
         "MaildirStorage",
         "Maildrop",
         "MaildropError",
@@ -257,7 +258,9 @@ BINDINGS = {
         "MemoryStorage",
         "Storage",
         "UserDB",
+        "hash_password",
         "read_eml_dir",
+        "verify_password",
     ],
     "pop3_testing": [
         "AsyncPop3TestServer",

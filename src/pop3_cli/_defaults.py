@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_TLS_PORT",
     "LOGIN_TIMEOUT",
     "MAX_SESSIONS_PER_ADDRESS",
+    "PASSWORD_SCHEMES",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -27,3 +28,16 @@ MAX_SESSIONS_PER_ADDRESS = 20
 """``ServerOptions.max_sessions_per_address``'s default."""
 LOGIN_TIMEOUT = 60.0
 """``ServerOptions.login_timeout``'s default, in seconds."""
+
+PASSWORD_SCHEMES = (
+    "SHA512-CRYPT",
+    "SHA256-CRYPT",
+    "BLF-CRYPT",
+    "ARGON2ID",
+    "ARGON2I",
+    "MD5-CRYPT",
+    "PBKDF2",
+    "SSHA512",
+    "SSHA256",
+)
+"""``pop3 pw --scheme`` choices: ``pop3_maildrop.HASH_SCHEMES``, the first the default."""

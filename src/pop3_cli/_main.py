@@ -21,6 +21,7 @@ from ._defaults import (
     DEFAULT_TLS_PORT,
     LOGIN_TIMEOUT,
     MAX_SESSIONS_PER_ADDRESS,
+    PASSWORD_SCHEMES,
 )
 from ._errors import CliError, UsageError
 
@@ -210,6 +211,20 @@ exit status: 0 success, 1 failure (connection, TLS, login, local disk), 2 bad
 """
 
 
+PW_HELP = """\
+Print a password value for a users file (pop3 serve --users), in one of the
+schemes Dovecot's passwd-files use, so the file holds no plain password:
+
+  $ pop3 pw -u alice >> users        # asks twice on a terminal
+  $ pop3 pw -s ARGON2ID < secret     # or reads the first line of standard input
+
+The password is never taken from the command line. The crypt schemes need the
+'passwords' extra: pip install 'pop3-sansio[passwords]'. A user with a hashed
+password can log in with USER/PASS, SASL PLAIN and the like, not APOP, CRAM-MD5
+or SCRAM, which need the plain secret on the server.
+"""
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``pop3`` parser and its subcommand parsers by name."""
     output = _Parser(add_help=False)
@@ -378,7 +393,39 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="refuse a message larger than this (default: no cap beyond twice the size "
         "the server announced plus 64 KiB)",
     )
-    return parser, {"serve": serve, "fetch": fetch}
+
+    pw = commands.add_parser(
+        "pw",
+        parents=[output],
+        help="make a password hash for a users file (like doveadm pw)",
+        description=PW_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pw.add_argument(
+        "-s",
+        "--scheme",
+        type=str.upper,
+        choices=PASSWORD_SCHEMES,
+        default=PASSWORD_SCHEMES[0],
+        metavar="SCHEME",
+        help=f"one of {', '.join(PASSWORD_SCHEMES)} (default {PASSWORD_SCHEMES[0]})",
+    )
+    pw.add_argument(
+        "-r",
+        "--rounds",
+        type=_whole_number(1),
+        metavar="N",
+        help="SHA-crypt rounds (5000), bcrypt cost (12), argon2 time cost (3), PBKDF2 "
+        "iterations (5000)",
+    )
+    pw.add_argument("-u", "--user", metavar="NAME", help="print a whole line, NAME:{SCHEME}...")
+    pw.add_argument(
+        "-t",
+        "--test",
+        metavar="VALUE",
+        help="check the password against VALUE instead: exit 0 if it matches, 1 if not",
+    )
+    return parser, {"serve": serve, "fetch": fetch, "pw": pw}
 
 
 @contextlib.contextmanager
@@ -411,9 +458,10 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._fetch import run_fetch
+    from ._pw import run_pw
     from ._serve import run_serve
 
-    return {"serve": run_serve, "fetch": run_fetch}
+    return {"serve": run_serve, "fetch": run_fetch, "pw": run_pw}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

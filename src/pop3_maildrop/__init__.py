@@ -4,8 +4,9 @@
 a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
 persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
 remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
-(the default), mbox and in-memory. ``UserDB`` checks passwords;
-``read_eml_dir`` reads a folder of ``.eml`` files (to preload memory).
+(the default), mbox and in-memory. ``UserDB`` checks passwords; ``hash_password``
+makes a users-file value (``pop3 pw``); ``read_eml_dir`` reads a folder of ``.eml``
+files (to preload memory).
 
 Standard library only; file I/O lives here, never in ``pop3_sansio``.
 """
@@ -18,9 +19,10 @@ from ._eml import read_eml_dir
 from ._maildir import MaildirStorage
 from ._mbox import MboxStorage
 from ._memory import MemoryStorage
-from ._users import UserDB
+from ._users import HASH_SCHEMES, UserDB, hash_password, verify_password
 
 __all__ = [
+    "HASH_SCHEMES",
     "Backend",
     "MaildirStorage",
     "Maildrop",
@@ -30,5 +32,7 @@ __all__ = [
     "MemoryStorage",
     "Storage",
     "UserDB",
+    "hash_password",
     "read_eml_dir",
+    "verify_password",
 ]

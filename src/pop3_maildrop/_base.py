@@ -28,6 +28,7 @@ MAX_UID_LENGTH = 70
 # The errors are the core's, so that the session driver maps them to
 # -ERR [SYS/TEMP] and -ERR [IN-USE] whichever storage raised them.
 MaildropLocked = MaildropLockedError
+"""The core's ``MaildropLockedError``: raise it when another session holds the lock."""
 
 
 class Maildrop(abc.ABC):

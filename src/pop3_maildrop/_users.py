@@ -6,8 +6,12 @@ password is plain, or ``{SCHEME}value`` as in Dovecot's passwd-file:
 ``{PLAIN}``/``{CLEAR}`` (plain), ``{SHA256}``/``{SHA512}`` (base64, or hex, of
 the digest), ``{SSHA256}``/``{SSHA512}`` (base64 of digest(password + salt)
 followed by the salt), ``{PBKDF2}$1$<salt>$<rounds>$<hex of 20 octets of
-PBKDF2-HMAC-SHA1>``. A scheme may end in ``.HEX`` or ``.B64`` to name the
-encoding, as Dovecot allows. A password cannot contain ``:``.
+PBKDF2-HMAC-SHA1>``; and the crypt(3) family, ``{SHA512-CRYPT}``,
+``{SHA256-CRYPT}``, ``{MD5-CRYPT}``, ``{BLF-CRYPT}``, ``{ARGON2I}``, ``{ARGON2ID}``,
+``{CRYPT}`` or a bare ``$6$...`` value (``_crypt``; the ``passwords`` extra). A
+scheme may end in ``.HEX`` or ``.B64`` to name the encoding, as Dovecot allows. A
+password cannot contain ``:``. A value that looks hashed in a scheme not listed
+here is refused, naming the scheme, never taken for a plain password.
 
 Secrets never appear in an exception message or a repr (docs/architecture.md, invariant 7).
 """
@@ -21,9 +25,19 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 
-__all__ = ["UserDB"]
+from ._crypt import (
+    CRYPT_SCHEMES,
+    crypt_cost,
+    crypt_scheme,
+    hash_crypt,
+    looks_like_crypt,
+    verify_crypt,
+)
+
+__all__ = ["HASH_SCHEMES", "UserDB", "hash_password", "verify_password"]
 
 _SCHEME = re.compile(r"\{([A-Za-z0-9_-]+)(?:\.([A-Za-z0-9]+))?\}(.*)", re.DOTALL)
 _SHA = {"SHA256": "sha256", "SSHA256": "sha256", "SHA512": "sha512", "SSHA512": "sha512"}
@@ -31,14 +45,17 @@ _ENCODINGS = {"HEX": "hex", "B64": "base64", "BASE64": "base64"}
 _ROUNDS = re.compile(r"[0-9]{1,9}\Z")
 _PBKDF2_HEX = re.compile(r"[0-9A-Fa-f]{40}\Z")
 _PBKDF2_LENGTH = 20  # octets of PBKDF2-HMAC-SHA1 output, as Dovecot stores it
+_CRYPT_NAMES = {*CRYPT_SCHEMES, "CRYPT"}
+_SUPPORTED = ", ".join(["PLAIN", "CLEAR", *_SHA, "PBKDF2", *CRYPT_SCHEMES, "CRYPT"])
 
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     """How to check one user's password. The repr shows no secret material."""
 
-    scheme: str  # "PLAIN", a key of _SHA, or "PBKDF2"
+    scheme: str  # "PLAIN", a key of _SHA, "PBKDF2", or a key of CRYPT_SCHEMES
     plain: str | None = None
+    crypt: str = ""  # the $id$... value of a crypt scheme
     digest: bytes = b""
     salt: bytes = b""
     rounds: int = 0
@@ -53,6 +70,8 @@ class _Entry:
             # Digests first, so the comparison time depends on neither length.
             got = hashlib.sha256(password).digest()
             return hmac.compare_digest(got, hashlib.sha256(_encode(self.plain)).digest())
+        if self.crypt:
+            return verify_crypt(self.scheme, self.crypt, password)
         if self.scheme == "PBKDF2":
             got = hashlib.pbkdf2_hmac("sha1", password, self.salt, self.rounds, _PBKDF2_LENGTH)
         else:
@@ -61,6 +80,8 @@ class _Entry:
 
     def cost(self) -> tuple[int, int]:
         """Roughly how long ``verify`` takes, to pick a decoy for unknown users."""
+        if self.crypt:
+            return crypt_cost(self.scheme, self.crypt)
         if self.scheme == "PBKDF2":
             return (3, self.rounds)
         if self.scheme in _SHA:
@@ -68,7 +89,11 @@ class _Entry:
         return (0, 0)
 
     def decoy(self) -> _Entry:
-        """An entry that costs as much to check and matches no password."""
+        """An entry that costs as much to check; its result is never used."""
+        if self.crypt:
+            # A crypt value carries its own salt and cost: checking the very same
+            # value costs the same, and check_password discards a decoy's result.
+            return dataclasses.replace(self, maildir=None)
         return _Entry(
             self.scheme,
             plain=None if self.plain is None else os.urandom(16).hex(),
@@ -101,13 +126,17 @@ def _parse_password(field: str) -> _Entry:
     """The entry for one password field; ``ValueError`` naming only the scheme."""
     match = _SCHEME.fullmatch(field)
     if match is None:
+        if looks_like_crypt(field):  # what `openssl passwd -6` prints
+            return _Entry(crypt_scheme(field), crypt=field)
         return _Entry("PLAIN", plain=field)
     scheme, suffix, value = match.group(1).upper(), match.group(2), match.group(3)
     encoding = None
     if suffix is not None:
         encoding = _ENCODINGS.get(suffix.upper())
-        if encoding is None or scheme == "PBKDF2":
+        if encoding is None or scheme == "PBKDF2" or scheme in _CRYPT_NAMES:
             raise ValueError(f"unsupported encoding {{{scheme}.{suffix}}}")
+    if scheme in _CRYPT_NAMES:
+        return _Entry(crypt_scheme(value, None if scheme == "CRYPT" else scheme), crypt=value)
     if scheme in ("PLAIN", "CLEAR"):
         if encoding is None:
             plain = value
@@ -122,7 +151,7 @@ def _parse_password(field: str) -> _Entry:
     if scheme == "PBKDF2":
         return _parse_pbkdf2(value)
     if scheme not in _SHA:
-        raise ValueError(f"unknown password scheme {{{scheme}}}")
+        raise ValueError(f"unknown password scheme {{{scheme}}} (supported: {_SUPPORTED})")
     size = hashlib.new(_SHA[scheme]).digest_size
     salted = scheme.startswith("SSHA")
     if encoding is None:
@@ -156,6 +185,68 @@ def _parse_pbkdf2(value: str) -> _Entry:
         salt=_encode(fields[2]),
         rounds=int(fields[3]),
     )
+
+
+HASH_SCHEMES = (
+    "SHA512-CRYPT",
+    "SHA256-CRYPT",
+    "BLF-CRYPT",
+    "ARGON2ID",
+    "ARGON2I",
+    "MD5-CRYPT",
+    "PBKDF2",
+    "SSHA512",
+    "SSHA256",
+)
+"""The schemes ``hash_password`` makes; the first is its default.
+
+SHA512-CRYPT is the default: every Dovecot reads it, ``openssl passwd -6`` makes it,
+and at 5000 rounds a login costs milliseconds, which matters for clients that poll
+every minute. ARGON2ID resists GPUs best, at 64 MiB and tens of milliseconds a login.
+"""
+
+
+def hash_password(
+    password: str, scheme: str = HASH_SCHEMES[0], *, rounds: int | None = None
+) -> str:
+    """A new users-file value, ``{SCHEME}...``, for ``password`` (as ``doveadm pw -s`` prints).
+
+    ``scheme`` is one of ``HASH_SCHEMES`` (any case). ``rounds``: SHA-crypt rounds,
+    bcrypt's log2 cost, argon2's time cost, PBKDF2's iterations. ``ValueError`` for an
+    empty password, an unknown scheme, or a missing library (naming the extra).
+    """
+    scheme = scheme.upper()
+    if scheme not in HASH_SCHEMES:
+        raise ValueError(f"cannot make {scheme} hashes (choose from: {', '.join(HASH_SCHEMES)})")
+    if not password:
+        raise ValueError("empty password")
+    if rounds is not None and rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    raw = _encode(password)
+    if scheme in CRYPT_SCHEMES:
+        value = hash_crypt(scheme, raw, rounds)
+    elif scheme == "PBKDF2":
+        salt = secrets.token_urlsafe(12)  # 16 characters of [A-Za-z0-9_-], as Dovecot's
+        count = rounds or 5000
+        key = hashlib.pbkdf2_hmac("sha1", raw, salt.encode(), count, _PBKDF2_LENGTH)
+        value = f"$1${salt}${count}${key.hex()}"
+    else:
+        if rounds is not None:
+            raise ValueError(f"{scheme} has no rounds")
+        salt_bytes = os.urandom(8)
+        value = base64.b64encode(
+            hashlib.new(_SHA[scheme], raw + salt_bytes).digest() + salt_bytes
+        ).decode()
+    return f"{{{scheme}}}{value}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches a users-file value (any scheme ``UserDB`` reads).
+
+    ``ValueError`` if ``stored`` is malformed, names an unsupported scheme, or needs a
+    missing library; the message never holds ``stored``.
+    """
+    return _parse_password(stored).verify(_encode(password))
 
 
 class UserDB:

@@ -92,6 +92,7 @@ class Chunk(Value):
 
 
 Instruction: TypeAlias = Write | Read | StartTls | Chunk
+"""What a ``ClientSession`` operation yields for its binding to carry out."""
 
 MAX_LISTING_SIZE = 64 << 20
 """Default cap on a LIST, UIDL or CAPA body the client collects (about 800k UIDL lines)."""

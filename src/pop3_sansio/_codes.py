@@ -78,8 +78,14 @@ def split_response_code(text: str) -> tuple[ResponseCode | None, str]:
 
 
 LOGIN_DELAY = ResponseCode(("LOGIN-DELAY",))
+"""``[LOGIN-DELAY]`` (RFC 2449 section 8.1.1): logging in again so soon is refused."""
 IN_USE = ResponseCode(("IN-USE",))
+"""``[IN-USE]`` (RFC 2449 section 8.1.2): the maildrop is locked by another session."""
 SYS_TEMP = ResponseCode(("SYS", "TEMP"))
+"""``[SYS/TEMP]`` (RFC 3206 section 4): a temporary failure; trying later may succeed."""
 SYS_PERM = ResponseCode(("SYS", "PERM"))
+"""``[SYS/PERM]`` (RFC 3206 section 4): a permanent failure; trying again will not help."""
 AUTH = ResponseCode(("AUTH",))
+"""``[AUTH]`` (RFC 3206 section 5): the credentials were wrong."""
 UTF8 = ResponseCode(("UTF8",))
+"""``[UTF8]`` (RFC 6856): what was asked for needs UTF-8 mode (the ``UTF8`` command) first."""

@@ -317,6 +317,7 @@ Command = (
     | Rset
     | Quit
 )
+"""Any command event a client sends and a server receives (``UnknownCommand`` aside)."""
 
 
 # --- responses (server -> client) ------------------------------------------------
@@ -421,5 +422,7 @@ class ConnectionClosed(Value):
 
 
 Response = Greeting | Ok | Err | Data | EndOfResponse | SaslChallenge
+"""Any response event a server sends and a client receives."""
 
 Event = Command | UnknownCommand | Response | ConnectionClosed
+"""Anything ``next_event()`` returns, apart from the ``NEED_DATA``/``PAUSED`` sentinels."""

@@ -73,6 +73,7 @@ _ADDRESS_LENGTH = {_UNSPEC: 0, _INET: 12, _INET6: 36, _UNIX: 216}
 _T = TypeVar("_T")
 
 ProxyCommand: TypeAlias = Literal["PROXY", "LOCAL", "UNKNOWN"]
+"""A PROXY header's command: a proxied connection, the proxy's own (v2 LOCAL), or unknown."""
 
 
 class ProxyHeaderError(RemoteProtocolError):

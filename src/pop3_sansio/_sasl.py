@@ -77,8 +77,11 @@ SUPPORTED_CLIENT_MECHANISMS: tuple[str, ...] = (
     "PLAIN",
     "LOGIN",
 )
+"""The password mechanisms ``client_mechanism`` builds, strongest first."""
 TOKEN_MECHANISMS: tuple[str, ...] = ("OAUTHBEARER", "XOAUTH2")
+"""The bearer-token mechanisms (RFC 7628, Google's XOAUTH2): checked with ``CheckToken``."""
 SUPPORTED_SERVER_MECHANISMS: tuple[str, ...] = SUPPORTED_CLIENT_MECHANISMS + TOKEN_MECHANISMS
+"""The mechanisms ``server_mechanism`` builds: the password ones and the token ones."""
 
 DEFAULT_MIN_ITERATIONS = 4096
 DEFAULT_MAX_ITERATIONS = 10_000_000
@@ -649,6 +652,7 @@ class Failed:
 Step: TypeAlias = (
     SendChallenge | CheckPassword | LookupSecret | CheckToken | LookupScram | Succeeded | Failed
 )
+"""What a ``ServerMechanism`` asks for next: a challenge to send, a check, or the outcome."""
 
 # Which method the application must call after each kind of step.
 _NEXT_CALL: dict[type, str] = {

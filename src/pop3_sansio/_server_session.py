@@ -125,6 +125,7 @@ Request: TypeAlias = (
     | StartTls
     | CloseConnection
 )
+"""What a ``ServerSession`` needs from the outside world; ``SessionDriver`` answers each."""
 
 _R = TypeVar("_R", bound=Request)
 
@@ -132,7 +133,7 @@ _R = TypeVar("_R", bound=Request)
 class ServerSession:
     """One POP3 server session over a ``ServerConnection``.
 
-    Drive it like this::
+    Drive it like this:
 
         session = ServerSession(...)
         write(session.data_to_send())            # the greeting

@@ -39,4 +39,6 @@ class Sentinel(enum.Enum):
 
 
 NEED_DATA: Final = Sentinel.NEED_DATA
+"""``next_event()`` needs more bytes (``receive_data``) before it has an event."""
 PAUSED: Final = Sentinel.PAUSED
+"""A server's ``next_event()`` waits until the current command is answered."""
