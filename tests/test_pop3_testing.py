@@ -434,3 +434,22 @@ async def test_in_loop_server_stops_when_the_test_is_cancelled(anyio_backend: st
     assert scope.cancelled_caught
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(server.address, timeout=10).close()
+
+
+@pytest.mark.anyio
+async def test_in_loop_server_with_implicit_tls(anyio_backend: str) -> None:
+    async with AsyncPop3TestServer(tls="implicit") as server:
+        server.add_message(b"Subject: tls\n\nover TLS\n")
+        context = server.client_ssl_context()
+        if anyio_backend == "trio":
+            async with pop3_trio.connect(
+                "localhost", server.port, tls="implicit", ssl_context=context
+            ) as trio_client:
+                await trio_client.login(server.user, server.password)
+                assert (await trio_client.stat())[0] == 1
+        else:
+            async with pop3_asyncio.connect(
+                "localhost", server.port, tls="implicit", ssl_context=context
+            ) as client:
+                await client.login(server.user, server.password)
+                assert (await client.stat())[0] == 1
