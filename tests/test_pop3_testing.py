@@ -242,6 +242,20 @@ def test_the_package_names_what_it_lacks() -> None:
         pop3_testing.Nope  # noqa: B018
 
 
+def test_async_with_outside_asyncio_and_trio_still_stops_the_server() -> None:
+    # Driven by hand, as another event loop library would: no asyncio loop runs.
+    server = Pop3TestServer()
+    entering = server.__aenter__()
+    with pytest.raises(StopIteration):
+        entering.send(None)
+    address = server.address
+    leaving = server.__aexit__(None, None, None)
+    with pytest.raises(StopIteration):
+        leaving.send(None)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=10).close()
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="tls must be"):
         Pop3TestServer(tls="always")  # type: ignore[arg-type]

@@ -92,4 +92,9 @@ async def _in_a_thread(function: Callable[[], None]) -> None:
         return
     import asyncio
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        function()  # some other event loop: stopping takes milliseconds, so just stop
+        return
     await asyncio.to_thread(function)
