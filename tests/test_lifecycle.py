@@ -9,6 +9,7 @@ address count goes up at ``start`` and down at ``end``; the TLS handshake gets a
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,7 @@ from pop3_sansio.server import (
     ServerOptions,
     SessionLifecycle,
     SessionRun,
+    StartTls,
     Write,
 )
 
@@ -132,8 +134,11 @@ def lines(records: list[logging.LogRecord]) -> list[str]:
         (TimeoutError(), "autologout"),
         (SlowError(), "autologout"),
         (Cancelled(), "server shutdown"),
-        (ConnectionResetError(), "connection error: ConnectionResetError"),
+        (ConnectionResetError(), "client-closed (connection reset)"),
+        (BrokenPipeError(), "client-closed (while the server was sending)"),
+        (ConnectionAbortedError(), "client-closed (connection lost: ConnectionAbortedError)"),
         (BrokenError(), "connection error: BrokenError"),
+        (OSError(113, "No route to host"), "connection error: OSError"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else value,
 )
@@ -206,6 +211,98 @@ def test_a_driver_without_a_close_reason_ended_closed() -> None:
     run = start(lifecycle())
     assert run.driver.close_reason is None
     assert run.ended() == "closed"
+
+
+def wrapped(outer: BaseException, inner: BaseException) -> BaseException:
+    """``outer`` raised from ``inner``, as a binding wraps the OS's error (trio does)."""
+    try:
+        raise outer from inner
+    except BaseException as exc:
+        return exc
+
+
+def test_a_client_gone_is_found_behind_the_bindings_error() -> None:
+    error = wrapped(BrokenError("broken"), ConnectionResetError())
+    assert start(lifecycle()).failed(error) == "client-closed (connection reset)"
+
+
+def test_a_chain_that_loops_is_read_to_an_end() -> None:
+    error = BrokenError("loops")
+    error.__context__ = KeyError("inner")
+    assert error.__context__ is not None
+    error.__context__.__context__ = error
+    assert start(lifecycle()).failed(error) == "connection error: BrokenError"
+
+
+class FakeSslError(OSError):
+    """What the reason table reads of an ``ssl.SSLError``: ``library`` and ``reason``."""
+
+    library = "SSL"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def stls_handshake(life: SessionLifecycle) -> SessionRun:
+    """A session whose client sent STLS: the driver is waiting for the handshake."""
+    run = start(life)
+    instruction = run.driver.step()
+    while not isinstance(instruction, StartTls):
+        value = b"STLS\r\n" if instruction is READ else None
+        instruction = run.driver.step(value)
+    return run
+
+
+TLS_FAILURES = [
+    (
+        FakeSslError("TLSV1_ALERT_UNKNOWN_CA"),
+        "TLS handshake failed: the client does not trust the certificate's issuer "
+        "(TLSV1_ALERT_UNKNOWN_CA)",
+    ),
+    (
+        FakeSslError("SSLV3_ALERT_BAD_CERTIFICATE"),
+        "TLS handshake failed: the client rejected the certificate (SSLV3_ALERT_BAD_CERTIFICATE)",
+    ),
+    (FakeSslError("SOMETHING_NEW"), "TLS handshake failed: SOMETHING_NEW"),
+    (
+        ConnectionResetError(),
+        "TLS handshake failed: the client closed the connection, perhaps rejecting the certificate",
+    ),
+    (
+        wrapped(BrokenError(), FakeSslError("UNEXPECTED_EOF_WHILE_READING")),
+        "TLS handshake failed: the client closed the connection, perhaps rejecting the "
+        "certificate (UNEXPECTED_EOF_WHILE_READING)",
+    ),
+    (BrokenError(), "TLS handshake failed: BrokenError"),
+]
+
+
+@pytest.mark.parametrize(("exc", "reason"), TLS_FAILURES)
+def test_a_failed_stls_handshake_says_why(exc: BaseException, reason: str) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    run = stls_handshake(lifecycle(starttls_context=context, allow_plaintext=True))
+    assert run.driver.in_tls_handshake
+    assert run.failed(exc) == reason
+
+
+@pytest.mark.parametrize(("exc", "reason"), TLS_FAILURES)
+def test_a_failed_implicit_tls_handshake_says_why(exc: BaseException, reason: str) -> None:
+    run = start(lifecycle(ssl_context=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)))
+    assert run.driver.in_tls_handshake  # before the first step: the binding handshakes first
+    assert run.failed(exc) == reason
+
+
+def test_after_the_handshake_a_tls_error_is_a_connection_error() -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    run = stls_handshake(lifecycle(starttls_context=context, allow_plaintext=True))
+    assert run.driver.step() is READ  # handshake done: the session reads again
+    assert not run.driver.in_tls_handshake
+    assert run.failed(FakeSslError("DECRYPTION_FAILED")) == "connection error: FakeSslError"
+    implicit = start(lifecycle(ssl_context=context))
+    assert implicit.driver.step() is not None and not implicit.driver.in_tls_handshake
+    plain = start(lifecycle())
+    assert not plain.driver.in_tls_handshake
 
 
 def test_shut_down_is_the_cancellations_reason() -> None:
@@ -358,7 +455,7 @@ def test_a_maildrop_that_fails_to_close_still_counts_the_session_off(
     with caplog.at_level(logging.INFO, LOGGER), pytest.raises(OSError, match="close failed"):
         run.end()
     assert len(life.addresses) == 0
-    assert "session from 127.0.0.7 ended: connection error: ConnectionResetError" in caplog.text
+    assert "session from 127.0.0.7 ended: client-closed (connection reset)" in caplog.text
     assert drive(start(life, ("127.0.0.7", 2))).startswith(b"+OK")
 
 

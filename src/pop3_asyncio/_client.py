@@ -82,15 +82,21 @@ class Client(AsyncClient):
         """Connect, read the greeting, and do STLS if asked; return the greeting."""
         loop = asyncio.get_running_loop()
         implicit = self.tls == "implicit"
-        _, stream = await self._wait(
-            loop.create_connection(
-                Stream,
-                self.host,
-                self.port,
-                ssl=self._ssl() if implicit else None,
-                server_hostname=self.host if implicit else None,
+        try:
+            _, stream = await self._wait(
+                loop.create_connection(
+                    Stream,
+                    self.host,
+                    self.port,
+                    ssl=self._ssl() if implicit else None,
+                    server_hostname=self.host if implicit else None,
+                )
             )
-        )
+        except Exception as exc:
+            error = self._network_error(exc, "connect")
+            if error is exc:
+                raise
+            raise error from exc
         self._stream = stream
         assert stream.transport is not None
         peer = stream.transport.get_extra_info("peername")

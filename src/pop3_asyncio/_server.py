@@ -11,7 +11,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from pop3_sansio.proxy import ProxyParser
 from pop3_sansio.server import (
@@ -20,6 +20,7 @@ from pop3_sansio.server import (
     BackendProtocol,
     Call,
     HandshakeTimeoutError,
+    ServerKeywords,
     ServerOptions,
     SessionLifecycle,
     SessionRun,
@@ -182,7 +183,11 @@ class Server:
         except BaseException as exc:
             run.failed(exc)
             if not isinstance(exc, Exception):
-                raise  # cancelled: the server is shutting down
+                # Cancelled: the server is shutting down. Drop the connection now:
+                # close() would wait for the unsent part of a message, after the
+                # event loop that sends it is gone.
+                stream.abort()
+                raise
         finally:
             stream.close()
             run.end()
@@ -347,13 +352,14 @@ async def serve(
     backend: BackendProtocol,
     host: str | Sequence[str] | None = "127.0.0.1",
     port: int = 1110,
-    **options: Any,
+    **options: Unpack[ServerKeywords],
 ) -> Server:
     """Start a POP3 server for ``backend``; return it listening.
 
-    Keywords are the fields of ``ServerOptions`` (``ssl_context`` for implicit
-    TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
-    ``allow_plaintext``, ``failed_login_delay``, ``autologout``...).
+    Keywords are the fields of ``ServerOptions``, typed by ``ServerKeywords``
+    (``ssl_context`` for implicit TLS, ``starttls_context`` for STLS,
+    ``mechanisms``, ``apop``, ``allow_plaintext``, ``failed_login_delay``,
+    ``autologout``...).
     """
     server = Server(backend, ServerOptions(**options))
     await server.start(host, port)

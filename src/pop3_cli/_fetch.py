@@ -52,7 +52,7 @@ from pop3_asyncio import (
 
 from ._deliver import MaildirWriter, message_token
 from ._errors import CliError, Interrupted
-from ._progress import Progress
+from ._progress import Progress, counted
 from ._secretfile import read_secret_file
 from ._state import FetchState
 
@@ -61,6 +61,9 @@ __all__ = ["FetchResult", "read_password", "run_fetch"]
 log = logging.getLogger("pop3.fetch")
 
 TlsMode = Literal["implicit", "starttls"] | None
+
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"})
+"""OpenSSL's reasons when the first bytes of the answer are not a TLS record (a POP3 greeting)."""
 
 
 @dataclass
@@ -271,7 +274,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, _CtrlCError):
             raise Interrupted("interrupted; nothing was deleted on the server") from None
         except AuthError as exc:
-            if exc.code is None and exc.command == "login":  # refused here, not by the server
+            if exc.local and exc.command == "login":  # refused here, not by the server
                 raise CliError(
                     f"not logging in to {where}: {exc.text}; use --starttls or --implicit-tls "
                     "(or --insecure)"
@@ -280,6 +283,12 @@ def run_fetch(args: argparse.Namespace) -> int:
         except InUseError as exc:
             raise CliError(f"the maildrop on {where} is in use: {exc}") from None
         except Pop3Error as exc:
+            if exc.local and exc.command == "STLS":  # refused here: nothing was sent
+                raise CliError(
+                    f"{where} does not offer STLS: stopped before logging in, so the password "
+                    "did not cross the network in the clear; use --implicit-tls if the server "
+                    "speaks TLS on another port (usually 995)"
+                ) from None
             raise CliError(f"{where}: {exc}") from None
         except MessageTooLargeError as exc:
             raise CliError(f"{where}: {exc}; nothing was deleted on the server") from None
@@ -290,8 +299,20 @@ def run_fetch(args: argparse.Namespace) -> int:
                 f"TLS certificate of {where} not trusted: {exc.verify_message}"
             ) from None
         except ssl.SSLError as exc:
+            if tls == "implicit" and exc.reason in _NOT_TLS:
+                raise CliError(
+                    f"{where} did not answer with TLS: it is probably a plaintext POP3 port; "
+                    "use --starttls (or no TLS option) there, or give the port that speaks "
+                    "TLS from the start (usually 995)"
+                ) from None
             raise CliError(f"TLS error with {where}: {exc.reason or exc}") from None
-        except TimeoutError:
+        except TimeoutError as exc:
+            if tls != "implicit" and getattr(exc, "operation", None) == "start":
+                # Connected, and no greeting: a server waiting for a TLS handshake.
+                raise CliError(
+                    f"{where} sent no greeting within {args.timeout:g} seconds: if it speaks "
+                    "TLS from the start (usually port 995), use --implicit-tls"
+                ) from None
             raise CliError(f"{where}: no answer within {args.timeout:g} seconds") from None
         except socket.gaierror as exc:
             raise CliError(f"cannot resolve {args.host}: {exc.strerror}") from None
@@ -300,7 +321,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"connection to {where} failed: {exc.strerror or exc}") from None
     if args.quiet <= 0:
-        summary = f"fetched {result.fetched} messages ({result.octets} octets)"
+        summary = (
+            f"fetched {counted(result.fetched, 'message')} ({counted(result.octets, 'octet')})"
+        )
         if result.already:
             summary += f", {result.already} already stored"
         if not args.keep:

@@ -1,4 +1,4 @@
-"""A one-line progress display on stderr, shown only when stderr is a terminal."""
+"""A one-line progress display on stderr, shown only when stderr is a terminal; counts in words."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress", "human_size"]
+__all__ = ["Progress", "counted", "human_size"]
 
 _INTERVAL = 0.1  # seconds between redraws
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 message``, ``2 messages``: ``count`` and ``noun``, plural unless ``count`` is 1."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def human_size(octets: int) -> str:
@@ -60,7 +65,7 @@ class Progress:
         self._drawn = now
         percent = 100 * self.octets // self.total_octets if self.total_octets else 100
         line = (
-            f"fetching: {self.messages}/{self.total_messages} messages, "
+            f"fetching: {self.messages}/{counted(self.total_messages, 'message')}, "
             f"{human_size(self.octets)} of {human_size(self.total_octets)} ({percent}%)"
         )
         self.stream.write("\r" + line.ljust(self._width))

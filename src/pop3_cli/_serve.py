@@ -9,6 +9,8 @@ import contextlib
 import ipaddress
 import logging
 import os
+import shlex
+import shutil
 import signal
 import ssl
 import sys
@@ -30,7 +32,8 @@ from pop3_maildrop import (
 
 from ._defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TLS_PORT
 from ._demo import DEMO_PASSWORD, DEMO_USER, write_demo_maildir
-from ._errors import CliError, UsageError
+from ._errors import CliError, UsageError, listen_failed
+from ._progress import counted
 from ._secretfile import read_secret_file
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "ServeConfig",
     "UserMaildirs",
     "run_serve",
+    "server_context",
 ]
 
 
@@ -72,6 +76,7 @@ def _run_asyncio(config: ServeConfig) -> None:
 
 
 def _run_trio(config: ServeConfig) -> None:
+    _require_trio()
     import trio
 
     trio.run(_serve_trio, config)
@@ -85,7 +90,7 @@ def _run_sync(config: ServeConfig) -> None:
     try:
         server = serve(config.backend, config.host, config.port, **config.options)
     except OSError as exc:
-        raise CliError(f"cannot listen on {_show(config.host, config.port)}: {exc}") from None
+        raise listen_failed(config.host, config.port, exc) from None
     stop = threading.Event()
     previous = {
         signum: signal.signal(signum, lambda *_: stop.set())
@@ -100,6 +105,18 @@ def _run_sync(config: ServeConfig) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _require_trio() -> None:
+    """``CliError`` saying how to install trio if it is missing (exit status 1)."""
+    try:
+        import pop3_trio  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "trio":
+            raise
+        raise CliError(
+            "--backend trio needs trio, which is not installed: pip install 'pop3-sansio[trio]'"
+        ) from None
 
 
 BACKENDS: dict[str, Callable[[ServeConfig], None]] = {
@@ -118,7 +135,7 @@ async def _serve_asyncio(config: ServeConfig) -> None:
     try:
         server = await serve(config.backend, config.host, config.port, **config.options)
     except OSError as exc:
-        raise CliError(f"cannot listen on {_show(config.host, config.port)}: {exc}") from None
+        raise listen_failed(config.host, config.port, exc) from None
     async with server:
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -133,6 +150,7 @@ async def _serve_trio(config: ServeConfig) -> None:
 
     from pop3_trio import serve
 
+    failed: OSError | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
@@ -140,14 +158,15 @@ async def _serve_trio(config: ServeConfig) -> None:
                     partial(serve, config.backend, config.host, config.port, **config.options)
                 )
             except OSError as exc:
-                raise CliError(
-                    f"cannot listen on {_show(config.host, config.port)}: {exc}"
-                ) from None
-            config.announce([_address(sock.getsockname()) for sock in server.sockets])
-            async for _ in signals:
-                log.info("stopping")
-                nursery.cancel_scope.cancel()
-                break
+                failed = exc  # raised below: the nursery would wrap it in an ExceptionGroup
+            else:
+                config.announce([_address(sock.getsockname()) for sock in server.sockets])
+                async for _ in signals:
+                    log.info("stopping")
+                    nursery.cancel_scope.cancel()
+                    break
+    if failed is not None:
+        raise listen_failed(config.host, config.port, failed) from None
 
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -228,14 +247,83 @@ def load_users(pairs: list[tuple[str, str]], users_file: str | None) -> UserDB:
 # --- TLS ----------------------------------------------------------------------------------
 
 
-def _server_context(cert: str, key: str | None) -> ssl.SSLContext:
+_PEM_LIMIT = 1 << 20  # octets: far more than any certificate chain or key
+
+
+def _read_pem(path: str, option: str) -> bytes:
+    """The bytes of the PEM file ``path``, given with ``option``; ``CliError`` naming both."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_PEM_LIMIT + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read the {option} file {path}: {exc.strerror or exc}") from None
+    if len(data) > _PEM_LIMIT:
+        raise CliError(f"{option} {path} is too large to be a PEM file")
+    return data
+
+
+def _has_key(pem: bytes) -> bool:
+    return b"PRIVATE KEY-----" in pem
+
+
+def _has_cert(pem: bytes) -> bool:
+    return b"-----BEGIN CERTIFICATE-----" in pem
+
+
+def _refuse_passphrase() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
+    raise CliError("encrypted")
+
+
+def server_context(cert: str, key: str | None) -> ssl.SSLContext:
+    """The server's TLS context from ``--tls-cert`` and ``--tls-key`` (PEM files).
+
+    Raises ``CliError`` with one line that names the file to fix and what is
+    wrong with it (missing, not PEM, no key, encrypted key, key and
+    certificate that do not match), never OpenSSL's ``PEM lib`` alone.
+    """
+    cert_pem = _read_pem(cert, "--tls-cert")
+    key_pem = cert_pem if key is None else _read_pem(key, "--tls-key")
+    if not _has_cert(cert_pem):
+        hint = (
+            ": it holds a private key; swapped with --tls-key?"
+            if _has_key(cert_pem)
+            else " (no '-----BEGIN CERTIFICATE-----' line)"
+        )
+        raise CliError(f"--tls-cert {cert} is not a PEM certificate{hint}")
+    if key is None and not _has_key(cert_pem):
+        raise CliError(
+            f"--tls-cert {cert} holds no private key: give the key file with --tls-key FILE"
+        )
+    if key is not None and not _has_key(key_pem):
+        hint = (
+            ": it holds a certificate; swapped with --tls-cert?"
+            if _has_cert(key_pem)
+            else " (no '-----BEGIN PRIVATE KEY-----' line)"
+        )
+        raise CliError(f"--tls-key {key} is not a PEM private key{hint}")
+    where = f"--tls-key {key}" if key is not None else f"--tls-cert {cert}"
+    if b"ENCRYPTED" in key_pem:
+        raise CliError(
+            f"the private key in {where} is encrypted, and pop3 serve cannot ask for its "
+            "passphrase: store it decrypted (openssl pkey -in IN -out OUT), readable only "
+            "by the server's user"
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise CliError(f"cannot read {exc.filename or cert}: {exc.strerror}") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"cannot load the TLS certificate and key: {exc}") from None
+        context.load_cert_chain(cert, key, password=_refuse_passphrase)
+    except CliError:
+        raise CliError(f"the private key in {where} is encrypted") from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise CliError(
+                f"the private key in {where} does not belong to the certificate in "
+                f"--tls-cert {cert}"
+            ) from None
+        files = f"--tls-cert {cert}" + (f" and --tls-key {key}" if key is not None else "")
+        raise CliError(f"cannot load {files}: {exc.reason or exc}") from None
+    except OSError as exc:  # changed since it was read
+        raise CliError(f"cannot read {where}: {exc.strerror or exc}") from None
     return context
 
 
@@ -249,7 +337,7 @@ def _tls_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--implicit-tls needs --tls-cert (and --tls-key)")
     if not args.tls_cert:
         return {}
-    context = _server_context(args.tls_cert, args.tls_key)
+    context = server_context(args.tls_cert, args.tls_key)
     return {"ssl_context": context} if args.implicit_tls else {"starttls_context": context}
 
 
@@ -257,9 +345,9 @@ def _mechanism_options(users: UserDB) -> dict[str, Any]:
     hashed = sorted(name for name in users if users.secret(name) is None)
     if hashed:
         log.info(
-            "APOP, CRAM-MD5 and SCRAM are off: %d user(s) have only a password hash "
+            "APOP, CRAM-MD5 and SCRAM are off: %s only a password hash "
             "(e.g. %s); USER/PASS, PLAIN and LOGIN remain",
-            len(hashed),
+            counted(len(hashed), "user has", "users have"),
             hashed[0],
         )
         return {"mechanisms": PASSWORD_MECHANISMS, "apop": False}
@@ -277,6 +365,19 @@ def _storage(args: argparse.Namespace, users: UserDB) -> Storage:
         )
     base = os.path.dirname(os.path.abspath(args.users)) if args.users else os.getcwd()
     return UserMaildirs(users, args.maildir, base)
+
+
+def _warn(text: str) -> None:
+    print(f"pop3 serve: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _check_maildir(path: str) -> None:
+    """Warn that ``--maildir`` is missing (a typo is served silently otherwise)."""
+    if os.path.isdir(path):
+        return
+    if os.path.lexists(path):
+        raise CliError(f"--maildir {path} is not a directory")
+    _warn(f"--maildir {path} does not exist; it will be created at the first login")
 
 
 def _print(text: str) -> None:
@@ -305,12 +406,27 @@ def _announce(demo: str | None, tls: str | None) -> Callable[[list[tuple[str, in
             f"  curl{curl_tls}{insecure} {scheme}://{DEMO_USER}:{DEMO_PASSWORD}@{url_host}:{port}/1\n"
             f'  python3 -c "import poplib; p = poplib.POP3({host!r}, {port}); '
             f'p.user({DEMO_USER!r}); p.pass_({DEMO_PASSWORD!r}); print(p.list()); p.quit()"\n'
-            f"  POP3_PASSWORD={DEMO_PASSWORD} pop3 fetch --host {host} --port {port} "
+            f"  POP3_PASSWORD={DEMO_PASSWORD} {_pop3_command()} fetch --host {host} --port {port} "
             f"--user {DEMO_USER} --password-env POP3_PASSWORD --keep --maildir ./Mail\n"
             "Stop with Ctrl-C."
         )
 
     return announce
+
+
+def _pop3_command() -> str:
+    """``pop3`` as the user can run it from here: as this one was run.
+
+    ``make run`` starts ``.venv/bin/pop3``, which is not on ``PATH`` unless
+    the virtual environment is activated: a hint that says ``pop3`` would not run.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "pop3":
+        found = shutil.which("pop3")
+        if found is not None and os.path.realpath(found) == os.path.realpath(argv0):
+            return "pop3"
+        return shlex.quote(argv0)
+    return f"{shlex.quote(sys.executable)} -m pop3_cli"  # python -m pop3_cli, or embedded
 
 
 @contextlib.contextmanager
@@ -345,12 +461,12 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.user and args.maildir is None and args.users is None and args.eml_dir is None:
         raise UsageError("--user needs --maildir DIR (or --eml-dir DIR)")
     if args.user:
-        print(
-            "pop3 serve: warning: a password given with --user is visible to other users "
-            "in process listings; prefer --users FILE",
-            file=sys.stderr,
-            flush=True,
+        _warn(
+            "a password given with --user is visible to other users "
+            "in process listings; prefer --users FILE"
         )
+    if args.backend == "trio":
+        _require_trio()  # before anything is set up, and once for every worker
     tls_options = _tls_options(args)
     tls = None
     if tls_options:
@@ -388,9 +504,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if demo:
         users = UserDB.from_pairs({DEMO_USER: DEMO_PASSWORD})
         if args.eml_dir is not None:
-            storage = _eml_storage(args.eml_dir, users)
+            memory = _eml_storage(args.eml_dir, users)
             note = f"Demo maildrop: the .eml files of {args.eml_dir}, in memory (never changed)."
-            return run(users, storage, note)
+            return run(users, memory, note)
         with _demo_maildir() as maildir:
             return run(
                 users, MaildirStorage(maildir), f"Demo maildrop in {maildir} (deleted on exit)."
@@ -400,4 +516,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError(f"no users in {args.users}")
     if args.eml_dir is not None:
         return run(users, _eml_storage(args.eml_dir, users), None)
-    return run(users, _storage(args, users), None)
+    storage = _storage(args, users)
+    if args.maildir is not None:
+        _check_maildir(args.maildir)
+    return run(users, storage, None)

@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from ._errors import CliError
+from ._errors import CliError, listen_failed
 
 __all__ = ["STOP_TIMEOUT", "run_workers"]
 
@@ -48,13 +48,14 @@ _Runner = Callable[[Any], None]
 
 def run_workers(runner: _Runner, config: Any, workers: int) -> None:
     """Run ``runner(config)`` in ``workers`` processes sharing ``config.port`` until a signal."""
-    reservation = None
-    port = config.port
-    if port == 0:
-        # Every worker must listen on the same port: pick it here, and keep it bound
-        # (not listening, so it takes no connections) until the workers are gone.
-        reservation = _reserve(config.host)
-        port = reservation.getsockname()[1]
+    # Every worker must listen on the same port: bind it here (port 0: pick it), and
+    # keep it bound (not listening, so it takes no connections) until the workers are
+    # gone. A port that is taken fails here, in one line, rather than in every worker.
+    try:
+        reservation = _reserve(config.host, config.port)
+    except OSError as exc:
+        raise listen_failed(config.host, config.port, exc) from None
+    port = reservation.getsockname()[1]
     config = dataclasses.replace(config, port=port, options={**config.options, "reuse_port": True})
     wake_r, wake_w = os.pipe()
     stop = []
@@ -88,8 +89,7 @@ def run_workers(runner: _Runner, config: Any, workers: int) -> None:
             receive.close()
         os.close(wake_r)
         os.close(wake_w)
-        if reservation is not None:
-            reservation.close()
+        reservation.close()
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -180,10 +180,14 @@ def _stop(processes: list[multiprocessing.process.BaseProcess]) -> None:
             process.join()
 
 
-def _reserve(host: str) -> socket.socket:
-    """A socket bound with ``SO_REUSEPORT`` to a free port of ``host``, not listening."""
+def _reserve(host: str, port: int) -> socket.socket:
+    """A socket bound with ``SO_REUSEPORT`` to ``port`` of ``host`` (0: a free one), not listening.
+
+    Binding fails with ``EADDRINUSE`` if a socket without ``SO_REUSEPORT`` (or
+    another user's) holds the port, as the workers' listening sockets would.
+    """
     family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:

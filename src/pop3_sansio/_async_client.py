@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
 from ._capabilities import Capabilities
 from ._client_guard import ClientGuard
 from ._client_session import Chunk, ClientSession, Instruction
+from ._errors import Pop3TimeoutError
 from ._events import Greeting
 from ._net import TlsMode
 
@@ -61,7 +62,20 @@ class AsyncClient(abc.ABC):
         self.allow_plaintext_login = allow_plaintext_login
         self.max_message_size = max_message_size
         self._session: ClientSession | None = None
-        self._guard = ClientGuard(self.close)
+        self._guard = ClientGuard(
+            self.close, timeouts=self._timeouts, timeout_error=self._timeout_error
+        )
+
+    _timeouts: tuple[type[BaseException], ...] = (TimeoutError,)
+    """What the binding's waits raise when they run out (``network_error`` maps them)."""
+    _timeout_error: type[Pop3TimeoutError] = Pop3TimeoutError
+    """What a timeout is raised as."""
+
+    def _network_error(self, exc: BaseException, operation: str) -> BaseException:
+        """``exc`` as the client raises it (see ``ClientGuard.network_error``)."""
+        return self._guard.network_error(
+            exc, operation=operation, host=self.host, port=self.port, timeout=self.timeout
+        )
 
     # --- what a binding supplies -------------------------------------------------------
 
@@ -316,9 +330,12 @@ class _Operation(AsyncIterator[bytes], Generic[T]):
             raise StopAsyncIteration from None
         except BaseException as exc:
             self._done = True
+            error = client._network_error(exc, getattr(self._op, "__name__", "operation"))
             if self._started:  # else refused by begin()
-                client._guard.failed(exc, wrote=self._wrote, session=client.session)
-            raise
+                client._guard.failed(error, wrote=self._wrote, session=client.session)
+            if error is exc:
+                raise
+            raise error from exc
 
 
 class _RetrMany(AsyncIterator[tuple[int, bytes]]):

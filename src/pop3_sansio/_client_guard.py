@@ -10,7 +10,13 @@ here: the guard closes the connection through the ``close`` it was given.
 from __future__ import annotations
 
 from ._client_session import ClientSession
-from ._errors import LocalProtocolError, Pop3Error
+from ._errors import (
+    LocalProtocolError,
+    Pop3ConnectionError,
+    Pop3ConnectionRefusedError,
+    Pop3Error,
+    Pop3TimeoutError,
+)
 from ._net import is_loopback_address
 from ._state import State
 
@@ -28,6 +34,19 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ClientGuard"]
 
 
+def _refusals(exc: BaseException) -> list[ConnectionRefusedError]:
+    """The refusals ``exc`` stands for: itself, or every attempt (trio tries each address
+    and raises an ``OSError`` from the group of their errors); empty if any was not one."""
+    if isinstance(exc, ConnectionRefusedError):
+        return [exc]
+    group = exc.__cause__
+    if isinstance(group, BaseExceptionGroup):
+        attempts = list(group.exceptions)
+        if all(isinstance(attempt, ConnectionRefusedError) for attempt in attempts):
+            return attempts  # type: ignore[return-value]
+    return []
+
+
 class ClientGuard:
     """One connection's state of use: idle, busy with an operation, or broken for good.
 
@@ -37,10 +56,18 @@ class ClientGuard:
     1939 section 6: without QUIT nothing is deleted).
     """
 
-    __slots__ = ("_close", "broken", "busy")
+    __slots__ = ("_close", "_timeout_error", "_timeouts", "broken", "busy")
 
-    def __init__(self, close: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        close: Callable[[], object],
+        *,
+        timeouts: tuple[type[BaseException], ...] = (TimeoutError,),
+        timeout_error: type[Pop3TimeoutError] = Pop3TimeoutError,
+    ) -> None:
         self._close = close  # closes the connection at once, without QUIT
+        self._timeouts = timeouts  # what the binding's waits raise when they run out
+        self._timeout_error = timeout_error  # what the binding raises for them
         self.busy = False
         """An operation has begun and has not finished (or was abandoned half-way)."""
         self.broken: BaseException | None = None
@@ -67,6 +94,53 @@ class ClientGuard:
             random_bytes=random_bytes,
             max_message_size=max_message_size,
         )
+
+    def network_error(
+        self,
+        exc: BaseException,
+        *,
+        operation: str,
+        host: str,
+        port: int,
+        timeout: float | None,
+    ) -> BaseException:
+        """What the client raises for ``exc``, raised by the network during ``operation``.
+
+        One family in every binding: a timeout (one of the binding's
+        ``timeouts``) becomes ``timeout_error`` (a ``Pop3TimeoutError``), and a
+        failure to connect (``operation == "connect"``) a
+        ``Pop3ConnectionRefusedError`` or ``Pop3ConnectionError``, each with
+        ``exc`` as its ``__cause__``. Anything else (``ssl`` and name
+        resolution errors included) is ``exc`` itself. Raise the result.
+        """
+        error: BaseException
+        if isinstance(exc, Pop3TimeoutError | Pop3ConnectionError):
+            return exc
+        if isinstance(exc, self._timeouts):
+            error = self._timeout_error(operation=operation, host=host, port=port, timeout=timeout)
+        elif operation == "connect" and (type(exc) is OSError or isinstance(exc, ConnectionError)):
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            refused = _refusals(exc)
+            if refused:
+                error = Pop3ConnectionRefusedError(
+                    f"connect: {where} refused the connection (is the server running, "
+                    "and on this port?)",
+                    host=host,
+                    port=port,
+                    errno=refused[0].errno,
+                )
+            else:
+                assert isinstance(exc, OSError)
+                error = Pop3ConnectionError(
+                    f"connect: cannot connect to {where}: {exc.strerror or exc}",
+                    host=host,
+                    port=port,
+                    errno=exc.errno,
+                )
+        else:
+            return exc
+        error.__cause__ = exc
+        return error
 
     def begin(self) -> None:
         """Claim the connection for one operation; ``ConnectionError`` if it cannot be used."""

@@ -245,7 +245,12 @@ class ClientSession:
         if starttls:
             caps = yield from self.capa()
             if caps is None or not caps.stls:
-                raise Pop3Error("the server does not offer STLS", None, "STLS")
+                raise Pop3Error(
+                    "the server does not offer STLS; not going on without TLS",
+                    None,
+                    "STLS",
+                    local=True,
+                )
             yield from self._simple(ev.Stls(), "STLS")
             self.connection.start_tls()
             yield StartTls()
@@ -295,13 +300,16 @@ class ClientSession:
                 "(use TLS, or allow plaintext explicitly)",
                 None,
                 "login",
+                local=True,
             )
         method = methods[0].upper()
         if method == "USER":
             if password is None:
                 raise LocalProtocolError("USER/PASS needs a password", reason="bad-argument")
             if not self.may_send_password:
-                raise AuthError("refusing to send a password in the clear", None, "login")
+                raise AuthError(
+                    "refusing to send a password in the clear", None, "login", local=True
+                )
             if caps is not None and caps.pipelining:
                 yield from self._send(ev.User(username), ev.Pass(password))
                 # Both answers are read, even when USER fails, to stay in step.
@@ -322,7 +330,7 @@ class ClientSession:
             return pass_answer.text
         if method == "APOP":
             if self.greeting is None or self.greeting.timestamp is None or password is None:
-                raise AuthError("APOP is not possible with this server", None, "APOP")
+                raise AuthError("APOP is not possible with this server", None, "APOP", local=True)
             digest = apop_digest(self.greeting.timestamp, password)
             yield from self._send(ev.Apop(username, digest))
             return (yield from self._simple_answer("APOP", AuthError))
@@ -386,7 +394,7 @@ class ClientSession:
         else:
             mech = mechanism
         if mech.name in _CLEARTEXT_MECHANISMS and not self.may_send_password:
-            raise AuthError("refusing to send a password in the clear", None, "AUTH")
+            raise AuthError("refusing to send a password in the clear", None, "AUTH", local=True)
         command = ev.Auth(mech.name, mech.initial_response())
         if len(encode_command(command)) + 2 > self.connection.max_command_length:
             # RFC 5034 section 4: too long for the command line, so it goes

@@ -6,6 +6,11 @@
   invariant 3).
 - ``Pop3Error`` and its subclasses: the client's. The server answered ``-ERR``; the
   subclass and ``code`` say why, from the response code (RFC 2449, RFC 3206).
+
+And the client's network failures, the same in every binding: ``Pop3TimeoutError``
+(a ``TimeoutError``), ``Pop3ConnectionError`` and ``Pop3ConnectionRefusedError`` (a
+``ConnectionError``, a ``ConnectionRefusedError``). They are not ``Pop3Error``s: the
+server did not answer, and the connection is not usable any more.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ __all__ = [
     "LoginDelayError",
     "MessageTooLargeError",
     "PermanentError",
+    "Pop3ConnectionError",
+    "Pop3ConnectionRefusedError",
     "Pop3Error",
+    "Pop3TimeoutError",
     "ProtocolError",
     "RemoteProtocolError",
     "TemporaryError",
@@ -99,13 +107,30 @@ class MessageTooLargeError(RemoteProtocolError):
 
 
 class Pop3Error(Exception):
-    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code."""
+    """The server answered ``-ERR``. ``text`` is its text, ``code`` its response code.
 
-    def __init__(self, text: str, code: ResponseCode | None = None, command: str = "") -> None:
-        super().__init__(f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}")
+    With ``local=True`` the client refused before asking the server (no safe
+    login method, a server that does not offer STLS): ``text`` is the client's
+    reason, ``code`` is ``None``, and the message does not read as a ``-ERR``.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        code: ResponseCode | None = None,
+        command: str = "",
+        *,
+        local: bool = False,
+    ) -> None:
+        if local:
+            message = f"{command}: {text}"
+        else:
+            message = f"{command}: -ERR {'[' + str(code) + '] ' if code else ''}{text}"
+        super().__init__(message)
         self.text = text
         self.code = code
         self.command = command
+        self.local = local
 
 
 class AuthError(Pop3Error):
@@ -126,3 +151,65 @@ class TemporaryError(Pop3Error):
 
 class PermanentError(Pop3Error):
     """A server problem that needs its operator (``[SYS/PERM]``, RFC 3206)."""
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Pop3TimeoutError(TimeoutError):
+    """A client's network wait took longer than its ``timeout``.
+
+    ``operation`` is what was waited for: ``"connect"`` (the TCP connection and
+    an implicit TLS handshake), or the client method (``"start"``: the
+    greeting and STLS; ``"login"``, ``"retr"``...); ``host``, ``port`` and
+    ``timeout`` (seconds) say where and how long. The original exception is
+    the ``__cause__``. The connection cannot be used any more.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        operation: str = "",
+        host: str = "",
+        port: int = 0,
+        timeout: float | None = None,
+    ) -> None:
+        if not message:
+            waited = "" if timeout is None else f" within {timeout:g} s"
+            message = f"{operation}: no answer from {_where(host, port)}{waited}"
+        super().__init__(message)
+        self.operation = operation
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+
+class Pop3ConnectionError(ConnectionError):
+    """A client could not connect to the server (``operation`` ``"connect"``).
+
+    ``host`` and ``port`` say where; ``errno`` is the system's error number
+    when there is one; the original exception is the ``__cause__``. Name
+    resolution failures (``socket.gaierror``) and TLS failures
+    (``ssl.SSLError``) are raised as they are.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "connect",
+        host: str = "",
+        port: int = 0,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.operation = operation
+        self.host = host
+        self.port = port
+
+
+class Pop3ConnectionRefusedError(Pop3ConnectionError, ConnectionRefusedError):
+    """The server refused the connection: nothing listens on that port."""

@@ -14,7 +14,7 @@ logger too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,59 @@ def _host(peer: object) -> str:
     # One form in every line: a socket address's host (an AF_UNIX peer's
     # path whole, not its first character), "?" when there is none.
     return peer_host(peer) or "?"
+
+
+# A client that rejects the certificate often closes without a TLS alert
+# (Python's asyncio, for one): say that it may be why.
+_CLOSED_IN_HANDSHAKE = "the client closed the connection, perhaps rejecting the certificate"
+
+# OpenSSL's reasons for the failures a server operator meets, in words.
+_TLS_REASONS = {
+    "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust the certificate's issuer",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the client rejected the certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the client rejected the certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the client says the certificate has expired",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version in common with the client",
+    "UNSUPPORTED_PROTOCOL": "no TLS version in common with the client",
+    "NO_SHARED_CIPHER": "no cipher in common with the client",
+    "WRONG_VERSION_NUMBER": "the client did not speak TLS",
+    "HTTP_REQUEST": "the client did not speak TLS",
+    "UNEXPECTED_EOF_WHILE_READING": _CLOSED_IN_HANDSHAKE,
+}
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (a binding's error around the OS's or ``ssl``'s)."""
+    current: BaseException | None = exc
+    for _ in range(8):  # a chain can loop back on itself
+        if current is None:
+            return
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _tls_failure(exc: BaseException) -> str:
+    """Why a TLS handshake failed, in words: from an ``ssl.SSLError`` in the chain if any."""
+    for cause in _causes(exc):
+        code = getattr(cause, "reason", None)
+        if isinstance(code, str) and hasattr(cause, "library"):  # an ssl.SSLError
+            words = _TLS_REASONS.get(code)
+            return f"{words} ({code})" if words else code
+    if any(isinstance(cause, ConnectionError) for cause in _causes(exc)):
+        return _CLOSED_IN_HANDSHAKE
+    return type(exc).__name__
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """The reason for a connection error: the client went away, or what failed."""
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionResetError):
+            return "client-closed (connection reset)"
+        if isinstance(cause, BrokenPipeError):
+            return "client-closed (while the server was sending)"
+        if isinstance(cause, ConnectionError) and not isinstance(cause, ConnectionRefusedError):
+            return f"client-closed (connection lost: {type(cause).__name__})"
+    return f"connection error: {type(exc).__name__}"
 
 
 def _internal(log: Logger, exc: BaseException) -> str:
@@ -183,8 +236,10 @@ class SessionRun:
 
         A handshake timeout, a timeout (``autologout`` or ``login-timeout``,
         RFC 1939 section 3: nothing is deleted), a cancellation (the server
-        shuts down), a connection error, else an internal error, logged with
-        its traceback. The binding re-raises what it must (a cancellation).
+        shuts down), a connection error (in a TLS handshake: ``TLS handshake
+        failed: WHY``; a client gone: ``client-closed (...)``), else an
+        internal error, logged with its traceback. The binding re-raises what
+        it must (a cancellation).
         """
         lifecycle = self.lifecycle
         if isinstance(exc, HandshakeTimeoutError):
@@ -194,7 +249,10 @@ class SessionRun:
         elif isinstance(exc, lifecycle.shutdown):
             reason = SHUTDOWN
         elif isinstance(exc, lifecycle.connection_errors):
-            reason = f"connection error: {type(exc).__name__}"
+            if self.driver.in_tls_handshake:
+                reason = f"TLS handshake failed: {_tls_failure(exc)}"
+            else:
+                reason = _connection_failure(exc)
         else:
             reason = _internal(lifecycle.log, exc)
         self.reason = reason

@@ -132,10 +132,19 @@ class SessionDriver:
         self._login_deadline: float | None = None  # set by the first wait
         self._logged_in = False  # past AUTHORIZATION: only the autologout applies
         self._expiring = "autologout"  # the limit the last timeout given out was
+        self._handshaking = False  # a StartTls was given out and not yet answered
         # Answers not yet written: the answers to pipelined commands go out
         # together, in writes of up to about chunk_size octets.
         self._unwritten: list[bytes] = []
         self._unwritten_size = 0
+
+    @property
+    def in_tls_handshake(self) -> bool:
+        """Whether the binding is in a TLS handshake: the ``StartTls`` it was given, or
+        implicit TLS (a session that starts as TLS, before the first ``step()``)."""
+        if self._steps is None:
+            return self.session.connection.tls_active
+        return self._handshaking
 
     def abandoned(self, call: Call, value: Any) -> None:
         """A ``Call`` finished after the binding gave up on the session (it was cancelled).
@@ -288,7 +297,9 @@ class SessionDriver:
                 self.close_reason = request.reason
                 return
             elif isinstance(request, StartTls):
+                self._handshaking = True
                 yield request
+                self._handshaking = False
                 session.tls_established()
             else:
                 yield from self._perform(request)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from ._apop import make_timestamp
 from ._net import peer_host
@@ -19,7 +19,7 @@ from ._storage import BackendProtocol
 if TYPE_CHECKING:  # pragma: no cover
     from ssl import SSLContext
 
-__all__ = ["MAX_QUEUED_OUTPUT", "AddressCounter", "ServerOptions"]
+__all__ = ["MAX_QUEUED_OUTPUT", "AddressCounter", "ServerKeywords", "ServerOptions"]
 
 MAX_QUEUED_OUTPUT = 1 << 16
 """Octets of answers to pipelined commands queued before they are written (backpressure)."""
@@ -169,3 +169,31 @@ class ServerOptions:
         if limit is not None and same_address > limit:
             return "too many sessions from your address"
         return None
+
+
+class ServerKeywords(TypedDict, total=False):
+    """The keywords of every binding's ``serve()``: the fields of ``ServerOptions``, typed.
+
+    ``serve(backend, host, port, **options: Unpack[ServerKeywords])``: a
+    misspelt keyword or a value of the wrong type is an error for a type
+    checker, not only at run time. ``tests/test_server_keywords.py`` checks
+    that it names exactly the fields of ``ServerOptions``, with their types.
+    """
+
+    ssl_context: SSLContext | None
+    starttls_context: SSLContext | None
+    mechanisms: Sequence[str]
+    apop: bool
+    allow_plaintext: bool | None
+    failed_login_delay: float
+    autologout: float
+    login_timeout: float
+    max_failed_logins: int
+    max_sessions: int
+    max_sessions_per_address: int | None
+    proxy_protocol: bool
+    proxy_timeout: float
+    quick_read_size: int
+    reuse_port: bool
+    hostname: str
+    greeting: str

@@ -3,7 +3,9 @@
 ``ClientSession`` is the sans-IO client (a generator per operation);
 ``AsyncClient`` is the part of an async client that is the same for every event
 loop; ``ClientGuard`` holds the rules for using one connection that it and
-``pop3_sync.Client`` share. ``Pop3Error`` and its subclasses are what an ``-ERR`` becomes. SASL is
+``pop3_sync.Client`` share. ``Pop3Error`` and its subclasses are what an ``-ERR`` becomes;
+``Pop3TimeoutError``, ``Pop3ConnectionError`` and ``Pop3ConnectionRefusedError`` what a
+timeout or a failure to connect becomes, in every binding (docs/errors.md). SASL is
 loaded only when a SASL login or ``auth`` is used (``pop3_sansio.sasl``).
 
 Every name is imported on first use (PEP 562).
@@ -36,7 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
         LoginDelayError as LoginDelayError,
         MessageTooLargeError as MessageTooLargeError,
         PermanentError as PermanentError,
+        Pop3ConnectionError as Pop3ConnectionError,
+        Pop3ConnectionRefusedError as Pop3ConnectionRefusedError,
         Pop3Error as Pop3Error,
+        Pop3TimeoutError as Pop3TimeoutError,
         TemporaryError as TemporaryError,
     )
     from ._instructions import (
@@ -64,7 +69,10 @@ __all__ = [
     "LoginDelayError",
     "MessageTooLargeError",
     "PermanentError",
+    "Pop3ConnectionError",
+    "Pop3ConnectionRefusedError",
     "Pop3Error",
+    "Pop3TimeoutError",
     "StartTls",
     "TemporaryError",
     "TlsMode",
@@ -87,7 +95,10 @@ _EXPORTS = {
     "LoginDelayError": "_errors",
     "MessageTooLargeError": "_errors",
     "PermanentError": "_errors",
+    "Pop3ConnectionError": "_errors",
+    "Pop3ConnectionRefusedError": "_errors",
     "Pop3Error": "_errors",
+    "Pop3TimeoutError": "_errors",
     "StartTls": "_instructions",
     "TemporaryError": "_errors",
     "TlsMode": "_net",

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._server_options import (
         AddressCounter as AddressCounter,
+        ServerKeywords as ServerKeywords,
         ServerOptions as ServerOptions,
     )
     from ._server_session import (
@@ -78,6 +79,7 @@ __all__ = [
     "OpenMaildrop",
     "ReadMessage",
     "Request",
+    "ServerKeywords",
     "ServerOptions",
     "ServerSession",
     "SessionDriver",
@@ -109,6 +111,7 @@ _EXPORTS = {
     "OpenMaildrop": "_server_session",
     "ReadMessage": "_server_session",
     "Request": "_server_session",
+    "ServerKeywords": "_server_options",
     "ServerOptions": "_server_options",
     "ServerSession": "_server_session",
     "SessionDriver": "_server_driver",

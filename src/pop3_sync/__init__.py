@@ -10,7 +10,10 @@ from pop3_sansio.client import (
     LoginDelayError,
     MessageTooLargeError,
     PermanentError,
+    Pop3ConnectionError,
+    Pop3ConnectionRefusedError,
     Pop3Error,
+    Pop3TimeoutError,
     TemporaryError,
 )
 
@@ -40,7 +43,10 @@ __all__ = [
     "LoginDelayError",
     "MessageTooLargeError",
     "PermanentError",
+    "Pop3ConnectionError",
+    "Pop3ConnectionRefusedError",
     "Pop3Error",
+    "Pop3TimeoutError",
     "ProtocolError",
     "RemoteProtocolError",
     "Server",

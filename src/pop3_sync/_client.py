@@ -13,6 +13,7 @@ from pop3_sansio.client import (
     Chunk,
     ClientGuard,
     ClientSession,
+    Pop3TimeoutError,
     StartTls,
     Write,
     default_port,
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 _RECV_SIZE = 1 << 16
 
 
-class Timeout(TimeoutError):  # noqa: N818 - reads as pop3_sync.Timeout
-    """A network wait took longer than the client's ``timeout``."""
+Timeout = Pop3TimeoutError
+"""A network wait took longer than the client's ``timeout`` (the name of earlier versions)."""
 
 
 def connect(
@@ -109,6 +110,12 @@ class Client:
         self._session: ClientSession | None = None
         self._guard = ClientGuard(self.close)
 
+    def _network_error(self, exc: BaseException, operation: str) -> BaseException:
+        """``exc`` as the client raises it (see ``ClientGuard.network_error``)."""
+        return self._guard.network_error(
+            exc, operation=operation, host=self.host, port=self.port, timeout=self.timeout
+        )
+
     # --- connecting ------------------------------------------------------------------
 
     def _ssl(self) -> ssl.SSLContext:
@@ -123,15 +130,15 @@ class Client:
             sock = socket.create_connection((self.host, self.port), self.timeout)
             # Commands are small writes; do not let Nagle hold them back.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError as exc:
-            raise Timeout(f"connecting to {self.host}:{self.port} timed out") from exc
-        self._sock = sock
-        if implicit:
-            try:
+            self._sock = sock
+            if implicit:
                 self._sock = self._ssl().wrap_socket(sock, server_hostname=self.host)
-            except BaseException:
-                sock.close()
+        except Exception as exc:
+            self.close()
+            error = self._network_error(exc, "connect")
+            if error is exc:
                 raise
+            raise error from exc
         try:
             peer: object = sock.getpeername()
         except OSError:
@@ -192,17 +199,15 @@ class Client:
         sock = self._sock
         if sock is None:
             raise ConnectionError("connection closed")
-        try:
-            if instruction is READ:
-                self.session.receive_data(sock.recv(_RECV_SIZE))
-            elif isinstance(instruction, Write):
-                sock.sendall(instruction.data)
-            elif isinstance(instruction, StartTls):
-                self._sock = self._ssl().wrap_socket(sock, server_hostname=self.host)
-            else:  # pragma: no cover - chunks are consumed by the callers
-                raise AssertionError(instruction)
-        except TimeoutError as exc:
-            raise Timeout(f"no answer from {self.host}:{self.port} in {self.timeout}s") from exc
+        # A socket timeout goes on to the operation, which raises Timeout.
+        if instruction is READ:
+            self.session.receive_data(sock.recv(_RECV_SIZE))
+        elif isinstance(instruction, Write):
+            sock.sendall(instruction.data)
+        elif isinstance(instruction, StartTls):
+            self._sock = self._ssl().wrap_socket(sock, server_hostname=self.host)
+        else:  # pragma: no cover - chunks are consumed by the callers
+            raise AssertionError(instruction)
 
     def _run(self, op: Generator[Instruction, None, T]) -> T:
         """Run an operation that yields no message data to completion."""
@@ -237,8 +242,11 @@ class Client:
             # whenever the garbage collector runs.
             raise
         except BaseException as exc:
-            guard.failed(exc, wrote=wrote, session=self.session)
-            raise
+            error = self._network_error(exc, getattr(op, "__name__", "operation"))
+            guard.failed(error, wrote=wrote, session=self.session)
+            if error is exc:
+                raise
+            raise error from exc
 
     # --- the POP3 API ---------------------------------------------------------------------
 

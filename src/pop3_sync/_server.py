@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from pop3_sansio.proxy import ProxyParser
 from pop3_sansio.server import (
@@ -24,6 +24,7 @@ from pop3_sansio.server import (
     BackendProtocol,
     Call,
     HandshakeTimeoutError,
+    ServerKeywords,
     ServerOptions,
     SessionLifecycle,
     SessionRun,
@@ -381,15 +382,15 @@ def serve(
     backend: BackendProtocol,
     host: str | Sequence[str] | None = "127.0.0.1",
     port: int = 1110,
-    **options: Any,
+    **options: Unpack[ServerKeywords],
 ) -> Server:
     """Create a POP3 server for ``backend``, listening; return it.
 
     Call ``serve_forever()`` (blocks) or ``start()`` (a background thread).
-    Keywords are the fields of ``ServerOptions`` (``ssl_context`` for implicit
-    TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
-    ``allow_plaintext``, ``failed_login_delay``, ``autologout``,
-    ``max_sessions``...), the same for every binding.
+    Keywords are the fields of ``ServerOptions``, typed by ``ServerKeywords``
+    (``ssl_context`` for implicit TLS, ``starttls_context`` for STLS,
+    ``mechanisms``, ``apop``, ``allow_plaintext``, ``failed_login_delay``,
+    ``autologout``, ``max_sessions``...), the same for every binding.
     """
     server = Server(backend, ServerOptions(**options))
     try:

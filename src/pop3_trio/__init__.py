@@ -1,4 +1,18 @@
-"""pop3_trio: POP3 client and server for trio, on the pop3_sansio core."""
+"""pop3_trio: POP3 client and server for trio, on the pop3_sansio core.
+
+trio is an optional dependency: without it, importing this package raises
+``ModuleNotFoundError`` (``name == "trio"``) saying how to install it.
+"""
+
+try:
+    import trio as _trio  # noqa: F401 - only to say what is missing
+except ModuleNotFoundError as exc:
+    if exc.name != "trio":
+        raise  # trio is there, but broken: its own error says more
+    raise ModuleNotFoundError(
+        "pop3_trio needs trio, which is not installed: pip install 'pop3-sansio[trio]'",
+        name="trio",
+    ) from None
 
 from pop3_sansio import ProtocolError, RemoteProtocolError
 from pop3_sansio.client import (
@@ -7,7 +21,10 @@ from pop3_sansio.client import (
     LoginDelayError,
     MessageTooLargeError,
     PermanentError,
+    Pop3ConnectionError,
+    Pop3ConnectionRefusedError,
     Pop3Error,
+    Pop3TimeoutError,
     TemporaryError,
 )
 
@@ -39,7 +56,10 @@ __all__ = [
     "MessageTooLargeError",
     "OperationTimeoutError",
     "PermanentError",
+    "Pop3ConnectionError",
+    "Pop3ConnectionRefusedError",
     "Pop3Error",
+    "Pop3TimeoutError",
     "ProtocolError",
     "RemoteProtocolError",
     "Server",

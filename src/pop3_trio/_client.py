@@ -15,6 +15,7 @@ from pop3_sansio.client import (
     READ,
     AsyncClient,
     Instruction,
+    Pop3TimeoutError,
     StartTls,
     TlsMode,
     Write,
@@ -27,11 +28,11 @@ _RECEIVE_SIZE = 1 << 16
 _CLOSE_TIMEOUT = 5.0  # how long a graceful close (TLS close_notify) may take
 
 
-class OperationTimeoutError(TimeoutError, trio.TooSlowError):
+class OperationTimeoutError(Pop3TimeoutError, trio.TooSlowError):
     """A network wait took longer than the client's ``timeout``.
 
-    Both the built-in ``TimeoutError`` (as the other bindings raise) and
-    ``trio.TooSlowError`` (as ``trio.fail_after`` raises).
+    Both a ``Pop3TimeoutError`` (a ``TimeoutError``, as the other bindings
+    raise) and a ``trio.TooSlowError`` (as ``trio.fail_after`` raises).
     """
 
 
@@ -95,6 +96,9 @@ def _raise_mapped(exc: trio.BrokenResourceError) -> NoReturn:
 class Client(AsyncClient):
     """A trio POP3 client; see ``connect`` and ``pop3_sansio.AsyncClient``."""
 
+    _timeouts = (TimeoutError, trio.TooSlowError)
+    _timeout_error = OperationTimeoutError
+
     _tcp: trio.SocketStream | None = None
     _stream: trio.abc.Stream | None = None
 
@@ -119,10 +123,13 @@ class Client(AsyncClient):
                 self._tcp = self._stream = await trio.open_tcp_stream(self.host, self.port)
                 if self.tls == "implicit":
                     await self._wrap_tls()
-        except trio.TooSlowError as exc:
-            raise OperationTimeoutError("connecting took too long") from exc
         except trio.BrokenResourceError as exc:
             _raise_mapped(exc)
+        except Exception as exc:
+            error = self._network_error(exc, "connect")
+            if error is exc:
+                raise
+            raise error from exc
         try:
             peer: object = self._tcp.socket.getpeername()
         except OSError:
@@ -142,10 +149,9 @@ class Client(AsyncClient):
                 else:
                     assert isinstance(instruction, StartTls)
                     await self._wrap_tls()
-        except trio.TooSlowError as exc:
-            raise OperationTimeoutError(f"no progress within {self.timeout} s") from exc
         except trio.BrokenResourceError as exc:
             _raise_mapped(exc)
+        # A trio.TooSlowError goes on to the operation, which raises OperationTimeoutError.
 
     def close(self) -> None:
         """Close the connection at once, without QUIT (deletions are not committed).

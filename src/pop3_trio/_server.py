@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
@@ -19,6 +19,7 @@ from pop3_sansio.server import (
     BackendProtocol,
     Call,
     HandshakeTimeoutError,
+    ServerKeywords,
     ServerOptions,
     SessionLifecycle,
     SessionRun,
@@ -273,16 +274,17 @@ async def serve(
     port: int = 1110,
     *,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-    **options: Any,
+    **options: Unpack[ServerKeywords],
 ) -> None:
     """Serve POP3 for ``backend`` until cancelled; for ``nursery.start``.
 
     ``server = await nursery.start(serve, backend, "127.0.0.1", 0)`` returns
     the listening ``Server`` (``server.port``). Keywords are the fields of
-    ``ServerOptions`` (``ssl_context`` for implicit TLS, ``starttls_context``
-    for STLS, ``mechanisms``, ``apop``, ``allow_plaintext``,
-    ``failed_login_delay``, ``autologout``, ``max_sessions``...). Cancelling
-    it drops every session without committing deletions.
+    ``ServerOptions``, typed by ``ServerKeywords`` (``ssl_context`` for
+    implicit TLS, ``starttls_context`` for STLS, ``mechanisms``, ``apop``,
+    ``allow_plaintext``, ``failed_login_delay``, ``autologout``,
+    ``max_sessions``...). Cancelling it drops every session without
+    committing deletions.
     """
     server = Server(backend, ServerOptions(**options))
     await server.run(host, port, task_status=task_status)
