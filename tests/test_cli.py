@@ -36,7 +36,6 @@ from served import Served, env, pop3, serving
 
 PASSWORD = "Tr0ub4dor&3-horse"  # distinctive, so it can be looked for in any output
 WRONG_PASSWORD = "Wr0ng-battery-staple"
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:([0-9]+)\n")
 SUMMARY = re.compile(r"fetched ([0-9]+) messages? \(([0-9]+) octets?\)")
 
 
