@@ -33,6 +33,7 @@ DEFAULT = f"{sys.version_info.major}.{sys.version_info.minor}"
 NOT_VERSION_DEPENDENT = (
     "test_interop_*.py",  # curl, mpop, fetchmail, getmail6, Dovecot, Twisted
     "test_proxy_haproxy.py",  # HAProxy in front of each server
+    "test_fail2ban.py",  # fail2ban-regex on the servers' log
     "test_load.py",
     "test_crash_safety.py",
     "test_docs_site.py",  # mkdocs reads the sources statically (the examples run everywhere)

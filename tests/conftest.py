@@ -30,7 +30,7 @@ def logged_in(link: Link) -> Link:
 
 @pytest.fixture
 def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """``caplog`` with the servers' session lines (``pop3.server``, INFO) captured."""
+    """``caplog`` with the servers' lines (``pop3.server``, INFO: logins, ends) captured."""
     caplog.set_level(logging.INFO, logger="pop3.server")
     return caplog
 

@@ -18,6 +18,7 @@ fixtures from conftest.py), never from each other.
 from __future__ import annotations
 
 import hmac
+import re
 import socket
 import threading
 import time
@@ -494,6 +495,36 @@ def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 1
     message = found()
     assert message is not None
     return message
+
+
+_LOG_FIELD = re.compile(r"(\w+)=(<(?:[^>\\]|\\.)*>|\S*)(?: |$)")
+
+
+def log_fields(message: str) -> tuple[str, dict[str, str]]:
+    """A server log line (docs/logging.md) as its event and its ``key=value`` fields.
+
+    ``user=<...>`` keeps its brackets; ``reason`` takes the rest of the line. Raises
+    ``AssertionError`` for a line that does not have the documented shape.
+    """
+    event, sep, rest = message.partition(": ")
+    assert sep, message
+    fields: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        if rest.startswith("reason=", pos):
+            fields["reason"] = rest[pos + len("reason=") :]
+            break
+        match = _LOG_FIELD.match(rest, pos)
+        assert match is not None, (message, rest[pos:])
+        assert match.group(1) not in fields, message
+        fields[match.group(1)] = match.group(2)
+        pos = match.end()
+    return event, fields
+
+
+def server_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The messages the servers logged (``pop3.server``), in order."""
+    return [r.getMessage() for r in list(caplog.records) if r.name == "pop3.server"]
 
 
 def fake_server(

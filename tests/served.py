@@ -205,8 +205,13 @@ class PopServer:
 class RawClient:
     """One POP3 connection on a blocking socket; every wait times out after ``timeout``."""
 
-    def __init__(self, port: int, timeout: float = TIMEOUT, *, greet: bool = True) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(
+        self, port: int, timeout: float = TIMEOUT, *, greet: bool = True, source: str = ""
+    ) -> None:
+        """``source``: the loopback address to connect from (e.g. ``127.0.0.2``)."""
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.buffer = b""
         try:
             self.greeting = self.line() if greet else b""

@@ -28,6 +28,7 @@ import pytest
 import pop3_maildrop
 import pop3_sansio
 import served
+from helpers import log_fields, wait_for
 from pop3_cli import main
 from pop3_cli._errors import UsageError
 from pop3_cli._progress import Progress
@@ -170,8 +171,89 @@ def test_demo_serves_poplib_byte_exact_and_stops_on_sigint(tmp_path: Path, backe
 
         assert server.stop(signal.SIGINT) == 0
         assert not maildir.exists()  # the temporary maildrop is cleaned up
-    assert server.stderr.count("session from 127.0.0.1 ended: quit (user demo)") == 2
+    logged = [
+        log_fields(line.split("]: ", 1)[1])
+        for line in server.stderr.splitlines()
+        if " pop3.server[" in line
+    ]
+    sessions = [f for event, f in logged if event == "session ended"]
+    assert [(f["rip"], f["user"], f["reason"]) for f in sessions] == [
+        ("127.0.0.1", "<demo>", "quit")
+    ] * 2
+    logins = [f for event, f in logged if event == "login"]
+    assert [(f["method"], f["user"]) for f in logins] == [("USER", "<demo>"), ("APOP", "<demo>")]
     assert "Traceback" not in server.stderr
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "commands", "traced"),
+    [((), False, False), (("-v",), True, False), (("-vv",), True, True)],
+    ids=["default", "-v", "-vv"],
+)
+def test_serve_log_file_and_verbosity(
+    tmp_path: Path, verbosity: tuple[str, ...], commands: bool, traced: bool
+) -> None:
+    """``--log-file`` takes every log line (stderr keeps none); -v adds a line a
+    command, -vv the protocol trace, with the password hidden."""
+    log = tmp_path / "logs" / "pop3.log"
+    log.parent.mkdir()
+    log.write_text("an earlier line\n")  # appended to, not replaced
+    with serving(tmp_path, "--log-file", str(log), *verbosity) as server:
+        client = poplib.POP3("127.0.0.1", server.port, timeout=10)
+        client.user("demo")
+        client.pass_("demo")
+        client.retr(1)
+        client.quit()
+        wait_for(lambda: "session ended:" in log.read_text())
+        assert server.stop() == 0
+    assert server.stderr == ""
+    text = log.read_text()
+    assert text.startswith("an earlier line\n")
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d pop3\.server\[\d+\]: login: rip=127\.0\.0\.1 "
+        r"rport=\d+ lip=127\.0\.0\.1 lport=\d+ tls=no method=USER user=<demo>$",
+        text,
+        re.M,
+    ), text
+    assert re.search(
+        r"^.* session ended: .* user=<demo> failed=0 retr=1/\d+ .* reason=quit$", text, re.M
+    )
+    assert (" command: " in text) is commands, text
+    assert (" status=+OK cmd=<PASS ***>" in text) is commands, text
+    assert ("pop3.server.trace[" in text) is traced, text
+    assert (" C: PASS ***" in text) is traced, text
+    assert " C: PASS demo" not in text and "cmd=<PASS demo>" not in text
+
+
+def test_serve_log_file_is_reopened_after_logrotate_moves_it(tmp_path: Path) -> None:
+    log = tmp_path / "pop3.log"
+    with serving(tmp_path, "--log-file", str(log)) as server:
+        for expected in (1, 2):
+            client = poplib.POP3("127.0.0.1", server.port, timeout=10)
+            client.user("demo")
+            client.pass_("demo")
+            client.quit()
+            wait_for(lambda: log.exists() and "session ended:" in log.read_text())
+            if expected == 1:
+                log.rename(tmp_path / "pop3.log.1")  # what logrotate does (no copytruncate)
+        assert server.stop() == 0
+    rotated = (tmp_path / "pop3.log.1").read_text()
+    assert rotated.count("session ended:") == 1
+    assert log.read_text().count("session ended:") == 1  # a new file, not the moved one
+
+
+def test_serve_log_file_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        pop3("serve", "--log-file", str(tmp_path / "missing" / "pop3.log")),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert one_line(result.stderr), result.stderr
+    assert result.stderr.startswith("pop3 serve: cannot open the log file ")
+    assert "No such file or directory" in result.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -230,7 +312,9 @@ def test_fetch_deletes_on_the_server_only_what_it_stored(tmp_path: Path, backend
     for output in (server.stderr, result.stdout, result.stderr):
         assert PASSWORD not in output
     assert "prefer --users FILE" in server.stderr  # the warning for --user NAME:PASSWORD
-    assert "session from 127.0.0.1 ended: quit (user alice)" in server.stderr
+    assert re.search(
+        r"session ended: rip=127\.0\.0\.1 .* user=<alice> .* reason=quit$", server.stderr, re.M
+    ), server.stderr
 
 
 def test_fetch_keep_fetches_only_new_mail(tmp_path: Path) -> None:
@@ -334,7 +418,14 @@ def test_wrong_password_fails_in_one_line_without_secrets(tmp_path: Path) -> Non
         assert server.stop() == 0
     assert WRONG_PASSWORD not in server.stderr
     assert PASSWORD not in server.stderr
-    assert "(user -)" in server.stderr  # the failed session is logged
+    # The failed login is logged with the user tried, and the session with no user.
+    assert re.search(
+        r"auth failed: rip=127\.0\.0\.1 rport=\d+ lip=127\.0\.0\.1 lport=\d+ tls=no "
+        r"method=SCRAM-SHA-256 attempts=1 user=<alice>$",
+        server.stderr,
+        re.M,
+    ), server.stderr
+    assert re.search(r"session ended: .* user=<> failed=1 .* reason=", server.stderr), server.stderr
 
 
 def test_connection_refused_is_one_line(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from bindings import NAMES, serving
-from helpers import crlf, wait_for, wait_for_log
+from helpers import crlf, log_fields, server_lines, wait_for, wait_for_log
 from pop3_maildrop import Backend, MemoryStorage, UserDB
 from served import TIMEOUT, PopServer, RawClient, deliver, write_users
 
@@ -149,7 +149,9 @@ def test_slow_drip_is_ended_by_the_autologout_timer(
             time.sleep(0.25)
         if not closed:
             assert wait_closed(attacker, 0.5) == b""  # closed without a word (RFC 1939 §3)
-    assert wait_for_log(server_log, "(user alice)").endswith("ended: autologout (user alice)")
+    line = wait_for_log(server_log, " user=<alice> failed=")  # alice's session's end
+    assert line.startswith("session ended: ")
+    assert line.endswith(" reason=autologout")
     normal_session(port)
 
 
@@ -186,14 +188,14 @@ def test_a_client_that_does_not_log_in_is_dropped_after_the_login_timeout(
             assert user.command(b"NOOP") == b"+OK\r\n"
             assert user.command(b"QUIT").startswith(b"+OK")
 
-        def lines() -> list[str]:
-            return [r.getMessage() for r in list(caplog.records) if r.name == "pop3.server"]
-
-        wait_for(lambda: len(lines()) >= 2, TIMEOUT, lambda: caplog.text)
-    assert lines() == [
-        "session from 127.0.0.1 ended: login-timeout (user -)",
-        "session from 127.0.0.1 ended: quit (user alice)",
+        wait_for(lambda: len(server_lines(caplog)) >= 3, TIMEOUT, lambda: caplog.text)
+    logged = [log_fields(line) for line in server_lines(caplog)]
+    assert [(event, fields["user"]) for event, fields in logged] == [
+        ("login", "<alice>"),
+        ("session ended", "<>"),
+        ("session ended", "<alice>"),
     ]
+    assert [fields["reason"] for _, fields in logged[1:]] == ["login-timeout", "quit"]
 
 
 def test_a_session_the_server_drops_as_it_stops_is_logged_as_a_shutdown(
@@ -208,8 +210,12 @@ def test_a_session_the_server_drops_as_it_stops_is_logged_as_a_shutdown(
         with serving(binding, in_process_backend()) as port:
             user = open_after_the_server_stops.enter_context(RawClient(port))
             assert user.login("alice", PASSWORD).startswith(b"+OK")
-    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
-    assert lines == ["session from 127.0.0.1 ended: server shutdown (user alice)"]
+    logged = [log_fields(line) for line in server_lines(caplog)]
+    assert [(event, fields["user"]) for event, fields in logged] == [
+        ("login", "<alice>"),
+        ("session ended", "<alice>"),
+    ]
+    assert logged[1][1]["reason"] == "server shutdown"
 
 
 def test_commands_do_not_extend_the_login_time(binding: str) -> None:

@@ -49,6 +49,7 @@ LAYER = {
     "_server_options": SERVER,
     "_accept": SERVER,
     "_lifecycle": SERVER,
+    "_serverlog": SERVER,
     "_proxy": SERVER,
     # Re-exports only, each name imported on first use.
     "__init__": FACADE,

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import pytest
 
 from bindings import NAMES, serving
-from helpers import FakeBackend, crlf, wait_for, wait_for_log
+from helpers import FakeBackend, crlf, log_fields, wait_for, wait_for_log
 from peers import free_port, require_peer
 
 CLIENT = "127.0.0.2"  # where the client connects from: not HAProxy's 127.0.0.1
@@ -138,7 +138,10 @@ def test_through_haproxy(
         address = ("127.0.0.1", front)
         with socket.create_connection(address, TIMEOUT, source_address=(CLIENT, 0)) as sock:
             session(sock)
-        wait_for_log(caplog, f"session from {CLIENT} ended: quit (user alice)")
+        line = wait_for_log(caplog, f"session ended: rip={CLIENT} ")
+        assert log_fields(line)[1]["reason"] == "quit"
+        assert log_fields(line)[1]["user"] == "<alice>"
+        assert log_fields(line)[1]["proxy"].startswith("127.0.0.1:")
         # Health checks come in with a header too (LOCAL, or HAProxy's own addresses),
         # and are not taken for bad ones. HAProxy resets them at once, so the server may
         # not even learn the socket's peer: their lines say 127.0.0.1 or "?".
@@ -177,5 +180,8 @@ def test_implicit_tls_through_haproxy(
             client_ssl.wrap_socket(raw, server_hostname="localhost") as sock,
         ):
             session(sock)
-        wait_for_log(caplog, f"session from {CLIENT} ended: quit (user alice)")
+        line = wait_for_log(caplog, f"session ended: rip={CLIENT} ")
+        fields = log_fields(line)[1]
+        assert (fields["user"], fields["reason"]) == ("<alice>", "quit")
+        assert fields["tls"].startswith("TLSv1.")
     assert "no valid PROXY header" not in caplog.text

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from bindings import NAMES, serving
-from helpers import FakeBackend, crlf, wait_for_log
+from helpers import FakeBackend, crlf, log_fields, server_lines, wait_for, wait_for_log
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 MESSAGE = b"Subject: proxied\r\n\r\nhello from behind a proxy\r\n"
@@ -108,8 +108,21 @@ def test_the_proxied_client_logs_in(
         assert c.command(b"RETR 1").startswith(b"+OK")
         assert c.body() == crlf(MESSAGE)
         assert c.command(b"QUIT").startswith(b"+OK")
-        line = wait_for_log(caplog, "ended: quit")
-    assert line == "session from 127.0.0.2 ended: quit (user alice)"
+        line = wait_for_log(caplog, "session ended: ")
+        login = wait_for_log(caplog, "login: ")
+    # The client's address is the header's; the proxy's is the socket's peer.
+    event, fields = log_fields(login)
+    assert event == "login"
+    assert fields["rip"] == "127.0.0.2"
+    assert fields["rport"] == "40001"
+    assert (fields["lip"], fields["lport"]) == ("127.0.0.1", str(port))
+    assert fields["proxy"].startswith("127.0.0.1:")
+    assert (fields["method"], fields["user"]) == ("USER", "<alice>")
+    event, fields = log_fields(line)
+    assert (event, fields["rip"], fields["rport"]) == ("session ended", "127.0.0.2", "40001")
+    assert fields["proxy"] == log_fields(login)[1]["proxy"]
+    assert (fields["user"], fields["reason"]) == ("<alice>", "quit")
+    assert fields["retr"] == f"1/{len(crlf(MESSAGE))}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -125,7 +138,8 @@ def test_the_proxied_address_decides_the_plaintext_policy(
         assert b"USER" not in c.body()
         assert c.command(b"USER alice").startswith(b"-ERR")
         assert c.command(b"QUIT").startswith(b"+OK")
-        wait_for_log(caplog, "session from 192.0.2.7 ended: quit")
+        line = wait_for_log(caplog, "session ended: rip=192.0.2.7 ")
+    assert log_fields(line)[1]["reason"] == "quit"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -140,7 +154,11 @@ def test_local_and_unknown_keep_the_socket_address(
                 assert c.line().startswith(b"+OK")
                 assert c.command(b"USER alice").startswith(b"+OK")  # 127.0.0.1: allowed
                 assert c.command(b"QUIT").startswith(b"+OK")
-        wait_for_log(caplog, "session from 127.0.0.1 ended: quit (user -)")
+        wait_for(lambda: len(server_lines(caplog)) == 2, 10, lambda: caplog.text)
+    for line in server_lines(caplog):
+        event, fields = log_fields(line)
+        assert (event, fields["rip"], fields["reason"]) == ("session ended", "127.0.0.1", "quit")
+        assert "proxy" not in fields  # the header named no client: no proxy to show
 
 
 @pytest.mark.parametrize(
@@ -160,7 +178,8 @@ def test_a_bad_header_is_closed_without_a_greeting(
         c.send(data)
         assert closed_silently(c.sock)
         line = wait_for_log(caplog, "no valid PROXY header")
-    assert line.startswith("session from 127.0.0.1 ended: no valid PROXY header: ")
+    assert line.startswith("session ended: rip=127.0.0.1 rport=")
+    assert log_fields(line)[1]["reason"].startswith("no valid PROXY header: ")
     assert f"reason={reason!r}" in line
 
 
@@ -251,7 +270,11 @@ def test_implicit_tls_starts_after_the_header(
         assert b"".join(lines) == crlf(MESSAGE)
         c.send(b"QUIT\r\n")
         assert c.line().startswith(b"+OK")
-        wait_for_log(caplog, "session from 192.0.2.99 ended: quit (user alice)")
+        line = wait_for_log(caplog, "session ended: rip=192.0.2.99 ")
+    fields = log_fields(line)[1]
+    assert (fields["user"], fields["reason"]) == ("<alice>", "quit")
+    assert fields["tls"].startswith("TLSv1.")  # implicit TLS, behind the proxy
+    assert fields["cipher"] not in ("", "?")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -124,7 +124,7 @@ def test_the_version_tier_leaves_out_only_the_interpreter_independent_tiers(
         p
         for p in every
         if re.fullmatch(
-            r"tests/test_(interop_\w+|proxy_haproxy|load|crash_safety|docs_site)\.py", p
+            r"tests/test_(interop_\w+|proxy_haproxy|fail2ban|load|crash_safety|docs_site)\.py", p
         )
     }
     for core in (

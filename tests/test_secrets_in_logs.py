@@ -2,10 +2,12 @@
 
 Every login method the server offers is used with the right password and with a wrong
 one, plus the over-long and malformed lines that end up in protocol errors, against
-every binding's server, with every logger of the process at DEBUG. Then the whole
-captured log (messages, arguments, tracebacks) and every exception's text are searched
-for the passwords in each form they travel in: as they are, in base64 (AUTH LOGIN), and
-inside the base64 of a PLAIN message. docs/architecture.md, invariant 7; issue 7's "never logged".
+every binding's server, with every logger of the process at DEBUG (the protocol trace
+included). Then the whole captured log (messages, arguments, tracebacks) and every
+exception's text are searched for the passwords in each form they travel in: as they are,
+in base64 (AUTH LOGIN), and inside the base64 of a PLAIN message. The same logins against
+``pop3 serve -vv`` of each binding: its stderr, trace and all, holds no password either.
+docs/architecture.md, invariant 7; issue 7's "never logged"; docs/logging.md.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 import pop3_sync
 from bindings import NAMES, serving
+from helpers import log_fields
 from pop3_maildrop import Backend, MemoryStorage, UserDB
+from served import PopServer, deliver, write_users
 
 PASSWORD = "Pw-7f3a9c-right"
 WRONG = "Pw-c4d2e1-wrong"
@@ -60,6 +66,24 @@ def raw_exchange(port: int, lines: list[bytes]) -> list[bytes]:
     return answers
 
 
+def attempt(port: int, method: str, password: str) -> str | None:
+    """Log in as alice with ``method``; the error's text if refused, else ``None``."""
+    with pop3_sync.connect("127.0.0.1", port, tls=None, timeout=10) as client:
+        try:
+            if method == "USER":
+                client.login("alice", password, mechanism="USER")
+            elif method == "APOP":
+                client.apop("alice", password)
+            else:
+                client.auth(method, "alice", password=password)
+        except pop3_sync.Pop3Error as exc:
+            assert password == WRONG, (method, exc)
+            return f"{exc!s} {exc!r} {exc.args!r}"
+        assert password == PASSWORD, method
+        assert client.stat()[0] == 1
+        return None
+
+
 @pytest.mark.parametrize("server", NAMES)
 def test_no_password_in_any_log_or_error(server: str, caplog: pytest.LogCaptureFixture) -> None:
     storage = MemoryStorage()
@@ -77,20 +101,9 @@ def test_no_password_in_any_log_or_error(server: str, caplog: pytest.LogCaptureF
     ) as port:
         for method in METHODS:
             for password in (PASSWORD, WRONG):
-                with pop3_sync.connect("127.0.0.1", port, tls=None, timeout=10) as client:
-                    try:
-                        if method == "USER":
-                            client.login("alice", password, mechanism="USER")
-                        elif method == "APOP":
-                            client.apop("alice", password)
-                        else:
-                            client.auth(method, "alice", password=password)
-                    except pop3_sync.Pop3Error as exc:
-                        assert password == WRONG, (method, exc)
-                        errors.append(f"{exc!s} {exc!r} {exc.args!r}")
-                    else:
-                        assert password == PASSWORD, method
-                        assert client.stat() == (1, len(b"Subject: hello\r\n\r\nbody\r\n"))
+                error = attempt(port, method, password)
+                if error is not None:
+                    errors.append(error)
         # Lines the server refuses as malformed or too long: the errors it logs and
         # answers must not quote them.
         pad = "x" * 300
@@ -116,6 +129,40 @@ def test_no_password_in_any_log_or_error(server: str, caplog: pytest.LogCaptureF
     )
     haystack = caplog.text + records + "\n".join(errors)
     assert "alice" in haystack  # the logs do name the sessions' user
+    # The log does say who tried what, and the trace was on (DEBUG): what was searched.
+    logins = [log_fields(r.getMessage()) for r in caplog.records if r.name == "pop3.server"]
+    for event in ("login", "auth failed"):
+        tried = [f["method"] for e, f in logins if e == event and f["user"] == "<alice>"]
+        assert tried == METHODS, (event, tried)
+    trace = [r.getMessage() for r in caplog.records if r.name == "pop3.server.trace"]
+    assert sum(" C: PASS ***" in line for line in trace) == 2  # right and wrong (not over-long)
+    assert sum(" S: + ***" in line for line in trace) >= 10  # SASL challenges, hidden
     for secret in (PASSWORD, WRONG):
         for form in forms(secret):
             assert form not in haystack, (form, secret)
+
+
+@pytest.mark.parametrize("backend", NAMES)
+def test_no_password_in_the_trace_of_pop3_serve_vv(tmp_path: Path, backend: str) -> None:
+    """``pop3 serve -vv``: every method, right and wrong at once (the failed-login delay
+    is the CLI's 2 s, so the attempts run side by side), then the whole stderr is searched."""
+    users = write_users(tmp_path / "users", {"alice": PASSWORD})
+    deliver(tmp_path / "mail" / "alice", "m1", b"Subject: hello\n\nbody\n")
+    # -q is PopServer's own: -vvv makes it -vv.
+    with PopServer(tmp_path, backend, users, tmp_path / "mail", "-vvv") as server:
+        with ThreadPoolExecutor(len(METHODS)) as pool:
+            # The wrong ones side by side; the right ones one at a time (the maildrop
+            # admits one session at a time).
+            wrong = [pool.submit(attempt, server.port, method, WRONG) for method in METHODS]
+            assert [attempt(server.port, method, PASSWORD) for method in METHODS] == [None] * 7
+            assert all(future.result() is not None for future in wrong)
+        assert server.stop() == 0
+        stderr = server.stderr
+    trace = [line for line in stderr.splitlines() if " pop3.server.trace[" in line]
+    assert sum(line.endswith(" C: PASS ***") for line in trace) == 2
+    assert sum(line.endswith(" C: APOP alice ***") for line in trace) == 2
+    assert any(" S: +OK maildrop has 1 messages" in line for line in trace)
+    assert sum("auth failed: rip=127.0.0.1 " in line for line in stderr.splitlines()) == 7
+    for secret in (PASSWORD, WRONG):
+        for form in forms(secret):
+            assert form not in stderr, (form, secret)

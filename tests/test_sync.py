@@ -17,7 +17,7 @@ import pytest
 
 import pop3_sansio as p
 import pop3_sync as ps
-from helpers import FakeBackend, crlf, fake_server, wait_for
+from helpers import FakeBackend, crlf, fake_server, log_fields, server_lines, wait_for
 from pop3_sync import poplib as compat
 
 # --- shared with test_asyncio.py ---------------------------------------------------------
@@ -196,14 +196,18 @@ def test_failed_login_delay_does_not_hold_up_shutdown() -> None:
     assert len(outcome) == 1 and not isinstance(outcome[0], TimeoutError), outcome
 
 
-def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_login_line_and_one_end_line_per_session(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="pop3.server"):
         with plain(running.port) as client:
             client.login("alice", "secret")
         # The session thread logs after it has let go of the session: wait for the line.
-        wait_for(lambda: any(r.name == "pop3.server" for r in list(caplog.records)))
-    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
-    assert lines == ["session from 127.0.0.1 ended: quit (user alice)"], lines
+        wait_for(lambda: len(server_lines(caplog)) >= 2)
+    logged = [log_fields(line) for line in server_lines(caplog)]
+    assert [event for event, _ in logged] == ["login", "session ended"], logged
+    assert logged[1][1]["reason"] == "quit"
+    assert logged[1][1]["user"] == "<alice>"
 
 
 def test_serve_forever_in_a_thread_of_ones_own() -> None:

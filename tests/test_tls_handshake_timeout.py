@@ -15,7 +15,7 @@ import ssl
 import pytest
 
 from bindings import NAMES, serving
-from helpers import FakeBackend, wait_for
+from helpers import FakeBackend, log_fields, wait_for
 
 
 @pytest.mark.parametrize("limit", ["autologout", "login_timeout"])
@@ -43,4 +43,6 @@ def test_a_stalled_tls_handshake_is_logged_as_such(
             assert sock.recv(512) == b""
         wait_for(lambda: any(r.name == "pop3.server" for r in list(caplog.records)), 5)
     lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
-    assert lines[0] == "session from 127.0.0.1 ended: TLS handshake timed out (user -)", lines
+    event, fields = log_fields(lines[0])
+    assert (event, fields["rip"], fields["user"]) == ("session ended", "127.0.0.1", "<>"), lines
+    assert (fields["tls"], fields["reason"]) == ("no", "TLS handshake timed out"), lines

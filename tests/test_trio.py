@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import pop3_trio as pt
-from helpers import FakeBackend, crlf
+from helpers import FakeBackend, crlf, log_fields, server_lines
 
 T = TypeVar("T")
 
@@ -254,7 +254,9 @@ def test_default_ports() -> None:
     assert connect("h", tls=None).port == 110
 
 
-async def test_one_log_line_per_session(running: Running, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_line_per_login_attempt_and_one_per_session(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="pop3.server")
     async with connect("127.0.0.1", running.port, tls=None) as client:
         await client.login("alice", "secret")
@@ -262,7 +264,13 @@ async def test_one_log_line_per_session(running: Running, caplog: pytest.LogCapt
         async with connect("127.0.0.1", running.port, tls=None) as client:
             await client.login("alice", "wrong")
     await sleep(0.05)
-    lines = [r.getMessage() for r in caplog.records if r.name == "pop3.server"]
-    assert len(lines) == 2, lines
-    assert "(user alice)" in lines[0]
+    lines = server_lines(caplog)
+    logged = [log_fields(line) for line in lines]
+    assert [(event, fields["user"]) for event, fields in logged] == [
+        ("login", "<alice>"),
+        ("session ended", "<alice>"),
+        ("auth failed", "<alice>"),
+        ("session ended", "<>"),
+    ], lines
+    assert logged[2][1]["attempts"] == logged[3][1]["failed"] == "1"
     assert all("secret" not in line and "wrong" not in line for line in lines)

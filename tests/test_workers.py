@@ -3,7 +3,7 @@
 The server runs as a real process tree (``python -m pop3_cli``) in a session of its own,
 so that nothing outlives a test. Log lines carry the pid of the process that wrote them;
 with ``--proxy-protocol`` each test connection claims an address of its own (all
-loopback), which ties every "session ... ended" line to the connection it is about.
+loopback), which ties every "session ended: rip=..." line to the connection it is about.
 """
 
 from __future__ import annotations
@@ -137,14 +137,14 @@ def test_a_maildrop_locked_in_one_worker_is_in_use_in_another(tmp_path: Path, ba
             answer = other.command("PASS secret")
             assert other.command("QUIT").startswith(b"+OK")
             other.close()
-            pid = int(server.wait_for(rf"\[(\d+)\]: session from 127\.0\.2\.{n} ended").group(1))
+            pid = int(server.wait_for(rf"\[(\d+)\]: session ended: rip=127\.0\.2\.{n} ").group(1))
             answered_by.setdefault(pid, []).append(answer)
             if len(answered_by) == 2:
                 break
         assert set(answered_by) == set(workers), (answered_by, workers)
         assert holder.command("QUIT").startswith(b"+OK")
         holder.close()
-        pattern = r"\[(\d+)\]: session from 127\.0\.1\.1 ended: quit \(user alice\)"
+        pattern = r"(?m)\[(\d+)\]: session ended: rip=127\.0\.1\.1 .* user=<alice> .* reason=quit$"
         holder_pid = int(server.wait_for(pattern).group(1))
         other_pid = next(pid for pid in workers if pid != holder_pid)
         # The worker that does not hold the lock refused it all the same.
@@ -180,3 +180,33 @@ def test_ctrl_c_stops_the_workers(tmp_path: Path) -> None:
         os.killpg(server.proc.pid, signal.SIGINT)
         assert server.proc.wait(timeout=TIMEOUT) == 0, server.log()
         wait_gone(workers)
+
+
+def test_every_worker_appends_to_the_log_file(tmp_path: Path) -> None:
+    """``--log-file`` with ``--workers 2``: both workers' lines, and the parent's, in one file."""
+    log_file = tmp_path / "pop3.log"
+    args = ("--workers", "2", "--proxy-protocol", "--log-file", str(log_file))
+    with serve(tmp_path, *args) as server:
+        deadline = time.monotonic() + TIMEOUT
+        while (match := WORKER_PIDS.search(log_file.read_text())) is None:
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.02)
+        workers = {int(match.group(2)), int(match.group(3))}
+        seen: set[int] = set()
+        for n in range(1, 61):
+            client = Client(server.port, f"127.0.4.{n}")
+            assert client.command("QUIT").startswith(b"+OK")
+            client.close()
+            pattern = re.compile(rf"\[(\d+)\]: session ended: rip=127\.0\.4\.{n} ")
+            deadline = time.monotonic() + TIMEOUT
+            while (found := pattern.search(log_file.read_text())) is None:
+                assert time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.02)
+            seen.add(int(found.group(1)))
+            if seen == workers:
+                break
+        assert seen == workers
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=TIMEOUT) == 0
+    assert server.log() == ""  # nothing on stderr: all of it went to the file
+    assert "stopping 2 workers" in log_file.read_text()

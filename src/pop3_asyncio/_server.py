@@ -58,6 +58,7 @@ class Server:
             timeouts=(TimeoutError,),
             connection_errors=(ConnectionError, StreamClosedError, ssl.SSLError, OSError),
             shutdown=(asyncio.CancelledError,),
+            monotonic=time.monotonic,
         )
         self._pause = AcceptPause()
         self._resume: asyncio.TimerHandle | None = None
@@ -149,11 +150,13 @@ class Server:
         lifecycle = self._lifecycle
         assert connection.transport is not None
         peer = connection.transport.get_extra_info("peername")
+        local = connection.transport.get_extra_info("sockname")
+        proxy = None
         if isinstance(connection, PrefixReader):
             try:
-                peer = await _proxy_header(connection, peer, options.proxy_timeout)
+                proxy, peer = peer, await _proxy_header(connection, peer, options.proxy_timeout)
             except Exception as exc:
-                lifecycle.proxy_failed(peer, exc)  # closed without a greeting
+                lifecycle.proxy_failed(peer, exc, local=local)  # closed without a greeting
                 connection.close()
                 return
             except BaseException:  # cancelled: the server is shutting down
@@ -169,6 +172,8 @@ class Server:
                 hostname=socket.gethostname(),
                 random_bytes=os.urandom,
                 clock=time.time_ns() // 1000,
+                local=local,
+                proxy=proxy,
             )
         except BaseException:
             stream.close()
@@ -177,7 +182,7 @@ class Server:
         try:
             if options.ssl_context is not None:  # implicit TLS (RFC 8314)
                 # Part of the time the client has to log in.
-                await _handshake(stream, options.ssl_context, run.handshake_timeout(loop.time()))
+                await _handshake(run, stream, options.ssl_context, loop.time())
             await self._drive(run, stream)
             run.ended()
         except BaseException as exc:
@@ -236,8 +241,7 @@ class Server:
             else:
                 assert isinstance(instruction, StartTls)
                 assert self.options.starttls_context is not None
-                timeout = run.handshake_timeout(clock())
-                await _handshake(stream, self.options.starttls_context, timeout)
+                await _handshake(run, stream, self.options.starttls_context, clock())
             instruction = driver.step(value, error)
 
     def close(self) -> None:
@@ -366,9 +370,11 @@ async def serve(
     return server
 
 
-async def _handshake(stream: Stream, context: ssl.SSLContext, timeout: float) -> None:
-    """Start TLS on ``stream``; ``HandshakeTimeoutError`` after ``timeout`` seconds."""
+async def _handshake(run: SessionRun, stream: Stream, context: ssl.SSLContext, now: float) -> None:
+    """Start TLS on ``stream``; ``HandshakeTimeoutError`` past ``run.handshake_timeout(now)``."""
     try:
-        await with_timeout(stream.start_tls(context, server_side=True), timeout)
+        await with_timeout(stream.start_tls(context, server_side=True), run.handshake_timeout(now))
     except TimeoutError:
         raise HandshakeTimeoutError from None
+    assert stream.transport is not None
+    run.tls_started(stream.transport.get_extra_info("ssl_object"))

@@ -86,6 +86,16 @@ _octets = _whole_number(0)
 _limit = _whole_number(0)  # 0: no limit
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, e.g. 127.0.0.1:9110")
+    return host, int(port)
+
+
 def _user_pair(text: str) -> tuple[str, str]:
     # The message must not repeat ``text``: it may hold a password.
     name, sep, password = text.partition(":")
@@ -175,8 +185,14 @@ limits: past --max-sessions sessions at once, or --max-sessions-per-address
   dies, the others are stopped and the exit status is 1 (let a supervisor
   such as systemd restart the service). Limits count per worker.
 
-Every session is logged as one line on stderr (-q: warnings only, -v: debug),
-with the process id of the worker that served it.
+logging: on stderr, or --log-file FILE. Each login, each failed login and
+  each session's end is one line of key=value fields (rip=, lip=, method=,
+  user=<...>, reason=...), with the process id of the worker that served it;
+  the failed logins are what docs/fail2ban's filter counts. -q: warnings only;
+  -v: also each session's start, TLS handshake, and command with its +OK or
+  -ERR; -vv: also a protocol trace (commands and status lines; passwords, APOP
+  digests and SASL lines hidden; no message bodies). docs/logging.md
+  describes every line.
 """
 
 FETCH_HELP = """\
@@ -337,6 +353,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         f"(default {LOGIN_TIMEOUT:g}; after login, RFC 1939's 10-minute "
         "autologout applies)",
     )
+    serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help="serve Prometheus metrics (logins, sessions, octets) over HTTP on HOST:PORT "
+        "(needs the 'metrics' extra: pip install 'pop3-sansio[metrics]'; one worker only)",
+    )
+    serve.add_argument(
+        "--log-file",
+        metavar="FILE",
+        help="append the log to FILE instead of stderr (reopened when rotated away, "
+        "for logrotate and fail2ban)",
+    )
 
     fetch = commands.add_parser(
         "fetch",
@@ -428,32 +457,53 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, {"serve": serve, "fetch": fetch, "pw": pw}
 
 
-@contextlib.contextmanager
-def _logging_to_stderr(verbosity: int) -> Iterator[None]:
-    """Log the "pop3.*" loggers to stderr for the duration of a command.
+LOG_FORMAT = "%(asctime)s %(name)s[%(process)d]: %(message)s"
+"""Every line: ``2026-12-07 06:31:44 pop3.server[4242]: ...`` (local time; a date
+format fail2ban recognises by itself)."""
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+TRACE_LOGGER = "pop3.server.trace"
+"""The protocol trace's logger: shown with -vv only."""
 
-    Session events are at INFO; each -q/-v moves the level one step. The
-    previous set-up is restored afterwards, so ``main()`` can be called from
-    a program (or a test) that configures logging itself.
+
+@contextlib.contextmanager
+def _logging(verbosity: int, log_file: str | None = None) -> Iterator[None]:
+    """Log the "pop3.*" loggers to stderr (or append them to ``log_file``) during a command.
+
+    Session events are at INFO; each -q/-v moves the level one step; the
+    protocol trace (``pop3.server.trace``, DEBUG) needs -vv. The previous
+    set-up is restored afterwards, so ``main()`` can be called from a
+    program (or a test) that configures logging itself.
     """
     level = min(max(logging.INFO - 10 * verbosity, logging.DEBUG), logging.ERROR)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "%(asctime)s %(name)s[%(process)d]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
-        )
-    )
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        from logging.handlers import WatchedFileHandler
+
+        try:
+            # Reopened when logrotate moves the file away; appends, so that
+            # several workers (and restarts) share it.
+            handler = WatchedFileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot open the log file {log_file}: {exc.strerror}") from None
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=LOG_DATE_FORMAT))
+    handler.setLevel(level)  # also when a logger below is opened wider (--metrics)
     logger = logging.getLogger("pop3")
-    saved = logger.level, logger.propagate
+    trace = logging.getLogger(TRACE_LOGGER)
+    saved = logger.level, logger.propagate, trace.level
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    trace.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        handler.close()
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+        trace.setLevel(saved[2])
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -478,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity = args.verbose - args.quiet
     command = args.command
     try:
-        with _logging_to_stderr(verbosity):
+        with _logging(verbosity, getattr(args, "log_file", None)):
             return _commands()[command](args)
     except UsageError as exc:
         try:

@@ -474,6 +474,8 @@ def run_serve(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         port = DEFAULT_TLS_PORT if tls == "implicit" else DEFAULT_PORT
+    if args.metrics is not None and args.workers > 1:
+        raise UsageError("--metrics works with one worker (--workers 1)")
     runner = BACKENDS[args.backend]
 
     def run(users: UserDB, storage: Storage, demo: str | None) -> int:
@@ -497,6 +499,12 @@ def run_serve(args: argparse.Namespace) -> int:
             from ._workers import run_workers
 
             run_workers(runner, config, args.workers)
+        elif args.metrics is not None:
+            from ._metrics import serving_metrics
+
+            with serving_metrics(*args.metrics) as (metrics_host, metrics_port):
+                _print(f"metrics on http://{_show(metrics_host, metrics_port)}/metrics")
+                runner(config)
         else:
             runner(config)
         return 0

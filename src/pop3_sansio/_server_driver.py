@@ -104,7 +104,9 @@ class SessionDriver:
     if ``chunk_size`` is at most ``quick_read_size`` (0: never; for storage
     where even a small read may block, such as a network file system).
     Call ``release()`` when the connection ends,
-    however it ends.
+    however it ends. ``octets_in`` and ``octets_out`` count what was read
+    from the client and what the binding wrote (a ``Write`` counts once
+    ``step()`` is called after it).
     """
 
     def __init__(
@@ -127,6 +129,9 @@ class SessionDriver:
         self.quick_read_size = quick_read_size
         self.maildrop: MaildropProtocol | None = None
         self.close_reason: str | None = None
+        self.octets_in = 0
+        self.octets_out = 0
+        self._writing = 0  # the size of the Write given out last, counted when step() returns
         self._steps: Generator[ServerInstruction, Any, None] | None = None
         self._idle_since: float | None = None  # when the READs in a row began
         self._login_deadline: float | None = None  # set by the first wait
@@ -173,6 +178,9 @@ class SessionDriver:
         if self._steps is None:
             self._steps = self.run()
             value = None
+        if self._writing:
+            self.octets_out += self._writing
+            self._writing = 0
         try:
             steps = self._steps
             instruction = steps.send(value) if error is None else steps.throw(error)
@@ -180,6 +188,8 @@ class SessionDriver:
             return None
         if instruction is not READ:
             self._idle_since = None  # a command came in: the autologout timer starts again
+            if type(instruction) is Write:
+                self._writing = len(instruction.data)
         return instruction
 
     def read_timeout(self, now: float) -> float:
@@ -292,7 +302,9 @@ class SessionDriver:
             if not isinstance(request, ReadMessage) and (write := self._flush()) is not None:
                 yield write
             if request is NEED_DATA:
-                session.receive_data((yield READ))
+                data = yield READ
+                self.octets_in += len(data)
+                session.receive_data(data)
             elif isinstance(request, CloseConnection):
                 self.close_reason = request.reason
                 return

@@ -14,6 +14,7 @@ from ._apop import make_timestamp
 from ._net import peer_host
 from ._server_driver import SessionDriver
 from ._server_session import ServerSession
+from ._serverlog import LoginAttempt
 from ._storage import BackendProtocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,6 +128,8 @@ class ServerOptions:
         hostname: str,
         random_bytes: Callable[[int], bytes],
         clock: int,
+        on_login: Callable[[LoginAttempt], None] | None = None,
+        on_trace: Callable[[str], None] | None = None,
     ) -> SessionDriver:
         """A driver for one new connection.
 
@@ -134,7 +137,8 @@ class ServerOptions:
         ``same_address`` those from the client's address (see
         ``AddressCounter``); ``hostname`` is used when the options name none; ``random_bytes`` and
         ``clock`` (any integer that grows, e.g. microseconds) make the APOP
-        timestamp unique (RFC 1939 section 7).
+        timestamp unique (RFC 1939 section 7). ``on_login`` and ``on_trace``
+        are the ``ServerSession``'s hooks (for the log).
         """
         name = self.hostname or hostname
         allow = self.allow_plaintext
@@ -152,6 +156,8 @@ class ServerOptions:
             max_failed_logins=self.max_failed_logins,
             refuse=self._refusal(sessions, same_address),
             max_output=MAX_QUEUED_OUTPUT,
+            on_login=on_login,
+            on_trace=on_trace,
         )
         return SessionDriver(
             session,

@@ -42,6 +42,7 @@ from ._sasl import (
     server_mechanism,
 )
 from ._scram import ScramCredentials, hash_key, hmac_digest
+from ._serverlog import LoginAttempt, LoginResult, trace_command, trace_response, trace_status
 from ._state import NEED_DATA, PAUSED, Sentinel, State
 from ._storage import MessageInfo
 
@@ -157,6 +158,17 @@ class ServerSession:
     ``PAUSED`` instead of answering the next buffered command -- write the
     data, then call it again without reading. ``None`` (the default): no
     bound, ``PAUSED`` never comes.
+
+    ``on_login`` is called with a ``LoginAttempt`` when a login attempt is
+    decided (wrong credentials at once; right ones once the maildrop is open,
+    locked or unavailable). ``on_trace`` is called with a line for each
+    command received and each status line sent (``trace_command``,
+    ``trace_response``: secrets hidden, no message bodies); leave it ``None``
+    unless a trace is wanted, the lines cost time to make.
+
+    ``retrieved``, ``retrieved_octets``, ``topped`` and ``removed`` count the
+    messages sent whole by RETR (and their listed octets), the TOP answers
+    completed, and the messages QUIT removed.
     """
 
     def __init__(
@@ -179,8 +191,18 @@ class ServerSession:
         refuse: str | None = None,
         connection: ServerConnection | None = None,
         max_output: int | None = None,
+        on_login: Callable[[LoginAttempt], None] | None = None,
+        on_trace: Callable[[str], None] | None = None,
     ) -> None:
         self.connection = connection or ServerConnection(tls=tls)
+        self._on_login = on_login
+        self._on_trace = on_trace
+        self._method = ""  # the login method being tried: USER, APOP or a SASL mechanism
+        self._attempted: str | None = None  # the user name it was tried for
+        self.retrieved = 0
+        self.retrieved_octets = 0
+        self.topped = 0
+        self.removed = 0
         self._hostname = hostname
         self._starttls = starttls
         self.allow_plaintext = allow_plaintext
@@ -249,6 +271,8 @@ class ServerSession:
         data = self.connection.send(event)
         self._out.append(data)
         self._out_size += len(data)
+        if self._on_trace is not None and (line := trace_response(event, data)) is not None:
+            self._on_trace(line)
 
     def _ok(self, text: str = "") -> None:
         self._send(ev.Ok(text))
@@ -336,7 +360,10 @@ class ServerSession:
                 self._failure = exc
                 # In the middle of a multi-line answer no -ERR can be sent: just close.
                 with contextlib.suppress(LocalProtocolError):
-                    self._out.append(conn.send_failure(exc.message))
+                    data = conn.send_failure(exc.message)
+                    self._out.append(data)
+                    if self._on_trace is not None:
+                        self._on_trace(trace_status(data))
                 return self._close("protocol-error")
             if event is NEED_DATA:
                 return NEED_DATA
@@ -353,6 +380,8 @@ class ServerSession:
         return CloseConnection(reason)
 
     def _dispatch(self, event: ev.Event) -> Request | None:
+        if self._on_trace is not None:
+            self._on_trace(trace_command(event))
         if isinstance(event, ev.UnknownCommand):
             return self._unknown(event)
         if isinstance(event, ev.SaslResponse | ev.SaslCancel):
@@ -456,6 +485,7 @@ class ServerSession:
         assert self._user is not None  # the connection only passes PASS right after USER
         user, self._user = self._user, None
         self._mech = None
+        self._method, self._attempted = "USER", user
         return CheckPassword(user, event.password, "")
 
     def _apop(self, event: ev.Apop) -> Request | None:
@@ -463,6 +493,7 @@ class ServerSession:
             self._err("APOP not supported")
             return None
         self._apop_digest = event.digest
+        self._method, self._attempted = "APOP", event.name
         return LookupSecret(event.name)
 
     def _auth(self, event: ev.Auth) -> Request | None:
@@ -495,6 +526,7 @@ class ServerSession:
             self._err(f"{name} takes no initial response")
             return None
         self._mech = mech
+        self._method, self._attempted = name, None
         return self._step(mech.start(event.initial_response))
 
     def _nonce(self) -> str | None:
@@ -523,10 +555,12 @@ class ServerSession:
             self._send(ev.SaslChallenge(step.data))
             return None
         if isinstance(step, CheckPassword | LookupSecret | CheckToken):
+            self._attempted = step.username
             return step
         if isinstance(step, LookupScram):
             # SCRAM credentials are derived from the plain secret here, with a
             # fresh salt, so a backend only has to look the secret up.
+            self._attempted = step.username
             return LookupSecret(step.username)
         self._mech = None
         if isinstance(step, Failed):
@@ -577,15 +611,21 @@ class ServerSession:
         else:
             self._queued = self._step(mech.secret_found(secret))
 
+    def _login(self, result: LoginResult) -> None:
+        if self._on_login is not None:
+            attempt = LoginAttempt(self._method, self._attempted, result, self._failures)
+            self._on_login(attempt)
+
     def _auth_failed(self, text: str) -> Request | None:
         self._failures += 1
+        self._login("failed")
         self._err(text, AUTH)
         if self._failures >= self._max_failures:
             return self._close("too-many-failures")
         return None
 
     def _authenticated(self, username: str) -> Request:
-        self._username = username
+        self._username = self._attempted = username
         return OpenMaildrop(username)
 
     def maildrop_opened(self, messages: Sequence[MessageInfo]) -> None:
@@ -593,6 +633,7 @@ class ServerSession:
         self._answer(OpenMaildrop)
         self._messages = tuple(messages)
         self._deleted.clear()
+        self._login("ok")
         count, size = self._drop_listing()
         self._ok(f"maildrop has {count} messages ({size} octets)")
 
@@ -600,12 +641,14 @@ class ServerSession:
         """Answer ``OpenMaildrop``: another session holds the lock (RFC 2449 ``[IN-USE]``)."""
         self._answer(OpenMaildrop)
         self._username = None
+        self._login("in-use")
         self._err("maildrop already locked by another session", IN_USE)
 
     def maildrop_failed(self, text: str = "unable to open maildrop") -> None:
         """Answer ``OpenMaildrop``: it could not be opened (``[SYS/TEMP]``)."""
         self._answer(OpenMaildrop)
         self._username = None
+        self._login("unavailable")
         self._err(text, SYS_TEMP)
 
     # --- TRANSACTION ---------------------------------------------------------------
@@ -683,6 +726,11 @@ class ServerSession:
         self._start_body(request)
         self._send(ev.EndOfResponse())
         self._top = None
+        if request.lines is None:
+            self.retrieved += 1
+            self.retrieved_octets += self._messages[request.msg - 1].size
+        else:
+            self.topped += 1
 
     def message_failed(self) -> None:
         """Answer ``ReadMessage``: the message could not be read.
@@ -729,6 +777,7 @@ class ServerSession:
         """
         request = self._answer(CommitDeletions)
         left = sorted(set(failed) & set(request.messages))
+        self.removed = len(request.messages) - len(left)
         if left:
             remain = " ".join(map(str, left))
             self._err(f"some deleted messages not removed: {remain}", SYS_TEMP)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
         HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT,
         HandshakeTimeoutError as HandshakeTimeoutError,
         SessionLifecycle as SessionLifecycle,
+        SessionLog as SessionLog,
         SessionRun as SessionRun,
     )
     from ._net import (
@@ -53,6 +54,10 @@ if TYPE_CHECKING:  # pragma: no cover
         Request as Request,
         ServerSession as ServerSession,
     )
+    from ._serverlog import (
+        LoginAttempt as LoginAttempt,
+        SessionEnd as SessionEnd,
+    )
     from ._storage import (
         BackendProtocol as BackendProtocol,
         MaildropError as MaildropError,
@@ -72,6 +77,7 @@ __all__ = [
     "CloseConnection",
     "CommitDeletions",
     "HandshakeTimeoutError",
+    "LoginAttempt",
     "MaildropError",
     "MaildropLockedError",
     "MaildropProtocol",
@@ -83,7 +89,9 @@ __all__ = [
     "ServerOptions",
     "ServerSession",
     "SessionDriver",
+    "SessionEnd",
     "SessionLifecycle",
+    "SessionLog",
     "SessionRun",
     "Sleep",
     "StartTls",
@@ -104,6 +112,7 @@ _EXPORTS = {
     "CloseConnection": "_server_session",
     "CommitDeletions": "_server_session",
     "HandshakeTimeoutError": "_lifecycle",
+    "LoginAttempt": "_serverlog",
     "MaildropError": "_storage",
     "MaildropLockedError": "_storage",
     "MaildropProtocol": "_storage",
@@ -115,7 +124,9 @@ _EXPORTS = {
     "ServerOptions": "_server_options",
     "ServerSession": "_server_session",
     "SessionDriver": "_server_driver",
+    "SessionEnd": "_serverlog",
     "SessionLifecycle": "_lifecycle",
+    "SessionLog": "_lifecycle",
     "SessionRun": "_lifecycle",
     "Sleep": "_server_driver",
     "StartTls": "_instructions",

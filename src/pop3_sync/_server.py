@@ -89,6 +89,7 @@ class Server:
             timeouts=(TimeoutError,),
             connection_errors=(ConnectionError, ssl.SSLError, OSError),
             lock=self._lock,  # the address counter is shared by the session threads
+            monotonic=time.monotonic,
         )
         self._closing = threading.Event()
         self._loop_done = threading.Event()
@@ -230,14 +231,17 @@ class Server:
         options = self.options
         lifecycle = self._lifecycle
         peer: Any = None
+        local: Any = None
+        proxy: Any = None
         with contextlib.suppress(OSError):
             peer = holder.sock.getpeername()
+            local = holder.sock.getsockname()
         try:
             if options.proxy_protocol:
                 try:
-                    peer = _proxy_header(holder.sock, peer, options.proxy_timeout)
+                    proxy, peer = peer, _proxy_header(holder.sock, peer, options.proxy_timeout)
                 except Exception as exc:
-                    lifecycle.proxy_failed(peer, exc)  # closed without a greeting
+                    lifecycle.proxy_failed(peer, exc, local=local)  # closed without a greeting
                     return
             run = lifecycle.start(
                 peer,
@@ -245,11 +249,13 @@ class Server:
                 hostname=socket.gethostname(),
                 random_bytes=os.urandom,
                 clock=time.time_ns() // 1000,
+                local=local,
+                proxy=proxy,
             )
             try:
                 if options.ssl_context is not None:
                     # Part of the time the client has to log in.
-                    _start_tls(holder, options.ssl_context, run.handshake_timeout(time.monotonic()))
+                    _start_tls(run, holder, options.ssl_context)
                 self._drive(run, holder)
                 if holder.dropped and run.driver.close_reason == "client-closed":
                     run.shut_down()  # the end of input close() made, not the client
@@ -300,7 +306,7 @@ class Server:
                 assert isinstance(instruction, StartTls)
                 context = self.options.starttls_context
                 assert context is not None
-                _start_tls(holder, context, run.handshake_timeout(time.monotonic()))
+                _start_tls(run, holder, context)
             instruction = driver.step(value, error)
 
     # --- stopping -----------------------------------------------------------------------
@@ -361,13 +367,14 @@ def _proxy_header(sock: socket.socket, peer: Any, timeout: float) -> Any:
     return parser.result().client_address(peer)
 
 
-def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> None:
+def _start_tls(run: SessionRun, holder: _Session, context: ssl.SSLContext) -> None:
     """Replace the session's socket with a TLS one and run the handshake.
 
     The TLS socket is the session's before the handshake starts, so the
     session closes it however the handshake ends. A handshake that takes
-    longer than ``timeout`` raises ``HandshakeTimeoutError``.
+    longer than ``run.handshake_timeout`` raises ``HandshakeTimeoutError``.
     """
+    timeout = run.handshake_timeout(time.monotonic())
     if timeout <= 0:  # the login time is up (and a 0 timeout would make the socket non-blocking)
         raise HandshakeTimeoutError
     holder.sock.settimeout(timeout)
@@ -376,6 +383,7 @@ def _start_tls(holder: _Session, context: ssl.SSLContext, timeout: float) -> Non
         holder.sock.do_handshake()
     except TimeoutError:
         raise HandshakeTimeoutError from None
+    run.tls_started(holder.sock)
 
 
 def serve(

@@ -62,6 +62,7 @@ class Server:
                 OSError,
             ),
             shutdown=(trio.Cancelled,),
+            monotonic=time.monotonic,
         )
         self._pause = AcceptPause()
 
@@ -131,13 +132,15 @@ class Server:
         lifecycle = self._lifecycle
         try:
             peer = tcp.socket.getpeername()
+            local = tcp.socket.getsockname()
         except OSError:
-            peer = None
+            peer = local = None
+        proxy = None
         if options.proxy_protocol:
             try:
-                peer = await _proxy_header(tcp, peer, options.proxy_timeout)
+                proxy, peer = peer, await _proxy_header(tcp, peer, options.proxy_timeout)
             except Exception as exc:
-                lifecycle.proxy_failed(peer, exc)  # closed without a greeting
+                lifecycle.proxy_failed(peer, exc, local=local)  # closed without a greeting
                 tcp.socket.close()
                 return
             except BaseException:  # cancelled: the server is shutting down
@@ -149,13 +152,14 @@ class Server:
             hostname=socket.gethostname(),
             random_bytes=os.urandom,
             clock=time.time_ns() // 1000,
+            local=local,
+            proxy=proxy,
         )
         conn = _Connection(tcp)
         try:
             if options.ssl_context is not None:
                 # Part of the time the client has to log in.
-                timeout = run.handshake_timeout(trio.current_time())
-                await conn.start_tls(options.ssl_context, timeout)
+                await conn.start_tls(run, options.ssl_context)
             await self._drive(run, conn)
             run.ended()
         except BaseException as exc:
@@ -197,8 +201,7 @@ class Server:
             else:
                 assert isinstance(instruction, StartTls)
                 assert self.options.starttls_context is not None
-                timeout = run.handshake_timeout(trio.current_time())
-                await conn.start_tls(self.options.starttls_context, timeout)
+                await conn.start_tls(run, self.options.starttls_context)
             instruction = driver.step(value, error)
 
 
@@ -209,15 +212,16 @@ class _Connection:
         self.tcp = tcp
         self.stream: trio.abc.Stream = tcp
 
-    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
-        """Run the TLS handshake; ``HandshakeTimeoutError`` if it takes over ``timeout``."""
+    async def start_tls(self, run: SessionRun, context: ssl.SSLContext) -> None:
+        """Run the TLS handshake; ``HandshakeTimeoutError`` past ``run.handshake_timeout``."""
         stream = trio.SSLStream(self.stream, context, server_side=True)
         self.stream = stream
         try:
-            with trio.fail_after(timeout):
+            with trio.fail_after(run.handshake_timeout(trio.current_time())):
                 await stream.do_handshake()
         except trio.TooSlowError:
             raise HandshakeTimeoutError from None
+        run.tls_started(stream)
 
     async def receive(self) -> bytes:
         data = await self.stream.receive_some(_RECEIVE_SIZE)
