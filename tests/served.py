@@ -20,7 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -261,3 +263,50 @@ class RawClient:
         status = self.command(b"RETR %d" % msg)
         assert status.startswith(b"+OK"), status
         return self.multiline()
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    stdout: bytes
+    stderr_path: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout=15)
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str, until: bytes = b"") -> Iterator[Served]:
+    """``pop3 serve --port 0 ARGS`` until the block ends; yields once it listens."""
+    stderr_path = tmp_path / f"serve-{time.monotonic_ns()}.err"
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            pop3("serve", "--port", "0", *args), stdout=subprocess.PIPE, stderr=stderr, env=env()
+        )
+    try:
+        assert proc.stdout is not None
+        out = b""
+        deadline = time.monotonic() + 20
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            while not (LISTENING.search(out) and until in out):
+                left = deadline - time.monotonic()
+                assert left > 0, (out, stderr_path.read_text())
+                if selector.select(left):
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    assert chunk, ("serve exited", out, stderr_path.read_text())
+                    out += chunk
+        match = LISTENING.search(out)
+        assert match is not None
+        yield Served(proc, int(match.group(1)), out, stderr_path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]

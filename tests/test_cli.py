@@ -15,15 +15,12 @@ import io
 import os
 import poplib
 import re
-import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -36,11 +33,10 @@ from pop3_cli import main
 from pop3_cli._errors import UsageError
 from pop3_cli._progress import Progress
 from pop3_cli._serve import load_users
-from served import env, pop3
+from served import Served, env, pop3, serving
 
 PASSWORD = "Tr0ub4dor&3-horse"  # distinctive, so it can be looked for in any output
 WRONG_PASSWORD = "Wr0ng-battery-staple"
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:([0-9]+)\n")
 SUMMARY = re.compile(r"fetched ([0-9]+) messages? \(([0-9]+) octets?\)")
 
 
@@ -67,53 +63,6 @@ def one_line(text: str) -> bool:
 
 
 # --- running processes ------------------------------------------------------------------
-
-
-@dataclass
-class Served:
-    proc: subprocess.Popen[bytes]
-    port: int
-    stdout: bytes
-    stderr_path: Path
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def stop(self, signum: int = signal.SIGINT) -> int:
-        self.proc.send_signal(signum)
-        return self.proc.wait(timeout=15)
-
-
-@contextmanager
-def serving(tmp_path: Path, *args: str, until: bytes = b"") -> Iterator[Served]:
-    """``pop3 serve --port 0 ARGS`` until the block ends; yields once it listens."""
-    stderr_path = tmp_path / f"serve-{time.monotonic_ns()}.err"
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            pop3("serve", "--port", "0", *args), stdout=subprocess.PIPE, stderr=stderr, env=env()
-        )
-    try:
-        assert proc.stdout is not None
-        out = b""
-        deadline = time.monotonic() + 20
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            while not (LISTENING.search(out) and until in out):
-                left = deadline - time.monotonic()
-                assert left > 0, (out, stderr_path.read_text())
-                if selector.select(left):
-                    chunk = os.read(proc.stdout.fileno(), 65536)
-                    assert chunk, ("serve exited", out, stderr_path.read_text())
-                    out += chunk
-        match = LISTENING.search(out)
-        assert match is not None
-        yield Served(proc, int(match.group(1)), out, stderr_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def fetch(

@@ -36,6 +36,8 @@ PUBLIC_MODULES = [
     "pop3_sync",
     "pop3_sync.poplib",
     "pop3_maildrop",
+    "pop3_testing",
+    "pop3_testing.plugin",
 ]
 
 

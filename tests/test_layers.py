@@ -77,6 +77,7 @@ PACKAGES_BELOW = {
     "pop3_trio": {"pop3_sansio"},
     "pop3_sync": {"pop3_sansio"},
     "pop3_cli": {"pop3_sansio", "pop3_maildrop", "pop3_asyncio", "pop3_trio", "pop3_sync"},
+    "pop3_testing": {"pop3_sansio", "pop3_maildrop", "pop3_asyncio", "pop3_trio", "pop3_sync"},
 }
 """Which of our packages each package may import: one way only, toward the core."""
 

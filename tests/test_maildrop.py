@@ -206,6 +206,10 @@ def test_public_api() -> None:
             "MemoryStorage",
             "Storage",
             "UserDB",
+            "HASH_SCHEMES",  # pop3 pw (_users.py)
+            "hash_password",
+            "verify_password",
+            "read_eml_dir",  # for pop3_testing and pop3 serve --eml-dir (_eml.py)
         ]
     )
     assert issubclass(MaildropLocked, MaildropError)
@@ -957,6 +961,8 @@ def test_memory_storage_initial_contents_and_uids() -> None:
         assert [m.size for m in drop.messages] == [3, 3, 3]
         assert drop.commit([1]) == []
     assert storage.contents("alice") == [b"b\n", b"c"]
+    assert storage.uids("alice") == ["mem2", uid]  # what is left, without opening it
+    assert storage.uids("nobody") == []
     assert uids_of(storage, "empty") == []
     assert uids_of(storage, "new-user") == []
     assert storage.add("alice", b"d\n") not in {"mem1", "mem2", uid}  # never reused

@@ -47,7 +47,15 @@ def test_core_imports_no_io_module() -> None:
 
 @pytest.mark.parametrize(
     "package",
-    ["pop3_sansio", "pop3_maildrop", "pop3_asyncio", "pop3_trio", "pop3_sync", "pop3_cli"],
+    [
+        "pop3_sansio",
+        "pop3_maildrop",
+        "pop3_asyncio",
+        "pop3_trio",
+        "pop3_sync",
+        "pop3_cli",
+        "pop3_testing",
+    ],
 )
 def test_packages_are_typed(package: str) -> None:
     assert (ROOT / "src" / package / "py.typed").is_file()

@@ -268,8 +268,19 @@ BINDINGS = {
         "Storage",
         "UserDB",
         "hash_password",
+        "read_eml_dir",
         "verify_password",
     ],
+    "pop3_testing": [
+        "AsyncPop3TestServer",
+        "DEFAULT_PASSWORD",
+        "DEFAULT_USER",
+        "MessageSource",
+        "Pop3TestServer",
+        "StoredMessage",
+        "default_options",
+    ],
+    "pop3_testing.plugin": ["pop3_server", "pop3_starttls_server", "pop3_tls_server"],
 }
 
 # Names a package re-exports from pop3_sansio: the same object, so that

@@ -149,6 +149,12 @@ on {DEFAULT_HOST}:{DEFAULT_PORT} for user "demo", password "demo", until Ctrl-C.
 With --maildir and --user/--users: serve real Maildirs. With one --user, DIR is
 that user's Maildir; with several users (or --users FILE), DIR holds one
 Maildir per user, DIR/NAME, unless FILE names a maildir for the user.
+
+With --eml-dir DIR instead of --maildir: every *.eml file of DIR (in file name
+order) is loaded into memory and served, to user "demo" (password "demo"), or
+with --user/--users to each of those users, every user getting a copy of its
+own (a users file's MAILDIR column is not used). Deletions last until the
+server stops; the files are never changed. For demos and tests.
 """
 
 SERVE_EPILOG = """\
@@ -283,6 +289,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--maildir", metavar="DIR", help="the Maildir, or the directory of Maildirs")
+    serve.add_argument(
+        "--eml-dir",
+        metavar="DIR",
+        help="serve the *.eml files of DIR from memory instead of a Maildir (see above)",
+    )
     serve.add_argument(
         "--user",
         metavar="NAME:PASSWORD",

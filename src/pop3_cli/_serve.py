@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from pop3_maildrop import Backend, MaildirStorage, Maildrop, Storage, UserDB
+from pop3_maildrop import (
+    Backend,
+    MaildirStorage,
+    Maildrop,
+    MemoryStorage,
+    Storage,
+    UserDB,
+    read_eml_dir,
+)
 
 from ._defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TLS_PORT
 from ._demo import DEMO_PASSWORD, DEMO_USER, write_demo_maildir
@@ -376,11 +384,13 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-def _announce(demo_dir: str | None, tls: str | None) -> Callable[[list[tuple[str, int]]], None]:
+def _announce(demo: str | None, tls: str | None) -> Callable[[list[tuple[str, int]]], None]:
+    """Print the addresses; for a demo, ``demo`` (what is served) and how to try it."""
+
     def announce(addresses: list[tuple[str, int]]) -> None:
         for host, port in addresses:
             _print(f"listening on {_show(host, port)}")
-        if demo_dir is None:
+        if demo is None:
             return
         host, port = addresses[0]
         with contextlib.suppress(ValueError):
@@ -391,7 +401,7 @@ def _announce(demo_dir: str | None, tls: str | None) -> Callable[[list[tuple[str
         curl_tls = " --ssl-reqd" if tls == "starttls" else ""
         insecure = " -k" if tls else ""
         _print(
-            f"Demo maildrop in {demo_dir} (deleted on exit).\n"
+            f"{demo}\n"
             f"User {DEMO_USER!r}, password {DEMO_PASSWORD!r}. Try:\n"
             f"  curl{curl_tls}{insecure} {scheme}://{DEMO_USER}:{DEMO_PASSWORD}@{url_host}:{port}/1\n"
             f'  python3 -c "import poplib; p = poplib.POP3({host!r}, {port}); '
@@ -427,13 +437,29 @@ def _demo_maildir() -> Iterator[str]:
         yield maildir
 
 
+def _eml_storage(path: str, users: UserDB) -> MemoryStorage:
+    """``--eml-dir``: every user's maildrop in memory, a copy of the folder's ``.eml`` files."""
+    try:
+        messages = [data for _, data in read_eml_dir(path)]
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--eml-dir: {exc}") from None
+    log.info("serving %d messages of %s from memory to %d user(s)", len(messages), path, len(users))
+    return MemoryStorage({name: messages for name in users})
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``pop3 serve``: serve until SIGINT or SIGTERM; 0 then."""
+    if args.eml_dir is not None:
+        if args.maildir is not None:
+            raise UsageError("--eml-dir serves from memory: it cannot be combined with --maildir")
+        if args.workers > 1:
+            # Each worker would hold a copy: a deletion in one would not be seen by the others.
+            raise UsageError("--eml-dir serves from one process's memory: drop --workers")
     demo = args.maildir is None and not args.user and args.users is None
     if not demo and not args.user and args.users is None:
         raise UsageError("--maildir needs --user NAME:PASSWORD or --users FILE")
-    if args.user and args.maildir is None and args.users is None:
-        raise UsageError("--user needs --maildir DIR")
+    if args.user and args.maildir is None and args.users is None and args.eml_dir is None:
+        raise UsageError("--user needs --maildir DIR (or --eml-dir DIR)")
     if args.user:
         _warn(
             "a password given with --user is visible to other users "
@@ -452,7 +478,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError("--metrics works with one worker (--workers 1)")
     runner = BACKENDS[args.backend]
 
-    def run(users: UserDB, storage: Storage, demo_dir: str | None) -> int:
+    def run(users: UserDB, storage: Storage, demo: str | None) -> int:
         options = {
             **tls_options,
             **_mechanism_options(users),
@@ -467,7 +493,7 @@ def run_serve(args: argparse.Namespace) -> int:
             args.host,
             port,
             options,
-            announce=_announce(demo_dir, tls),
+            announce=_announce(demo, tls),
         )
         if args.workers > 1:
             from ._workers import run_workers
@@ -484,12 +510,20 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
 
     if demo:
+        users = UserDB.from_pairs({DEMO_USER: DEMO_PASSWORD})
+        if args.eml_dir is not None:
+            memory = _eml_storage(args.eml_dir, users)
+            note = f"Demo maildrop: the .eml files of {args.eml_dir}, in memory (never changed)."
+            return run(users, memory, note)
         with _demo_maildir() as maildir:
-            users = UserDB.from_pairs({DEMO_USER: DEMO_PASSWORD})
-            return run(users, MaildirStorage(maildir), maildir)
+            return run(
+                users, MaildirStorage(maildir), f"Demo maildrop in {maildir} (deleted on exit)."
+            )
     users = load_users(args.user, args.users)
     if not users:
         raise CliError(f"no users in {args.users}")
+    if args.eml_dir is not None:
+        return run(users, _eml_storage(args.eml_dir, users), None)
     storage = _storage(args, users)
     if args.maildir is not None:
         _check_maildir(args.maildir)

@@ -5,7 +5,8 @@ a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
 persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
 remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
 (the default), mbox and in-memory. ``UserDB`` checks passwords; ``hash_password``
-makes a users-file value (``pop3 pw``).
+makes a users-file value (``pop3 pw``); ``read_eml_dir`` reads a folder of ``.eml``
+files (to preload memory).
 
 Standard library only; file I/O lives here, never in ``pop3_sansio``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from ._backend import Backend
 from ._base import Maildrop, MaildropError, MaildropLocked, Storage
+from ._eml import read_eml_dir
 from ._maildir import MaildirStorage
 from ._mbox import MboxStorage
 from ._memory import MemoryStorage
@@ -31,5 +33,6 @@ __all__ = [
     "Storage",
     "UserDB",
     "hash_password",
+    "read_eml_dir",
     "verify_password",
 ]

@@ -49,6 +49,11 @@ class MemoryStorage(Storage):
         with self._mutex:
             return [data for _, data in self._drops.get(username, ())]
 
+    def uids(self, username: str) -> list[str]:
+        """The unique ids of the messages ``username`` has now, oldest first."""
+        with self._mutex:
+            return [uid for uid, _ in self._drops.get(username, ())]
+
     def open(self, username: str) -> Maildrop:
         """Lock ``username``'s maildrop and snapshot it; see ``Storage.open``."""
         self._locks.acquire(username)
