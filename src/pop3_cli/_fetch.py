@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import logging
 import os
 import signal
 import socket
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pop3_asyncio import (
@@ -50,11 +52,15 @@ from pop3_asyncio import (
     connect,
 )
 
-from ._deliver import MaildirWriter, message_token
-from ._errors import CliError, Interrupted
+from ._deliver import message_token
+from ._errors import CliError, Interrupted, UsageError
+from ._mailform import MessageForm, trace_fields
 from ._progress import Progress
 from ._secretfile import read_secret_file
 from ._state import FetchState
+from ._targets import Deferred, DeliveryFailed, Target, open_target
+
+_DAY = 86400
 
 __all__ = ["FetchResult", "read_password", "run_fetch"]
 
@@ -69,6 +75,14 @@ class FetchResult:
     octets: int = 0
     already: int = 0
     deleted: int = 0
+    skipped: int = 0
+    """Messages over the size limit, left on the server."""
+    deleted_unread: int = 0
+    """Messages over the size limit deleted without being fetched (``--delete-oversized``)."""
+    failed: list[int] = field(default_factory=list)
+    """The MDA's exit status for each message it did not deliver."""
+    deferred: Deferred | None = None
+    """The MDA asked to try again later: the run stopped there."""
 
 
 def read_password(args: argparse.Namespace) -> str:
@@ -145,15 +159,30 @@ async def _fetch(
     port: int,
     context: ssl.SSLContext | None,
     state: FetchState,
-    writer: MaildirWriter,
+    target: Target,
 ) -> FetchResult:
     with _CtrlC() as ctrl_c:
         try:
-            return await _fetch_all(args, password, tls, port, context, state, writer, ctrl_c)
+            return await _fetch_all(args, password, tls, port, context, state, target, ctrl_c)
         except asyncio.CancelledError:
             if ctrl_c.pressed:
                 raise _CtrlCError from None
             raise
+
+
+def _over_limit(args: argparse.Namespace, size: int | None) -> bool:
+    """Whether a message LISTed as ``size`` is over ``--max-size`` or ``--max-message-size``."""
+    limits = [n for n in (args.max_size, args.max_message_size) if n is not None]
+    return size is not None and any(size > n for n in limits)
+
+
+def _may_delete(args: argparse.Namespace, first_seen: int | None, now: float) -> bool:
+    """Whether a message stored (or found stored) in this session is to be deleted now."""
+    if args.keep:
+        return False
+    if args.keep_days is None:
+        return True
+    return first_seen is not None and now - first_seen >= args.keep_days * _DAY
 
 
 async def _fetch_all(
@@ -163,7 +192,7 @@ async def _fetch_all(
     port: int,
     context: ssl.SSLContext | None,
     state: FetchState,
-    writer: MaildirWriter,
+    target: Target,
     ctrl_c: _CtrlC,
 ) -> FetchResult:
     result = FetchResult()
@@ -176,6 +205,8 @@ async def _fetch_all(
         allow_plaintext_login=args.insecure,
         max_message_size=args.max_message_size,
     )
+    keeping = args.keep or args.keep_days is not None
+    now = time.time()
     deleted: list[str] = []  # the ids of the messages marked for deletion
     async with client:
         await client.login(args.user, password)
@@ -188,48 +219,100 @@ async def _fetch_all(
         _refuse_repeated_ids(uids)
         sizes = await client.list()
         state.prune(uids.values())
-        stored = writer.stored_tokens()
         todo: list[int] = []
         for msg in sorted(uids):
             ctrl_c.check()
-            record = state.get(uids[msg])
-            # A version 1 record has no size: enough to skip with --keep (deleting nothing).
-            if args.keep and record is not None and record.size in (None, sizes.get(msg)):
-                result.already += 1
-            else:
-                todo.append(msg)
+            uid, size = uids[msg], sizes.get(msg)
+            if _over_limit(args, size):
+                # Left on the server (or deleted unread, if asked): never a reason to stop.
+                if args.delete_oversized:
+                    await client.dele(msg)
+                    deleted.append(uid)
+                    result.deleted_unread += 1
+                else:
+                    result.skipped += 1
+                log.info("message %d (%s): %s octets, over the size limit", msg, uid, size)
+                continue
+            record = state.get(uid)
+            # A version 1 record has no size: enough to skip when keeping (deleting nothing).
+            if keeping and not args.all and record is not None and record.size in (None, size):
+                if args.keep_days is not None and record.first_seen is None:
+                    # Stored before --keep-days was used: its days count from now.
+                    state.add(uid, record.size, record.sha256, int(now))
+                    result.already += 1
+                    continue
+                if not _may_delete(args, record.first_seen, now):
+                    result.already += 1
+                    continue
+                # Its days are over: retrieved again (the rule), then deleted.
+            todo.append(msg)
         progress = Progress(len(todo), sum(sizes.get(msg, 0) for msg in todo))
         try:
             for msg in todo:
                 ctrl_c.check()
-                uid = uids[msg]
+                uid, size = uids[msg], sizes.get(msg)
                 token = message_token(state.account, uid)
-                delivery = writer.start(token)
+                head = trace_fields(
+                    user=args.user,
+                    host=args.host,
+                    tls=tls is not None,
+                    delivered_to=args.delivered_to,
+                    received=args.received,
+                    now=time.time(),
+                )
+                pending = target.begin(
+                    token, MessageForm(head, crlf=args.crlf, mbox=target.mbox_form)
+                )
                 try:
                     async for chunk in client.iter_retr(msg):
-                        delivery.write(chunk)
+                        pending.write(chunk)
                         progress.advance(len(chunk))
                 except BaseException:
-                    delivery.abort()
+                    pending.abort()
                     raise
                 record = state.get(uid)
-                digest = delivery.sha256
-                if (record is not None and record.sha256 == digest) or (
-                    token in stored and writer.holds(token, digest)
+                digest = pending.sha256
+                first_seen = None if record is None else record.first_seen
+                if first_seen is None and args.keep_days is not None:
+                    first_seen = int(now)
+                if not args.all and (
+                    (record is not None and record.sha256 == digest) or target.holds(token, digest)
                 ):
-                    delivery.abort()  # these very bytes are stored already
+                    pending.abort()  # these very bytes are stored already
                     log.debug("message %d (%s) is already stored", msg, uid)
                     result.already += 1
+                    if record != (size, digest, first_seen):
+                        state.add(uid, size, digest, first_seen)
                 else:
-                    path = delivery.commit()
-                    stored.add(token)
+                    meta: dict[str, object] = {
+                        "uid": uid,
+                        "size": size,
+                        "sha256": digest,
+                        "first_seen": first_seen,
+                    }
+                    add = functools.partial(state.add, uid, size, digest, first_seen)
+                    octets = pending.size
+                    try:
+                        where = target.store(pending, meta, add)
+                    except DeliveryFailed as exc:
+                        log.warning(
+                            "message %d (%s) was not delivered: the MDA exited with status %d; "
+                            "it stays on the server",
+                            msg,
+                            uid,
+                            exc.status,
+                        )
+                        result.failed.append(exc.status)
+                        progress.message_done()
+                        continue
+                    except Deferred as exc:
+                        result.deferred = exc
+                        break
                     result.fetched += 1
-                    result.octets += delivery.size
-                    log.debug("message %d (%s): %d octets in %s", msg, uid, delivery.size, path)
-                if record != (sizes.get(msg), digest):
-                    state.add(uid, sizes.get(msg), digest)
+                    result.octets += octets
+                    log.debug("message %d (%s): %d octets to %s", msg, uid, octets, where)
                 progress.message_done()
-                if not args.keep:
+                if _may_delete(args, first_seen, now):
                     await client.dele(msg)
                     deleted.append(uid)
                     result.deleted += 1
@@ -255,19 +338,30 @@ def _refuse_repeated_ids(uids: dict[int, str]) -> None:
             )
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Raise ``UsageError`` for a combination of options that cannot be meant."""
+    if args.keep and args.keep_days is not None:
+        raise UsageError("--keep and --keep-days: choose one (--keep never deletes)")
+    if args.all and not (args.keep or args.keep_days is not None):
+        raise UsageError("--all goes with --keep or --keep-days (without them all mail is fetched)")
+    if args.delete_oversized and args.max_size is None and args.max_message_size is None:
+        raise UsageError("--delete-oversized needs --max-size (or --max-message-size)")
+
+
 def run_fetch(args: argparse.Namespace) -> int:
     """``pop3 fetch``."""
+    _check_options(args)
     password = read_password(args)
     tls: TlsMode = "implicit" if args.implicit_tls else "starttls" if args.starttls else None
     port = args.port if args.port is not None else (995 if tls == "implicit" else 110)
     context = _client_context(args.ca_file, args.insecure) if tls is not None else None
     account = f"{args.host.lower()}:{port}:{args.user}"
     where = f"[{args.host}]:{port}" if ":" in args.host else f"{args.host}:{port}"
-    writer = MaildirWriter(args.maildir)
-    with FetchState(args.maildir, account) as state:
-        writer.remove_unfinished()
+    target = open_target(args)
+    with FetchState(target.state_dir, account, target.state_prefix) as state:
+        target.recover(state.add_stored)
         try:
-            result = asyncio.run(_fetch(args, password, tls, port, context, state, writer))
+            result = asyncio.run(_fetch(args, password, tls, port, context, state, target))
         except (KeyboardInterrupt, _CtrlCError):
             raise Interrupted("interrupted; nothing was deleted on the server") from None
         except AuthError as exc:
@@ -299,11 +393,29 @@ def run_fetch(args: argparse.Namespace) -> int:
             raise CliError(f"cannot connect to {where}: connection refused") from None
         except OSError as exc:
             raise CliError(f"connection to {where} failed: {exc.strerror or exc}") from None
-    if args.quiet <= 0:
-        summary = f"fetched {result.fetched} messages ({result.octets} octets)"
-        if result.already:
-            summary += f", {result.already} already stored"
-        if not args.keep:
-            summary += f", {result.deleted} deleted on the server"
-        print(summary, flush=True)
+    if args.quiet <= 0 or result.failed or result.deferred:
+        print(_summary(args, result), flush=True)
+    if result.deferred is not None:
+        raise result.deferred
+    if result.failed:
+        statuses = ", ".join(str(n) for n in sorted(set(result.failed)))
+        raise CliError(
+            f"{len(result.failed)} messages were not delivered (the MDA exited with status "
+            f"{statuses}); they were left on the server"
+        )
     return 0
+
+
+def _summary(args: argparse.Namespace, result: FetchResult) -> str:
+    summary = f"fetched {result.fetched} messages ({result.octets} octets)"
+    if result.already:
+        summary += f", {result.already} already stored"
+    if result.skipped:
+        summary += f", {result.skipped} over the size limit left on the server"
+    if result.failed:
+        summary += f", {len(result.failed)} not delivered"
+    if not args.keep:
+        summary += f", {result.deleted} deleted on the server"
+    if result.deleted_unread:
+        summary += f", {result.deleted_unread} over the size limit deleted unread"
+    return summary

@@ -1,0 +1,647 @@
+"""Where ``pop3 fetch`` stores mail: a Maildir, an mbox file, or an MDA command.
+
+Every target keeps the fetch rule (see ``_fetch``): a message is recorded in
+the state, and may then be deleted on the server, only once it is stored and
+synced; and a run killed at any point neither loses a message nor stores one
+twice. The message is first retrieved whole (in its stored form, see
+``_mailform``) into a file of the target's own; then:
+
+Maildir
+    The file is in the Maildir's tmp/; storing it is a rename into new/ (see
+    ``_deliver``). A copy stored by a killed run is found by its file name,
+    which carries the message's id token and digest.
+
+mbox (``--mbox FILE``)
+    The file is ``<state>.message`` next to the state. Under the mbox's
+    locks (``mailbox.mbox.lock()``: ``lockf`` and a ``FILE.lock`` dot-lock,
+    as mutt, procmail and Dovecot take them), an *append record*
+    ``<state>.append`` is written and synced (where the mbox ended, which
+    file it is, the exact bytes' length, the dot-lock's identity); then the
+    ``From `` line and the message are appended and synced, the message is
+    recorded in the state, and the append record removed. A run that starts
+    and finds an append record settles it first, under the same locks: the
+    bytes are in the mbox whole at that offset (or, if a mail reader
+    rewrote the file since, anywhere in it) -- then the message is stored
+    and recorded; or the mbox ends with a part of them -- then it is cut
+    back to where it ended before, so no reader ever sees half a message
+    (nothing can have been appended after it: the killed run held the lock
+    until it died, and the dot-lock it left is recognised by its identity
+    and removed). No header is added to find a message again: the record
+    says where it went.
+
+MDA (``--mda CMD``)
+    The file is ``<state>.message``. An *MDA record* ``<state>.mda`` is
+    written and synced, then ``sh -c CMD`` runs with the file as its
+    standard input, in a session of its own (Ctrl-C at the terminal does
+    not cut a delivery short), under a small shell wrapper that writes the
+    exit status to ``<state>.mda-status`` and holds a lock (``flock``) on
+    ``<state>.mda-lock`` until it ends. If ``pop3 fetch`` is killed
+    meanwhile, the MDA still reads the whole message and finishes; the next
+    run waits for the lock, reads the status, and records the message if
+    it was 0. Only if the wrapper itself was killed (so no status was
+    written) is the outcome unknown: then the message stays unrecorded, and
+    is delivered again (a warning says so): never lost, possibly twice.
+    Exit 0: delivered. Exit 75 (EX_TEMPFAIL, "try again later"): not
+    delivered; the run stops fetching, keeps it and every later message on
+    the server, commits what was delivered before (QUIT), and exits with 75.
+    Any other status: not delivered, kept on the server, reported; the run
+    goes on with the next message and exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.utils
+import errno
+import fcntl
+import json
+import logging
+import mailbox
+import mmap
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from ._deliver import Delivery, MaildirWriter, fsync_directory
+from ._errors import CliError, UsageError
+from ._mailform import MessageForm
+
+__all__ = [
+    "EX_TEMPFAIL",
+    "Deferred",
+    "DeliveryFailed",
+    "MaildirTarget",
+    "MboxTarget",
+    "MdaTarget",
+    "Pending",
+    "Target",
+    "default_state_dir",
+    "open_target",
+]
+
+log = logging.getLogger("pop3.fetch")
+
+EX_TEMPFAIL = 75
+"""sysexits.h: a temporary failure; the MDA asks to be tried again later."""
+
+_LOCK_WAIT = 30.0
+"""Seconds to wait for an mbox lock another program holds."""
+
+Record = Callable[[], None]
+"""Records the message in the state (synced); called once it is stored and synced."""
+
+Meta = dict[str, object]
+"""What the state records for a message: ``uid``, ``size``, ``sha256``, ``first_seen``."""
+
+Recorder = Callable[[Meta], None]
+"""Records a message a killed run stored (``recover``)."""
+
+
+class DeliveryFailed(Exception):  # noqa: N818 - an outcome, reported, not raised out of fetch
+    """The MDA did not deliver the message (non-zero exit, not 75)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Deferred(CliError):  # noqa: N818 - the MDA's "try again later"
+    """The MDA exited with 75: stop, keep the rest on the server, exit 75."""
+
+    exit_code = EX_TEMPFAIL
+
+
+class Pending:
+    """A message being retrieved, staged in its stored form."""
+
+    def write(self, data: bytes) -> None:
+        """Take the next chunk of the message as retrieved."""
+        raise NotImplementedError
+
+    @property
+    def size(self) -> int:
+        """Octets of the message as retrieved, so far."""
+        raise NotImplementedError
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the message as retrieved, so far."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop the staged copy."""
+        raise NotImplementedError
+
+
+class _Staged(Pending):
+    """A message being retrieved into the file ``path`` (mbox, MDA)."""
+
+    def __init__(self, path: str, form: MessageForm) -> None:
+        self.path = path
+        self.form = form
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CliError(f"cannot write {path}: {exc.strerror}") from None
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(self.form.feed(data))
+        except OSError as exc:
+            self.abort()
+            raise CliError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    @property
+    def size(self) -> int:
+        return self.form.size
+
+    @property
+    def sha256(self) -> str:
+        return self.form.sha256
+
+    def finish(self) -> None:
+        """Write the end of the stored form, sync and close the file."""
+        try:
+            self._file.write(self.form.end())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            self.abort()
+            raise CliError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    def abort(self) -> None:
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class Target:
+    """A destination: where its state lives, how a message is staged and stored."""
+
+    name = ""
+    """What the summary and the log call it."""
+    state_dir = ""
+    state_prefix = ".pop3-fetch"
+    mbox_form = False
+    """Whether lines starting with "From " are quoted (mbox)."""
+
+    def recover(self, record: Recorder) -> None:
+        """Settle what a killed run left (called holding the state's lock)."""
+
+    def begin(self, token: str, form: MessageForm) -> Pending:
+        """Start staging a message (``token`` names its account and unique id)."""
+        return _Staged(self._spool(".message"), form)
+
+    def holds(self, token: str, sha256: str) -> bool:
+        """Whether a copy found without the state's help holds this very message."""
+        return False
+
+    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
+        """Store the staged message, call ``record`` once it is synced; where it went.
+
+        Raises ``DeliveryFailed`` or ``Deferred`` if it was not stored (MDA).
+        """
+        raise NotImplementedError
+
+    def _spool(self, suffix: str) -> str:
+        return os.path.join(self.state_dir, self.state_prefix + suffix)
+
+
+def _make_directory(path: str, what: str) -> None:
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {what} {path}: {exc.strerror}") from None
+
+
+class MaildirTarget(Target):
+    """``--maildir DIR``: the state in DIR, messages staged in DIR/tmp."""
+
+    def __init__(self, root: str, state_dir: str | None) -> None:
+        self.name = root
+        self.writer = MaildirWriter(root)
+        self.state_dir = state_dir or root
+        self._stored: set[str] = set()
+
+    def recover(self, record: Recorder) -> None:
+        self.writer.remove_unfinished()
+        self._stored = self.writer.stored_tokens()
+
+    def begin(self, token: str, form: MessageForm) -> Pending:
+        return _MaildirPending(self.writer.start(token, form))
+
+    def holds(self, token: str, sha256: str) -> bool:
+        return token in self._stored and self.writer.holds(token, sha256)
+
+    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
+        assert isinstance(pending, _MaildirPending)
+        path = pending.delivery.commit()
+        self._stored.add(pending.delivery.token)
+        record()
+        return path
+
+
+class _MaildirPending(Pending):
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    def write(self, data: bytes) -> None:
+        self.delivery.write(data)
+
+    @property
+    def size(self) -> int:
+        return self.delivery.size
+
+    @property
+    def sha256(self) -> str:
+        return self.delivery.sha256
+
+    def abort(self) -> None:
+        self.delivery.abort()
+
+
+# --- the envelope sender ---------------------------------------------------------------------
+
+_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<([^<>\s]*)>", re.IGNORECASE | re.MULTILINE)
+_FROM_FIELD = re.compile(rb"^From:[ \t]*(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def envelope_sender(path: str) -> str:
+    """The sender for an mbox ``From `` line and an MDA's ``%F``: Return-Path, else From.
+
+    Empty if the message names neither (read from its header, at most 64 KiB).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    head = head.replace(b"\r\n", b"\n")
+    end = head.find(b"\n\n")
+    head = head[: end + 1] if end >= 0 else head
+    match = _RETURN_PATH.search(head)
+    if match is not None:
+        sender = match.group(1).decode("utf-8", "replace")
+    else:
+        match = _FROM_FIELD.search(head)
+        field = match.group(1).decode("utf-8", "replace") if match else ""
+        sender = email.utils.parseaddr(field)[1]
+    return sender if sender and not any(c.isspace() or ord(c) < 0x20 for c in sender) else ""
+
+
+# --- mbox ------------------------------------------------------------------------------------
+
+
+def _mbox_from_line(sender: str, now: float) -> bytes:
+    """``From sender date``, as ``mailbox.mboxMessage`` writes it (asctime, UTC)."""
+    date = time.asctime(time.gmtime(now))
+    return f"From {sender or 'MAILER-DAEMON'} {date}\n".encode("utf-8", "replace")
+
+
+class MboxTarget(Target):
+    """``--mbox FILE``: appended under the mbox locks; state ``.FILE.pop3-fetch*`` beside it."""
+
+    mbox_form = True
+
+    def __init__(self, path: str, state_dir: str | None) -> None:
+        self.name = self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if state_dir is None:
+            self.state_dir = directory
+            self.state_prefix = f".{os.path.basename(path)}.pop3-fetch"
+        else:
+            self.state_dir = state_dir
+        _make_directory(self.state_dir, "the state directory")
+        try:  # mail is private: create the mbox 0600 (mailbox would use the umask)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except IsADirectoryError:
+            raise CliError(f"--mbox {path} is a directory (use --maildir for a Maildir)") from None
+        except OSError as exc:
+            raise CliError(f"cannot create the mbox {path}: {exc.strerror}") from None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            box = mailbox.mbox(self.path, create=False)
+        except OSError as exc:
+            raise CliError(f"cannot open the mbox {self.path}: {exc.strerror}") from None
+        try:
+            deadline = time.monotonic() + _LOCK_WAIT
+            while True:
+                try:
+                    box.lock()
+                    break
+                except mailbox.ExternalClashError:
+                    if time.monotonic() > deadline:
+                        raise CliError(
+                            f"the mbox {self.path} stayed locked by another program for "
+                            f"{_LOCK_WAIT:g} seconds (if none is running, remove "
+                            f"{self.path}.lock); nothing was deleted on the server"
+                        ) from None
+                    time.sleep(0.1)
+                except OSError as exc:
+                    raise CliError(f"cannot lock the mbox {self.path}: {exc.strerror}") from None
+            try:
+                yield
+            finally:
+                box.unlock()
+        finally:
+            box.close()
+
+    def _dot_lock_identity(self) -> list[int] | None:
+        try:
+            st = os.stat(self.path + ".lock")
+        except OSError:
+            return None
+        return [st.st_dev, st.st_ino, st.st_mtime_ns]
+
+    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
+        assert isinstance(pending, _Staged)
+        pending.finish()
+        journal = self._spool(".append")
+        sender = envelope_sender(pending.path)
+        try:
+            # Opened before the locks and closed after them: closing any descriptor
+            # of a file drops the process's lockf lock on it.
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            with open(fd, "r+b", buffering=0) as out, self._locked():
+                st = os.fstat(out.fileno())
+                separator = _separator(out, st.st_size)
+                head = separator + _mbox_from_line(sender, time.time())
+                entry = {
+                    "start": st.st_size,
+                    "file": [st.st_dev, st.st_ino],
+                    "head": head.decode("latin-1"),
+                    "dot_lock": self._dot_lock_identity(),
+                    "message": meta,
+                }
+                _write_synced(journal, json.dumps(entry).encode("ascii"))
+                fsync_directory(self.state_dir)
+                out.write(head)
+                with open(pending.path, "rb") as message:
+                    while chunk := message.read(1 << 16):
+                        out.write(chunk)
+                os.fsync(out.fileno())
+                record()
+            os.unlink(journal)
+            os.unlink(pending.path)
+        except OSError as exc:
+            raise CliError(f"cannot append to the mbox {self.path}: {exc.strerror}") from None
+        return self.path
+
+    def recover(self, record: Recorder) -> None:
+        journal = self._spool(".append")
+        message = self._spool(".message")
+        try:
+            with open(journal, "rb") as f:
+                entry = json.loads(f.read())
+        except FileNotFoundError:
+            entry = None
+        except (OSError, ValueError):
+            entry = None  # torn while it was written: the append had not begun
+        if isinstance(entry, dict):
+            self._settle(entry, message, record)
+        for path in (journal, message):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _settle(self, entry: dict[str, object], message: str, record: Recorder) -> None:
+        try:
+            with open(message, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise CliError(f"cannot read {message}: {exc.strerror}") from None
+        head = str(entry["head"]).encode("latin-1")
+        whole = head + data
+        dot_lock = entry.get("dot_lock")
+        if dot_lock is not None and self._dot_lock_identity() == dot_lock:
+            # The killed run's own dot-lock: nobody else can have taken it since.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path + ".lock")
+        stored = False
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # the mbox is gone: nothing of it can be in it
+        except OSError as exc:
+            raise CliError(f"cannot open the mbox {self.path}: {exc.strerror}") from None
+        with open(fd, "r+b", buffering=0) as box, self._locked():
+            st = os.fstat(box.fileno())
+            start = entry.get("start")
+            same = [st.st_dev, st.st_ino] == entry.get("file")
+            if same and isinstance(start, int) and st.st_size > start:
+                box.seek(start)
+                got = box.read(len(whole))
+                if got == whole:
+                    stored = True
+                elif whole.startswith(got) and st.st_size == start + len(got):
+                    box.truncate(start)  # a torn append: cut it off
+                    os.fsync(box.fileno())
+                    log.warning(
+                        "%s: removed the part of a message that a killed run had appended",
+                        self.path,
+                    )
+                else:
+                    stored = _contains(box, whole.lstrip(b"\n"))
+            elif not same:
+                stored = _contains(box, whole.lstrip(b"\n"))
+        meta = entry.get("message")
+        if stored and isinstance(meta, dict):
+            record(meta)
+
+
+def _contains(box: BinaryIO, data: bytes) -> bool:
+    """Whether ``data`` is anywhere in the file ``box``."""
+    if os.fstat(box.fileno()).st_size < len(data) or not data:
+        return False
+    with mmap.mmap(box.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        return view.find(data) >= 0
+
+
+def _separator(box: BinaryIO, size: int) -> bytes:
+    """What to write first so that the mbox ends with an empty line (as mbox needs)."""
+    if size == 0:
+        return b""
+    box.seek(max(size - 2, 0))
+    end = box.read(2)
+    if end.endswith(b"\n\n") or (end == b"\n" and size == 1):
+        return b""
+    return b"\n" if end.endswith(b"\n") else b"\n\n"
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- MDA -------------------------------------------------------------------------------------
+
+# Runs the MDA (sh -c CMD) with the message file as its standard input, holding the
+# lock (inherited descriptor, not passed on to the MDA) until it ends; writes the exit
+# status (synced, renamed into place: never read half-written) for a later run to
+# read if pop3 fetch was killed meanwhile, and exits with it.
+_WRAPPER = """\
+import os, subprocess, sys
+command, message, status_file = sys.argv[1:4]
+with open(message, "rb") as stdin:
+    status = subprocess.call(["sh", "-c", command, "mda"], stdin=stdin)
+fd = os.open(status_file + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, b"%d\\n" % status)
+os.fsync(fd)
+os.close(fd)
+os.replace(status_file + ".tmp", status_file)
+sys.exit(status if status >= 0 else 128 - status)
+"""
+
+
+def _substitute(command: str, sender: str, recipient: str) -> str:
+    """fetchmail's ``%F`` (the sender) and ``%T`` (the recipient), shell-quoted; ``%%``: ``%``."""
+    import shlex
+
+    values = {"F": shlex.quote(sender), "T": shlex.quote(recipient), "%": "%"}
+    return re.sub(r"%([FT%])", lambda m: values[m.group(1)], command)
+
+
+class MdaTarget(Target):
+    """``--mda CMD``: each message on the standard input of ``sh -c CMD``."""
+
+    def __init__(self, command: str, recipient: str, state_dir: str, timeout: float) -> None:
+        self.command = command
+        self.name = f"the MDA ({command.split()[0] if command.split() else command})"
+        self.recipient = recipient
+        self.state_dir = state_dir
+        self.timeout = timeout
+        _make_directory(self.state_dir, "the state directory")
+
+    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
+        assert isinstance(pending, _Staged)
+        pending.finish()
+        journal, status_file = self._spool(".mda"), self._spool(".mda-status")
+        command = _substitute(self.command, envelope_sender(pending.path), self.recipient)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(status_file)
+        lock = self._lock_file()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _write_synced(journal, json.dumps({"message": meta}).encode("ascii"))
+            fsync_directory(self.state_dir)
+            status = self._run(command, pending.path, status_file, lock)
+        finally:
+            os.close(lock)  # the wrapper has ended: the lock goes with the last descriptor
+        if status == 0:
+            record()
+        for path in (journal, status_file, pending.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if status == EX_TEMPFAIL:
+            raise Deferred(
+                f"the MDA asked to try again later (exit status {EX_TEMPFAIL}); "
+                "the message and the ones after it were left on the server"
+            )
+        if status != 0:
+            raise DeliveryFailed(status)
+        return self.name
+
+    def _lock_file(self) -> int:
+        path = self._spool(".mda-lock")
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CliError(f"cannot create {path}: {exc.strerror}") from None
+
+    def _run(self, command: str, message: str, status_file: str, lock: int) -> int:
+        """Run the MDA to its end; its exit status (128 + N: killed by signal N)."""
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - the user's own MDA command, by design
+                [sys.executable, "-I", "-c", _WRAPPER, command, message, status_file],
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr.fileno(),  # the MDA's output is not the summary
+                pass_fds=(lock,),
+                start_new_session=True,  # Ctrl-C at the terminal must not cut it short
+            )
+        except OSError as exc:
+            raise CliError(f"cannot start the MDA: {exc.strerror}") from None
+        return proc.wait()
+
+    def recover(self, record: Recorder) -> None:
+        journal, status_file = self._spool(".mda"), self._spool(".mda-status")
+        try:
+            with open(journal, "rb") as f:
+                entry = json.loads(f.read())
+        except FileNotFoundError:
+            entry = None
+        except (OSError, ValueError):
+            entry = None  # torn while it was written: the MDA had not been started
+        if isinstance(entry, dict) and isinstance(entry.get("message"), dict):
+            self._wait_for_earlier_mda()
+            try:
+                with open(status_file, encoding="ascii") as f:
+                    status: int | None = int(f.read().strip())
+            except (OSError, ValueError):
+                status = None
+            if status == 0:
+                record(entry["message"])
+            elif status is None:
+                log.warning(
+                    "the MDA run of a killed pop3 fetch left no exit status: "
+                    "its message will be delivered again (it may have been delivered)"
+                )
+        for path in (journal, status_file, self._spool(".message")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _wait_for_earlier_mda(self) -> None:
+        """Wait until an MDA started by a killed run has ended (it holds the lock)."""
+        lock = self._lock_file()
+        try:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() > deadline:
+                    raise CliError(
+                        f"an MDA started by an earlier pop3 fetch is still running after "
+                        f"{self.timeout:g} seconds; nothing was fetched or deleted"
+                    )
+                time.sleep(0.05)
+        finally:
+            os.close(lock)
+
+
+def default_state_dir() -> str:
+    """Where an MDA's state lives without ``--state-dir``: XDG's state directory."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(base, "pop3-fetch")
+
+
+def open_target(args: argparse.Namespace) -> Target:
+    """The target ``--maildir``, ``--mbox`` or ``--mda`` names (exactly one of them)."""
+    given = [name for name in ("maildir", "mbox", "mda") if getattr(args, name) is not None]
+    if len(given) != 1:
+        raise UsageError("give one of --maildir, --mbox or --mda (where to store the mail)")
+    if args.mbox is not None:
+        if args.crlf:
+            raise UsageError("--crlf: an mbox holds LF line ends (use --maildir or --mda)")
+        return MboxTarget(args.mbox, args.state_dir)
+    if args.mda is not None:
+        user = args.user
+        recipient = user if "@" in user else f"{user}@{args.host}"
+        return MdaTarget(args.mda, recipient, args.state_dir or default_state_dir(), args.timeout)
+    return MaildirTarget(args.maildir, args.state_dir)
