@@ -231,7 +231,7 @@ async def _fetch_all(
                     result.deleted_unread += 1
                 else:
                     result.skipped += 1
-                log.info("message %d (%s): %s octets, over the size limit", msg, uid, size)
+                log.debug("message %d (%s): %s octets, over the size limit", msg, uid, size)
                 continue
             record = state.get(uid)
             # A version 1 record has no size: enough to skip when keeping (deleting nothing).
