@@ -1,0 +1,527 @@
+"""``pop3 fetch`` delivery targets (Maildir, mbox, MDA) and filters, against ``pop3 serve``.
+
+Each test serves a Maildir of known messages with ``pop3 serve`` (``served.PopServer``)
+and runs ``pop3 fetch`` in a subprocess. The MDA tests use real MDAs: procmail
+(Debian package procmail) and Dovecot's LDA (dovecot-core); without them they
+skip, or fail when ``POP3_REQUIRE_PEERS=1``. The mbox's crash recovery is also
+driven directly (``MboxTarget``), one crash window at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mailbox
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fetched import lf, mbox_messages, mbox_quoted, unwrap
+from peers import require_peer
+from pop3_cli._mailform import MessageForm
+from pop3_cli._targets import MboxTarget
+from served import PopServer, crlf, deliver, env, pop3, stored, write_users
+
+USER = "alice"
+PASSWORD = "targets-pw"
+MESSAGES = {
+    "1700000001.M1P1.t": b"From: a@example.org\nSubject: one\n\nFrom the start.\n>From quoted\n",
+    "1700000002.M2P1.t": b"Return-Path: <bounce@example.org>\r\nSubject: two\r\n\r\n.dot\r\n",
+    "1700000003.M3P1.t": b"Subject: three\n\nno final newline",
+}
+WIRE = {name: crlf(data) for name, data in MESSAGES.items()}
+"""What RETR hands over for each message."""
+SUMMARY = re.compile(r"fetched (\d+) messages \((\d+) octets\)")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PopServer]:
+    root = tmp_path / "served"
+    for name, data in MESSAGES.items():
+        deliver(root / USER, name, data)
+    users = write_users(tmp_path / "users", {USER: PASSWORD})
+    with PopServer(tmp_path, "asyncio", users, root) as pop:
+        yield pop
+
+
+def on_server(tmp_path: Path) -> dict[str, bytes]:
+    return {
+        name.partition(":")[0]: data for name, data in stored(tmp_path / "served" / USER).items()
+    }
+
+
+def fetch(port: int, *options: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    extra = {"HOME": str(home), "XDG_STATE_HOME": str(home / "state")} if home else {}
+    return subprocess.run(
+        pop3(
+            *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", USER),
+            *("--password-env", "POP3_TEST_PASSWORD", *options),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def expected(mbox: bool = False) -> list[bytes]:
+    """The messages as stored by default, without the trace fields."""
+    return sorted(mbox_quoted(lf(w)) if mbox else lf(w) for w in WIRE.values())
+
+
+# --- Maildir -----------------------------------------------------------------------------
+
+
+def test_maildir_holds_lf_line_ends_after_delivered_to_and_received(
+    server: PopServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    result = fetch(server.port, "--maildir", str(dest))
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    files = stored(dest)
+    assert sorted(unwrap(data) for data in files.values()) == expected()
+    assert all(b"\r" not in data for data in files.values())
+    # Each file's name carries the first 128 bits of the SHA-256 of the message as retrieved.
+    digests = {hashlib.sha256(w).hexdigest()[:32] for w in WIRE.values()}
+    assert {re.search(r"H([0-9a-f]{32})\.", name).group(1) for name in files} == digests  # type: ignore[union-attr]
+    assert on_server(tmp_path) == {}
+
+
+def test_maildir_crlf_and_each_trace_field_can_be_switched_off(
+    server: PopServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    result = fetch(server.port, "--maildir", str(dest), "--crlf", "--no-received", "--keep")
+    assert result.returncode == 0, result.stderr
+    prefix = b"Delivered-To: alice@127.0.0.1\r\n"
+    assert sorted(stored(dest).values()) == sorted(prefix + w for w in WIRE.values())
+    other = tmp_path / "other"
+    result = fetch(server.port, "--maildir", str(other), "--no-delivered-to", "--keep")
+    assert result.returncode == 0, result.stderr
+    for data in stored(other).values():
+        assert data.startswith(b"Received: from 127.0.0.1 [127.0.0.1]\n\tby ")
+        assert b"Delivered-To" not in data
+
+
+def test_a_copy_a_killed_run_stored_but_did_not_record_is_found_by_its_name(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """Stored (renamed into new/), not recorded: its bytes differ from the retrieved ones, so
+    only the digest in its name tells it is this message. One with another digest is not."""
+    dest = tmp_path / "dest"
+    assert fetch(server.port, "--maildir", str(dest), "--keep").returncode == 0
+    for name in (".pop3-fetch-state.json", ".pop3-fetch-state.journal"):
+        (dest / name).unlink(missing_ok=True)
+    # A mail reader moved one to cur/ and marked it seen; the name's unique part stays.
+    first = next((dest / "new").iterdir())
+    first.rename(dest / "cur" / f"{first.name}:2,S")
+    # A file with the token of message 3's id but the digest of other bytes (an id reused).
+    third = next(p for p in (dest / "new").iterdir() if b"Subject: three" in p.read_bytes())
+    forged = re.sub(r"H[0-9a-f]{32}\.", "H" + "0" * 32 + ".", third.name)
+    third.rename(dest / "new" / forged)
+    result = fetch(server.port, "--maildir", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert "fetched 1 messages" in result.stdout and "2 already stored" in result.stdout
+    assert on_server(tmp_path) == {}
+    assert sorted(unwrap(d) for d in stored(dest).values()) == sorted(
+        [*expected(), lf(WIRE["1700000003.M3P1.t"])]
+    )
+
+
+# --- mbox --------------------------------------------------------------------------------
+
+
+def test_mbox_appends_under_its_locks_with_from_lines_and_mboxo_quoting(
+    server: PopServer, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "mail" / "inbox"
+    mbox.parent.mkdir()
+    mbox.write_bytes(b"From old@example.org Mon Dec  7 06:00:00 2026\nSubject: old\n\nkept\n")
+    result = fetch(server.port, "--mbox", str(mbox), "--keep")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    messages = mbox_messages(mbox)
+    assert messages[0] == b"Subject: old\n\nkept\n"
+    assert sorted(unwrap(m) for m in messages[1:]) == expected(mbox=True)
+    text = mbox.read_bytes()
+    # mboxo, as mailbox.mbox writes: "From " is quoted, ">From " is left as it is.
+    assert b"\n>From the start.\n>From quoted\n" in text
+    # The From line names the envelope sender (Return-Path, else From), as mailbox.mbox writes it.
+    from_lines = re.findall(
+        rb"^From (\S+) [A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$", text, re.M
+    )
+    assert sorted(from_lines) == sorted(
+        [b"old@example.org", b"a@example.org", b"bounce@example.org", b"MAILER-DAEMON"]
+    )
+    assert not (tmp_path / "mail" / "inbox.lock").exists()
+    # The state sits beside the mbox, named after it; the spool files are gone.
+    names = sorted(p.name for p in mbox.parent.iterdir())
+    assert names == [
+        ".inbox.pop3-fetch-state.journal",
+        ".inbox.pop3-fetch-state.json",
+        ".inbox.pop3-fetch.lock",
+        "inbox",
+    ]
+    again = fetch(server.port, "--mbox", str(mbox), "--keep")
+    assert SUMMARY.search(again.stdout).group(1) == "0"  # type: ignore[union-attr]
+    assert len(mbox_messages(mbox)) == 4
+
+
+def test_a_new_mbox_is_private(server: PopServer, tmp_path: Path) -> None:
+    mbox = tmp_path / "new-mbox"
+    assert fetch(server.port, "--mbox", str(mbox)).returncode == 0
+    assert stat.S_IMODE(mbox.stat().st_mode) == 0o600
+    assert len(mbox_messages(mbox)) == 3
+    assert on_server(tmp_path) == {}
+
+
+def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_path: Path) -> None:
+    mbox = tmp_path / "inbox"
+    box = mailbox.mbox(str(mbox))
+    box.lock()
+    proc = subprocess.Popen(
+        pop3(
+            "fetch",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(server.port),
+            "--user",
+            USER,
+            "--password-env",
+            "POP3_TEST_PASSWORD",
+            "--mbox",
+            str(mbox),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)
+    assert mbox.read_bytes() == b""  # it waits for the lock
+    box.unlock()
+    box.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len(mbox_messages(mbox)) == 3
+
+
+# --- mbox crash recovery, window by window -----------------------------------------------
+
+META = {"uid": "u1", "size": 30, "sha256": "ab" * 32, "first_seen": None}
+
+
+class Killed(Exception):
+    """Stands for SIGKILL right after the append was synced, before it was recorded."""
+
+
+def append_unrecorded(target: MboxTarget, message: bytes) -> None:
+    form = MessageForm(mbox=True)
+    pending = target.begin("token", form)
+    pending.write(message)
+
+    def killed() -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        target.store(pending, META, killed)
+
+
+def recovered(target: MboxTarget) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = []
+    target.recover(records.append)
+    assert sorted(Path(target.state_dir).glob("*.append")) == []
+    assert sorted(Path(target.state_dir).glob("*.message")) == []
+    return records
+
+
+def test_mbox_recovery_records_a_whole_append_a_killed_run_did_not_record(tmp_path: Path) -> None:
+    mbox = tmp_path / "inbox"
+    target = MboxTarget(str(mbox), None)
+    append_unrecorded(target, b"Subject: x\r\n\r\nbody\r\n")
+    assert recovered(MboxTarget(str(mbox), None)) == [META]
+    assert mbox_messages(mbox) == [b"Subject: x\n\nbody\n"]
+
+
+def test_mbox_recovery_cuts_off_a_torn_append_and_removes_its_stale_dot_lock(
+    tmp_path: Path,
+) -> None:
+    mbox = tmp_path / "inbox"
+    mbox.write_bytes(b"From a Mon Dec  7 06:00:00 2026\nSubject: before\n\nx\n")
+    before = mbox.read_bytes()
+    target = MboxTarget(str(mbox), None)
+    append_unrecorded(target, b"Subject: torn\r\n\r\n" + b"y" * 5000 + b"\r\n")
+    whole = mbox.read_bytes()
+    with open(mbox, "r+b") as f:  # killed in the middle of the write
+        f.truncate(len(before) + 100)
+    # ... while holding the dot-lock: the append record names it.
+    journal = tmp_path / ".inbox.pop3-fetch.append"
+    entry = json.loads(journal.read_text())
+    lock = tmp_path / "inbox.lock"
+    lock.write_bytes(b"")
+    st = lock.stat()
+    entry["dot_lock"] = [st.st_dev, st.st_ino, st.st_mtime_ns]
+    journal.write_text(json.dumps(entry))
+    assert len(whole) > len(before) + 100
+    assert recovered(MboxTarget(str(mbox), None)) == []
+    assert mbox.read_bytes() == before
+    assert not lock.exists()
+
+
+def test_mbox_recovery_finds_the_message_in_an_mbox_rewritten_since(tmp_path: Path) -> None:
+    """A mail reader rewrote the mbox (another inode, other offsets): the bytes are searched."""
+    mbox = tmp_path / "inbox"
+    mbox.write_bytes(b"From a Mon Dec  7 06:00:00 2026\nSubject: deleted later\n\nx\n")
+    target = MboxTarget(str(mbox), None)
+    append_unrecorded(target, b"Subject: kept\r\n\r\nbody\r\n")
+    data = mbox.read_bytes()
+    rewritten = data[data.index(b"\nFrom ") + 1 :]
+    mbox.unlink()
+    mbox.write_bytes(rewritten)
+    assert recovered(MboxTarget(str(mbox), None)) == [META]
+    mbox.write_bytes(b"")  # and once more, with the message gone from it
+    append_unrecorded(target, b"Subject: kept\r\n\r\nbody\r\n")
+    mbox.unlink()
+    mbox.write_bytes(b"From b Mon Dec  7 06:00:00 2026\nSubject: other\n\ny\n")
+    assert recovered(MboxTarget(str(mbox), None)) == []
+
+
+def test_mbox_recovery_leaves_other_mail_appended_after_a_torn_part(tmp_path: Path) -> None:
+    mbox = tmp_path / "inbox"
+    target = MboxTarget(str(mbox), None)
+    append_unrecorded(target, b"Subject: torn\r\n\r\n" + b"y" * 500 + b"\r\n")
+    with open(mbox, "r+b") as f:
+        f.truncate(60)
+    with open(mbox, "ab") as f:
+        f.write(b"\nFrom b Mon Dec  7 06:00:00 2026\nSubject: someone else's\n\nz\n")
+    after = mbox.read_bytes()
+    assert recovered(MboxTarget(str(mbox), None)) == []
+    assert mbox.read_bytes() == after  # nothing cut: it is not all ours
+
+
+# --- MDA ---------------------------------------------------------------------------------
+
+
+def test_mda_procmail_delivers_into_a_maildir(server: PopServer, tmp_path: Path) -> None:
+    procmail = require_peer("procmail", "procmail")
+    maildir = tmp_path / "procmail" / "Maildir"
+    rc = tmp_path / "procmail" / "procmailrc"
+    rc.parent.mkdir()
+    rc.write_text(f"MAILDIR={rc.parent}\nDEFAULT={maildir}/\nLOGFILE={rc.parent}/log\n")
+    result = fetch(server.port, "--mda", f"{procmail} -m {rc}", home=tmp_path / "home")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert sorted(unwrap(d) for d in stored(maildir).values()) == expected()
+    assert on_server(tmp_path) == {}
+    # The state went to $XDG_STATE_HOME/pop3-fetch; the spool files are gone.
+    state = tmp_path / "home" / "state" / "pop3-fetch"
+    assert sorted(p.name for p in state.iterdir()) == [
+        ".pop3-fetch-state.journal",
+        ".pop3-fetch-state.json",
+        ".pop3-fetch.lock",
+        ".pop3-fetch.mda-lock",
+    ]
+
+
+@pytest.fixture
+def lda_home() -> Iterator[Path]:
+    """A directory Dovecot's LDA, run as an ordinary user (nobody when the tests run as root),
+    delivers into: a private directory under the system temporary directory, as root."""
+    root = Path(tempfile.mkdtemp(prefix="pop3-lda-"))
+    try:
+        root.chmod(0o755)
+        if os.geteuid() == 0:
+            os.chown(root, 65534, 65534)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_mda_dovecot_lda_delivers_into_a_maildir(
+    server: PopServer, tmp_path: Path, lda_home: Path
+) -> None:
+    lda = "/usr/lib/dovecot/dovecot-lda"
+    if not os.path.exists(lda):
+        require_peer("dovecot-lda-not-installed", "dovecot-core")
+    conf = lda_home / "dovecot.conf"
+    conf.write_text(
+        f"base_dir = {lda_home}/run\nstate_dir = {lda_home}/state\nlog_path = {lda_home}/lda.log\n"
+        f"mail_location = maildir:{lda_home}/Maildir\nprotocols =\nssl = no\n"
+    )
+    conf.chmod(0o644)
+    run_as = "setpriv --reuid=65534 --regid=65534 --clear-groups " if os.geteuid() == 0 else ""
+    command = f"HOME={lda_home} {run_as}{lda} -c {conf} -f %F"
+    result = fetch(server.port, "--mda", command, "--state-dir", str(tmp_path / "state"))
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    delivered = stored(lda_home / "Maildir")
+    assert sorted(unwrap(d) for d in delivered.values()) == expected()
+    assert on_server(tmp_path) == {}
+    log = (lda_home / "lda.log").read_text()
+    assert log.count("saved mail to INBOX") == 3
+
+
+def test_mda_exit_75_stops_the_run_keeps_the_rest_and_exits_75(
+    server: PopServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # Delivers the first message, then asks to be tried again later.
+    mda = f'n=$(ls {out} | wc -l); [ "$n" -ge 1 ] && exit 75; cat > {out}/$n'
+    result = fetch(server.port, "--mda", mda, "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 75, result.stderr
+    assert "the MDA asked to try again later (exit status 75)" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "fetched 1 messages" in result.stdout
+    assert len(list(out.iterdir())) == 1
+    assert len(on_server(tmp_path)) == 2  # the first was deleted (QUIT), the others kept
+    # Later, the MDA works again: the rest comes, nothing twice.
+    result = fetch(
+        server.port,
+        "--mda",
+        f"n=$(ls {out} | wc -l); cat > {out}/$n",
+        "--state-dir",
+        str(tmp_path / "state"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
+    assert on_server(tmp_path) == {}
+
+
+def test_mda_failure_leaves_that_message_on_the_server_and_the_run_goes_on(
+    server: PopServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    mda = f'm=$(cat); case "$m" in *"Subject: two"*) exit 1;; esac; printf "%s\\n" "$m" > {out}/$$'
+    result = fetch(server.port, "--mda", mda, "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 1
+    assert "1 messages were not delivered (the MDA exited with status 1)" in result.stderr
+    assert "fetched 2 messages" in result.stdout and "1 not delivered" in result.stdout
+    assert list(on_server(tmp_path)) == ["1700000002.M2P1.t"]
+    assert len(list(out.iterdir())) == 2
+
+
+def test_mda_gets_sender_and_recipient_as_percent_f_and_percent_t(
+    server: PopServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "args"
+    mda = f"cat >/dev/null; printf '%s|%s|%s\\n' %F %T 100%% >> {out}"
+    result = fetch(server.port, "--mda", mda, "--state-dir", str(tmp_path / "state"), "--keep")
+    assert result.returncode == 0, result.stderr
+    assert sorted(out.read_text().splitlines()) == [
+        "a@example.org|alice@127.0.0.1|100%",
+        "bounce@example.org|alice@127.0.0.1|100%",
+        "|alice@127.0.0.1|100%",
+    ]
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+def test_max_size_leaves_larger_messages_and_delete_oversized_deletes_them_unread(
+    server: PopServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    sizes = {name: len(w) for name, w in WIRE.items()}
+    limit = sorted(sizes.values())[1]  # the largest message is over it
+    big = max(sizes, key=sizes.__getitem__)
+    result = fetch(server.port, "--maildir", str(dest), "--max-size", str(limit))
+    assert result.returncode == 0, result.stderr
+    assert "fetched 2 messages" in result.stdout
+    assert "1 over the size limit left on the server" in result.stdout
+    assert list(on_server(tmp_path)) == [big]
+    result = fetch(
+        server.port, "--maildir", str(dest), "--max-size", str(limit), "--delete-oversized"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 over the size limit deleted unread" in result.stdout
+    assert on_server(tmp_path) == {}
+    assert len(stored(dest)) == 2
+
+
+def state_records(dest: Path) -> dict[str, list[object]]:
+    data = json.loads((dest / ".pop3-fetch-state.json").read_text())
+    return next(iter(data["accounts"].values()), {})
+
+
+def test_keep_days_deletes_only_after_n_days_from_first_seen(
+    server: PopServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    before = int(time.time())
+    result = fetch(server.port, "--maildir", str(dest), "--keep-days", "3")
+    assert result.returncode == 0, result.stderr
+    assert "0 deleted on the server" in result.stdout
+    records = state_records(dest)
+    assert sorted(records) == sorted(MESSAGES)
+    for size, digest, first_seen in records.values():
+        assert isinstance(first_seen, int) and before <= first_seen <= time.time()
+    # Two days later nothing changes; a message first seen 3 days ago is fetched and deleted.
+    state = json.loads((dest / ".pop3-fetch-state.json").read_text())
+    account = next(iter(state["accounts"]))
+    state["accounts"][account]["1700000001.M1P1.t"][2] -= 3 * 86400
+    state["accounts"][account]["1700000002.M2P1.t"][2] -= 2 * 86400
+    (dest / ".pop3-fetch-state.json").write_text(json.dumps(state))
+    result = fetch(server.port, "--maildir", str(dest), "--keep-days", "3")
+    assert result.returncode == 0, result.stderr
+    assert "fetched 0 messages" in result.stdout and "1 deleted on the server" in result.stdout
+    assert sorted(on_server(tmp_path)) == ["1700000002.M2P1.t", "1700000003.M3P1.t"]
+    assert len(stored(dest)) == 3  # retrieved again to be sure, not stored twice
+    # --keep-days 0: delete at once, as without it.
+    result = fetch(server.port, "--maildir", str(dest), "--keep-days", "0")
+    assert "2 deleted on the server" in result.stdout
+    assert on_server(tmp_path) == {}
+
+
+def test_all_stores_again_what_keep_fetched_before(server: PopServer, tmp_path: Path) -> None:
+    mbox = tmp_path / "inbox"
+    assert fetch(server.port, "--mbox", str(mbox), "--keep").returncode == 0
+    result = fetch(server.port, "--mbox", str(mbox), "--keep", "--all")
+    assert result.returncode == 0, result.stderr
+    assert "fetched 3 messages" in result.stdout
+    assert sorted(unwrap(m) for m in mbox_messages(mbox)) == sorted(expected(mbox=True) * 2)
+    assert len(on_server(tmp_path)) == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ((), "give one of --maildir, --mbox or --mda"),
+        (("--maildir", "d", "--mbox", "m"), "give one of --maildir, --mbox or --mda"),
+        (("--mbox", "m", "--crlf"), "--crlf: an mbox holds LF line ends"),
+        (("--maildir", "d", "--keep", "--keep-days", "2"), "--keep and --keep-days"),
+        (("--maildir", "d", "--all"), "--all goes with --keep or --keep-days"),
+        (("--maildir", "d", "--delete-oversized"), "--delete-oversized needs --max-size"),
+    ],
+)
+def test_bad_combinations_are_usage_errors(
+    tmp_path: Path, options: tuple[str, ...], message: str
+) -> None:
+    result = subprocess.run(
+        pop3(
+            "fetch",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+            "--user",
+            "u",
+            "--password-env",
+            "P",
+            *options,
+        ),
+        env=env(P="x"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
