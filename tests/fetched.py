@@ -43,6 +43,6 @@ def mbox_messages(path: Path) -> list[bytes]:
     """Each message of the mbox ``path`` as ``mailbox.mbox`` reads it (no From line)."""
     box = mailbox.mbox(str(path), create=False)
     try:
-        return [box.get_bytes(key) for key in box.keys()]
+        return [box.get_bytes(key) for key in box.iterkeys()]
     finally:
         box.close()

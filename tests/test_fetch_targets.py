@@ -208,7 +208,7 @@ def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_pat
     assert mbox.read_bytes() == b""  # it waits for the lock
     box.unlock()
     box.close()
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert len(mbox_messages(mbox)) == 3
 
@@ -218,7 +218,7 @@ def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_pat
 META = {"uid": "u1", "size": 30, "sha256": "ab" * 32, "first_seen": None}
 
 
-class Killed(Exception):
+class KilledError(Exception):
     """Stands for SIGKILL right after the append was synced, before it was recorded."""
 
 
@@ -228,9 +228,9 @@ def append_unrecorded(target: MboxTarget, message: bytes) -> None:
     pending.write(message)
 
     def killed() -> None:
-        raise Killed
+        raise KilledError
 
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         target.store(pending, META, killed)
 
 
@@ -460,7 +460,7 @@ def test_keep_days_deletes_only_after_n_days_from_first_seen(
     assert "0 deleted on the server" in result.stdout
     records = state_records(dest)
     assert sorted(records) == sorted(MESSAGES)
-    for size, digest, first_seen in records.values():
+    for _size, _digest, first_seen in records.values():
         assert isinstance(first_seen, int) and before <= first_seen <= time.time()
     # Two days later nothing changes; a message first seen 3 days ago is fetched and deleted.
     state = json.loads((dest / ".pop3-fetch-state.json").read_text())
@@ -525,3 +525,34 @@ def test_bad_combinations_are_usage_errors(
     assert result.returncode == 2
     assert message in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_mda_still_running_when_fetch_is_killed_is_waited_for_and_counted(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """The MDA outlives a killed ``pop3 fetch``; the next run waits for it and reads its status."""
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    mda = f"sleep 0.5; cat > {out}/$$"
+    options = ("--mda", mda, "--state-dir", str(state))
+    proc = subprocess.Popen(
+        pop3(
+            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
+            *("--password-env", "POP3_TEST_PASSWORD", *options),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (state / ".pop3-fetch.mda-status.started").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert list(out.iterdir()) == []  # the MDA is still asleep
+    result = fetch(server.port, *options)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
+    assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
+    assert on_server(tmp_path) == {}

@@ -35,11 +35,14 @@ MDA (``--mda CMD``)
     standard input, in a session of its own (Ctrl-C at the terminal does
     not cut a delivery short), under a small shell wrapper that writes the
     exit status to ``<state>.mda-status`` and holds a lock (``flock``) on
-    ``<state>.mda-lock`` until it ends. If ``pop3 fetch`` is killed
+    ``<state>.mda-lock`` until it ends (the status file is not synced: after
+    a power cut, rather than a kill, the message may be delivered twice).
+    If ``pop3 fetch`` is killed
     meanwhile, the MDA still reads the whole message and finishes; the next
     run waits for the lock, reads the status, and records the message if
-    it was 0. Only if the wrapper itself was killed (so no status was
-    written) is the outcome unknown: then the message stays unrecorded, and
+    it was 0 (the wrapper marks ``<state>.mda-status.started`` first, so a
+    run killed before it started is told apart). Only if the wrapper itself
+    was killed (so no status was written) is the outcome unknown: then the message stays unrecorded, and
     is delivered again (a warning says so): never lost, possibly twice.
     Exit 0: delivered. Exit 75 (EX_TEMPFAIL, "try again later"): not
     delivered; the run stops fetching, keeps it and every later message on
@@ -487,21 +490,17 @@ def _write_synced(path: str, data: bytes) -> None:
 
 # --- MDA -------------------------------------------------------------------------------------
 
-# Runs the MDA (sh -c CMD) with the message file as its standard input, holding the
-# lock (inherited descriptor, not passed on to the MDA) until it ends; writes the exit
-# status (synced, renamed into place: never read half-written) for a later run to
-# read if pop3 fetch was killed meanwhile, and exits with it.
+# Runs the MDA (sh -c CMD) with the message file as its standard input. The wrapper's
+# own standard input is the lock file, whose flock it thus holds until it ends (the MDA
+# does not inherit it: its standard input is the message). The exit status is written
+# for a later run to read if pop3 fetch was killed meanwhile (renamed into place, so
+# never read half-written), and is the wrapper's exit status.
 _WRAPPER = """\
-import os, subprocess, sys
-command, message, status_file = sys.argv[1:4]
-with open(message, "rb") as stdin:
-    status = subprocess.call(["sh", "-c", command, "mda"], stdin=stdin)
-fd = os.open(status_file + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-os.write(fd, b"%d\\n" % status)
-os.fsync(fd)
-os.close(fd)
-os.replace(status_file + ".tmp", status_file)
-sys.exit(status if status >= 0 else 128 - status)
+: >"$3.started" || exit 75
+sh -c "$1" mda <"$2"
+status=$?
+printf '%s\\n' "$status" >"$3.tmp" && mv -f "$3.tmp" "$3"
+exit "$status"
 """
 
 
@@ -529,8 +528,9 @@ class MdaTarget(Target):
         pending.finish()
         journal, status_file = self._spool(".mda"), self._spool(".mda-status")
         command = _substitute(self.command, envelope_sender(pending.path), self.recipient)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(status_file)
+        for path in (status_file, status_file + ".started"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         lock = self._lock_file()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -541,7 +541,7 @@ class MdaTarget(Target):
             os.close(lock)  # the wrapper has ended: the lock goes with the last descriptor
         if status == 0:
             record()
-        for path in (journal, status_file, pending.path):
+        for path in (journal, status_file, status_file + ".started", pending.path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         if status == EX_TEMPFAIL:
@@ -564,15 +564,15 @@ class MdaTarget(Target):
         """Run the MDA to its end; its exit status (128 + N: killed by signal N)."""
         try:
             proc = subprocess.Popen(  # noqa: S603 - the user's own MDA command, by design
-                [sys.executable, "-I", "-c", _WRAPPER, command, message, status_file],
-                stdin=subprocess.DEVNULL,
+                ["/bin/sh", "-c", _WRAPPER, "pop3-fetch-mda", command, message, status_file],
+                stdin=lock,
                 stdout=sys.stderr.fileno(),  # the MDA's output is not the summary
-                pass_fds=(lock,),
                 start_new_session=True,  # Ctrl-C at the terminal must not cut it short
             )
         except OSError as exc:
             raise CliError(f"cannot start the MDA: {exc.strerror}") from None
-        return proc.wait()
+        status = proc.wait()
+        return status if status >= 0 else 128 - status
 
     def recover(self, record: Recorder) -> None:
         journal, status_file = self._spool(".mda"), self._spool(".mda-status")
@@ -592,12 +592,12 @@ class MdaTarget(Target):
                 status = None
             if status == 0:
                 record(entry["message"])
-            elif status is None:
+            elif status is None and os.path.exists(status_file + ".started"):
                 log.warning(
-                    "the MDA run of a killed pop3 fetch left no exit status: "
-                    "its message will be delivered again (it may have been delivered)"
+                    "an MDA run of a killed pop3 fetch was killed too, leaving no exit "
+                    "status: its message will be delivered again (it may have been delivered)"
                 )
-        for path in (journal, status_file, self._spool(".message")):
+        for path in (journal, status_file, status_file + ".started", self._spool(".message")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
