@@ -49,8 +49,8 @@ from pathlib import Path
 import pytest
 
 from bindings import NAMES
-from pop3_maildrop._maildir import SIZE_CACHE
 from fetched import lf, mbox_messages, unwrap
+from pop3_maildrop._maildir import SIZE_CACHE
 from served import PopServer, RawClient, crlf, deliver, start_fetch, stored, write_users
 
 SEED = int(os.environ.get("POP3_CRASH_SEED", "20240607"))

@@ -35,15 +35,15 @@ MDA (``--mda CMD``)
     standard input, in a session of its own (Ctrl-C at the terminal does
     not cut a delivery short), under a small shell wrapper that writes the
     exit status to ``<state>.mda-status`` and holds a lock (``flock``) on
-    ``<state>.mda-lock`` until it ends (the status file is not synced: after
-    a power cut, rather than a kill, the message may be delivered twice).
-    If ``pop3 fetch`` is killed
+    ``<state>.mda-lock`` until it ends. If ``pop3 fetch`` is killed
     meanwhile, the MDA still reads the whole message and finishes; the next
     run waits for the lock, reads the status, and records the message if
     it was 0 (the wrapper marks ``<state>.mda-status.started`` first, so a
-    run killed before it started is told apart). Only if the wrapper itself
-    was killed (so no status was written) is the outcome unknown: then the message stays unrecorded, and
-    is delivered again (a warning says so): never lost, possibly twice.
+    run killed before the MDA started is told apart). Only if the wrapper
+    itself was killed (so no status was written) is the outcome unknown:
+    then the message stays unrecorded and is delivered again (a warning
+    says so): never lost, possibly twice. The status file is not synced:
+    after a power cut (rather than a kill) the same can happen.
     Exit 0: delivered. Exit 75 (EX_TEMPFAIL, "try again later"): not
     delivered; the run stops fetching, keeps it and every later message on
     the server, commits what was delivered before (QUIT), and exits with 75.
