@@ -58,7 +58,7 @@ from ._mailform import MessageForm, trace_fields
 from ._progress import Progress
 from ._secretfile import read_secret_file
 from ._state import FetchState
-from ._targets import Deferred, DeliveryFailed, Target, open_target
+from ._targets import Deferred, DeliveryFailed, Target, check_target, open_target
 
 _DAY = 86400
 
@@ -340,6 +340,7 @@ def _refuse_repeated_ids(uids: dict[int, str]) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Raise ``UsageError`` for a combination of options that cannot be meant."""
+    check_target(args)
     if args.keep and args.keep_days is not None:
         raise UsageError("--keep and --keep-days: choose one (--keep never deletes)")
     if args.all and not (args.keep or args.keep_days is not None):

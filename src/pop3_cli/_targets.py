@@ -83,6 +83,7 @@ __all__ = [
     "MdaTarget",
     "Pending",
     "Target",
+    "check_target",
     "default_state_dir",
     "open_target",
 ]
@@ -631,14 +632,18 @@ def default_state_dir() -> str:
     return os.path.join(base, "pop3-fetch")
 
 
-def open_target(args: argparse.Namespace) -> Target:
-    """The target ``--maildir``, ``--mbox`` or ``--mda`` names (exactly one of them)."""
+def check_target(args: argparse.Namespace) -> None:
+    """Raise ``UsageError`` unless exactly one target is given, in a form it can take."""
     given = [name for name in ("maildir", "mbox", "mda") if getattr(args, name) is not None]
     if len(given) != 1:
         raise UsageError("give one of --maildir, --mbox or --mda (where to store the mail)")
+    if args.mbox is not None and args.crlf:
+        raise UsageError("--crlf: an mbox holds LF line ends (use --maildir or --mda)")
+
+
+def open_target(args: argparse.Namespace) -> Target:
+    """The target ``--maildir``, ``--mbox`` or ``--mda`` names (``check_target`` passed)."""
     if args.mbox is not None:
-        if args.crlf:
-            raise UsageError("--crlf: an mbox holds LF line ends (use --maildir or --mda)")
         return MboxTarget(args.mbox, args.state_dir)
     if args.mda is not None:
         user = args.user
