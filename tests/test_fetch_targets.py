@@ -121,7 +121,7 @@ def test_a_copy_a_killed_run_stored_but_did_not_record_is_found_by_its_name(
     for name in (".pop3-fetch-state.json", ".pop3-fetch-state.journal"):
         (dest / name).unlink(missing_ok=True)
     # A mail reader moved one to cur/ and marked it seen; the name's unique part stays.
-    first = next((dest / "new").iterdir())
+    first = next(p for p in (dest / "new").iterdir() if b"Subject: one" in p.read_bytes())
     first.rename(dest / "cur" / f"{first.name}:2,S")
     # A file with the token of message 3's id but the digest of other bytes (an id reused).
     third = next(p for p in (dest / "new").iterdir() if b"Subject: three" in p.read_bytes())

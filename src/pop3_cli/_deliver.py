@@ -24,12 +24,13 @@ import re
 import socket
 import stat
 import time
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ._errors import CliError
 from ._mailform import MessageForm
 
-__all__ = ["Delivery", "MaildirWriter", "fsync_directory", "message_token"]
+__all__ = ["Delivery", "MaildirWriter", "Staged", "fsync_directory", "message_token"]
 
 _TOKEN_LENGTH = 24
 _NAMED_DIGEST_LENGTH = 32
@@ -60,21 +61,23 @@ def _hostname() -> str:
     return name.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
 
 
-class Delivery:
-    """One message being written to tmp/; ``commit()`` moves it into new/."""
+class Staged:
+    """A message being written, in its stored form, to the new file ``path``.
 
-    def __init__(
-        self, writer: MaildirWriter, token: str, name: str, file: BinaryIO, form: MessageForm
-    ) -> None:
-        self._writer = writer
-        self.token = token
-        self.name = name
-        self._file = file
+    ``write()`` takes the message as retrieved; ``finish()`` ends and syncs the
+    file, ``abort()`` removes it. ``error`` makes the one-line error for a
+    failed write.
+    """
+
+    def __init__(self, path: str, form: MessageForm, error: Callable[[OSError], CliError]) -> None:
+        self.path = path
         self._form = form
-
-    @property
-    def tmp_path(self) -> str:
-        return os.path.join(self._writer.root, "tmp", self.name)
+        self._error = error
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise error(exc) from None
+        self._file: BinaryIO = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
         """Take the next chunk of the message as retrieved (stored in its stored form)."""
@@ -82,7 +85,7 @@ class Delivery:
             self._file.write(self._form.feed(data))
         except OSError as exc:
             self.abort()
-            raise self._writer.error(exc) from None
+            raise self._error(exc) from None
 
     @property
     def size(self) -> int:
@@ -94,29 +97,47 @@ class Delivery:
         """Hex SHA-256 of the message as retrieved, so far."""
         return self._form.sha256
 
+    def finish(self) -> None:
+        """Write the end of the stored form, sync and close the file."""
+        try:
+            self._file.write(self._form.end())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc) from None
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class Delivery(Staged):
+    """One message being written to tmp/; ``commit()`` moves it into new/."""
+
+    def __init__(self, writer: MaildirWriter, token: str, name: str, form: MessageForm) -> None:
+        self._writer = writer
+        self.token = token
+        self.name = name
+        super().__init__(os.path.join(writer.root, "tmp", name), form, writer.error)
+
     def commit(self) -> str:
         """Sync the file, rename it into new/, sync new/; return its final path."""
         root = self._writer.root
         mark = f"X{self.token}."
         named = self.name.replace(mark, f"X{self.token}H{self.sha256[:_NAMED_DIGEST_LENGTH]}.", 1)
         final = os.path.join(root, "new", named)
+        self.finish()
         try:
-            self._file.write(self._form.end())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.rename(self.tmp_path, final)
+            os.rename(self.path, final)
             fsync_directory(os.path.join(root, "new"))
         except OSError as exc:
             self.abort()
             raise self._writer.error(exc) from None
         return final
-
-    def abort(self) -> None:
-        """Drop the unfinished file."""
-        self._file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp_path)
 
 
 class MaildirWriter:
@@ -248,9 +269,4 @@ class MaildirWriter:
         seconds = int(now)
         usec = int((now - seconds) * 1_000_000)
         name = f"{seconds}.M{usec}P{os.getpid()}Q{self._count}X{token}.{self._host}"
-        path = os.path.join(self.root, "tmp", name)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise self.error(exc) from None
-        return Delivery(self, token, name, os.fdopen(fd, "wb"), form)
+        return Delivery(self, token, name, form)

@@ -70,7 +70,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from ._deliver import Delivery, MaildirWriter, fsync_directory
+from ._deliver import Delivery, MaildirWriter, Staged, fsync_directory
 from ._errors import CliError, UsageError
 from ._mailform import MessageForm
 
@@ -81,7 +81,6 @@ __all__ = [
     "MaildirTarget",
     "MboxTarget",
     "MdaTarget",
-    "Pending",
     "Target",
     "check_target",
     "default_state_dir",
@@ -120,72 +119,6 @@ class Deferred(CliError):  # noqa: N818 - the MDA's "try again later"
     exit_code = EX_TEMPFAIL
 
 
-class Pending:
-    """A message being retrieved, staged in its stored form."""
-
-    def write(self, data: bytes) -> None:
-        """Take the next chunk of the message as retrieved."""
-        raise NotImplementedError
-
-    @property
-    def size(self) -> int:
-        """Octets of the message as retrieved, so far."""
-        raise NotImplementedError
-
-    @property
-    def sha256(self) -> str:
-        """Hex SHA-256 of the message as retrieved, so far."""
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        """Drop the staged copy."""
-        raise NotImplementedError
-
-
-class _Staged(Pending):
-    """A message being retrieved into the file ``path`` (mbox, MDA)."""
-
-    def __init__(self, path: str, form: MessageForm) -> None:
-        self.path = path
-        self.form = form
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise CliError(f"cannot write {path}: {exc.strerror}") from None
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-
-    def write(self, data: bytes) -> None:
-        try:
-            self._file.write(self.form.feed(data))
-        except OSError as exc:
-            self.abort()
-            raise CliError(f"cannot write {self.path}: {exc.strerror}") from None
-
-    @property
-    def size(self) -> int:
-        return self.form.size
-
-    @property
-    def sha256(self) -> str:
-        return self.form.sha256
-
-    def finish(self) -> None:
-        """Write the end of the stored form, sync and close the file."""
-        try:
-            self._file.write(self.form.end())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-        except OSError as exc:
-            self.abort()
-            raise CliError(f"cannot write {self.path}: {exc.strerror}") from None
-
-    def abort(self) -> None:
-        self._file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-
-
 class Target:
     """A destination: where its state lives, how a message is staged and stored."""
 
@@ -199,15 +132,18 @@ class Target:
     def recover(self, record: Recorder) -> None:
         """Settle what a killed run left (called holding the state's lock)."""
 
-    def begin(self, token: str, form: MessageForm) -> Pending:
+    def begin(self, token: str, form: MessageForm) -> Staged:
         """Start staging a message (``token`` names its account and unique id)."""
-        return _Staged(self._spool(".message"), form)
+        path = self._spool(".message")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a run that failed (a kill is settled by recover)
+        return Staged(path, form, lambda exc: CliError(f"cannot write {path}: {exc.strerror}"))
 
     def holds(self, token: str, sha256: str) -> bool:
         """Whether a copy found without the state's help holds this very message."""
         return False
 
-    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
+    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
         """Store the staged message, call ``record`` once it is synced; where it went.
 
         Raises ``DeliveryFailed`` or ``Deferred`` if it was not stored (MDA).
@@ -238,37 +174,18 @@ class MaildirTarget(Target):
         self.writer.remove_unfinished()
         self._stored = self.writer.stored_tokens()
 
-    def begin(self, token: str, form: MessageForm) -> Pending:
-        return _MaildirPending(self.writer.start(token, form))
+    def begin(self, token: str, form: MessageForm) -> Staged:
+        return self.writer.start(token, form)
 
     def holds(self, token: str, sha256: str) -> bool:
         return token in self._stored and self.writer.holds(token, sha256)
 
-    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
-        assert isinstance(pending, _MaildirPending)
-        path = pending.delivery.commit()
-        self._stored.add(pending.delivery.token)
+    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
+        assert isinstance(pending, Delivery)
+        path = pending.commit()
+        self._stored.add(pending.token)
         record()
         return path
-
-
-class _MaildirPending(Pending):
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-
-    def write(self, data: bytes) -> None:
-        self.delivery.write(data)
-
-    @property
-    def size(self) -> int:
-        return self.delivery.size
-
-    @property
-    def sha256(self) -> str:
-        return self.delivery.sha256
-
-    def abort(self) -> None:
-        self.delivery.abort()
 
 
 # --- the envelope sender ---------------------------------------------------------------------
@@ -366,8 +283,7 @@ class MboxTarget(Target):
             return None
         return [st.st_dev, st.st_ino, st.st_mtime_ns]
 
-    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
-        assert isinstance(pending, _Staged)
+    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
         pending.finish()
         journal = self._spool(".append")
         sender = envelope_sender(pending.path)
@@ -403,14 +319,8 @@ class MboxTarget(Target):
     def recover(self, record: Recorder) -> None:
         journal = self._spool(".append")
         message = self._spool(".message")
-        try:
-            with open(journal, "rb") as f:
-                entry = json.loads(f.read())
-        except FileNotFoundError:
-            entry = None
-        except (OSError, ValueError):
-            entry = None  # torn while it was written: the append had not begun
-        if isinstance(entry, dict):
+        entry = _read_record(journal)  # None if torn: then the append had not begun
+        if entry is not None:
             self._settle(entry, message, record)
         for path in (journal, message):
             with contextlib.suppress(FileNotFoundError):
@@ -480,6 +390,20 @@ def _separator(box: BinaryIO, size: int) -> bytes:
     return b"\n" if end.endswith(b"\n") else b"\n\n"
 
 
+def _read_record(path: str) -> dict[str, object] | None:
+    """The JSON object in ``path``; ``None`` if there is none (missing, or torn by a kill)."""
+    try:
+        with open(path, "rb") as f:
+            entry = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def _write_synced(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -524,8 +448,7 @@ class MdaTarget(Target):
         self.timeout = timeout
         _make_directory(self.state_dir, "the state directory")
 
-    def store(self, pending: Pending, meta: Meta, record: Record) -> str:
-        assert isinstance(pending, _Staged)
+    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
         pending.finish()
         journal, status_file = self._spool(".mda"), self._spool(".mda-status")
         command = _substitute(self.command, envelope_sender(pending.path), self.recipient)
@@ -577,14 +500,9 @@ class MdaTarget(Target):
 
     def recover(self, record: Recorder) -> None:
         journal, status_file = self._spool(".mda"), self._spool(".mda-status")
-        try:
-            with open(journal, "rb") as f:
-                entry = json.loads(f.read())
-        except FileNotFoundError:
-            entry = None
-        except (OSError, ValueError):
-            entry = None  # torn while it was written: the MDA had not been started
-        if isinstance(entry, dict) and isinstance(entry.get("message"), dict):
+        entry = _read_record(journal)  # None if torn: then the MDA had not been started
+        meta = entry.get("message") if entry is not None else None
+        if isinstance(meta, dict):
             self._wait_for_earlier_mda()
             try:
                 with open(status_file, encoding="ascii") as f:
@@ -592,7 +510,7 @@ class MdaTarget(Target):
             except (OSError, ValueError):
                 status = None
             if status == 0:
-                record(entry["message"])
+                record(meta)
             elif status is None and os.path.exists(status_file + ".started"):
                 log.warning(
                     "an MDA run of a killed pop3 fetch was killed too, leaving no exit "
