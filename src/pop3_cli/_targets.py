@@ -95,7 +95,7 @@ EX_TEMPFAIL = 75
 _LOCK_WAIT = 30.0
 """Seconds to wait for an mbox lock another program holds."""
 
-Record = Callable[[], None]
+OnStored = Callable[[], None]
 """Records the message in the state (synced); called once it is stored and synced."""
 
 Meta = dict[str, object]
@@ -143,7 +143,7 @@ class Target:
         """Whether a copy found without the state's help holds this very message."""
         return False
 
-    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
+    def store(self, pending: Staged, meta: Meta, record: OnStored) -> str:
         """Store the staged message, call ``record`` once it is synced; where it went.
 
         Raises ``DeliveryFailed`` or ``Deferred`` if it was not stored (MDA).
@@ -168,6 +168,7 @@ class MaildirTarget(Target):
         self.name = root
         self.writer = MaildirWriter(root)
         self.state_dir = state_dir or root
+        _make_directory(self.state_dir, "the state directory")
         self._stored: set[str] = set()
 
     def recover(self, record: Recorder) -> None:
@@ -180,7 +181,7 @@ class MaildirTarget(Target):
     def holds(self, token: str, sha256: str) -> bool:
         return token in self._stored and self.writer.holds(token, sha256)
 
-    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
+    def store(self, pending: Staged, meta: Meta, record: OnStored) -> str:
         assert isinstance(pending, Delivery)
         path = pending.commit()
         self._stored.add(pending.token)
@@ -283,7 +284,7 @@ class MboxTarget(Target):
             return None
         return [st.st_dev, st.st_ino, st.st_mtime_ns]
 
-    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
+    def store(self, pending: Staged, meta: Meta, record: OnStored) -> str:
         pending.finish()
         journal = self._spool(".append")
         sender = envelope_sender(pending.path)
@@ -448,7 +449,7 @@ class MdaTarget(Target):
         self.timeout = timeout
         _make_directory(self.state_dir, "the state directory")
 
-    def store(self, pending: Staged, meta: Meta, record: Record) -> str:
+    def store(self, pending: Staged, meta: Meta, record: OnStored) -> str:
         pending.finish()
         journal, status_file = self._spool(".mda"), self._spool(".mda-status")
         command = _substitute(self.command, envelope_sender(pending.path), self.recipient)
