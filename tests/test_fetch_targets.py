@@ -556,3 +556,109 @@ def test_an_mda_still_running_when_fetch_is_killed_is_waited_for_and_counted(
     assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
     assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
     assert on_server(tmp_path) == {}
+
+
+def test_an_mda_killed_with_the_run_leaves_its_message_to_be_delivered_again(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """Killed with its wrapper (no exit status), the MDA's message counts as not delivered:
+    the next run delivers it, with a warning. Here the MDA had not written it: once only."""
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    slow = ("--mda", f"sleep 30; cat > {out}/$$", "--state-dir", str(state))
+    proc = subprocess.Popen(
+        pop3(
+            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
+            *("--password-env", "POP3_TEST_PASSWORD", *slow),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    status_file = str(state / ".pop3-fetch.mda-status")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(status_file + ".started"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    # The wrapper this run started leads a session of its own: kill all of it.
+    wrappers = [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and status_file.encode() in _cmdline(int(pid))
+    ]
+    assert len(wrappers) == 1
+    os.killpg(wrappers[0], 9)
+    result = fetch(server.port, "--mda", f"cat > {out}/$$", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert "was killed too, leaving no exit status" in result.stderr
+    assert "its message will be delivered again" in result.stderr
+    assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
+    assert on_server(tmp_path) == {}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+# --- the stored form, in-process ---------------------------------------------------------
+
+
+def stored_form(message: bytes, cuts: list[int], **options: bool) -> bytes:
+    form = MessageForm(b"X-Head: 1\n", **options)
+    out, start = b"", 0
+    for cut in [*cuts, len(message)]:
+        out += form.feed(message[start:cut])
+        start = cut
+    out += form.end()
+    assert form.sha256 == hashlib.sha256(message).hexdigest()
+    assert form.size == len(message)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_stored_form_does_not_depend_on_where_chunks_are_cut(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    pieces = [b"From ", b"Fro", b"m ", b"\r\n", b"\r", b"\n", b">From ", b"x", b"."]
+    for _ in range(300):
+        message = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
+        cuts = sorted(rng.sample(range(len(message) + 1), min(len(message) + 1, 4)))
+        for options in ({}, {"crlf": True}, {"mbox": True}):
+            whole = stored_form(message, [], **options)
+            assert stored_form(message, cuts, **options) == whole, (message, cuts, options)
+            lf = options.get("crlf") is not True
+            text = message.replace(b"\r\n", b"\n") if lf else message
+            if options.get("mbox"):
+                text = mbox_quoted(text)
+            head = b"X-Head: 1\n" if lf else b"X-Head: 1\r\n"
+            if text and not text.endswith(b"\n"):
+                text += b"\n" if lf else b"\r\n"
+            assert whole == head + text
+
+
+def test_trace_fields_hold_no_control_characters_and_name_tls() -> None:
+    from pop3_cli._mailform import trace_fields
+
+    fields = trace_fields(
+        user="al\r\nBcc: x@evil\r\n<ice>",
+        host="pop\n.example",
+        tls=True,
+        delivered_to=True,
+        received=True,
+        now=0.0,
+    )
+    lines = fields.split(b"\n")
+    assert lines[0] == b"Delivered-To: al??Bcc: x@evil???ice?"  # an address: kept as the name
+    assert b"\r" not in fields and len(lines) == 5 and lines[-1] == b""
+    assert lines[1] == b"Received: from pop?.example [pop?.example]"
+    assert lines[2].endswith(b" with POP3S (pop3 fetch)")
+    assert (
+        trace_fields(user="a@b", host="h", tls=False, delivered_to=True, received=False, now=0.0)
+        == b"Delivered-To: a@b\n"
+    )

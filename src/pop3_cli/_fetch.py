@@ -1,4 +1,7 @@
-"""``pop3 fetch``: download mail into a Maildir, deleting on the server only what is stored.
+"""``pop3 fetch``: download mail, deleting on the server only what is stored.
+
+Mail goes to a Maildir, an mbox or an MDA (``_targets``), in the form
+``_mailform`` gives it; the state (``_state``) records what was stored.
 
 The one rule: a message is deleted on the server only if the bytes it has
 in this session were stored and synced here, in this run or an earlier one.
@@ -10,6 +13,8 @@ size: a new message may have the size of the old one. So every message is
 RETRieved in the session that deletes it, and is deleted only once its
 SHA-256 matches what was stored (the state file's record, or a file of ours
 in the Maildir that carries its id's token), or once it has been stored.
+The one exception is asked for by name: ``--delete-oversized`` deletes the
+messages over the size limit without fetching them.
 
 The order that makes a killed run lose and duplicate nothing:
 
@@ -17,10 +22,13 @@ The order that makes a killed run lose and duplicate nothing:
    LIST. With ``--keep`` a message recorded under its id with the size it is
    LISTed with now is skipped: nothing is deleted, so the id and the size
    are enough not to download it again. Every other message is fetched.
-2. For each: RETR into ``tmp/`` while taking its SHA-256. If those bytes
-   are already stored, drop the copy; otherwise fsync, rename into ``new/``,
-   fsync ``new/``. Record ``(id, LISTed size, SHA-256)`` (synced); only then
-   (without ``--keep``) DELE it.
+2. For each: RETR into the target's staging file (``tmp/`` of a Maildir)
+   while taking its SHA-256. If those bytes are already stored, drop the
+   copy; otherwise store it (fsync, rename into ``new/``, fsync ``new/``; or
+   append to the mbox and fsync; or the MDA's exit status 0). Record
+   ``(id, LISTed size, SHA-256)`` (synced); only then (without ``--keep``,
+   or once ``--keep-days`` are over) DELE it. A message the MDA did not
+   take is neither recorded nor deleted.
 3. QUIT, which makes the server commit the deletions (RFC 1939 section 6).
    Any failure before that closes the connection without QUIT: nothing is
    deleted, and the next run picks up where this one stopped. Once QUIT is

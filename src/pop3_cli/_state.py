@@ -7,8 +7,7 @@ changes line ends), and with ``--keep-days`` the time it was first seen.
 {"host:port:user": {uid: [size, sha256], ...}}}``, a record being
 ``[size, sha256, first_seen]`` when a first-seen time (whole seconds since
 the epoch) is known: that third element is optional, and a file without
-it reads as before
-and is only ever replaced atomically (written to a temporary file, synced,
+it reads as before. The file is only ever replaced atomically (written to a temporary file, synced,
 renamed, directory synced). Recording a message right after storing it must
 not rewrite the whole file every time (that would be quadratic in the number
 of messages), so each record is first appended to
