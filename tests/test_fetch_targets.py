@@ -213,6 +213,41 @@ def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_pat
     assert len(mbox_messages(mbox)) == 3
 
 
+def test_mbox_rewritten_by_a_mail_reader_while_fetch_waits_gets_the_mail(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """A reader holding the locks rewrites the mbox into a new file (``mailbox.mbox.flush``
+    renames it over the old one): the appends go to the new file, not the old inode."""
+    mbox = tmp_path / "inbox"
+    mbox.write_bytes(b"From a Mon Dec  7 06:00:00 2026\nSubject: read\n\nx\n")
+    box = mailbox.mbox(str(mbox))
+    box.add(b"From b Mon Dec  7 06:00:00 2026\nSubject: unread\n\ny\n")
+    box.flush()
+    box.lock()
+    inode = mbox.stat().st_ino
+    proc = subprocess.Popen(
+        pop3(
+            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
+            *("--password-env", "POP3_TEST_PASSWORD", "--mbox", str(mbox)),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # pop3 fetch has the first message and waits for the locks
+    box.remove(next(box.iterkeys()))
+    box.flush()
+    assert mbox.stat().st_ino != inode  # a new file
+    box.unlock()
+    box.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    messages = mbox_messages(mbox)
+    assert messages[0] == b"Subject: unread\n\ny\n"
+    assert sorted(unwrap(m) for m in messages[1:]) == expected(mbox=True)
+    assert on_server(tmp_path) == {}
+
+
 # --- mbox crash recovery, window by window -----------------------------------------------
 
 META = {"uid": "u1", "size": 30, "sha256": "ab" * 32, "first_seen": None}

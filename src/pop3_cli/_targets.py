@@ -241,17 +241,24 @@ class MboxTarget(Target):
         else:
             self.state_dir = state_dir
         _make_directory(self.state_dir, "the state directory")
-        try:  # mail is private: create the mbox 0600 (mailbox would use the umask)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        try:
+            self._create()
         except IsADirectoryError:
             raise CliError(f"--mbox {path} is a directory (use --maildir for a Maildir)") from None
         except OSError as exc:
             raise CliError(f"cannot create the mbox {path}: {exc.strerror}") from None
 
+    def _create(self) -> None:
+        """Create the mbox if missing, private (``mailbox`` would use the umask)."""
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
+            self._create()  # again: a mail reader may remove an mbox it emptied
             box = mailbox.mbox(self.path, create=False)
+        except mailbox.NoSuchMailboxError:
+            raise CliError(f"the mbox {self.path} disappeared") from None
         except OSError as exc:
             raise CliError(f"cannot open the mbox {self.path}: {exc.strerror}") from None
         try:
@@ -284,18 +291,32 @@ class MboxTarget(Target):
             return None
         return [st.st_dev, st.st_ino, st.st_mtime_ns]
 
+    @contextlib.contextmanager
+    def _open_locked(self, flags: int) -> Iterator[BinaryIO]:
+        """The mbox, opened under its locks (so it is the file locked, not one renamed
+        over it meanwhile) and closed after them: closing any descriptor of a file drops
+        the process's lockf lock on it."""
+        opened: list[BinaryIO] = []
+        try:
+            with self._locked():
+                try:
+                    fd = os.open(self.path, flags | os.O_RDWR | os.O_CLOEXEC, 0o600)
+                except OSError as exc:
+                    raise CliError(f"cannot open the mbox {self.path}: {exc.strerror}") from None
+                opened.append(open(fd, "r+b", buffering=0))  # noqa: SIM115 - closed below
+                yield opened[0]
+        finally:
+            for file in opened:
+                file.close()
+
     def store(self, pending: Staged, meta: Meta, record: OnStored) -> str:
         pending.finish()
         journal = self._spool(".append")
         sender = envelope_sender(pending.path)
         try:
-            # Opened before the locks and closed after them: closing any descriptor
-            # of a file drops the process's lockf lock on it.
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
-            with open(fd, "r+b", buffering=0) as out, self._locked():
+            with self._open_locked(os.O_APPEND | os.O_CREAT) as out:
                 st = os.fstat(out.fileno())
-                separator = _separator(out, st.st_size)
-                head = separator + _mbox_from_line(sender, time.time())
+                head = _separator(out, st.st_size) + _mbox_from_line(sender, time.time())
                 entry = {
                     "start": st.st_size,
                     "file": [st.st_dev, st.st_ino],
@@ -305,10 +326,10 @@ class MboxTarget(Target):
                 }
                 _write_synced(journal, json.dumps(entry).encode("ascii"))
                 fsync_directory(self.state_dir)
-                out.write(head)
+                _write_all(out, head)
                 with open(pending.path, "rb") as message:
                     while chunk := message.read(1 << 16):
-                        out.write(chunk)
+                        _write_all(out, chunk)
                 os.fsync(out.fileno())
                 record()
             os.unlink(journal)
@@ -328,30 +349,28 @@ class MboxTarget(Target):
                 os.unlink(path)
 
     def _settle(self, entry: dict[str, object], message: str, record: Recorder) -> None:
+        head, start, meta = entry.get("head"), entry.get("start"), entry.get("message")
+        if not (isinstance(head, str) and isinstance(start, int) and isinstance(meta, dict)):
+            return  # not an append record of ours
         try:
             with open(message, "rb") as f:
-                data = f.read()
+                whole = head.encode("latin-1") + f.read()
+        except FileNotFoundError:
+            log.warning("%s: a killed run's message is gone; it may be stored twice", self.path)
+            return
         except OSError as exc:
             raise CliError(f"cannot read {message}: {exc.strerror}") from None
-        head = str(entry["head"]).encode("latin-1")
-        whole = head + data
-        dot_lock = entry.get("dot_lock")
-        if dot_lock is not None and self._dot_lock_identity() == dot_lock:
+        if entry.get("dot_lock") is not None and self._dot_lock_identity() == entry["dot_lock"]:
             # The killed run's own dot-lock: nobody else can have taken it since.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path + ".lock")
+        if not os.path.exists(self.path):
+            return  # the mbox is gone: the message is not in it
         stored = False
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return  # the mbox is gone: nothing of it can be in it
-        except OSError as exc:
-            raise CliError(f"cannot open the mbox {self.path}: {exc.strerror}") from None
-        with open(fd, "r+b", buffering=0) as box, self._locked():
+        with self._open_locked(0) as box:
             st = os.fstat(box.fileno())
-            start = entry.get("start")
             same = [st.st_dev, st.st_ino] == entry.get("file")
-            if same and isinstance(start, int) and st.st_size > start:
+            if same and st.st_size > start:
                 box.seek(start)
                 got = box.read(len(whole))
                 if got == whole:
@@ -367,8 +386,7 @@ class MboxTarget(Target):
                     stored = _contains(box, whole.lstrip(b"\n"))
             elif not same:
                 stored = _contains(box, whole.lstrip(b"\n"))
-        meta = entry.get("message")
-        if stored and isinstance(meta, dict):
+        if stored:
             record(meta)
 
 
@@ -405,13 +423,21 @@ def _read_record(path: str) -> dict[str, object] | None:
     return entry if isinstance(entry, dict) else None
 
 
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file (a raw write may write less)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.EIO, "nothing written")
+        view = view[written:]
+
+
 def _write_synced(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(fd, "wb", buffering=0) as file:
+        _write_all(file, data)
+        os.fsync(file.fileno())
 
 
 # --- MDA -------------------------------------------------------------------------------------
