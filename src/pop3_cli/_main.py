@@ -322,7 +322,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     fetch = commands.add_parser(
         "fetch",
         parents=[output],
-        help="download mail from a POP3 server into a Maildir",
+        help="download mail from a POP3 server into a Maildir, an mbox or an MDA",
         description=FETCH_HELP,
         epilog=FETCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
