@@ -359,6 +359,30 @@ def fetch_into(port: int, target: str, dest: Path, err: Path) -> subprocess.Pope
     return start_fetch(port, "user0", PASSWORD, None, err, "-q", "--mda", mda, *state, form=())
 
 
+def journal(target: str, dest: Path) -> Path:
+    """The state journal of ``target``: a line per message recorded in this run."""
+    if target == "mbox":
+        return dest / ".mbox.pop3-fetch-state.journal"
+    return (dest / "state" if target == "mda" else dest) / ".pop3-fetch-state.journal"
+
+
+def wait_for_records(proc: subprocess.Popen[bytes], path: Path, count: int) -> None:
+    """Until the run has recorded ``count`` messages (or ended): first until it has folded
+    a killed run's journal into the state file (emptying it), then until it has ``count``
+    lines of its own."""
+    deadline = time.monotonic() + 30
+    emptied = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            lines = path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            lines = 0
+        emptied = emptied or lines == 0
+        if emptied and lines >= count:
+            return
+        time.sleep(0.002)
+
+
 def delivered(target: str, dest: Path) -> tuple[list[bytes], bool]:
     """The messages the target holds, in order, their trace fields removed; and whether the
     last may be torn (an mbox between a kill and the next run: ``b""`` if torn in them)."""
@@ -422,10 +446,12 @@ def test_fetch_to_each_target_killed_at_random_points_then_completed(
     torn_seen = 0
     with PopServer(tmp_path, "asyncio", users, root) as server:
         for kill in range(FETCH_KILLS):
-            ledger.deliver(root, rng, 30, ["user0"])
+            ledger.deliver(root, rng, 20, ["user0"])
             proc = fetch_into(server.port, target, dest, tmp_path / f"fetch-{kill}.err")
-            # An append or an MDA run costs more than a rename: give them longer.
-            time.sleep(rng.uniform(0.15, 0.8 if target == "maildir-lf" else 2.0))
+            # Killed once it has recorded a random number of messages (the journal has
+            # a line for each), a moment later: inside a run, whatever its speed.
+            wait_for_records(proc, journal(target, dest), rng.randrange(0, 20))
+            time.sleep(rng.uniform(0, 0.05))
             proc.kill()
             proc.wait(10)
             if target == "mda":
