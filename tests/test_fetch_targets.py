@@ -136,6 +136,25 @@ def test_a_copy_a_killed_run_stored_but_did_not_record_is_found_by_its_name(
     )
 
 
+def test_a_copy_an_earlier_version_stored_is_still_recognised_by_its_bytes(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """Named without a digest, holding the message as retrieved (CRLF, no fields added)."""
+    from pop3_cli._deliver import message_token
+
+    dest = tmp_path / "dest"
+    for sub in ("tmp", "new", "cur"):
+        (dest / sub).mkdir(parents=True)
+    name = "1700000001.M1P1.t"
+    token = message_token(f"127.0.0.1:{server.port}:{USER}", name)
+    (dest / "cur" / f"1600000000.M1P1Q1X{token}.old:2,S").write_bytes(WIRE[name])
+    result = fetch(server.port, "--maildir", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
+    assert on_server(tmp_path) == {}
+    assert len(stored(dest)) == 3
+
+
 # --- mbox --------------------------------------------------------------------------------
 
 
