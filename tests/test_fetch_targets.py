@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from fetched import lf, mbox_messages, mbox_quoted, unwrap
-from peers import require_peer
+from peers import require_peer, unavailable
 from pop3_cli._mailform import MessageForm
 from pop3_cli._targets import MboxTarget
 from served import PopServer, crlf, deliver, env, pop3, stored, write_users
@@ -385,8 +385,10 @@ def test_mda_procmail_delivers_into_a_maildir(server: PopServer, tmp_path: Path)
 
 @pytest.fixture
 def lda_home() -> Iterator[Path]:
-    """A directory Dovecot's LDA, run as an ordinary user (nobody when the tests run as root),
-    delivers into: a private directory under the system temporary directory, as root."""
+    """Where Dovecot's LDA keeps its configuration, log and Maildir. It runs as an ordinary
+    user without a running Dovecot (as root it would want ``-d USER`` and the auth service):
+    as nobody when the tests run as root, in a directory of nobody's under the system
+    temporary directory (pytest's are private to root)."""
     root = Path(tempfile.mkdtemp(prefix="pop3-lda-"))
     try:
         root.chmod(0o755)
@@ -402,7 +404,10 @@ def test_mda_dovecot_lda_delivers_into_a_maildir(
 ) -> None:
     lda = "/usr/lib/dovecot/dovecot-lda"
     if not os.path.exists(lda):
-        require_peer("dovecot-lda-not-installed", "dovecot-core")
+        unavailable(
+            f"{lda} is not installed (Debian package dovecot-core; "
+            "'make peers' installs every peer)"
+        )
     conf = lda_home / "dovecot.conf"
     conf.write_text(
         f"base_dir = {lda_home}/run\nstate_dir = {lda_home}/state\nlog_path = {lda_home}/lda.log\n"
