@@ -641,11 +641,12 @@ def test_an_mda_killed_with_the_run_leaves_its_message_to_be_delivered_again(
         time.sleep(0.01)
     proc.kill()
     proc.wait()
-    # The wrapper this run started leads a session of its own: kill all of it.
+    # The wrapper this run started leads a session of its own: kill all of it. (A child
+    # it has forked but not yet exec'd has its command line too, not its process group.)
     wrappers = [
         int(pid)
         for pid in os.listdir("/proc")
-        if pid.isdigit() and status_file.encode() in _cmdline(int(pid))
+        if pid.isdigit() and status_file.encode() in _cmdline(int(pid)) and _leads(int(pid))
     ]
     assert len(wrappers) == 1
     os.killpg(wrappers[0], 9)
@@ -655,6 +656,13 @@ def test_an_mda_killed_with_the_run_leaves_its_message_to_be_delivered_again(
     assert "its message will be delivered again" in result.stderr
     assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
     assert on_server(tmp_path) == {}
+
+
+def _leads(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 def _cmdline(pid: int) -> bytes:
