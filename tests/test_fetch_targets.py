@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import mailbox
 import os
 import re
@@ -305,7 +306,7 @@ def test_mbox_recovery_records_a_whole_append_a_killed_run_did_not_record(tmp_pa
 
 
 def test_mbox_recovery_cuts_off_a_torn_append_and_removes_its_stale_dot_lock(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     mbox = tmp_path / "inbox"
     mbox.write_bytes(b"From a Mon Dec  7 06:00:00 2026\nSubject: before\n\nx\n")
@@ -324,7 +325,9 @@ def test_mbox_recovery_cuts_off_a_torn_append_and_removes_its_stale_dot_lock(
     entry["dot_lock"] = [st.st_dev, st.st_ino, st.st_mtime_ns]
     journal.write_text(json.dumps(entry))
     assert len(whole) > len(before) + 100
-    assert recovered(MboxTarget(str(mbox), None)) == []
+    with caplog.at_level(logging.WARNING, logger="pop3.fetch"):
+        assert recovered(MboxTarget(str(mbox), None)) == []
+    assert "removed the part of a message that a killed run had appended" in caplog.text
     assert mbox.read_bytes() == before
     assert not lock.exists()
 
@@ -347,7 +350,9 @@ def test_mbox_recovery_finds_the_message_in_an_mbox_rewritten_since(tmp_path: Pa
     assert recovered(MboxTarget(str(mbox), None)) == []
 
 
-def test_mbox_recovery_leaves_other_mail_appended_after_a_torn_part(tmp_path: Path) -> None:
+def test_mbox_recovery_leaves_other_mail_appended_after_a_torn_part(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     mbox = tmp_path / "inbox"
     target = MboxTarget(str(mbox), None)
     append_unrecorded(target, b"Subject: torn\r\n\r\n" + b"y" * 500 + b"\r\n")
@@ -356,8 +361,10 @@ def test_mbox_recovery_leaves_other_mail_appended_after_a_torn_part(tmp_path: Pa
     with open(mbox, "ab") as f:
         f.write(b"\nFrom b Mon Dec  7 06:00:00 2026\nSubject: someone else's\n\nz\n")
     after = mbox.read_bytes()
-    assert recovered(MboxTarget(str(mbox), None)) == []
+    with caplog.at_level(logging.WARNING, logger="pop3.fetch"):
+        assert recovered(MboxTarget(str(mbox), None)) == []
     assert mbox.read_bytes() == after  # nothing cut: it is not all ours
+    assert "left part of a message at offset 0, and other mail was appended" in caplog.text
 
 
 # --- MDA ---------------------------------------------------------------------------------

@@ -16,18 +16,19 @@ mbox (``--mbox FILE``)
     locks (``mailbox.mbox.lock()``: ``lockf`` and a ``FILE.lock`` dot-lock,
     as mutt, procmail and Dovecot take them), an *append record*
     ``<state>.append`` is written and synced (where the mbox ended, which
-    file it is, the exact bytes' length, the dot-lock's identity); then the
+    file it is, the ``From `` line, the dot-lock's identity); then the
     ``From `` line and the message are appended and synced, the message is
     recorded in the state, and the append record removed. A run that starts
     and finds an append record settles it first, under the same locks: the
     bytes are in the mbox whole at that offset (or, if a mail reader
     rewrote the file since, anywhere in it) -- then the message is stored
     and recorded; or the mbox ends with a part of them -- then it is cut
-    back to where it ended before, so no reader ever sees half a message
-    (nothing can have been appended after it: the killed run held the lock
-    until it died, and the dot-lock it left is recognised by its identity
-    and removed). No header is added to find a message again: the record
-    says where it went.
+    back to where it ended before (the dot-lock the killed run left is
+    recognised by its identity and removed). Until that next run a reader
+    sees the part at the end of the mbox. Should a program that ignores the
+    dot-lock have appended mail after the part meanwhile, the part is left
+    where it is, with a warning. No header is added to find a message
+    again: the record says where it went.
 
 MDA (``--mda CMD``)
     The file is ``<state>.message``. An *MDA record* ``<state>.mda`` is
@@ -384,6 +385,14 @@ class MboxTarget(Target):
                     )
                 else:
                     stored = _contains(box, whole.lstrip(b"\n"))
+                    if not stored and got.startswith(head.encode("latin-1")):
+                        log.warning(
+                            "%s: a killed run left part of a message at offset %d, and other "
+                            "mail was appended after it; it stays on the server, to be "
+                            "fetched again",
+                            self.path,
+                            start,
+                        )
             elif not same:
                 stored = _contains(box, whole.lstrip(b"\n"))
         if stored:
