@@ -3,13 +3,15 @@
 One mailbox (ourserver.MESSAGES: LF and CRLF line ends, dot lines, ``From `` and
 ``>From `` lines, no final newline, 8-bit text, a big one) is served by our asyncio
 server and by a private Dovecot. Each source is fetched, with the mail kept on the
-server, by ``pop3 fetch`` into a Maildir and into an mbox, by getmail6 into a Maildir
+server, by ``pop3 fetch`` into a Maildir, into an mbox and through an MDA (a shell
+command writing each message to a file), by getmail6 into a Maildir
 and into an mbox (its ``Mboxrd`` destination), and by fetchmail through an MDA that
 writes each message to a file (fetchmail's own way to a Maildir or mbox). Then the
 header fields each adds are removed (ours: Delivered-To and Received; getmail's:
 Return-Path; fetchmail's: Received) and the messages compared:
 
-* the Maildirs of ``pop3 fetch`` and getmail6 and fetchmail's deliveries are equal;
+* the Maildirs of ``pop3 fetch`` and getmail6, and what fetchmail's MDA and ``pop3
+  fetch``'s MDA were given, are equal;
 * the mboxes differ only in the quoting, as they should: getmail6 writes mboxrd
   (``>From `` becomes ``>>From ``), ``pop3 fetch`` mboxo as Python's ``mailbox.mbox``
   (only ``From `` is quoted): getmail's messages, unquoted (mboxrd is reversible) and
@@ -202,6 +204,10 @@ def test_pop3_fetch_stores_what_getmail_and_fetchmail_store(
     pop3_fetch(source, "--maildir", str(ours_maildir))
     ours_mbox = tmp_path / "pop3-mbox"
     pop3_fetch(source, "--mbox", str(ours_mbox))
+    ours_mda = tmp_path / "pop3-mda"
+    ours_mda.mkdir()
+    mda = f'cat > "$(mktemp "{ours_mda}/m.XXXXXX")"'
+    pop3_fetch(source, "--mda", mda, "--state-dir", str(tmp_path / "mda-state"))
     getmail(source, tmp_path / "getmail-maildir", {"type": "Maildir", "path": f"{shared}/Maildir/"})
     getmail(source, tmp_path / "getmail-mbox", {"type": "Mboxrd", "path": f"{shared}/mbox"})
 
@@ -210,6 +216,7 @@ def test_pop3_fetch_stores_what_getmail_and_fetchmail_store(
     theirs = sorted(without_return_path(m) for m in stored(shared / "Maildir").values())
     assert ours == theirs
     assert sorted(fetchmail(source, tmp_path / "fetchmail")) == ours
+    assert sorted(unwrap(p.read_bytes(), to) for p in ours_mda.iterdir()) == ours
 
     ours_in_mbox = sorted(unwrap(m, to) for m in mbox_messages(ours_mbox))
     getmail_mbox = [without_return_path(m) for m in mbox_messages(shared / "mbox")]
