@@ -268,6 +268,20 @@ def test_mbox_rewritten_by_a_mail_reader_while_fetch_waits_gets_the_mail(
     assert on_server(tmp_path) == {}
 
 
+def test_a_dot_lock_left_long_ago_by_a_dead_program_is_removed(
+    server: PopServer, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "inbox"
+    lock = tmp_path / "inbox.lock"
+    lock.write_bytes(b"")
+    old = time.time() - 1100  # procmail takes a lock this old for one a dead program left
+    os.utime(lock, (old, old))
+    result = fetch(server.port, "--mbox", str(mbox))
+    assert result.returncode == 0, result.stderr
+    assert f"{lock}: removed a dot-lock left 1" in result.stderr
+    assert len(mbox_messages(mbox)) == 3 and not lock.exists()
+
+
 # --- mbox crash recovery, window by window -----------------------------------------------
 
 META = {"uid": "u1", "size": 30, "sha256": "ab" * 32, "first_seen": None}

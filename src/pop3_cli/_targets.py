@@ -14,7 +14,9 @@ Maildir
 mbox (``--mbox FILE``)
     The file is ``<state>.message`` next to the state. Under the mbox's
     locks (``mailbox.mbox.lock()``: ``lockf`` and a ``FILE.lock`` dot-lock,
-    as mutt, procmail and Dovecot take them), an *append record*
+    as mutt, procmail and Dovecot take them; waited for up to 30 seconds; a
+    dot-lock older than procmail's 1024 seconds with no lockf lock held is
+    removed as a dead program's), an *append record*
     ``<state>.append`` is written and synced (where the mbox ended, which
     file it is, the ``From `` line, the dot-lock's identity); then the
     ``From `` line and the message are appended and synced, the message is
@@ -95,6 +97,9 @@ EX_TEMPFAIL = 75
 
 _LOCK_WAIT = 30.0
 """Seconds to wait for an mbox lock another program holds."""
+_STALE_DOT_LOCK = 1024
+"""Seconds after which a dot-lock is taken for one a dead program left (procmail's
+LOCKTIMEOUT), if no program holds the mbox's lockf lock."""
 
 OnStored = Callable[[], None]
 """Records the message in the state (synced); called once it is stored and synced."""
@@ -268,7 +273,9 @@ class MboxTarget(Target):
                 try:
                     box.lock()
                     break
-                except mailbox.ExternalClashError:
+                except mailbox.ExternalClashError as exc:
+                    if "dot lock" in str(exc) and self._remove_stale_dot_lock():
+                        continue
                     if time.monotonic() > deadline:
                         raise CliError(
                             f"the mbox {self.path} stayed locked by another program for "
@@ -284,6 +291,25 @@ class MboxTarget(Target):
                 box.unlock()
         finally:
             box.close()
+
+    def _remove_stale_dot_lock(self) -> bool:
+        """Remove a dot-lock older than procmail's lock timeout, when no lockf lock is held.
+
+        (``mailbox`` reports a dot-lock clash only after taking the lockf lock.)
+        """
+        lock = self.path + ".lock"
+        try:
+            age = time.time() - os.stat(lock).st_mtime
+        except FileNotFoundError:
+            return True  # gone meanwhile: try again
+        except OSError:
+            return False
+        if age < _STALE_DOT_LOCK:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        log.warning("%s: removed a dot-lock left %d seconds ago", lock, age)
+        return True
 
     def _dot_lock_identity(self) -> list[int] | None:
         try:
