@@ -11,9 +11,9 @@ naming the account and a ``Received:`` field recording the retrieval, in the
 manner of fetchmail's (RFC 5321 section 4.4 trace field syntax).
 
 For an mbox, a line of the message that starts with ``From `` gets a ``>`` in
-front (the "mboxo" quoting of Python's ``mailbox.mbox``, of mutt and of
-Dovecot's mbox writer): otherwise a reader would take it for the start of
-another message.
+front (the "mboxo" quoting of Python's ``mailbox.mbox`` and of mutt; a line
+already starting with ``>From `` is left alone, unlike mboxrd): otherwise a
+reader would take it for the start of another message.
 
 The SHA-256 that ``pop3 fetch`` records is always that of the message as RETR
 delivered it (``MessageForm.sha256``), whatever form it is stored in.
