@@ -750,3 +750,38 @@ def test_trace_fields_hold_no_control_characters_and_name_tls() -> None:
         trace_fields(user="a@b", host="h", tls=False, delivered_to=True, received=False, now=0.0)
         == b"Delivered-To: a@b\n"
     )
+
+
+def test_ctrl_c_during_an_mda_run_lets_it_finish_and_records_it(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """SIGINT (Ctrl-C) waits for the running delivery, records it, deletes nothing, exits 130."""
+    import signal
+
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    options = ("--mda", f"sleep 0.5; cat > {out}/$$", "--state-dir", str(state))
+    proc = subprocess.Popen(
+        pop3(
+            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
+            *("--password-env", "POP3_TEST_PASSWORD", *options),
+        ),
+        env=env(POP3_TEST_PASSWORD=PASSWORD),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not (state / ".pop3-fetch.mda-status.started").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted; nothing was deleted on the server" in err
+    assert len(list(out.iterdir())) == 1  # the delivery under way was completed
+    assert len(on_server(tmp_path)) == 3
+    result = fetch(server.port, "--mda", f"cat > {out}/$$", "--state-dir", str(state))
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
+    assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
+    assert on_server(tmp_path) == {}
