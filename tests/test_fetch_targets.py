@@ -43,20 +43,36 @@ WIRE = {name: crlf(data) for name, data in MESSAGES.items()}
 SUMMARY = re.compile(r"fetched (\d+) messages \((\d+) octets\)")
 
 
+@pytest.fixture(scope="module")
+def served_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PopServer, Path]]:
+    """One ``pop3 serve`` for the module (starting one costs more than most tests)."""
+    base = tmp_path_factory.mktemp("served")
+    users = write_users(base / "users", {USER: PASSWORD})
+    with PopServer(base, "asyncio", users, base / "root") as pop:
+        yield pop, base / "root" / USER
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[PopServer]:
-    root = tmp_path / "served"
+def server(served_root: tuple[PopServer, Path]) -> PopServer:
+    """The module's server, its maildrop holding ``MESSAGES`` again (and nothing else)."""
+    pop, maildrop = served_root
+    for sub in ("tmp", "new", "cur"):
+        for path in (maildrop / sub).glob("*") if (maildrop / sub).is_dir() else ():
+            path.unlink()
     for name, data in MESSAGES.items():
-        deliver(root / USER, name, data)
-    users = write_users(tmp_path / "users", {USER: PASSWORD})
-    with PopServer(tmp_path, "asyncio", users, root) as pop:
-        yield pop
+        deliver(maildrop, name, data)
+    return pop
 
 
-def on_server(tmp_path: Path) -> dict[str, bytes]:
-    return {
-        name.partition(":")[0]: data for name, data in stored(tmp_path / "served" / USER).items()
-    }
+@pytest.fixture
+def maildrop(served_root: tuple[PopServer, Path]) -> Path:
+    """The served maildrop (``server`` fills it)."""
+    return served_root[1]
+
+
+def on_server(maildrop: Path) -> dict[str, bytes]:
+    """The messages now in the served maildrop, by unique name."""
+    return {name.partition(":")[0]: data for name, data in stored(maildrop).items()}
 
 
 def fetch(port: int, *options: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,7 +98,7 @@ def expected(mbox: bool = False) -> list[bytes]:
 
 
 def test_maildir_holds_lf_line_ends_after_delivered_to_and_received(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "dest"
     result = fetch(server.port, "--maildir", str(dest))
@@ -93,7 +109,7 @@ def test_maildir_holds_lf_line_ends_after_delivered_to_and_received(
     # Each file's name carries the first 128 bits of the SHA-256 of the message as retrieved.
     digests = {hashlib.sha256(w).hexdigest()[:32] for w in WIRE.values()}
     assert {re.search(r"H([0-9a-f]{32})\.", name).group(1) for name in files} == digests  # type: ignore[union-attr]
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
 def test_maildir_crlf_and_each_trace_field_can_be_switched_off(
@@ -113,7 +129,7 @@ def test_maildir_crlf_and_each_trace_field_can_be_switched_off(
 
 
 def test_a_copy_a_killed_run_stored_but_did_not_record_is_found_by_its_name(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     """Stored (renamed into new/), not recorded: its bytes differ from the retrieved ones, so
     only the digest in its name tells it is this message. One with another digest is not."""
@@ -131,14 +147,14 @@ def test_a_copy_a_killed_run_stored_but_did_not_record_is_found_by_its_name(
     result = fetch(server.port, "--maildir", str(dest))
     assert result.returncode == 0, result.stderr
     assert "fetched 1 messages" in result.stdout and "2 already stored" in result.stdout
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
     assert sorted(unwrap(d) for d in stored(dest).values()) == sorted(
         [*expected(), lf(WIRE["1700000003.M3P1.t"])]
     )
 
 
 def test_a_copy_an_earlier_version_stored_is_still_recognised_by_its_bytes(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     """Named without a digest, holding the message as retrieved (CRLF, no fields added)."""
     from pop3_cli._deliver import message_token
@@ -152,7 +168,7 @@ def test_a_copy_an_earlier_version_stored_is_still_recognised_by_its_bytes(
     result = fetch(server.port, "--maildir", str(dest))
     assert result.returncode == 0, result.stderr
     assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
     assert len(stored(dest)) == 3
 
 
@@ -194,12 +210,12 @@ def test_mbox_appends_under_its_locks_with_from_lines_and_mboxo_quoting(
     assert len(mbox_messages(mbox)) == 4
 
 
-def test_a_new_mbox_is_private(server: PopServer, tmp_path: Path) -> None:
+def test_a_new_mbox_is_private(server: PopServer, maildrop: Path, tmp_path: Path) -> None:
     mbox = tmp_path / "new-mbox"
     assert fetch(server.port, "--mbox", str(mbox)).returncode == 0
     assert stat.S_IMODE(mbox.stat().st_mode) == 0o600
     assert len(mbox_messages(mbox)) == 3
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
 def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_path: Path) -> None:
@@ -234,7 +250,7 @@ def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_pat
 
 
 def test_mbox_rewritten_by_a_mail_reader_while_fetch_waits_gets_the_mail(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     """A reader holding the locks rewrites the mbox into a new file (``mailbox.mbox.flush``
     renames it over the old one): the appends go to the new file, not the old inode."""
@@ -265,7 +281,7 @@ def test_mbox_rewritten_by_a_mail_reader_while_fetch_waits_gets_the_mail(
     messages = mbox_messages(mbox)
     assert messages[0] == b"Subject: unread\n\ny\n"
     assert sorted(unwrap(m) for m in messages[1:]) == expected(mbox=True)
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
 def test_a_dot_lock_left_long_ago_by_a_dead_program_is_removed(
@@ -384,7 +400,9 @@ def test_mbox_recovery_leaves_other_mail_appended_after_a_torn_part(
 # --- MDA ---------------------------------------------------------------------------------
 
 
-def test_mda_procmail_delivers_into_a_maildir(server: PopServer, tmp_path: Path) -> None:
+def test_mda_procmail_delivers_into_a_maildir(
+    server: PopServer, maildrop: Path, tmp_path: Path
+) -> None:
     procmail = require_peer("procmail", "procmail")
     maildir = tmp_path / "procmail" / "Maildir"
     rc = tmp_path / "procmail" / "procmailrc"
@@ -393,7 +411,7 @@ def test_mda_procmail_delivers_into_a_maildir(server: PopServer, tmp_path: Path)
     result = fetch(server.port, "--mda", f"{procmail} -m {rc}", home=tmp_path / "home")
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert sorted(unwrap(d) for d in stored(maildir).values()) == expected()
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
     # The state went to $XDG_STATE_HOME/pop3-fetch; the spool files are gone.
     state = tmp_path / "home" / "state" / "pop3-fetch"
     assert sorted(p.name for p in state.iterdir()) == [
@@ -421,7 +439,7 @@ def lda_home() -> Iterator[Path]:
 
 
 def test_mda_dovecot_lda_delivers_into_a_maildir(
-    server: PopServer, tmp_path: Path, lda_home: Path
+    server: PopServer, maildrop: Path, tmp_path: Path, lda_home: Path
 ) -> None:
     lda = "/usr/lib/dovecot/dovecot-lda"
     if not os.path.exists(lda):
@@ -441,13 +459,13 @@ def test_mda_dovecot_lda_delivers_into_a_maildir(
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     delivered = stored(lda_home / "Maildir")
     assert sorted(unwrap(d) for d in delivered.values()) == expected()
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
     log = (lda_home / "lda.log").read_text()
     assert log.count("saved mail to INBOX") == 3
 
 
 def test_mda_exit_75_stops_the_run_keeps_the_rest_and_exits_75(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -459,7 +477,7 @@ def test_mda_exit_75_stops_the_run_keeps_the_rest_and_exits_75(
     assert result.stderr.count("\n") == 1
     assert "fetched 1 messages" in result.stdout
     assert len(list(out.iterdir())) == 1
-    assert len(on_server(tmp_path)) == 2  # the first was deleted (QUIT), the others kept
+    assert len(on_server(maildrop)) == 2  # the first was deleted (QUIT), the others kept
     # Later, the MDA works again: the rest comes, nothing twice.
     result = fetch(
         server.port,
@@ -470,11 +488,11 @@ def test_mda_exit_75_stops_the_run_keeps_the_rest_and_exits_75(
     )
     assert result.returncode == 0, result.stderr
     assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
 def test_mda_failure_leaves_that_message_on_the_server_and_the_run_goes_on(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -483,7 +501,7 @@ def test_mda_failure_leaves_that_message_on_the_server_and_the_run_goes_on(
     assert result.returncode == 1
     assert "1 messages were not delivered (the MDA exited with status 1)" in result.stderr
     assert "fetched 2 messages" in result.stdout and "1 not delivered" in result.stdout
-    assert list(on_server(tmp_path)) == ["1700000002.M2P1.t"]
+    assert list(on_server(maildrop)) == ["1700000002.M2P1.t"]
     assert len(list(out.iterdir())) == 2
 
 
@@ -505,7 +523,7 @@ def test_mda_gets_sender_and_recipient_as_percent_f_and_percent_t(
 
 
 def test_max_size_leaves_larger_messages_and_delete_oversized_deletes_them_unread(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "dest"
     sizes = {name: len(w) for name, w in WIRE.items()}
@@ -515,13 +533,13 @@ def test_max_size_leaves_larger_messages_and_delete_oversized_deletes_them_unrea
     assert result.returncode == 0, result.stderr
     assert "fetched 2 messages" in result.stdout
     assert "1 over the size limit left on the server" in result.stdout
-    assert list(on_server(tmp_path)) == [big]
+    assert list(on_server(maildrop)) == [big]
     result = fetch(
         server.port, "--maildir", str(dest), "--max-size", str(limit), "--delete-oversized"
     )
     assert result.returncode == 0, result.stderr
     assert "1 over the size limit deleted unread" in result.stdout
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
     assert len(stored(dest)) == 2
 
 
@@ -531,7 +549,7 @@ def state_records(dest: Path) -> dict[str, list[object]]:
 
 
 def test_keep_days_deletes_only_after_n_days_from_first_seen(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "dest"
     before = int(time.time())
@@ -551,22 +569,24 @@ def test_keep_days_deletes_only_after_n_days_from_first_seen(
     result = fetch(server.port, "--maildir", str(dest), "--keep-days", "3")
     assert result.returncode == 0, result.stderr
     assert "fetched 0 messages" in result.stdout and "1 deleted on the server" in result.stdout
-    assert sorted(on_server(tmp_path)) == ["1700000002.M2P1.t", "1700000003.M3P1.t"]
+    assert sorted(on_server(maildrop)) == ["1700000002.M2P1.t", "1700000003.M3P1.t"]
     assert len(stored(dest)) == 3  # retrieved again to be sure, not stored twice
     # --keep-days 0: delete at once, as without it.
     result = fetch(server.port, "--maildir", str(dest), "--keep-days", "0")
     assert "2 deleted on the server" in result.stdout
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
-def test_all_stores_again_what_keep_fetched_before(server: PopServer, tmp_path: Path) -> None:
+def test_all_stores_again_what_keep_fetched_before(
+    server: PopServer, maildrop: Path, tmp_path: Path
+) -> None:
     mbox = tmp_path / "inbox"
     assert fetch(server.port, "--mbox", str(mbox), "--keep").returncode == 0
     result = fetch(server.port, "--mbox", str(mbox), "--keep", "--all")
     assert result.returncode == 0, result.stderr
     assert "fetched 3 messages" in result.stdout
     assert sorted(unwrap(m) for m in mbox_messages(mbox)) == sorted(expected(mbox=True) * 2)
-    assert len(on_server(tmp_path)) == 3
+    assert len(on_server(maildrop)) == 3
 
 
 @pytest.mark.parametrize(
@@ -608,7 +628,7 @@ def test_bad_combinations_are_usage_errors(
 
 
 def test_an_mda_still_running_when_fetch_is_killed_is_waited_for_and_counted(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     """The MDA outlives a killed ``pop3 fetch``; the next run waits for it and reads its status."""
     out, state = tmp_path / "out", tmp_path / "state"
@@ -635,11 +655,11 @@ def test_an_mda_still_running_when_fetch_is_killed_is_waited_for_and_counted(
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
     assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
 def test_an_mda_killed_with_the_run_leaves_its_message_to_be_delivered_again(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     """Killed with its wrapper (no exit status), the MDA's message counts as not delivered:
     the next run delivers it, with a warning. Here the MDA had not written it: once only."""
@@ -676,7 +696,7 @@ def test_an_mda_killed_with_the_run_leaves_its_message_to_be_delivered_again(
     assert "was killed too, leaving no exit status" in result.stderr
     assert "its message will be delivered again" in result.stderr
     assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
 
 
 def _leads(pid: int) -> bool:
@@ -753,7 +773,7 @@ def test_trace_fields_hold_no_control_characters_and_name_tls() -> None:
 
 
 def test_ctrl_c_during_an_mda_run_lets_it_finish_and_records_it(
-    server: PopServer, tmp_path: Path
+    server: PopServer, maildrop: Path, tmp_path: Path
 ) -> None:
     """SIGINT (Ctrl-C) waits for the running delivery, records it, deletes nothing, exits 130."""
     import signal
@@ -779,9 +799,9 @@ def test_ctrl_c_during_an_mda_run_lets_it_finish_and_records_it(
     assert proc.returncode == 130, err
     assert b"interrupted; nothing was deleted on the server" in err
     assert len(list(out.iterdir())) == 1  # the delivery under way was completed
-    assert len(on_server(tmp_path)) == 3
+    assert len(on_server(maildrop)) == 3
     result = fetch(server.port, "--mda", f"cat > {out}/$$", "--state-dir", str(state))
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert "fetched 2 messages" in result.stdout and "1 already stored" in result.stdout
     assert sorted(unwrap(p.read_bytes()) for p in out.iterdir()) == expected()
-    assert on_server(tmp_path) == {}
+    assert on_server(maildrop) == {}
