@@ -43,18 +43,31 @@ def pop3(*args: str) -> list[str]:
     return [sys.executable, "-m", "pop3_cli", *args]
 
 
+AS_RETRIEVED = ("--crlf", "--no-delivered-to", "--no-received")
+"""``pop3 fetch`` options that store each message exactly as RETR handed it over."""
+
+
 def start_fetch(
-    port: int, user: str, password: str, dest: Path, stderr: Path, *options: str
+    port: int,
+    user: str,
+    password: str,
+    dest: Path | None,
+    stderr: Path,
+    *options: str,
+    form: Sequence[str] = AS_RETRIEVED,
 ) -> subprocess.Popen[bytes]:
     """``pop3 fetch`` from 127.0.0.1:``port`` into the Maildir ``dest``, its stderr to a file.
 
-    The password goes by environment variable, as a user should pass it.
+    The password goes by environment variable, as a user should pass it. The
+    messages are stored as retrieved (``form``) unless told otherwise; with
+    ``dest=None`` the target is in ``options`` (``--mbox``, ``--mda``).
     """
+    target = ("--maildir", str(dest)) if dest is not None else ()
     with open(stderr, "wb") as err:
         return subprocess.Popen(
             pop3(
                 *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", user),
-                *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), *options),
+                *("--password-env", "POP3_TEST_PASSWORD", *target, *form, *options),
             ),
             env=env(POP3_TEST_PASSWORD=password),
             stdout=subprocess.DEVNULL,

@@ -81,6 +81,7 @@ def fetch(
             "POP3_TEST_PASSWORD",
             "--maildir",
             str(dest),
+            *served.AS_RETRIEVED,
             *args,
         ),
         env=env(POP3_TEST_PASSWORD=password),

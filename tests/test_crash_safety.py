@@ -25,7 +25,11 @@ and right (it is replaced atomically, so a kill cannot leave half of it).
 
 The fetch client: ``pop3 fetch`` is killed at random points against a running
 server (with new mail arriving), then run to completion: no message lost, none
-stored twice, compared by bytes.
+stored twice, compared by bytes. So it is for each delivery target: a Maildir
+with the messages as retrieved (every binding's server) and in the default
+form (LF line ends, trace fields), an mbox, and an MDA (a shell script that
+delivers into a Maildir). An mbox may end with part of a message between a
+kill and the next run (which cuts it off); no other message may be partial.
 
 Set POP3_CRASH_SEED to replay a run; the seed in use is printed.
 """
@@ -45,6 +49,7 @@ from pathlib import Path
 import pytest
 
 from bindings import NAMES
+from fetched import lf, mbox_messages, unwrap
 from pop3_maildrop._maildir import SIZE_CACHE
 from served import PopServer, RawClient, crlf, deliver, start_fetch, stored, write_users
 
@@ -335,3 +340,137 @@ def test_fetch_killed_at_random_points_then_completed(tmp_path: Path, backend: s
         assert stored(source) == {}
         assert list((dest / "tmp").iterdir()) == []
     print(f"{backend}: messages in dest after each kill: {progress} of {len(originals)}")
+
+
+TARGETS = ["maildir-lf", "mbox", "mda"]
+"""``pop3 fetch`` targets killed against the asyncio server."""
+
+
+def fetch_into(port: int, target: str, dest: Path, err: Path) -> subprocess.Popen[bytes]:
+    if target == "maildir-lf":
+        return start_fetch(port, "user0", PASSWORD, dest, err, "-q", form=())
+    state = ("--state-dir", str(dest / "state"))
+    if target == "mbox":
+        return start_fetch(
+            port, "user0", PASSWORD, None, err, "-q", "--mbox", str(dest / "mbox"), form=()
+        )
+    # An MDA as a real one delivers: into tmp/, then renamed into new/.
+    mda = f't={dest}/out/tmp/$$; cat > "$t" && mv "$t" {dest}/out/new/$$.$(date +%s%N)'
+    return start_fetch(port, "user0", PASSWORD, None, err, "-q", "--mda", mda, *state, form=())
+
+
+def journal(target: str, dest: Path) -> Path:
+    """The state journal of ``target``: a line per message recorded in this run."""
+    if target == "mbox":
+        return dest / ".mbox.pop3-fetch-state.journal"
+    return (dest / "state" if target == "mda" else dest) / ".pop3-fetch-state.journal"
+
+
+def wait_for_records(proc: subprocess.Popen[bytes], path: Path, count: int) -> None:
+    """Until the run has recorded ``count`` messages (or ended): first until it has folded
+    a killed run's journal into the state file (emptying it), then until it has ``count``
+    lines of its own."""
+    deadline = time.monotonic() + 30
+    emptied = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            lines = path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            lines = 0
+        emptied = emptied or lines == 0
+        if emptied and lines >= count:
+            return
+        time.sleep(0.002)
+
+
+def delivered(target: str, dest: Path) -> tuple[list[bytes], bool]:
+    """The messages the target holds, in order, their trace fields removed; and whether the
+    last may be torn (an mbox between a kill and the next run: ``b""`` if torn in them)."""
+    if target == "maildir-lf":
+        return [unwrap(data, "user0@127.0.0.1") for data in stored(dest).values()], False
+    if target == "mda":
+        return [unwrap(data, "user0@127.0.0.1") for data in stored(dest / "out").values()], False
+    if not (dest / "mbox").exists():
+        return [], False
+    messages = mbox_messages(dest / "mbox")
+    out = []
+    for i, message in enumerate(messages):
+        try:
+            out.append(unwrap(message, "user0@127.0.0.1"))
+        except AssertionError:
+            assert i == len(messages) - 1, (
+                f"a partial message that is not the last: {message[:80]!r}"
+            )
+            out.append(b"")
+    return out, True
+
+
+def check_delivered(
+    source: Path, got: list[bytes], originals: dict[str, bytes], last_may_be_torn: bool
+) -> tuple[int, int]:
+    """Nothing lost, nothing stored twice, nothing partial but the last message of an mbox
+    after a kill; how many are stored whole, and whether the last one is torn."""
+    expected = {lf(crlf(data)): name for name, data in originals.items()}
+    torn = 0
+    if got and got[-1] not in expected:
+        assert last_may_be_torn, got[-1][:80]
+        assert any(whole.startswith(got[-1].rstrip(b"\n")) for whole in expected), got[-1][:80]
+        torn = 1
+        got = got[:-1]
+    counts = collections.Counter(got)
+    unknown = [data[:80] for data in counts if data not in expected]
+    assert not unknown, unknown
+    twice = [expected[data] for data, n in counts.items() if n > 1]
+    assert not twice, f"stored twice: {twice}"
+    in_source = stored(source)
+    for name, data in originals.items():
+        assert name in in_source or lf(crlf(data)) in counts, f"{name} lost"
+    return len(got), torn
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fetch_to_each_target_killed_at_random_points_then_completed(
+    tmp_path: Path, target: str
+) -> None:
+    rng = random.Random(f"{SEED}-fetch-target-{target}")
+    print(f"seed {SEED} ({target})")
+    root = tmp_path / "maildirs"
+    source = root / "user0"
+    dest = tmp_path / "dest"
+    for sub in ("tmp", "new", "cur"):
+        (dest / "out" / sub).mkdir(parents=True)
+    users = write_users(tmp_path / "users", {"user0": PASSWORD})
+    ledger = Ledger()
+    originals = ledger.originals["user0"]
+    progress = []
+    torn_seen = 0
+    with PopServer(tmp_path, "asyncio", users, root) as server:
+        for kill in range(FETCH_KILLS):
+            ledger.deliver(root, rng, 20, ["user0"])
+            proc = fetch_into(server.port, target, dest, tmp_path / f"fetch-{kill}.err")
+            # Killed once it has recorded a random number of messages (the journal has
+            # a line for each), a moment later: inside a run, whatever its speed.
+            wait_for_records(proc, journal(target, dest), rng.randrange(0, 20))
+            time.sleep(rng.uniform(0, 0.05))
+            proc.kill()
+            proc.wait(10)
+            if target == "mda":
+                time.sleep(0.05)  # an MDA that was running finishes its delivery
+            got, last_may_be_torn = delivered(target, dest)
+            count, torn = check_delivered(source, got, originals, last_may_be_torn)
+            torn_seen += torn
+            progress.append(count)
+        for attempt in range(20):
+            err = tmp_path / f"final-{attempt}.err"
+            code = fetch_into(server.port, target, dest, err).wait(60)
+            if code == 0 or "in use" not in err.read_text():
+                break
+            time.sleep(0.1)
+        assert code == 0, err.read_text()
+        got, _ = delivered(target, dest)
+        assert check_delivered(source, got, originals, False) == (len(originals), 0)
+        assert stored(source) == {}
+    print(
+        f"{target}: messages stored after each kill: {progress} of {len(originals)}, "
+        f"{torn_seen} torn mbox tails cut off"
+    )

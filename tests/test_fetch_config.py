@@ -34,6 +34,7 @@ import pytest
 import trustme
 
 from bindings import serving
+from fetched import mbox_messages, unwrap
 from ourserver import PASSWORD as SERVED_PASSWORD, USER as SERVED_USER, serve_maildir
 from pop3_cli import main
 from pop3_cli._config import RUN_OPTIONS, config_keys, resolve_accounts
@@ -42,7 +43,7 @@ from pop3_cli._main import _octets, build_parser
 from pop3_cli._passwords import run_secret_command
 from pop3_cli._state import JOURNAL_FILE, STATE_FILE
 from pop3_maildrop import Backend, MaildirStorage, UserDB
-from served import PopServer, crlf, deliver, env, pop3, stored, write_users
+from served import AS_RETRIEVED, PopServer, crlf, deliver, env, pop3, stored, write_users
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
@@ -110,7 +111,7 @@ def run_here(
 def plain_args(port: int, dest: Path, *args: str) -> list[str]:
     return [
         *("--host", "127.0.0.1", "--port", str(port), "--user", USER),
-        *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), *args),
+        *("--password-env", "POP3_TEST_PASSWORD", "--maildir", str(dest), *AS_RETRIEVED, *args),
     ]
 
 
@@ -157,7 +158,10 @@ keep = false
             "home: fetched 1 message (24 octets), 1 deleted on the server",
         ]
         assert len(stored(tmp_path / "cfg" / "mail" / "work")) == 3
-        assert list(stored(home / "mail" / "home").values()) == [crlf(b"Subject: for bob\n\nhi\n")]
+        # Stored in the default form: LF line ends, Delivered-To: and Received: in front.
+        assert [unwrap(m, "bob@127.0.0.1") for m in stored(home / "mail" / "home").values()] == [
+            b"Subject: for bob\n\nhi\n"
+        ]
         assert len(on_server(tmp_path)) == 3  # keep = true
         assert stored(tmp_path / "served" / "bob") == {}  # keep = false
 
@@ -322,21 +326,22 @@ def test_a_malformed_config_file_is_a_usage_error(
 def test_config_keys_are_the_long_options_of_fetch_whatever_they_are(tmp_path: Path) -> None:
     _, subparsers = build_parser()
     parser = subparsers["fetch"]
+    # Each option's first long name (--received, not its negation --no-received).
     longs = {
-        option[2:].replace("-", "_")
+        next(o for o in action.option_strings if o.startswith("--"))[2:].replace("-", "_")
         for action in parser._actions
-        for option in action.option_strings
-        if option.startswith("--")
+        if any(o.startswith("--") for o in action.option_strings)
     }
     assert set(config_keys(parser)) == longs - RUN_OPTIONS
     assert {"host", "password_command", "oauth2_token_command", "state_key", "keep"} <= longs
+    assert {"mbox", "mda", "max_size", "keep_days", "received", "delivered_to"} <= longs
 
     # An option the command gains is a config key at once, checked by its own type.
-    parser.add_argument("--max-size", type=_octets, metavar="OCTETS")
-    parser.add_argument("--mbox", metavar="FILE")
+    parser.add_argument("--min-size", type=_octets, metavar="OCTETS")
+    parser.add_argument("--spool", metavar="FILE")
     config = write_config(
         tmp_path / "c" / "fetch.toml",
-        f'[accounts.a]\n{BASE}max_size = 1000\nmbox = "box"\n[accounts.b]\n{BASE}max_size = -5\n',
+        f'[accounts.a]\n{BASE}min_size = 1000\nspool = "box"\n[accounts.b]\n{BASE}min_size = -5\n',
     )
 
     def resolve(*argv: str) -> list[argparse.Namespace]:
@@ -347,12 +352,12 @@ def test_config_keys_are_the_long_options_of_fetch_whatever_they_are(tmp_path: P
         return [account.options for account in resolve_accounts(args, parser)]
 
     (a,) = resolve("--account", "a")
-    assert a.max_size == 1000 and a.mbox == str(tmp_path / "c" / "box")
-    with pytest.raises(UsageError, match=r"account 'b': max_size: expected a whole number"):
+    assert a.min_size == 1000 and a.spool == str(tmp_path / "c" / "box")
+    with pytest.raises(UsageError, match=r"account 'b': min_size: expected a whole number"):
         resolve()
     # The command line wins, for an option of a mutually exclusive group too.
-    (a,) = resolve("--account", "a", "--max-size", "7", "--password-file", "pw")
-    assert (a.max_size, a.password_env, a.password_file) == (7, None, "pw")
+    (a,) = resolve("--account", "a", "--min-size", "7", "--password-file", "pw")
+    assert (a.min_size, a.password_env, a.password_file) == (7, None, "pw")
 
 
 # --- password sources -----------------------------------------------------------------------
@@ -645,7 +650,7 @@ def test_verbose_shows_one_line_per_message_stored(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if "pop3.fetch[" in line]
     assert len(lines) == 3, result.stderr
     for n, line in enumerate(lines, 1):
-        assert re.search(rf": message {n} \(\S+\): 32 octets in \S+/new/\S+$", line), line
+        assert re.search(rf": message {n} \(\S+\): 32 octets to \S+/new/\S+$", line), line
     assert "pop3.trace" not in result.stderr  # the protocol trace needs -vv
 
 
@@ -675,6 +680,45 @@ def test_status_counts_new_messages_and_fetches_nothing(tmp_path: Path) -> None:
             POP3_TEST_PASSWORD=PASSWORD,
         )
         assert fresh.stdout.endswith("3 new\n")
+
+
+def test_an_mbox_account_of_the_config_file_and_its_status(tmp_path: Path) -> None:
+    """The target keys, a negated flag (``received = false``), and ``--status`` reading
+    the state an mbox keeps beside it."""
+    mails = [f"Subject: {n}\n\nbody {n}\n".encode() for n in (1, 2)]
+    with pop_server(tmp_path, mails) as server:
+        config = write_config(
+            tmp_path / "cfg" / "fetch.toml",
+            f"""\
+[accounts.box]
+host = "127.0.0.1"
+port = {server.port}
+user = "{USER}"
+password_env = "POP3_TEST_PASSWORD"
+mbox = "mail/inbox"
+received = false
+keep = true
+""",
+        )
+        mbox = tmp_path / "cfg" / "mail" / "inbox"
+        mbox.parent.mkdir()
+        result = run(tmp_path, "--config", str(config), POP3_TEST_PASSWORD=PASSWORD)
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr
+        # Delivered-To: but no Received: field; LF line ends.
+        assert sorted(mbox_messages(mbox)) == [
+            f"Delivered-To: {USER}@127.0.0.1\n".encode() + m for m in mails
+        ]
+        assert (mbox.parent / ".inbox.pop3-fetch-state.json").exists()
+        deliver(tmp_path / "served" / USER, "1800000000.M9P1.test", message(3))
+        status = run(tmp_path, "--config", str(config), "--status", POP3_TEST_PASSWORD=PASSWORD)
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.endswith(", 1 new\n"), status.stdout
+        assert len(mbox_messages(mbox)) == 2
+        # A key of the wrong type is refused, naming it.
+        write_config(config, config.read_text().replace("received = false", 'received = "no"'))
+        bad = run(tmp_path, "--config", str(config), POP3_TEST_PASSWORD=PASSWORD)
+        assert bad.returncode == 2
+        assert "account 'box': received: expected true or false" in bad.stderr
 
 
 def test_status_of_a_server_without_uidl(

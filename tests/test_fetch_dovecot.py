@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trustme
 
+from fetched import lf, unwrap
 from peers import USERS, DovecotFactory, as_received
 from pop3_cli._state import STATE_FILE
 from served import env, pop3, stored
@@ -87,8 +88,11 @@ maildir = "bob"
     for user, password in USERS.items():
         for form in (password, base64.b64encode(password.encode()).decode()):
             assert form not in result.stderr, user
-    assert sorted(stored(tmp_path / "alice").values()) == sorted(as_received(m) for m in ALICE)
-    assert list(stored(tmp_path / "bob").values()) == [as_received(BOB[0])]
+    # Stored in the default form: LF line ends, Delivered-To: and Received: in front.
+    alice = [unwrap(m, "alice@localhost") for m in stored(tmp_path / "alice").values()]
+    assert sorted(alice) == sorted(lf(as_received(m)) for m in ALICE)
+    bob = [unwrap(m, "bob@localhost") for m in stored(tmp_path / "bob").values()]
+    assert bob == [lf(as_received(BOB[0]))]
     assert len(server.stored("alice")) == 2 and server.stored("bob") == {}
     state = json.loads((tmp_path / "alice" / STATE_FILE).read_text())
     assert list(state["accounts"]) == ["alice@localhost"]

@@ -372,4 +372,7 @@ def test_only_regular_files_vouch_for_a_stored_message(tmp_path: Path) -> None:
     (new / f"1.M1P1Q1X{token}.host").write_bytes(stored_bytes)
     os.symlink(outside, new / f"2.M2P2Q2X{token}.host")
     os.mkfifo(new / f"3.M3P3Q3X{token}.host")
-    assert writer.stored_digests(token) == {hashlib.sha256(stored_bytes).hexdigest()}
+    # Nor does a link whose name carries a digest (the name is trusted, the kind of file is not).
+    os.symlink(outside, new / f"4.M4P4Q4X{token}H{'1' * 32}.host")
+    (new / f"5.M5P5Q5X{token}H{'2' * 32}.host").write_bytes(b"Subject: stored as LF\n\nhi\n")
+    assert writer.stored_digests(token) == {hashlib.sha256(stored_bytes).hexdigest(), "2" * 32}

@@ -98,6 +98,11 @@ class _Where:
 
 def _convert(action: argparse.Action, key: str, value: object, where: _Where) -> object:
     """``value`` of the file for ``action``, checked as argparse checks the option."""
+    if isinstance(action, argparse.BooleanOptionalAction):
+        # --received / --no-received: the key is the positive name.
+        if not isinstance(value, bool):
+            raise where.error(key, "expected true or false")
+        return value
     if action.nargs == 0:
         # A flag (store_true, store_false): ``true`` gives it, ``false`` leaves the default.
         if not isinstance(action.const, bool):

@@ -48,6 +48,7 @@ def _reporting(account: Account, source: SecretSource, several: bool) -> Callabl
 
 def run_fetch_command(args: argparse.Namespace) -> int:
     """``pop3 fetch``: every account of the command line or config file."""
+    from ._fetch import check_options
     from ._main import build_parser
 
     parser = build_parser()[1]["fetch"]
@@ -57,6 +58,7 @@ def run_fetch_command(args: argparse.Namespace) -> int:
     sources = []
     for account in accounts:
         try:
+            check_options(account.options)
             sources.append(SecretSource(account.options))
         except UsageError as exc:
             if len(accounts) == 1:

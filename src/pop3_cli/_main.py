@@ -199,17 +199,18 @@ logging: on stderr, or --log-file FILE. Each login, each failed login and
 """
 
 FETCH_HELP = """\
-Download mail from POP3 servers into Maildirs.
+Download mail from POP3 servers into a Maildir, an mbox file, or an MDA.
 
-Each message is written to DIR/tmp, synced, and renamed into DIR/new before
-it is marked for deletion; the deletions take effect only when the session
-ends normally (QUIT). A run that is interrupted or killed therefore loses
-nothing, and the next run does not store again what it already stored: the
-unique id (UIDL), size and SHA-256 of stored messages are kept, per USER@HOST,
-in DIR/.pop3-fetch-state.json. A message is deleted only after it was
-retrieved in the same session and its bytes are stored, so a server that
-reuses unique ids cannot make it delete mail unread; one that lists an id
-twice is refused.
+Each message is stored and synced (written to DIR/tmp and renamed into
+DIR/new; appended to the mbox under its locks; or accepted by the MDA with
+exit status 0) before it is marked for deletion; the deletions take effect
+only when the session ends normally (QUIT). A run that is interrupted or
+killed therefore loses nothing, and the next run does not store again what it
+already stored: the unique id (UIDL), size and SHA-256 of stored messages are
+kept per USER@HOST in a state file (DIR/.pop3-fetch-state.json for a
+Maildir). A message is deleted only after it was retrieved in the same
+session and stored, so a server that reuses unique ids cannot make it delete
+mail unread; one that lists an id twice is refused.
 
 Without --host, the accounts of the config file are fetched in turn
 ($XDG_CONFIG_HOME/pop3/fetch.toml, or --config FILE): one [accounts.NAME]
@@ -241,10 +242,16 @@ output: -v shows each message stored, -vv the protocol exchange (passwords
   and tokens hidden). --status fetches nothing: it shows how many messages
   the server holds and how many are new.
 
+--mda: the MDA's exit status 0 means delivered; 75 (EX_TEMPFAIL) means try
+  again later: the run stops fetching, leaves that message and the rest on the
+  server, and exits with 75; any other status leaves that message on the
+  server and makes the run exit with 1 after the others.
+
 exit status: 0 success (every account), 1 failure (connection, TLS, login,
-  local disk; the other accounts are still fetched), 2 bad arguments or
-  config file, 130 interrupted, 143 SIGTERM (0 with --daemon). Nothing is
-  deleted on the server unless the session succeeds.
+  local disk, MDA; the other accounts are still fetched), 2 bad arguments or
+  config file, 75 the MDA asked to try again later (one account), 130
+  interrupted, 143 SIGTERM (0 with --daemon). Nothing is deleted on the
+  server unless the session ends with QUIT.
 """
 
 
@@ -391,7 +398,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     fetch = commands.add_parser(
         "fetch",
         parents=[output],
-        help="download mail from a POP3 server into a Maildir",
+        help="download mail from a POP3 server into a Maildir, an mbox or an MDA",
         description=FETCH_HELP,
         epilog=FETCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -444,13 +451,71 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help=f"log in with this method only: {', '.join(AUTH_METHODS)} (default: the "
         "strongest safe one the server offers)",
     )
-    fetch.add_argument(
-        "--maildir", metavar="DIR", required=True, help="where to store mail (created if missing)"
+    target = fetch.add_argument_group("where mail goes (one of)")
+    target.add_argument(
+        "--maildir", metavar="DIR", help="store mail in this Maildir (created if missing)"
     )
-    fetch.add_argument(
+    target.add_argument(
+        "--mbox", metavar="FILE", help="append mail to this mbox file (created if missing)"
+    )
+    target.add_argument(
+        "--mda",
+        metavar="CMD",
+        help="give each message to CMD (run by sh) on its standard input; %%F and %%T "
+        "become the sender and the recipient",
+    )
+    form = fetch.add_argument_group("how mail is stored")
+    form.add_argument(
+        "--crlf",
+        action="store_true",
+        help="keep CRLF line ends (default: LF, the Maildir and mbox convention)",
+    )
+    form.add_argument(
+        "--delivered-to",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add a Delivered-To: header field (default: yes)",
+    )
+    form.add_argument(
+        "--received",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add a Received: header field recording the retrieval (default: yes)",
+    )
+    form.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the record of what was stored in DIR (default: the Maildir; beside "
+        "the mbox; for --mda, $XDG_STATE_HOME/pop3-fetch)",
+    )
+    which = fetch.add_argument_group("which mail")
+    which.add_argument(
         "--keep",
         action="store_true",
         help="leave mail on the server; later runs fetch only new mail",
+    )
+    which.add_argument(
+        "--keep-days",
+        type=_octets,
+        metavar="N",
+        help="leave mail on the server for N days after it was first fetched, then delete it",
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="with --keep or --keep-days: fetch and store again the mail fetched before",
+    )
+    which.add_argument(
+        "--max-size",
+        type=_octets,
+        metavar="OCTETS",
+        help="leave messages larger than this on the server, unfetched",
+    )
+    which.add_argument(
+        "--delete-oversized",
+        action="store_true",
+        help="delete messages over --max-size (or --max-message-size) on the server "
+        "WITHOUT fetching them",
     )
     tls = fetch.add_mutually_exclusive_group()
     tls.add_argument("--starttls", action="store_true", help="upgrade to TLS with STLS")
@@ -476,8 +541,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--max-message-size",
         type=_octets,
         metavar="OCTETS",
-        help="refuse a message larger than this (default: no cap beyond twice the size "
-        "the server announced plus 64 KiB)",
+        help="leave a message announced larger than this on the server, and refuse one "
+        "that turns out larger (default: no cap beyond twice the size the server "
+        "announced plus 64 KiB)",
     )
     fetch.add_argument(
         "--state-key",

@@ -1,9 +1,13 @@
 """What ``pop3 fetch`` has already stored, per account, in the destination Maildir.
 
 A message is recorded by its unique id (UIDL), its size as LISTed and the
-SHA-256 of the bytes stored. ``DIR/.pop3-fetch-state.json`` holds
-``{"version": 3, "accounts": {"user@host": {uid: [size, sha256], ...}}}``
-and is only ever replaced atomically (written to a temporary file, synced,
+SHA-256 of the bytes retrieved (before ``pop3 fetch`` adds header fields or
+changes line ends), and with ``--keep-days`` the time it was first seen.
+``DIR/.pop3-fetch-state.json`` holds ``{"version": 3, "accounts":
+{"user@host": {uid: [size, sha256], ...}}}``, a record being
+``[size, sha256, first_seen]`` when a first-seen time (whole seconds since
+the epoch) is known: that third element is optional, and a file without
+it reads as before. The file is only ever replaced atomically (written to a temporary file, synced,
 renamed, directory synced). Recording a message right after storing it must
 not rewrite the whole file every time (that would be quadratic in the number
 of messages), so each record is first appended to
@@ -27,6 +31,9 @@ Version 1 files (``{"accounts": {account: [uid, ...]}}``) and their journal
 lines (``[account, uid]``) are read as records without a size or a digest:
 enough for ``--keep`` to skip them, never enough to delete a message (see
 ``_fetch``).
+
+The file names start with ``prefix`` (``.pop3-fetch`` unless told otherwise:
+an mbox's state is named after the mbox, see ``_targets``).
 """
 
 from __future__ import annotations
@@ -93,7 +100,9 @@ class Record(NamedTuple):
     size: int | None
     """The size the server LISTed for the message (not the size stored)."""
     sha256: str | None
-    """Hex SHA-256 of the bytes stored (as RETR delivered them)."""
+    """Hex SHA-256 of the message as RETR delivered it (not of the stored form)."""
+    first_seen: int | None = None
+    """When the message was first stored (seconds since the epoch), for ``--keep-days``."""
 
 
 _LEGACY = Record(None, None)
@@ -110,10 +119,21 @@ def _sha256(value: object) -> bool:
 
 
 def _record(value: object) -> Record | None:
-    """A record from its JSON form ``[size, sha256]``, or ``None`` if malformed."""
-    if isinstance(value, list) and len(value) == 2 and _size(value[0]) and _sha256(value[1]):
-        return Record(value[0], value[1])
+    """A record from its JSON form ``[size, sha256(, first_seen)]``, or ``None`` if malformed."""
+    if (
+        isinstance(value, list)
+        and len(value) in (2, 3)
+        and _size(value[0])
+        and _sha256(value[1])
+        and (len(value) == 2 or _size(value[2]))
+    ):
+        return Record(*value)
     return None
+
+
+def _json(record: Record) -> list[object]:
+    """The JSON form of ``record``: the first-seen time only if known (older files lack it)."""
+    return list(record) if record.first_seen is not None else list(record[:2])
 
 
 def _accounts_from(data: object) -> dict[str, dict[str, Record]] | None:
@@ -157,9 +177,14 @@ def _read_json(path: str) -> object:
         return None
 
 
-def _read_state(maildir: str) -> dict[str, dict[str, Record]]:
+def _file(directory: str, prefix: str, name: str) -> str:
+    """The path of one of the state's files (``name`` one of ``STATE_FILE``...) under ``prefix``."""
+    return os.path.join(directory, prefix + name.removeprefix(".pop3-fetch"))
+
+
+def _read_state(directory: str, prefix: str) -> dict[str, dict[str, Record]]:
     """Every account's records: the state file with its journal folded in."""
-    path = os.path.join(maildir, STATE_FILE)
+    path = _file(directory, prefix, STATE_FILE)
     data = _read_json(path)
     accounts = _accounts_from(data)
     if accounts is None:
@@ -167,7 +192,7 @@ def _read_state(maildir: str) -> dict[str, dict[str, Record]]:
             f"{path} is damaged or from another version; move it away to fetch everything again"
         )
     upgrade = isinstance(data, dict) and data.get("version") != _VERSION
-    journal_path = os.path.join(maildir, JOURNAL_FILE)
+    journal_path = _file(directory, prefix, JOURNAL_FILE)
     try:
         with open(journal_path, "rb") as f:
             journal = f.read()
@@ -182,7 +207,7 @@ def _read_state(maildir: str) -> dict[str, dict[str, Record]]:
             continue  # torn by a crash, or empty
         if not (
             isinstance(entry, list)
-            and len(entry) in (2, 4)
+            and len(entry) in (2, 4, 5)
             and isinstance(entry[0], str)
             and isinstance(entry[1], str)
         ):
@@ -196,23 +221,24 @@ def _read_state(maildir: str) -> dict[str, dict[str, Record]]:
     return accounts
 
 
-def read_records(maildir: str, account: str) -> dict[str, Record]:
+def read_records(directory: str, account: str, prefix: str = ".pop3-fetch") -> dict[str, Record]:
     """``account``'s records, read without the lock and without writing (``--status``)."""
-    if not os.path.exists(os.path.join(maildir, STATE_FILE)) and not os.path.exists(
-        os.path.join(maildir, JOURNAL_FILE)
+    if not os.path.exists(_file(directory, prefix, STATE_FILE)) and not os.path.exists(
+        _file(directory, prefix, JOURNAL_FILE)
     ):
         return {}
-    return _read_state(maildir).get(account, {})
+    return _read_state(directory, prefix).get(account, {})
 
 
 class FetchState:
     """The messages stored for one account; ``with FetchState(maildir, account) as state``."""
 
-    def __init__(self, maildir: str, account: str) -> None:
+    def __init__(self, maildir: str, account: str, prefix: str = ".pop3-fetch") -> None:
         self.maildir = maildir
         self.account = account
-        self._path = os.path.join(maildir, STATE_FILE)
-        self._journal_path = os.path.join(maildir, JOURNAL_FILE)
+        self.prefix = prefix
+        self._path = _file(maildir, prefix, STATE_FILE)
+        self._journal_path = _file(maildir, prefix, JOURNAL_FILE)
         self._accounts: dict[str, dict[str, Record]] = {}
         self._journal: IO[bytes] | None = None
         self._lock_fd: int | None = None
@@ -251,7 +277,7 @@ class FetchState:
             self._lock_fd = None
 
     def _lock(self) -> None:
-        path = os.path.join(self.maildir, LOCK_FILE)
+        path = _file(self.maildir, self.prefix, LOCK_FILE)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -266,7 +292,7 @@ class FetchState:
     # --- reading -----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        self._accounts = _read_state(self.maildir)
+        self._accounts = _read_state(self.maildir, self.prefix)
 
     # --- the API ---------------------------------------------------------------------------
 
@@ -277,13 +303,16 @@ class FetchState:
     def __contains__(self, uid: object) -> bool:
         return uid in self._accounts.get(self.account, {})
 
-    def add(self, uid: str, size: int | None, sha256: str) -> None:
+    def add(
+        self, uid: str, size: int | None, sha256: str | None, first_seen: int | None = None
+    ) -> None:
         """Record durably that ``uid`` (LISTed as ``size``) was stored as bytes with ``sha256``.
 
         The record is appended to the journal and synced before this returns.
         """
-        self._accounts.setdefault(self.account, {})[uid] = Record(size, sha256)
-        line = json.dumps([self.account, uid, size, sha256], ensure_ascii=True)
+        record = Record(size, sha256, first_seen)
+        self._accounts.setdefault(self.account, {})[uid] = record
+        line = json.dumps([self.account, uid, *_json(record)], ensure_ascii=True)
         try:
             if self._journal is None:
                 self._journal = open(self._journal_path, "ab")  # noqa: SIM115 - closed by close()
@@ -292,6 +321,16 @@ class FetchState:
             os.fsync(self._journal.fileno())
         except OSError as exc:
             raise CliError(f"cannot write {self._journal_path}: {exc.strerror}") from None
+
+    def add_stored(self, meta: dict[str, object]) -> None:
+        """``add`` what a target kept of a message a killed run stored (if well-formed)."""
+        uid = meta.get("uid")
+        fields = [meta.get("size"), meta.get("sha256")]
+        if meta.get("first_seen") is not None:
+            fields.append(meta["first_seen"])
+        record = _record(fields)
+        if isinstance(uid, str) and record is not None and record.sha256 is not None:
+            self.add(uid, record.size, record.sha256, record.first_seen)
 
     def forget(self, uids: Iterable[str]) -> None:
         """Forget ``uids`` of this account (saved by ``save``).
@@ -315,7 +354,7 @@ class FetchState:
     def save(self) -> None:
         """Replace the state file atomically with everything known, then empty the journal."""
         accounts = {
-            name: {uid: list(record) for uid, record in records.items()}
+            name: {uid: _json(record) for uid, record in records.items()}
             for name, records in self._accounts.items()
             if records
         }

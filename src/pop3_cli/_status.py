@@ -20,6 +20,7 @@ from ._errors import Interrupted
 from ._passwords import Credentials
 from ._progress import counted, human_size
 from ._state import read_records, state_key
+from ._targets import state_location
 
 __all__ = ["Status", "run_status"]
 
@@ -42,7 +43,8 @@ async def _status(args: argparse.Namespace, credentials: Credentials, server: Se
         except Pop3Error:
             return Status(messages, octets, None)
         sizes = await client.list()
-    records = read_records(args.maildir, account)
+    directory, prefix = state_location(args)
+    records = read_records(directory, account, prefix)
     new = 0
     for msg, uid in uids.items():
         record = records.get(uid)
