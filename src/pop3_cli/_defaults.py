@@ -10,8 +10,11 @@ from __future__ import annotations
 __all__ = [
     "BACKEND_NAMES",
     "DEFAULT_HOST",
+    "DEFAULT_LMTP_PORT",
     "DEFAULT_PORT",
     "DEFAULT_TLS_PORT",
+    "EX_USAGE",
+    "LMTP_MAX_MESSAGE_SIZE",
     "LOGIN_TIMEOUT",
     "MAX_SESSIONS_PER_ADDRESS",
 ]
@@ -19,6 +22,13 @@ __all__ = [
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1110
 DEFAULT_TLS_PORT = 1995
+DEFAULT_LMTP_PORT = 2424
+"""``pop3 lmtp``'s port (LMTP's own, 24, needs root; RFC 2033 section 5)."""
+LMTP_MAX_MESSAGE_SIZE = 64 << 20
+"""``pop3 lmtp --max-message-size``'s default: an LMTP message is held in memory."""
+
+EX_USAGE = 64
+"""sysexits.h: ``pop3 deliver``'s exit code for bad arguments (a mail system reads sysexits)."""
 
 BACKEND_NAMES = ("asyncio", "sync", "trio")
 """``pop3 serve --backend`` choices (the keys of ``_serve.BACKENDS``)."""

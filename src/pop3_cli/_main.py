@@ -17,8 +17,11 @@ from typing import Any, NoReturn
 from ._defaults import (
     BACKEND_NAMES,
     DEFAULT_HOST,
+    DEFAULT_LMTP_PORT,
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
+    EX_USAGE,
+    LMTP_MAX_MESSAGE_SIZE,
     LOGIN_TIMEOUT,
     MAX_SESSIONS_PER_ADDRESS,
 )
@@ -33,16 +36,18 @@ class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors never echo a value that might be a secret.
 
     No abbreviated options: ``--password=x`` must not be taken for, or reported
-    as an ambiguous prefix of, ``--password-env``.
+    as an ambiguous prefix of, ``--password-env``. ``usage_exit`` is the exit
+    code of a usage error (2; ``pop3 deliver`` uses sysexits' EX_USAGE).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, usage_exit: int = 2, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.usage_exit = usage_exit
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(self.usage_exit, f"{self.prog}: error: {message}\n")
 
 
 def _port(text: str) -> int:
@@ -83,6 +88,15 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
 _count = _whole_number(1)
 _octets = _whole_number(0)
 _limit = _whole_number(0)  # 0: no limit
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError("expected HOST:PORT ([ADDRESS]:PORT for IPv6)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, _port(port)
 
 
 def _user_pair(text: str) -> tuple[str, str]:
@@ -201,6 +215,64 @@ connection security:
 exit status: 0 success, 1 failure (connection, TLS, login, local disk), 2 bad
   arguments, 130 interrupted. Nothing is deleted on the server unless the run
   succeeds.
+"""
+
+
+DELIVER_HELP = """\
+Store one message, read from standard input, in a user's maildrop in
+PostgreSQL: the mail delivery agent for Postfix (mailbox_command), Exim (a
+pipe transport), fetchmail (mda) or procmail. The message is committed before
+the command exits 0; on any failure nothing of it is stored.
+
+A first line "From sender date" (the mbox envelope line that Postfix's
+mailbox_command and Exim's pipe transport put before the message) is not part
+of the message and is dropped. Line ends are kept as received: POP3 serves
+them as CRLF and counts sizes in CRLF octets either way (RFC 1939).
+"""
+
+DELIVER_EPILOG = """\
+exit status (sysexits.h, which mail systems read):
+  0  stored and committed
+  64 bad arguments (EX_USAGE)
+  65 the input is not a message: empty (EX_DATAERR)
+  67 --users FILE is given and NAME is not in it (EX_NOUSER; the MTA bounces)
+  74 standard input could not be read (EX_IOERR)
+  75 the database is unreachable or failed: try again later (EX_TEMPFAIL;
+     the MTA keeps the message queued and retries)
+  78 the users file cannot be read (EX_CONFIG)
+  130 interrupted
+"""
+
+LMTP_HELP = """\
+Accept mail over LMTP (RFC 2033) and store it in PostgreSQL: the delivery path
+for Postfix (mailbox_transport = lmtp:...) or Exim (an lmtp transport), with no
+process started per message.
+
+After DATA there is one reply per accepted recipient: 250 once that
+recipient's copy is committed, 451 4.3.0 when the database is unreachable (the
+MTA retries that recipient later). A recipient not in --users FILE is refused
+at RCPT with 550 5.1.1. A recipient address names the user by the whole
+address if the users file has it, else by its local part (before the last
+"@"), else by the local part without a "+extension".
+"""
+
+LMTP_EPILOG = """\
+security: LMTP has no authentication: anyone who can connect can deliver
+  mail. Listen on a Unix socket (--socket) that only the MTA can open, or on
+  a loopback address.
+
+Every delivery is logged as one line on stderr (-q: warnings only).
+"""
+
+IMPORT_HELP = """\
+Copy the messages of an existing Maildir (new/ and cur/, e.g. Dovecot's) into
+a user's maildrop in PostgreSQL. The Maildir is left as it is.
+
+Idempotent: each message is recorded with its Maildir unique name (the file
+name up to ":2,"), so running the command again, after an interruption or
+with more mail in the Maildir, stores only what is not there yet. Messages are
+stored oldest first (by the time in their unique name), so POP3 lists them in
+the order they arrived.
 """
 
 
@@ -367,7 +439,87 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="refuse a message larger than this (default: no cap beyond twice the size "
         "the server announced plus 64 KiB)",
     )
-    return parser, {"serve": serve, "fetch": fetch}
+
+    deliver = commands.add_parser(
+        "deliver",
+        parents=[output],
+        help="store one message from standard input in PostgreSQL (for an MTA)",
+        description=DELIVER_HELP,
+        epilog=DELIVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage_exit=EX_USAGE,
+    )
+    deliver.add_argument(
+        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
+    )
+    deliver.add_argument("--user", metavar="NAME", required=True, help="whose maildrop")
+    deliver.add_argument(
+        "--users",
+        metavar="FILE",
+        help="a users file (as pop3 serve's): a NAME not in it exits 67 (EX_NOUSER)",
+    )
+
+    lmtp = commands.add_parser(
+        "lmtp",
+        parents=[output],
+        help="accept mail over LMTP and store it in PostgreSQL",
+        description=LMTP_HELP,
+        epilog=LMTP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lmtp.add_argument(
+        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
+    )
+    lmtp.add_argument(
+        "--users",
+        metavar="FILE",
+        required=True,
+        help="the users file (as pop3 serve's): who may receive mail",
+    )
+    where = lmtp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help=f"TCP address to listen on (default {DEFAULT_HOST}:{DEFAULT_LMTP_PORT}; "
+        "port 0 picks a free one)",
+    )
+    where.add_argument("--socket", metavar="PATH", help="listen on a Unix socket instead")
+    lmtp.add_argument(
+        "--max-message-size",
+        type=_count,
+        default=LMTP_MAX_MESSAGE_SIZE,
+        metavar="OCTETS",
+        help="refuse larger messages with 552 (default %(default)s; a message is held "
+        "in memory while it is received)",
+    )
+    lmtp.add_argument(
+        "--pool-max",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="database connections at most, i.e. deliveries at once (default 10)",
+    )
+
+    import_ = commands.add_parser(
+        "import",
+        parents=[output],
+        help="copy a Maildir into a maildrop in PostgreSQL (idempotent)",
+        description=IMPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_.add_argument("--maildir", metavar="DIR", required=True, help="the Maildir to copy")
+    import_.add_argument("--user", metavar="NAME", required=True, help="whose maildrop")
+    import_.add_argument(
+        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
+    )
+    return parser, {
+        "serve": serve,
+        "fetch": fetch,
+        "deliver": deliver,
+        "lmtp": lmtp,
+        "import": import_,
+    }
 
 
 @contextlib.contextmanager
@@ -398,11 +550,28 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
-def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from ._fetch import run_fetch
-    from ._serve import run_serve
+def _commands(command: str) -> Callable[[argparse.Namespace], int]:
+    # Only the chosen command's module is imported: ``pop3 deliver`` runs once
+    # per message and must not load a server or an event loop.
+    if command == "serve":
+        from ._serve import run_serve
 
-    return {"serve": run_serve, "fetch": run_fetch}
+        return run_serve
+    if command == "fetch":
+        from ._fetch import run_fetch
+
+        return run_fetch
+    if command == "deliver":
+        from ._mda import run_deliver
+
+        return run_deliver
+    if command == "lmtp":
+        from ._lmtp import run_lmtp
+
+        return run_lmtp
+    from ._maildir_import import run_import
+
+    return run_import
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -420,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command
     try:
         with _logging_to_stderr(verbosity):
-            return _commands()[command](args)
+            return _commands(command)(args)
     except UsageError as exc:
         try:
             subparsers[command].error(str(exc))

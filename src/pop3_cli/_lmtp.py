@@ -1,0 +1,192 @@
+"""``pop3 lmtp``: an LMTP server (RFC 2033) that stores mail in PostgreSQL.
+
+Built on aiosmtpd's ``LMTP`` protocol class (the ``lmtp`` extra): it speaks the
+protocol, this module decides per recipient. A recipient the users file does
+not know is refused at RCPT (550 5.1.1, RFC 3463); after DATA each accepted
+recipient gets its own reply (RFC 2033 section 4.2), 250 only once its copy
+is committed, 451 4.3.0 when the database is unreachable or fails, so the MTA
+retries exactly the recipients that were not stored. The storage's calls
+block, so they run in a thread pool as large as the database pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Container
+from typing import TYPE_CHECKING, Any
+
+from ._defaults import DEFAULT_HOST, DEFAULT_LMTP_PORT
+from ._errors import CliError
+
+if TYPE_CHECKING:
+    from pop3_maildrop import PostgresStorage
+
+__all__ = ["LmtpDelivery", "recipient_user", "run_lmtp"]
+
+log = logging.getLogger("pop3.lmtp")
+
+
+def recipient_user(address: str, users: Container[str]) -> str | None:
+    """The user an LMTP recipient address names, or ``None``.
+
+    Tried in turn: the whole address, its local part (before the last "@"),
+    that local part without a "+extension" (Postfix's recipient_delimiter);
+    each as given, then in lower case (Postfix folds local parts to lower case).
+    """
+    local, at, _domain = address.rpartition("@")
+    if not at:
+        local = address
+    candidates = [address, local, local.partition("+")[0]]
+    for candidate in candidates + [c.lower() for c in candidates]:
+        if candidate and candidate in users:
+            return candidate
+    return None
+
+
+class LmtpDelivery:
+    """aiosmtpd's handler: RCPT checks the user, DATA stores one copy per recipient."""
+
+    def __init__(
+        self,
+        storage: PostgresStorage,
+        users: Container[str],
+        executor: concurrent.futures.Executor,
+    ) -> None:
+        self.storage = storage
+        self.users = users
+        self.executor = executor
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if recipient_user(address, self.users) is None:
+            return f"550 5.1.1 <{address}>: no such user here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        # One reply line per accepted recipient, in RCPT order (RFC 2033 section 4.2);
+        # aiosmtpd sends the string as it is, so the lines are joined with CRLF.
+        message: bytes = envelope.original_content
+        replies = [await self._deliver(address, message) for address in envelope.rcpt_tos]
+        return "\r\n".join(replies)
+
+    async def _deliver(self, address: str, message: bytes) -> str:
+        from pop3_maildrop import StorageUnavailable
+
+        user = recipient_user(address, self.users)
+        if user is None:  # pragma: no cover - checked at RCPT; the users do not change
+            return f"550 5.1.1 <{address}>: no such user here"
+        loop = asyncio.get_running_loop()
+        try:
+            uid = await loop.run_in_executor(self.executor, self.storage.deliver, user, message)
+        except StorageUnavailable as exc:
+            log.warning("not delivered to %s: database unavailable: %s", user, exc)
+            return f"451 4.3.0 <{address}> database unavailable, try again later"
+        except Exception as exc:
+            # Whatever failed, this recipient gets its reply (a missing one would put
+            # the MTA out of step) and a temporary one: nothing was committed.
+            log.warning("not delivered to %s: %s: %s", user, type(exc).__name__, exc)
+            return f"451 4.3.0 <{address}> not stored, try again later"
+        log.info("delivered %d octets to %s as %s", len(message), user, uid)
+        return f"250 2.0.0 <{address}> delivered as {uid}"
+
+
+def _listen_unix(path: str) -> socket.socket:
+    """A listening Unix socket at ``path``; a stale socket file there is replaced."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(path)
+                except OSError:
+                    os.unlink(path)  # nobody listens: left by a process that died
+                else:
+                    raise CliError(f"{path} is in use by another server")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(path)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+async def _serve(args: argparse.Namespace, handler: LmtpDelivery) -> None:
+    from aiosmtpd.lmtp import LMTP
+
+    loop = asyncio.get_running_loop()
+    hostname = socket.gethostname() or "localhost"  # not getfqdn(): no DNS wait at start
+
+    def protocol() -> LMTP:
+        return LMTP(
+            handler,
+            hostname=hostname,
+            data_size_limit=args.max_message_size,
+            enable_SMTPUTF8=True,
+            loop=loop,
+        )
+
+    server: asyncio.Server
+    if args.socket is not None:
+        server = await loop.create_unix_server(protocol, sock=_listen_unix(args.socket))
+        shown = [args.socket]
+    else:
+        host, port = args.listen or (DEFAULT_HOST, DEFAULT_LMTP_PORT)
+        try:
+            server = await loop.create_server(protocol, host, port, backlog=1024)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        shown = []
+        for sock in server.sockets:
+            name = sock.getsockname()
+            address = f"[{name[0]}]" if ":" in name[0] else name[0]
+            shown.append(f"{address}:{name[1]}")
+    async with server:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        for where in shown:
+            print(f"listening on {where}", flush=True)
+        await stop.wait()
+        log.info("stopping")
+    if args.socket is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(args.socket)
+
+
+def run_lmtp(args: argparse.Namespace) -> int:
+    """``pop3 lmtp``: serve until SIGINT or SIGTERM; 0 then."""
+    try:
+        import aiosmtpd.lmtp  # noqa: F401 - the extra's presence, checked before anything runs
+    except ImportError:
+        raise CliError("pop3 lmtp needs aiosmtpd: pip install 'pop3-sansio[lmtp]'") from None
+    from ._mda import open_postgres
+    from ._serve import load_users
+
+    users = load_users([], args.users)
+    if not users:
+        raise CliError(f"no users in {args.users}")
+    # aiosmtpd logs every connection at INFO ("mail.log"); our own line per delivery is enough.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    storage = open_postgres(args.storage, pool_max=args.pool_max)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=args.pool_max, thread_name_prefix="lmtp-deliver"
+        ) as executor:
+            asyncio.run(_serve(args, LmtpDelivery(storage, users, executor)))
+    finally:
+        storage.close()
+    return 0
