@@ -83,7 +83,7 @@ class LmtpDelivery:
         return "\r\n".join(replies)
 
     async def _deliver(self, address: str, message: bytes) -> str:
-        from pop3_maildrop import StorageUnavailable
+        from pop3_maildrop import StorageUnavailableError
 
         user = recipient_user(address, self.users)
         if user is None:  # pragma: no cover - checked at RCPT; the users do not change
@@ -91,7 +91,7 @@ class LmtpDelivery:
         loop = asyncio.get_running_loop()
         try:
             uid = await loop.run_in_executor(self.executor, self.storage.deliver, user, message)
-        except StorageUnavailable as exc:
+        except StorageUnavailableError as exc:
             log.warning("not delivered to %s: database unavailable: %s", user, exc)
             return f"451 4.3.0 <{address}> database unavailable, try again later"
         except Exception as exc:

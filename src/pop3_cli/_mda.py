@@ -17,7 +17,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING, BinaryIO
 
-from ._errors import CliError
+from ._errors import CliError, UsageError
 
 if TYPE_CHECKING:
     from pop3_maildrop import PostgresStorage
@@ -114,15 +114,24 @@ class EnvelopeStripped:
 
 
 def open_postgres(url: str, **options: int | float) -> PostgresStorage:
-    """``PostgresStorage(url, **options)``; ``SysexitError`` (EX_CONFIG) without psycopg."""
+    """``PostgresStorage(url, **options)``, psycopg imported now.
+
+    ``SysexitError`` with EX_CONFIG if psycopg is not installed, ``UsageError``
+    for a URL that is not a PostgreSQL one (the message shows no password).
+    """
+    if not url.startswith(("postgresql:", "postgres:")) and "=" not in url:
+        raise UsageError("--storage takes a postgresql://... URL or a libpq connection string")
     try:
         from pop3_maildrop import PostgresStorage
+
+        return PostgresStorage(url, **options)  # type: ignore[arg-type]
     except ImportError as exc:  # psycopg (the extra) is imported by the backend
         raise SysexitError(
             f"PostgreSQL storage needs psycopg: pip install 'pop3-sansio[postgresql]' ({exc})",
             EX_CONFIG,
         ) from None
-    return PostgresStorage(url, **options)
+    except ValueError as exc:
+        raise UsageError(f"--storage: {exc}") from None
 
 
 def _check_user(name: str, users_file: str | None) -> None:
@@ -147,7 +156,7 @@ def run_deliver(args: argparse.Namespace) -> int:
     """``pop3 deliver``: store standard input for ``--user``; 0 once committed."""
     import sys
 
-    from pop3_maildrop import MaildropError, StorageUnavailable
+    from pop3_maildrop import MaildropError, StorageUnavailableError
 
     _check_user(args.user, args.users)
     try:
@@ -161,7 +170,7 @@ def run_deliver(args: argparse.Namespace) -> int:
         uid = storage.deliver(args.user, message)
     except InputError as exc:
         raise SysexitError(f"cannot read the message: {exc}", EX_IOERR) from None
-    except StorageUnavailable as exc:
+    except StorageUnavailableError as exc:
         raise SysexitError(f"database unavailable, try again later: {exc}", EX_TEMPFAIL) from None
     except MaildropError as exc:
         raise SysexitError(f"not stored, try again later: {exc}", EX_TEMPFAIL) from None
