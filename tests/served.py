@@ -103,13 +103,14 @@ class PopServer:
         tmp_path: Path,
         backend: str,
         users_file: Path,
-        root: Path,
+        root: Path | None,
         *args: str,
         prefix: Sequence[str] = (),
         preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         """``prefix`` runs the server through a command (e.g. ``setpriv ...``);
-        ``preexec_fn`` runs in the child before that (e.g. to set resource limits)."""
+        ``preexec_fn`` runs in the child before that (e.g. to set resource limits).
+        With ``root`` None there is no ``--maildir`` (``args`` say where mail is)."""
         self.backend = backend
         self.stderr_path = tmp_path / f"serve-{backend}-{time.monotonic_ns()}.err"
         with open(self.stderr_path, "wb") as stderr:
@@ -118,7 +119,9 @@ class PopServer:
                     *prefix,
                     *pop3(
                         *("serve", "--backend", backend, "--port", "0", "-q"),
-                        *("--users", str(users_file), "--maildir", str(root), *args),
+                        *("--users", str(users_file)),
+                        *(("--maildir", str(root)) if root is not None else ()),
+                        *args,
                     ),
                 ],
                 stdout=subprocess.PIPE,
