@@ -54,9 +54,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))  # the private PostgreSQL and HAProxy helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The private PostgreSQL cluster and HAProxy of the tests (tests/postgres.py, tests/haproxy.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import bench_bindings  # Server, CPU accounting, the throwaway Dovecot
 import bench_sessions  # the 4 KB messages, Maildirs, the session client's pieces
 
@@ -542,9 +542,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
                 for k, v in c.items()
                 if k not in ("delivered", "elapsed", "rows", "per_s", "load_average")
             }
-            print(
-                f"{n:>12}{c['per_s']:12.0f}{c.get('delivered', 0):13d}{c['rows']:7d}{other or '-'!s:>8}"
-            )
+            delivered = c.get("delivered", 0)
+            print(f"{n:>12}{c['per_s']:12.0f}{delivered:13d}{c['rows']:7d}  {other or '-'}")
     if "deliver" in results:
         d = results["deliver"]
         print(f"\npop3 deliver, one process per 4 KB message (median of {args.runs})")
@@ -561,14 +560,16 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     if "big" in results:
         b = results["big"]
         print(
-            f"\nA {args.big_mb} MB message (stored with PostgresStorage.deliver in {b['deliver_seconds']:.2f} s)"
+            f"\nA {args.big_mb} MB message (stored with PostgresStorage.deliver in "
+            f"{b['deliver_seconds']:.2f} s)"
         )
         print(f"{'server':<12}{'RETR s':>8}{'MB/s':>7}{'peak RSS before':>17}{'after':>8}")
         for kind in ("maildir", "postgresql"):
             r = b[kind]
             print(
                 f"{kind:<12}{r['seconds']:8.2f}{r['mb_per_s']:7.0f}"
-                f"{r['peak_rss_before_kib'] / 1024:13.0f} MiB{r['peak_rss_after_kib'] / 1024:5.0f} MiB"
+                f"{r['peak_rss_before_kib'] / 1024:13.0f} MiB"
+                f"{r['peak_rss_after_kib'] / 1024:5.0f} MiB"
             )
 
 

@@ -103,14 +103,15 @@ class PopServer:
         tmp_path: Path,
         backend: str,
         users_file: Path,
-        root: Path | None,
+        root: Path,
         *args: str,
         prefix: Sequence[str] = (),
         preexec_fn: Callable[[], None] | None = None,
+        storage: str | None = None,
     ) -> None:
         """``prefix`` runs the server through a command (e.g. ``setpriv ...``);
-        ``preexec_fn`` runs in the child before that (e.g. to set resource limits).
-        With ``root`` None there is no ``--maildir`` (``args`` say where mail is)."""
+        ``preexec_fn`` runs in the child before that (e.g. to set resource limits);
+        ``storage`` (a ``postgresql://`` URL) serves ``--storage URL`` instead of ``root``."""
         self.backend = backend
         self.stderr_path = tmp_path / f"serve-{backend}-{time.monotonic_ns()}.err"
         with open(self.stderr_path, "wb") as stderr:
@@ -120,7 +121,7 @@ class PopServer:
                     *pop3(
                         *("serve", "--backend", backend, "--port", "0", "-q"),
                         *("--users", str(users_file)),
-                        *(("--maildir", str(root)) if root is not None else ()),
+                        *(("--maildir", str(root)) if storage is None else ("--storage", storage)),
                         *args,
                     ),
                 ],

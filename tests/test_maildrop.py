@@ -204,7 +204,9 @@ def test_public_api() -> None:
             "MaildropLocked",
             "MboxStorage",
             "MemoryStorage",
+            "PostgresStorage",
             "Storage",
+            "StorageUnavailableError",
             "UserDB",
         ]
     )

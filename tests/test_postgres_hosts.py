@@ -128,9 +128,11 @@ def test_three_hosts_behind_haproxy_retrieve_and_delete_everything_once(
         storage.deliver_many((rng.choice(USERS), data) for _, data in waiting)
 
     # 3 hosts x 10 connections, lmtp 4, pop3 deliver 1, this test's checks: far below 100.
-    options = ("--storage", url, "--proxy-protocol", "--max-sessions-per-address", "0")
-    options += ("--pool-max", "10", "-v")  # -v: one line per session (PopServer passes -q)
-    servers = [PopServer(tmp_path, "asyncio", users, None, *options) for _ in range(HOSTS)]
+    options = ("--proxy-protocol", "--max-sessions-per-address", "0", "--pool-max", "10")
+    options += ("-v",)  # one line per session (PopServer passes -q)
+    servers = [
+        PopServer(tmp_path, "asyncio", users, tmp_path, *options, storage=url) for _ in range(HOSTS)
+    ]
     lmtp_server = Lmtp(tmp_path, url, users, "--listen", "127.0.0.1:0", "--pool-max", "4")
     try:
         with haproxy(

@@ -255,7 +255,9 @@ BINDINGS = {
         "MaildropLocked",
         "MboxStorage",
         "MemoryStorage",
+        "PostgresStorage",
         "Storage",
+        "StorageUnavailableError",
         "UserDB",
     ],
 }

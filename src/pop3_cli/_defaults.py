@@ -14,9 +14,12 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TLS_PORT",
     "EX_USAGE",
+    "LEASE_SECONDS",
     "LMTP_MAX_MESSAGE_SIZE",
     "LOGIN_TIMEOUT",
     "MAX_SESSIONS_PER_ADDRESS",
+    "POOL_MAX",
+    "STORAGE_TIMEOUT",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -37,3 +40,10 @@ MAX_SESSIONS_PER_ADDRESS = 20
 """``ServerOptions.max_sessions_per_address``'s default."""
 LOGIN_TIMEOUT = 60.0
 """``ServerOptions.login_timeout``'s default, in seconds."""
+
+POOL_MAX = 10
+"""``pop3_maildrop.PostgresStorage``'s ``pool_max`` default (``--pool-max``)."""
+LEASE_SECONDS = 60.0
+"""``pop3_maildrop.PostgresStorage``'s ``lease_seconds`` default (``--lease-seconds``)."""
+STORAGE_TIMEOUT = 10.0
+"""``pop3_maildrop.PostgresStorage``'s ``timeout`` default (``--storage-timeout``)."""

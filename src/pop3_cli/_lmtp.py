@@ -181,7 +181,9 @@ def run_lmtp(args: argparse.Namespace) -> int:
         raise CliError(f"no users in {args.users}")
     # aiosmtpd logs every connection at INFO ("mail.log"); our own line per delivery is enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    storage = open_postgres(args.storage, pool_max=args.pool_max)
+    storage = open_postgres(
+        args.storage, pool_min=0, pool_max=args.pool_max, timeout=args.storage_timeout
+    )
     try:
         with concurrent.futures.ThreadPoolExecutor(
             max_workers=args.pool_max, thread_name_prefix="lmtp-deliver"

@@ -21,9 +21,12 @@ from ._defaults import (
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
     EX_USAGE,
+    LEASE_SECONDS,
     LMTP_MAX_MESSAGE_SIZE,
     LOGIN_TIMEOUT,
     MAX_SESSIONS_PER_ADDRESS,
+    POOL_MAX,
+    STORAGE_TIMEOUT,
 )
 from ._errors import CliError, UsageError
 
@@ -141,7 +144,7 @@ def _version() -> str:
 
 
 SERVE_HELP = f"""\
-Serve POP3 (RFC 1939) from a Maildir.
+Serve POP3 (RFC 1939) from Maildirs or PostgreSQL.
 
 With no arguments: a demo. A throw-away Maildir with a few messages is served
 on {DEFAULT_HOST}:{DEFAULT_PORT} for user "demo", password "demo", until Ctrl-C.
@@ -149,6 +152,9 @@ on {DEFAULT_HOST}:{DEFAULT_PORT} for user "demo", password "demo", until Ctrl-C.
 With --maildir and --user/--users: serve real Maildirs. With one --user, DIR is
 that user's Maildir; with several users (or --users FILE), DIR holds one
 Maildir per user, DIR/NAME, unless FILE names a maildir for the user.
+
+With --storage postgresql://... and --user/--users: serve maildrops kept in
+PostgreSQL, which any number of servers on any number of hosts may share.
 """
 
 SERVE_EPILOG = """\
@@ -176,6 +182,15 @@ limits: past --max-sessions sessions at once, or --max-sessions-per-address
   greeting, logged in or not. A client has --login-timeout seconds from
   connecting to logging in, a TLS handshake included; a logged-in session is
   dropped after 10 minutes idle (RFC 1939). Nothing is deleted either way.
+
+postgresql: --storage URL is a libpq URL or connection string; keep its
+  password in ~/.pgpass or PGPASSFILE, not on the command line. The tables
+  are created on first use. Each server process keeps up to --pool-max
+  connections, each used for one short transaction at a time (not one per
+  session). A maildrop in use is leased; the lease is renewed while the
+  session lasts, so a crashed server's users are free again after
+  --lease-seconds. A database out of reach for --storage-timeout seconds
+  gives -ERR [SYS/TEMP]; nothing is deleted unless QUIT's commit succeeds.
 
 --workers N: N processes share the port (SO_REUSEPORT); a maildrop stays
   locked across all of them. Ctrl-C or SIGTERM stops every worker; if one
@@ -297,12 +312,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     serve = commands.add_parser(
         "serve",
         parents=[output],
-        help="serve POP3 from a Maildir (no arguments: a demo)",
+        help="serve POP3 from Maildirs or PostgreSQL (no arguments: a demo)",
         description=SERVE_HELP,
         epilog=SERVE_EPILOG.replace("{tls_port}", str(DEFAULT_TLS_PORT)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--maildir", metavar="DIR", help="the Maildir, or the directory of Maildirs")
+    serve.add_argument(
+        "--storage",
+        metavar="URL",
+        help="keep the maildrops in PostgreSQL (postgresql://...) instead of --maildir",
+    )
     serve.add_argument(
         "--user",
         metavar="NAME:PASSWORD",
@@ -360,11 +380,33 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     serve.add_argument(
         "--quick-read-size",
         type=_octets,
-        default=1 << 16,
         metavar="OCTETS",
         help="make reads of up to this size (a small message, or a 64 KiB chunk of a big "
-        "one) on the event loop's thread rather than in a worker thread (default 65536; "
-        "0 for network file systems, where a read may block)",
+        "one) on the event loop's thread rather than in a worker thread (default 65536, "
+        "0 with --storage; 0 for network file systems, where a read may block)",
+    )
+    serve.add_argument(
+        "--pool-max",
+        type=_count,
+        default=POOL_MAX,
+        metavar="N",
+        help=f"with --storage: database connections per server process (default {POOL_MAX})",
+    )
+    serve.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=LEASE_SECONDS,
+        metavar="SECONDS",
+        help="with --storage: how long a maildrop stays locked after its server stops "
+        f"renewing the lock (crashed, cut off; default {LEASE_SECONDS:g})",
+    )
+    serve.add_argument(
+        "--storage-timeout",
+        type=_seconds,
+        default=STORAGE_TIMEOUT,
+        metavar="SECONDS",
+        help="with --storage: wait this long for a database connection, then answer "
+        f"-ERR [SYS/TEMP] (default {STORAGE_TIMEOUT:g})",
     )
     serve.add_argument(
         "--max-sessions-per-address",
@@ -458,6 +500,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         metavar="FILE",
         help="a users file (as pop3 serve's): a NAME not in it exits 67 (EX_NOUSER)",
     )
+    deliver.add_argument(
+        "--storage-timeout",
+        type=_seconds,
+        default=STORAGE_TIMEOUT,
+        metavar="SECONDS",
+        help="give up (exit 75) when the database cannot be reached for this long "
+        f"(default {STORAGE_TIMEOUT:g})",
+    )
 
     lmtp = commands.add_parser(
         "lmtp",
@@ -496,9 +546,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     lmtp.add_argument(
         "--pool-max",
         type=_count,
-        default=10,
+        default=POOL_MAX,
         metavar="N",
-        help="database connections at most, i.e. deliveries at once (default 10)",
+        help=f"database connections at most, i.e. deliveries at once (default {POOL_MAX})",
+    )
+    lmtp.add_argument(
+        "--storage-timeout",
+        type=_seconds,
+        default=STORAGE_TIMEOUT,
+        metavar="SECONDS",
+        help="wait this long for a database connection, then answer 451 "
+        f"(default {STORAGE_TIMEOUT:g})",
     )
 
     import_ = commands.add_parser(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 from ._errors import CliError, UsageError
@@ -86,6 +87,11 @@ class EnvelopeStripped:
             return self._stream.readline(_FROM_LINE_LIMIT)
         except OSError as exc:
             raise InputError(exc.strerror or str(exc)) from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The message in chunks of up to 64 KiB."""
+        while chunk := self.read(1 << 16):
+            yield chunk
 
     @property
     def empty(self) -> bool:
@@ -165,7 +171,7 @@ def run_deliver(args: argparse.Namespace) -> int:
         raise SysexitError(f"cannot read the message: {exc}", EX_IOERR) from None
     if message.empty:
         raise SysexitError("no message on standard input", EX_DATAERR)
-    storage = open_postgres(args.storage, pool_min=0, pool_max=1)
+    storage = open_postgres(args.storage, pool_min=0, pool_max=1, timeout=args.storage_timeout)
     try:
         uid = storage.deliver(args.user, message)
     except InputError as exc:

@@ -1,4 +1,4 @@
-"""``pop3 serve``: a POP3 server on Maildirs, or the demo."""
+"""``pop3 serve``: a POP3 server on Maildirs or PostgreSQL, or the demo."""
 
 from __future__ import annotations
 
@@ -258,7 +258,38 @@ def _mechanism_options(users: UserDB) -> dict[str, Any]:
     return {"mechanisms": PLAIN_SECRET_MECHANISMS + PASSWORD_MECHANISMS, "apop": True}
 
 
+def _postgres_storage(args: argparse.Namespace) -> Storage:
+    """``--storage URL``: PostgreSQL (psycopg is imported here, not for ``--help``)."""
+    url = args.storage
+    if not url.startswith(("postgresql:", "postgres:")) and "=" not in url:
+        raise UsageError("--storage takes a postgresql://... URL or a libpq connection string")
+    from pop3_maildrop import PostgresStorage
+
+    try:
+        storage = PostgresStorage(
+            url,
+            pool_max=args.pool_max,
+            pool_min=min(1, args.pool_max),
+            lease_seconds=args.lease_seconds,
+            timeout=args.storage_timeout,
+        )
+    except ImportError:  # pragma: no cover - psycopg is in the test extra
+        raise CliError("--storage needs psycopg: pip install 'pop3-sansio[postgresql]'") from None
+    except ValueError as exc:  # the message names no password: psycopg's does not
+        raise UsageError(f"--storage: {exc}") from None
+    if storage.has_password:
+        print(
+            "pop3 serve: warning: a password in the --storage URL is visible to other "
+            "users in process listings; prefer ~/.pgpass or PGPASSFILE",
+            file=sys.stderr,
+            flush=True,
+        )
+    return storage
+
+
 def _storage(args: argparse.Namespace, users: UserDB) -> Storage:
+    if args.storage is not None:
+        return _postgres_storage(args)
     if args.users is None and len(users) == 1:
         assert args.maildir is not None
         return MaildirStorage(args.maildir)
@@ -311,13 +342,28 @@ def _demo_maildir() -> Iterator[str]:
         yield maildir
 
 
+def _closing(runner: Callable[[ServeConfig], None]) -> Callable[[ServeConfig], None]:
+    """``runner``, then the storage closed (in each worker: its own pool and leases)."""
+
+    def run(config: ServeConfig) -> None:
+        try:
+            runner(config)
+        finally:
+            config.backend.storage.close()
+
+    return run
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``pop3 serve``: serve until SIGINT or SIGTERM; 0 then."""
-    demo = args.maildir is None and not args.user and args.users is None
+    if args.storage is not None and args.maildir is not None:
+        raise UsageError("--storage and --maildir exclude each other")
+    where = "--storage" if args.storage is not None else "--maildir"
+    demo = args.maildir is None and args.storage is None and not args.user and args.users is None
     if not demo and not args.user and args.users is None:
-        raise UsageError("--maildir needs --user NAME:PASSWORD or --users FILE")
-    if args.user and args.maildir is None and args.users is None:
-        raise UsageError("--user needs --maildir DIR")
+        raise UsageError(f"{where} needs --user NAME:PASSWORD or --users FILE")
+    if args.user and args.maildir is None and args.storage is None and args.users is None:
+        raise UsageError("--user needs --maildir DIR or --storage URL")
     if args.user:
         print(
             "pop3 serve: warning: a password given with --user is visible to other users "
@@ -332,7 +378,11 @@ def run_serve(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         port = DEFAULT_TLS_PORT if tls == "implicit" else DEFAULT_PORT
-    runner = BACKENDS[args.backend]
+    runner = _closing(BACKENDS[args.backend])
+    quick_read_size = args.quick_read_size
+    if quick_read_size is None:
+        # A read from a database is a network round trip: never on the event loop's thread.
+        quick_read_size = 0 if args.storage is not None else 1 << 16
 
     def run(users: UserDB, storage: Storage, demo_dir: str | None) -> int:
         options = {
@@ -342,7 +392,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "max_sessions_per_address": args.max_sessions_per_address or None,  # 0: no limit
             "login_timeout": args.login_timeout,
             "proxy_protocol": args.proxy_protocol,
-            "quick_read_size": args.quick_read_size,
+            "quick_read_size": quick_read_size,
         }
         config = ServeConfig(
             Backend(users, storage),

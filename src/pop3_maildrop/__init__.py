@@ -4,18 +4,21 @@
 a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
 persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
 remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
-(the default), mbox and in-memory. ``UserDB`` checks passwords.
+(the default), mbox, in-memory, and PostgreSQL (shared by many servers; needs the
+``postgresql`` extra, imported only when a ``PostgresStorage`` is made). ``UserDB``
+checks passwords.
 
-Standard library only; file I/O lives here, never in ``pop3_sansio``.
+Standard library only (but for PostgreSQL); I/O lives here, never in ``pop3_sansio``.
 """
 
 from __future__ import annotations
 
 from ._backend import Backend
-from ._base import Maildrop, MaildropError, MaildropLocked, Storage
+from ._base import Maildrop, MaildropError, MaildropLocked, Storage, StorageUnavailableError
 from ._maildir import MaildirStorage
 from ._mbox import MboxStorage
 from ._memory import MemoryStorage
+from ._postgres import PostgresStorage
 from ._users import UserDB
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "MaildropLocked",
     "MboxStorage",
     "MemoryStorage",
+    "PostgresStorage",
     "Storage",
+    "StorageUnavailableError",
     "UserDB",
 ]

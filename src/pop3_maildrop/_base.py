@@ -19,7 +19,7 @@ from typing import Protocol
 
 from pop3_sansio.server import MaildropError, MaildropLockedError, MessageInfo
 
-__all__ = ["Maildrop", "MaildropError", "MaildropLocked", "Storage"]
+__all__ = ["Maildrop", "MaildropError", "MaildropLocked", "Storage", "StorageUnavailableError"]
 
 MAX_UID_LENGTH = 70
 """RFC 1939 section 7: a unique id is 1 to 70 characters in 0x21-0x7E."""
@@ -28,6 +28,14 @@ MAX_UID_LENGTH = 70
 # The errors are the core's, so that the session driver maps them to
 # -ERR [SYS/TEMP] and -ERR [IN-USE] whichever storage raised them.
 MaildropLocked = MaildropLockedError
+
+
+class StorageUnavailableError(MaildropError):
+    """The storage cannot be reached now (a database down or overloaded); try again later.
+
+    A ``MaildropError``, so a server answers ``-ERR [SYS/TEMP]``; a delivery
+    agent exits with ``EX_TEMPFAIL`` (75) so that the MTA retries.
+    """
 
 
 class Maildrop(abc.ABC):
@@ -121,6 +129,9 @@ class Storage(abc.ABC):
         Raises ``MaildropLocked`` if another session holds it, ``MaildropError``
         if it cannot be opened. The caller must ``close()`` the result.
         """
+
+    def close(self) -> None:  # noqa: B027 - optional: most storage holds nothing open
+        """Release what the storage holds open (a pool of connections); idempotent."""
 
 
 # --- shared helpers ---------------------------------------------------------------

@@ -1,0 +1,683 @@
+"""PostgreSQL storage: maildrops that any number of servers, on any number of hosts, share.
+
+Tables (created on first use, versioned in ``pop3_schema``, upgraded in place):
+
+- ``pop3_messages``: one row per message: the maildrop (the user name), its unique id
+  (assigned at delivery, never reused; RFC 1939 section 7), its size in CRLF octets
+  (computed at delivery; section 11), its stored length and number of chunks;
+- ``pop3_chunks``: the message's octets as stored, in rows of at most ``STORE_CHUNK``
+  octets, so that delivering or serving a message of any size holds one chunk in memory;
+- ``pop3_leases``: the exclusive-access lock of RFC 1939 section 4, as a lease: one row per
+  maildrop in use, naming the session holding it and when the lease expires.
+
+No database connection is held by an open session: a login takes the lease and the
+snapshot in one short transaction; a lease keeper thread per process renews the leases of
+all the process's open sessions in one statement every third of the lease; a session's
+end releases its lease (through the keeper, so that closing never blocks an event loop); a
+crashed host's leases expire by themselves. Deletions happen at QUIT in one transaction,
+which first checks that the session still holds an unexpired lease (fencing: a session
+whose lease was lost deletes nothing).
+
+psycopg 3 and psycopg_pool are imported when a ``PostgresStorage`` is made, not with the
+package (``pip install 'pop3-sansio[postgresql]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
+
+from pop3_sansio.codec import message_size
+from pop3_sansio.server import MessageInfo
+
+from ._base import (
+    Maildrop,
+    MaildropError,
+    MaildropLocked,
+    Storage,
+    StorageUnavailableError,
+    is_valid_uid,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["SCHEMA_VERSION", "STORE_CHUNK", "Message", "PostgresStorage"]
+
+log = logging.getLogger("pop3.maildrop")
+
+SCHEMA_VERSION = 1
+"""The schema this version writes and reads (``pop3_schema.version``)."""
+
+STORE_CHUNK = 1 << 16
+"""Octets per ``pop3_chunks`` row: what a delivery or a reader holds in memory at once."""
+
+Message: TypeAlias = "bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]"
+"""A message to deliver: its octets, a binary file to read, or an iterable of chunks."""
+
+# Each version's statements, applied in order, in one transaction, to reach it.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE pop3_messages (
+            id bigserial PRIMARY KEY,
+            mailbox text NOT NULL,
+            uid text NOT NULL,
+            size bigint NOT NULL,
+            octets bigint NOT NULL,
+            chunks integer NOT NULL,
+            delivered timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (mailbox, uid)
+        )
+        """,
+        "CREATE INDEX pop3_messages_mailbox ON pop3_messages (mailbox, id)",
+        """
+        CREATE TABLE pop3_chunks (
+            message bigint NOT NULL REFERENCES pop3_messages (id) ON DELETE CASCADE,
+            seq integer NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (message, seq)
+        )
+        """,
+        """
+        CREATE TABLE pop3_leases (
+            mailbox text PRIMARY KEY,
+            session uuid NOT NULL,
+            holder text NOT NULL,
+            expires timestamptz NOT NULL
+        )
+        """,
+    ),
+}
+assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+
+# Any number, the same in every process: serialises schema creation and upgrades.
+_SCHEMA_LOCK = 0x706F7033  # "pop3"
+
+_ACQUIRE = """
+INSERT INTO pop3_leases AS l (mailbox, session, holder, expires)
+VALUES (%(mailbox)s, %(session)s, %(holder)s, now() + %(lease)s * interval '1 second')
+ON CONFLICT (mailbox) DO UPDATE
+    SET session = excluded.session, holder = excluded.holder, expires = excluded.expires
+    WHERE l.expires <= now() OR l.session = ANY(%(released)s::uuid[])
+RETURNING l.session
+"""
+_SNAPSHOT = "SELECT id, uid, size, chunks FROM pop3_messages WHERE mailbox = %s ORDER BY id"
+_RENEW = """
+UPDATE pop3_leases SET expires = now() + %s * interval '1 second'
+WHERE session = ANY(%s::uuid[]) AND expires > now()
+RETURNING session
+"""
+_RELEASE = "DELETE FROM pop3_leases WHERE session = ANY(%s::uuid[])"
+_FENCE = """
+SELECT 1 FROM pop3_leases WHERE mailbox = %s AND session = %s AND expires > now() FOR UPDATE
+"""
+_DELETE = "DELETE FROM pop3_messages WHERE mailbox = %s AND id = ANY(%s::bigint[])"
+_READ = """
+SELECT seq, data FROM pop3_chunks WHERE message = %s AND seq >= %s ORDER BY seq LIMIT %s
+"""
+_INSERT_SMALL = """
+WITH m AS (
+    INSERT INTO pop3_messages (mailbox, uid, size, octets, chunks)
+    VALUES (%(mailbox)s, %(uid)s, %(size)s, %(octets)s, %(chunks)s)
+    ON CONFLICT (mailbox, uid) DO NOTHING
+    RETURNING id
+)
+INSERT INTO pop3_chunks (message, seq, data) SELECT id, 0, %(data)s FROM m WHERE %(chunks)s > 0
+RETURNING message
+"""
+_INSERT_MESSAGE = """
+INSERT INTO pop3_messages (mailbox, uid, size, octets, chunks)
+VALUES (%s, %s, 0, 0, 0)
+ON CONFLICT (mailbox, uid) DO NOTHING
+RETURNING id
+"""
+_FINISH_MESSAGE = "UPDATE pop3_messages SET size = %s, octets = %s, chunks = %s WHERE id = %s"
+
+
+def _check_mailbox(username: str) -> str:
+    # PostgreSQL's text cannot hold NUL; an empty name is no user's.
+    if not username or "\0" in username:
+        raise MaildropError("unusable user name for a maildrop")
+    return username
+
+
+def _chunks(message: Message) -> Iterator[bytes]:
+    """``message`` in chunks of exactly ``STORE_CHUNK`` octets (the last one shorter)."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        data = bytes(message)
+        for start in range(0, len(data), STORE_CHUNK):
+            yield data[start : start + STORE_CHUNK]
+        return
+    read = getattr(message, "read", None)
+    pieces: Iterable[bytes] = iter(lambda: read(STORE_CHUNK), b"") if read else message
+    buffer = bytearray()
+    for piece in pieces:
+        if not isinstance(piece, bytes | bytearray | memoryview):
+            raise TypeError(f"a message chunk must be bytes, not {type(piece).__name__}")
+        buffer += piece
+        while len(buffer) >= STORE_CHUNK:
+            yield bytes(buffer[:STORE_CHUNK])
+            del buffer[:STORE_CHUNK]
+    if buffer:
+        yield bytes(buffer)
+
+
+class PostgresStorage(Storage):
+    """Maildrops in a PostgreSQL database, shared by every server that uses the same ``url``.
+
+    ``url`` is a libpq connection string or ``postgresql://`` URL. Each process keeps a
+    pool of ``pool_min`` to ``pool_max`` connections (made on first use, so a server may
+    fork its workers first); a connection is taken for one short transaction at a time,
+    never for a whole session. An operation waits at most ``timeout`` seconds for a
+    connection, then raises ``StorageUnavailableError``. A session's lease lasts
+    ``lease_seconds`` and is renewed every third of that while the session is open: a
+    maildrop whose server died is free again within ``lease_seconds``.
+
+    The schema is created (or upgraded) on first use; ``create_schema()`` does it at once.
+    Call ``close()`` when done (it releases the leases still held).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        lease_seconds: float = 60.0,
+        timeout: float = 10.0,
+    ) -> None:
+        import psycopg.conninfo
+
+        if not 0 <= pool_min <= pool_max or pool_max < 1:
+            raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
+        if not lease_seconds > 0:
+            raise ValueError("lease_seconds must be positive")
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"not a PostgreSQL connection string: {exc}") from None
+        self.url = url
+        self.pool_min = pool_min
+        self.pool_max = pool_max
+        self.lease_seconds = float(lease_seconds)
+        self.timeout = float(timeout)
+        self._mutex = threading.Lock()
+        self._runtime: _Runtime | None = None
+        self._closed = False
+
+    @property
+    def has_password(self) -> bool:
+        """Whether ``url`` itself holds a password (one in ~/.pgpass is safer)."""
+        import psycopg.conninfo
+
+        return bool(psycopg.conninfo.conninfo_to_dict(self.url).get("password"))
+
+    def __repr__(self) -> str:
+        import psycopg.conninfo
+
+        params = psycopg.conninfo.conninfo_to_dict(self.url)
+        params.pop("password", None)  # never in a log line
+        where = f"{params.get('host', '')}:{params.get('port', '')}/{params.get('dbname', '')}"
+        return f"PostgresStorage({where!r}, pool_max={self.pool_max})"
+
+    # --- the Storage contract -------------------------------------------------------------
+
+    def open(self, username: str) -> Maildrop:
+        """Take ``username``'s lease and snapshot the maildrop (see ``Storage.open``).
+
+        ``MaildropLocked`` if a live session anywhere holds the lease;
+        ``StorageUnavailableError`` if the database cannot be reached.
+        """
+        mailbox = _check_mailbox(username)
+        runtime = self._get_runtime()
+        session = uuid.uuid4()
+        params = {
+            "mailbox": mailbox,
+            "session": session,
+            "holder": runtime.holder,
+            "lease": self.lease_seconds,
+            # Leases this process has given back but not yet deleted: a session closed
+            # a moment ago does not lock its user out of the next one here.
+            "released": runtime.keeper.pending(),
+        }
+        with runtime.connection() as conn, conn.transaction():
+            if conn.execute(_ACQUIRE, params).fetchone() is None:
+                raise MaildropLocked("the maildrop is in use by another session")
+            rows = conn.execute(_SNAPSHOT, (mailbox,)).fetchall()
+        runtime.keeper.hold(session)
+        return _PostgresMaildrop(runtime, mailbox, session, rows)
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    def deliver(self, username: str, message: Message, *, uid: str | None = None) -> str:
+        """Store one message in ``username``'s maildrop; its unique id once committed.
+
+        ``message`` is the octets, a binary file or an iterable of chunks, stored as given
+        (LF or CRLF line ends) and read ``STORE_CHUNK`` octets at a time, so its size is
+        not limited by memory. The new id is random (never reused, even after a restore
+        from a backup). With ``uid`` (1-70 characters in 0x21-0x7E, e.g. a Maildir's) the
+        message keeps that id, and if the maildrop already has it nothing is stored: a
+        repeated import stores nothing twice. Nothing is visible to a session before the
+        transaction commits; ``StorageUnavailableError`` if the database cannot be reached
+        (then nothing was stored).
+        """
+        return self.deliver_many([(username, message)], uids=[uid])[0]
+
+    def deliver_many(
+        self,
+        deliveries: Iterable[tuple[str, Message]],
+        *,
+        uids: Sequence[str | None] | None = None,
+    ) -> list[str]:
+        """Store several messages in one transaction (all or none); their unique ids.
+
+        Each delivery is ``(username, message)``; ``uids``, if given, holds an id (or
+        ``None``) for each, as ``deliver``'s ``uid``.
+        """
+        runtime = self._get_runtime()
+        items = list(deliveries)
+        given = list(uids) if uids is not None else [None] * len(items)
+        if len(given) != len(items):
+            raise ValueError("uids must have one entry per delivery")
+        for username, _ in items:
+            _check_mailbox(username)
+        for uid in given:
+            if uid is not None and not is_valid_uid(uid):
+                raise ValueError(f"not a valid unique id: {uid!r}")
+        out = []
+        with runtime.connection() as conn, conn.transaction():
+            for (username, message), uid in zip(items, given, strict=True):
+                out.append(_store(conn, username, message, uid or uuid.uuid4().hex))
+        return out
+
+    # --- the schema and the end -------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        """Create the tables, or upgrade them to ``SCHEMA_VERSION``, now (idempotent)."""
+        runtime = self._get_runtime()
+        with runtime.connection():
+            pass  # the first connection of a runtime checks the schema
+
+    def close(self) -> None:
+        """Release the leases still held, stop the lease keeper and close the pool."""
+        with self._mutex:
+            runtime, self._runtime = self._runtime, None
+            self._closed = True
+        if runtime is not None and runtime.pid == os.getpid():
+            runtime.close()
+
+    def __enter__(self) -> PostgresStorage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _get_runtime(self) -> _Runtime:
+        """This process's pool and lease keeper, made on first use (and again after a fork)."""
+        with self._mutex:
+            if self._closed:
+                raise MaildropError("the storage is closed")
+            runtime = self._runtime
+            if runtime is None or runtime.pid != os.getpid():
+                # A fork's child never uses (or closes) its parent's connections.
+                runtime = self._runtime = _Runtime(self)
+            return runtime
+
+
+def _store(conn: psycopg.Connection[Any], username: str, message: Message, uid: str) -> str:
+    """Insert one message in the current transaction; ``uid``, stored or already there."""
+    chunks = _chunks(message)
+    first = next(chunks, b"")
+    second = next(chunks, None) if len(first) == STORE_CHUNK else None
+    if second is None:
+        # The common case: the message fits in one row, one statement.
+        conn.execute(
+            _INSERT_SMALL,
+            {
+                "mailbox": username,
+                "uid": uid,
+                "size": message_size(first),
+                "octets": len(first),
+                "chunks": 1 if first else 0,
+                "data": first,
+            },
+        )
+        return uid
+    row = conn.execute(_INSERT_MESSAGE, (username, uid)).fetchone()
+    if row is None:
+        return uid  # already stored (an import run again): the stream is not read further
+    message_id = row[0]
+    count = octets = 0
+    with conn.cursor().copy(
+        "COPY pop3_chunks (message, seq, data) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "int4", "bytea"])
+
+        def stored() -> Iterator[bytes]:
+            nonlocal count, octets
+            for chunk in _chain(first, second, chunks):
+                copy.write_row((message_id, count, chunk))
+                count += 1
+                octets += len(chunk)
+                yield chunk
+
+        size = message_size(stored())
+    conn.execute(_FINISH_MESSAGE, (size, octets, count, message_id))
+    return uid
+
+
+def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield second
+    yield from rest
+
+
+class _Runtime:
+    """One process's pool and lease keeper (a forked child makes its own)."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self.pid = os.getpid()
+        self.storage = storage
+        self.holder = f"{socket.gethostname()}:{self.pid}"
+        self._errors = (psycopg.OperationalError, psycopg.InterfaceError)
+        self._error = psycopg.Error
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            storage.url,
+            min_size=storage.pool_min,
+            max_size=storage.pool_max,
+            timeout=storage.timeout,
+            # A connection broken by a database restart is found and replaced when it
+            # is taken, not when a session's statement fails on it.
+            check=ConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, round(storage.timeout)),
+                "application_name": "pop3-sansio",
+            },
+            open=False,
+            name="pop3-sansio",
+        )
+        self.pool.open(wait=False)
+        self._schema_ready = False
+        self._schema_mutex = threading.Lock()
+        self.keeper = _LeaseKeeper(self, storage.lease_seconds)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit); database errors as ``MaildropError``s."""
+        try:
+            with self.pool.connection() as conn:
+                if not self._schema_ready:
+                    self._ensure_schema(conn)
+                yield conn
+        except self._errors as exc:
+            raise StorageUnavailableError(f"the database is unavailable: {_reason(exc)}") from exc
+        except self._error as exc:
+            raise MaildropError(f"database error: {_reason(exc)}") from exc
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        import psycopg
+
+        with self._schema_mutex:
+            if self._schema_ready:
+                return
+            try:
+                row = conn.execute("SELECT max(version) FROM pop3_schema").fetchone()
+                version = row[0] if row is not None and row[0] is not None else 0
+            except psycopg.errors.UndefinedTable:
+                version = 0
+            if version != SCHEMA_VERSION:
+                version = _migrate(conn)
+            self._schema_ready = version == SCHEMA_VERSION
+
+    def close(self) -> None:
+        try:
+            self.keeper.stop()
+        finally:
+            self.pool.close()
+
+
+def _migrate(conn: psycopg.Connection[Any]) -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` (one transaction, one process at a time)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS pop3_schema (version integer NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM pop3_schema").fetchone()
+        version: int = row[0] if row is not None and row[0] is not None else 0
+        if version > SCHEMA_VERSION:
+            raise MaildropError(
+                f"the database's schema is version {version}; this release knows "
+                f"{SCHEMA_VERSION} and older: upgrade pop3-sansio"
+            )
+        if version == SCHEMA_VERSION:
+            return version  # another process was first
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+        conn.execute("DELETE FROM pop3_schema")
+        conn.execute("INSERT INTO pop3_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+    log.info("PostgreSQL schema at version %d (was %d)", SCHEMA_VERSION, version)
+    return SCHEMA_VERSION
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a database error: no query, no parameters."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _LeaseKeeper:
+    """Renews the leases of one process's open sessions, and deletes those given back.
+
+    A thread of its own, started with the first session: it serves every binding alike
+    (asyncio, trio, threads), and ``release()`` only hands a lease over to it, so that a
+    session closing on an event loop's thread never waits for the database.
+    """
+
+    def __init__(self, runtime: _Runtime, lease_seconds: float) -> None:
+        self._runtime = runtime
+        self._lease = lease_seconds
+        self._interval = lease_seconds / 3
+        self._live: set[uuid.UUID] = set()
+        self._released: set[uuid.UUID] = set()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def hold(self, session: uuid.UUID) -> None:
+        """Keep renewing ``session``'s lease until it is released."""
+        with self._cond:
+            self._live.add(session)
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="pop3-lease-keeper", daemon=True
+                )
+                self._thread.start()
+
+    def release(self, session: uuid.UUID, *, deleted: bool = False) -> None:
+        """Stop renewing ``session``'s lease and delete it soon, unless ``deleted`` already.
+
+        Never blocks on the database.
+        """
+        with self._cond:
+            self._live.discard(session)
+            if not deleted:
+                self._released.add(session)
+                self._cond.notify()
+
+    def pending(self) -> list[uuid.UUID]:
+        """The leases released but not yet deleted."""
+        with self._cond:
+            return list(self._released)
+
+    def stop(self) -> None:
+        """Stop the thread, then delete every lease still held (best effort)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            sessions = list(self._live | self._released)
+            self._live.clear()
+            self._released.clear()
+        if sessions:
+            with contextlib.suppress(MaildropError), self._runtime.connection() as conn:
+                conn.execute(_RELEASE, (sessions,))
+
+    def _run(self) -> None:
+        due = time.monotonic() + self._interval
+        while True:
+            with self._cond:
+                while not self._stopping and not self._released:
+                    left = due - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if self._stopping:
+                    return
+                released = list(self._released)
+                renew = time.monotonic() >= due
+                live = list(self._live) if renew else []
+            try:
+                self._once(released, live)
+            except MaildropError as exc:
+                log.warning("lease keeper: %s; retrying", exc)
+                with self._cond:
+                    # Not at once: the pool waited its timeout already, or the database
+                    # refused; a release waits for the next try, as renewals do.
+                    self._cond.wait(min(1.0, self._interval))
+                continue
+            if renew:
+                due = time.monotonic() + self._interval
+
+    def _once(self, released: list[uuid.UUID], live: list[uuid.UUID]) -> None:
+        with self._runtime.connection() as conn:
+            if released:
+                conn.execute(_RELEASE, (released,))
+                with self._cond:
+                    self._released.difference_update(released)
+            if live:
+                rows = conn.execute(_RENEW, (self._lease, live)).fetchall()
+                lost = set(live) - {row[0] for row in rows}
+                if lost:
+                    # Expired (the database was out of reach for a whole lease): those
+                    # sessions can no longer delete anything (_FENCE); they end at QUIT.
+                    with self._cond:
+                        lost &= self._live
+                        self._live -= lost
+                    if lost:
+                        log.warning("%d session lease(s) expired before renewal", len(lost))
+
+
+class _PostgresMaildrop(Maildrop):
+    def __init__(
+        self,
+        runtime: _Runtime,
+        mailbox: str,
+        session: uuid.UUID,
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        super().__init__(MessageInfo(int(row[2]), str(row[1])) for row in rows)
+        self._runtime = runtime
+        self._mailbox = mailbox
+        self._session = session
+        self._ids: list[int] = [int(row[0]) for row in rows]
+        self._chunks: list[int] = [int(row[3]) for row in rows]
+        self._removed: set[int] = set()
+        self._lease_released = False
+
+    def _read(self, index: int, chunk_size: int) -> Iterator[bytes]:
+        if index in self._removed or self._lease_released:
+            raise MaildropError("the message has been removed")
+        reader = _ChunkReader(self._runtime, self._ids[index], self._chunks[index], chunk_size)
+        reader.fetch()  # a message that cannot be read fails here, as read() promises
+        return reader
+
+    def _commit(self, indexes: list[int]) -> set[int]:
+        todo = [index for index in indexes if index not in self._removed]
+        if not todo:
+            return set()
+        if self._lease_released:
+            raise MaildropError("the maildrop was committed already: its lease is released")
+        ids = [self._ids[index] for index in todo]
+        with self._runtime.connection() as conn, conn.transaction():
+            # Fencing: only the lease's holder deletes, and only while the lease holds;
+            # FOR UPDATE keeps another login from taking it until this commits.
+            if conn.execute(_FENCE, (self._mailbox, self._session)).fetchone() is None:
+                raise MaildropError("the maildrop's lease was lost: nothing deleted")
+            conn.execute(_DELETE, (self._mailbox, ids))
+            # The UPDATE state ends the session (RFC 1939 section 6): the lease goes with
+            # the deletions, so the next login anywhere finds the maildrop free at once.
+            conn.execute(_RELEASE, ([self._session],))
+        self._lease_released = True
+        self._runtime.keeper.release(self._session, deleted=True)
+        self._removed.update(todo)
+        return set()
+
+    def _close(self) -> None:
+        if not self._lease_released:
+            self._runtime.keeper.release(self._session)
+
+
+class _ChunkReader(Iterator[bytes]):
+    """A stored message, ``chunk_size`` octets at a time, fetched row by row as needed.
+
+    Each fetch takes a pooled connection for one query: a client reading slowly holds
+    no connection, and at most about ``chunk_size`` octets (rounded up to whole rows).
+    """
+
+    def __init__(self, runtime: _Runtime, message_id: int, chunks: int, chunk_size: int) -> None:
+        self._runtime = runtime
+        self._message_id = message_id
+        self._chunks = chunks
+        self._chunk_size = chunk_size
+        self._rows_per_fetch = max(1, -(-chunk_size // STORE_CHUNK))
+        self._next = 0  # the next row to fetch
+        self._buffer: list[bytes] = []
+        self._data = b""
+        self._pos = 0
+
+    def fetch(self) -> bool:
+        """Fetch the next rows; ``False`` at the end of the message."""
+        if self._next >= self._chunks:
+            return False
+        with self._runtime.connection() as conn:
+            rows = conn.execute(
+                _READ, (self._message_id, self._next, self._rows_per_fetch)
+            ).fetchall()
+        if not rows or rows[0][0] != self._next:
+            raise MaildropError("the message no longer exists")
+        for seq, data in rows:
+            if seq != self._next:
+                raise MaildropError("the message is incomplete")
+            self._buffer.append(bytes(data))
+            self._next += 1
+        return True
+
+    def __next__(self) -> bytes:
+        while self._pos >= len(self._data):
+            if self._buffer:
+                self._data, self._pos = self._buffer.pop(0), 0
+            elif not self.fetch():
+                raise StopIteration
+        end = self._pos + self._chunk_size
+        whole = self._pos == 0 and end >= len(self._data)
+        out = self._data if whole else self._data[self._pos : end]
+        self._pos = end
+        return out
