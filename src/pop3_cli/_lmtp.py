@@ -21,7 +21,7 @@ import signal
 import socket
 import stat
 from collections.abc import Container
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from ._defaults import DEFAULT_HOST, DEFAULT_LMTP_PORT
 from ._errors import CliError
@@ -124,14 +124,38 @@ def _listen_unix(path: str) -> socket.socket:
     return sock
 
 
-async def _serve(args: argparse.Namespace, handler: LmtpDelivery) -> None:
+def _protocol_class() -> type[Any]:
+    """aiosmtpd's ``LMTP``, made to answer a refused message once per recipient.
+
+    aiosmtpd refuses a message that is too big (552) or has a line too long (500)
+    with one reply after the data, as SMTP does; LMTP's client then waits for one
+    reply per accepted recipient (RFC 2033 section 4.2), so the reply is repeated.
+    """
     from aiosmtpd.lmtp import LMTP
 
+    class PerRecipientLMTP(LMTP):
+        _recipients = 0  # accepted recipients when DATA's 354 went out; 0 outside DATA
+
+        async def push(self, status: AnyStr) -> None:
+            text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+            if text.startswith("354"):
+                self._recipients = len(self.envelope.rcpt_tos) if self.envelope else 0
+            elif self._recipients:
+                count, self._recipients = self._recipients, 0
+                if text[:1] in ("4", "5") and "\r\n" not in text:
+                    text = "\r\n".join([text] * count)
+            await super().push(text)
+
+    return PerRecipientLMTP
+
+
+async def _serve(args: argparse.Namespace, handler: LmtpDelivery) -> None:
     loop = asyncio.get_running_loop()
     hostname = socket.gethostname() or "localhost"  # not getfqdn(): no DNS wait at start
+    lmtp_class = _protocol_class()
 
-    def protocol() -> LMTP:
-        return LMTP(
+    def protocol() -> Any:
+        return lmtp_class(
             handler,
             hostname=hostname,
             data_size_limit=args.max_message_size,

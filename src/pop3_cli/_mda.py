@@ -164,6 +164,11 @@ def run_deliver(args: argparse.Namespace) -> int:
 
     from pop3_maildrop import MaildropError, StorageUnavailableError
 
+    if args.verbose <= args.quiet:
+        # Quiet on success (an MTA may mail whatever it prints): warnings only, unless -v.
+        logging.getLogger("pop3").setLevel(logging.WARNING)
+    # psycopg_pool logs each failed connection attempt; the one line of a failure is ours.
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     _check_user(args.user, args.users)
     try:
         message = EnvelopeStripped(sys.stdin.buffer)
