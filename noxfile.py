@@ -35,6 +35,8 @@ NOT_VERSION_DEPENDENT = (
     "test_proxy_haproxy.py",  # HAProxy in front of each server
     "test_load.py",
     "test_crash_safety.py",
+    "test_postgres_delivery.py",  # pop3 deliver, lmtp and import against PostgreSQL
+    "test_postgres_hosts.py",  # three servers behind HAProxy, one PostgreSQL, under load
 )
 
 TESTS = Path(__file__).parent / "tests"
