@@ -365,7 +365,11 @@ def count_rows(url: str) -> int:
 def part_lmtp(args: argparse.Namespace, tmp: Path, cluster: Any) -> dict[str, Any]:
     from postgres import create_database
 
+    from pop3_maildrop import PostgresStorage
+
     url = create_database(cluster, "lmtp")
+    with PostgresStorage(url, pool_min=0, pool_max=1) as storage:
+        storage.create_schema()
     users = users_file(tmp / "lmtp-users", args.users)
     rng = random.Random(7)
     text = bench_sessions.message_text(rng, "lmtp", 4096).replace(b"\n", b"\r\n")

@@ -6,7 +6,9 @@ not know is refused at RCPT (550 5.1.1, RFC 3463); after DATA each accepted
 recipient gets its own reply (RFC 2033 section 4.2), 250 only once its copy
 is committed, 451 4.3.0 when the database is unreachable or fails, so the MTA
 retries exactly the recipients that were not stored. The storage's calls
-block, so they run in a thread pool as large as the database pool.
+block, so they run in a thread pool as large as the database pool; messages
+that arrive while a transaction runs are stored together in the next one
+(``GroupCommit``), so a busy server pays one commit for many messages.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Container
+import weakref
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any, AnyStr
 
 from ._defaults import DEFAULT_HOST, DEFAULT_LMTP_PORT
@@ -51,18 +54,81 @@ def recipient_user(address: str, users: Container[str]) -> str | None:
     return None
 
 
-class LmtpDelivery:
-    """aiosmtpd's handler: RCPT checks the user, DATA stores one copy per recipient."""
+class GroupCommit:
+    """Stores messages in batches: what arrives while a transaction runs goes in the next.
+
+    Each message waits for the transaction that stores it to commit (a commit's
+    disk flush is the cost of a delivery); ``workers`` transactions run at once,
+    each on a thread of ``executor`` and a connection of the pool, each taking
+    everything queued (up to ``batch`` messages). One failure fails its whole
+    batch, which stored nothing (``deliver_many`` is all or none).
+    """
 
     def __init__(
         self,
         storage: PostgresStorage,
-        users: Container[str],
         executor: concurrent.futures.Executor,
+        *,
+        workers: int,
+        batch: int = 64,
     ) -> None:
         self.storage = storage
-        self.users = users
         self.executor = executor
+        self.workers = workers
+        self.batch = batch
+        self._queue: asyncio.Queue[tuple[str, bytes, asyncio.Future[str]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = 0  # batches being stored now
+
+    def start(self) -> None:
+        """Start the workers (on the running event loop)."""
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
+
+    async def stop(self, timeout: float) -> None:
+        """Let what is queued or running commit (at most ``timeout`` s), then stop."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (self._running or not self._queue.empty()) and (
+            asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def deliver(self, user: str, message: bytes) -> str:
+        """Store ``message`` for ``user``; its unique id once committed."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((user, message, future))
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [(user, message) for user, message, _ in batch]
+            self._running += 1
+            try:
+                uids = await loop.run_in_executor(self.executor, self.storage.deliver_many, items)
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, _, future), uid in zip(batch, uids, strict=True):
+                    if not future.done():
+                        future.set_result(uid)
+            finally:
+                self._running -= 1
+
+
+class LmtpDelivery:
+    """aiosmtpd's handler: RCPT checks the user, DATA stores one copy per recipient."""
+
+    def __init__(self, store: GroupCommit, users: Container[str]) -> None:
+        self.store = store
+        self.users = users
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -79,7 +145,9 @@ class LmtpDelivery:
         # One reply line per accepted recipient, in RCPT order (RFC 2033 section 4.2);
         # aiosmtpd sends the string as it is, so the lines are joined with CRLF.
         message: bytes = envelope.original_content
-        replies = [await self._deliver(address, message) for address in envelope.rcpt_tos]
+        replies = await asyncio.gather(
+            *(self._deliver(address, message) for address in envelope.rcpt_tos)
+        )
         return "\r\n".join(replies)
 
     async def _deliver(self, address: str, message: bytes) -> str:
@@ -88,9 +156,8 @@ class LmtpDelivery:
         user = recipient_user(address, self.users)
         if user is None:  # pragma: no cover - checked at RCPT; the users do not change
             return f"550 5.1.1 <{address}>: no such user here"
-        loop = asyncio.get_running_loop()
         try:
-            uid = await loop.run_in_executor(self.executor, self.storage.deliver, user, message)
+            uid = await self.store.deliver(user, message)
         except StorageUnavailableError as exc:
             log.warning("not delivered to %s: database unavailable: %s", user, exc)
             return f"451 4.3.0 <{address}> database unavailable, try again later"
@@ -149,46 +216,71 @@ def _protocol_class() -> type[Any]:
     return PerRecipientLMTP
 
 
-async def _serve(args: argparse.Namespace, handler: LmtpDelivery) -> None:
+async def _serve(args: argparse.Namespace, storage: PostgresStorage, users: Container[str]) -> None:
     loop = asyncio.get_running_loop()
     hostname = socket.gethostname() or "localhost"  # not getfqdn(): no DNS wait at start
     lmtp_class = _protocol_class()
+    executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=args.pool_max, thread_name_prefix="lmtp-store"
+    )
+    store = GroupCommit(storage, executor, workers=args.pool_max)
+    handler = LmtpDelivery(store, users)
+    connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def protocol() -> Any:
-        return lmtp_class(
+        connection = lmtp_class(
             handler,
             hostname=hostname,
             data_size_limit=args.max_message_size,
             enable_SMTPUTF8=True,
             loop=loop,
         )
+        connections.add(connection)
+        return connection
 
-    server: asyncio.Server
-    if args.socket is not None:
-        server = await loop.create_unix_server(protocol, sock=_listen_unix(args.socket))
-        shown = [args.socket]
-    else:
-        host, port = args.listen or (DEFAULT_HOST, DEFAULT_LMTP_PORT)
-        try:
-            server = await loop.create_server(protocol, host, port, backlog=1024)
-        except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        shown = []
-        for sock in server.sockets:
-            name = sock.getsockname()
-            address = f"[{name[0]}]" if ":" in name[0] else name[0]
-            shown.append(f"{address}:{name[1]}")
-    async with server:
+    try:
+        server = await _listen(args, loop, protocol)
+        store.start()
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        for where in shown:
-            print(f"listening on {where}", flush=True)
+        for sock in server.sockets:
+            print(f"listening on {_shown(sock)}", flush=True)
         await stop.wait()
         log.info("stopping")
+        # No new connections; deliveries under way commit and are answered; then the
+        # connections still open (an MTA keeps idle ones) are closed.
+        server.close()
+        await store.stop(timeout=10.0)
+        for connection in list(connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        await asyncio.sleep(0)
+    finally:
+        await store.stop(timeout=0)
+        executor.shutdown(wait=True)
+        if args.socket is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(args.socket)
+
+
+async def _listen(
+    args: argparse.Namespace, loop: asyncio.AbstractEventLoop, protocol: Callable[[], Any]
+) -> asyncio.Server:
     if args.socket is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(args.socket)
+        return await loop.create_unix_server(protocol, sock=_listen_unix(args.socket))
+    host, port = args.listen or (DEFAULT_HOST, DEFAULT_LMTP_PORT)
+    try:
+        return await loop.create_server(protocol, host, port, backlog=1024)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _shown(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return str(name)
+    return f"[{name[0]}]:{name[1]}" if ":" in name[0] else f"{name[0]}:{name[1]}"
 
 
 def run_lmtp(args: argparse.Namespace) -> int:
@@ -209,10 +301,7 @@ def run_lmtp(args: argparse.Namespace) -> int:
         args.storage, pool_min=0, pool_max=args.pool_max, timeout=args.storage_timeout
     )
     try:
-        with concurrent.futures.ThreadPoolExecutor(
-            max_workers=args.pool_max, thread_name_prefix="lmtp-deliver"
-        ) as executor:
-            asyncio.run(_serve(args, LmtpDelivery(storage, users, executor)))
+        asyncio.run(_serve(args, storage, users))
     finally:
         storage.close()
     return 0
