@@ -102,6 +102,21 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, _port(port)
 
 
+def _database_arguments(parser: argparse.ArgumentParser, timeout_help: str | None) -> None:
+    """``--storage URL`` (required) and, with ``timeout_help``, ``--storage-timeout``."""
+    parser.add_argument(
+        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
+    )
+    if timeout_help is not None:
+        parser.add_argument(
+            "--storage-timeout",
+            type=_seconds,
+            default=STORAGE_TIMEOUT,
+            metavar="SECONDS",
+            help=f"{timeout_help} for this long (default {STORAGE_TIMEOUT:g})",
+        )
+
+
 def _user_pair(text: str) -> tuple[str, str]:
     # The message must not repeat ``text``: it may hold a password.
     name, sep, password = text.partition(":")
@@ -254,7 +269,7 @@ exit status (sysexits.h, which mail systems read):
   74 standard input could not be read (EX_IOERR)
   75 the database is unreachable or failed: try again later (EX_TEMPFAIL;
      the MTA keeps the message queued and retries)
-  78 the users file cannot be read (EX_CONFIG)
+  78 the users file cannot be read, or psycopg is not installed (EX_CONFIG)
   130 interrupted
 """
 
@@ -302,7 +317,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = _Parser(
         prog=PROG,
-        description="POP3 tools: a server for Maildirs, and a safe mail fetcher.",
+        description="POP3 tools: a server, a safe mail fetcher, and mail delivery into PostgreSQL.",
     )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(
@@ -491,22 +506,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage_exit=EX_USAGE,
     )
-    deliver.add_argument(
-        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
-    )
+    _database_arguments(deliver, "give up (exit 75) when the database cannot be reached")
     deliver.add_argument("--user", metavar="NAME", required=True, help="whose maildrop")
     deliver.add_argument(
         "--users",
         metavar="FILE",
         help="a users file (as pop3 serve's): a NAME not in it exits 67 (EX_NOUSER)",
-    )
-    deliver.add_argument(
-        "--storage-timeout",
-        type=_seconds,
-        default=STORAGE_TIMEOUT,
-        metavar="SECONDS",
-        help="give up (exit 75) when the database cannot be reached for this long "
-        f"(default {STORAGE_TIMEOUT:g})",
     )
 
     lmtp = commands.add_parser(
@@ -517,9 +522,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         epilog=LMTP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lmtp.add_argument(
-        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
-    )
+    _database_arguments(lmtp, "answer 451 when no database connection can be had")
     lmtp.add_argument(
         "--users",
         metavar="FILE",
@@ -550,14 +553,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         metavar="N",
         help=f"database connections at most, i.e. deliveries at once (default {POOL_MAX})",
     )
-    lmtp.add_argument(
-        "--storage-timeout",
-        type=_seconds,
-        default=STORAGE_TIMEOUT,
-        metavar="SECONDS",
-        help="wait this long for a database connection, then answer 451 "
-        f"(default {STORAGE_TIMEOUT:g})",
-    )
 
     import_ = commands.add_parser(
         "import",
@@ -568,9 +563,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     import_.add_argument("--maildir", metavar="DIR", required=True, help="the Maildir to copy")
     import_.add_argument("--user", metavar="NAME", required=True, help="whose maildrop")
-    import_.add_argument(
-        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
-    )
+    _database_arguments(import_, None)
     return parser, {
         "serve": serve,
         "fetch": fetch,
