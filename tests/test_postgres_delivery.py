@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -60,6 +62,39 @@ def test_deliver_keeps_a_from_header_and_later_from_lines(fresh: str) -> None:
     message = b"From: x@example.org\nSubject: s\n\nFrom here on, the body.\n"
     assert run_deliver(fresh, "--user", "alice", stdin=message).returncode == 0
     assert list(stored(fresh, "alice").values()) == [message]
+
+
+def test_deliver_streams_a_message_of_many_chunks_byte_exact(fresh: str) -> None:
+    # Over STORE_CHUNK (64 KiB) several times, and not a multiple of it.
+    body = b"".join(b"line %06d\r\n" % n for n in range(40_000))
+    message = b"Subject: big\r\n\r\n" + body
+    result = run_deliver(fresh, "--user", "alice", stdin=ENVELOPE + message)
+    assert result.returncode == 0, result.stderr
+    assert list(stored(fresh, "alice").values()) == [message]
+
+
+def test_deliver_unreadable_input_exits_74(fresh: str) -> None:
+    # Standard input is a TCP connection that the other side resets in the middle of
+    # the message: a read fails with ECONNRESET (not an end of file).
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+    with receiver:
+        sender.sendall(b"Subject: cut\r\n\r\npart of a body")
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sender.close()  # RST
+        result = subprocess.run(
+            pop3("deliver", "--storage", fresh, "--user", "alice"),
+            stdin=receiver.fileno(),
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=TIMEOUT,
+            check=False,
+        )
+    assert result.returncode == 74, result.stderr
+    assert result.stderr.startswith("pop3 deliver: cannot read the message"), result.stderr
+    assert stored(fresh, "alice") == {}
 
 
 def test_deliver_unknown_user_exits_67_and_stores_nothing(fresh: str, users_file: Path) -> None:
