@@ -403,6 +403,10 @@ class _Runtime:
             # A connection broken by a database restart is found and replaced when it
             # is taken, not when a session's statement fails on it.
             check=ConnectionPool.check_connection,
+            # No reconnection in the background with a growing back-off (the pool's
+            # default): after an outage the next request connects at once, so sessions
+            # succeed as soon as the database is back.
+            reconnect_timeout=0.0,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(storage.timeout)),
