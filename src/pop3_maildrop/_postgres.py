@@ -87,6 +87,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (message, seq)
         )
         """,
+        # Stored uncompressed: compressing costs the database more CPU than the
+        # delivery itself (mail is largely base64 of compressed attachments); an
+        # operator may choose otherwise (docs/storage-postgresql.md).
+        "ALTER TABLE pop3_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
         """
         CREATE TABLE pop3_leases (
             mailbox text PRIMARY KEY,
