@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bindings import NAMES
@@ -96,6 +97,17 @@ def test_ids_sizes_snapshot_and_in_use(tmp_path: Path, pg_url: str, kind: str) -
                 assert again.command(b"QUIT").startswith(b"+OK")
             assert server.stop() == 0
             assert other.stop() == 0
+
+
+def test_a_stopped_server_gives_its_leases_back(tmp_path: Path, pg_url: str) -> None:
+    with serve(tmp_path, "asyncio", pg_url) as server:
+        held = login(server.port, "u3")  # no QUIT: the server's shutdown ends it
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT mailbox FROM pop3_leases").fetchall() == [("u3",)]
+        assert server.stop() == 0  # SIGTERM
+        held.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pop3_leases").fetchone() == (0,)
 
 
 def test_database_down_at_login_then_back(

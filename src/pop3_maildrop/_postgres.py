@@ -467,10 +467,12 @@ def _migrate(conn: psycopg.Connection[Any]) -> int:
         row = conn.execute("SELECT max(version) FROM pop3_schema").fetchone()
         version: int = row[0] if row is not None and row[0] is not None else 0
         if version > SCHEMA_VERSION:
-            raise MaildropError(
+            text = (
                 f"the database's schema is version {version}; this release knows "
                 f"{SCHEMA_VERSION} and older: upgrade pop3-sansio"
             )
+            log.error("PostgreSQL storage: %s", text)
+            raise MaildropError(text)
         if version == SCHEMA_VERSION:
             return version  # another process was first
         for step in range(version + 1, SCHEMA_VERSION + 1):
