@@ -28,7 +28,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,9 @@ import psycopg
 import pytest
 
 from bindings import NAMES
+from crashes import PASSWORD, Outcome, check_user, message, sessions_until_killed
 from pop3_maildrop import PostgresStorage
-from served import PopServer, RawClient, crlf, env, write_users
+from served import PopServer, crlf, env, write_users
 
 pytest_plugins = ["peers", "postgres"]
 
@@ -46,30 +46,7 @@ SEED = int(os.environ.get("POP3_CRASH_SEED", "20261207"))
 KILLS = 3
 """Server kills per binding."""
 USERS = [f"user{n}" for n in range(4)]
-PASSWORD = "crash-test-pw"
 LEASE = "1"
-
-
-def message(rng: random.Random, name: str) -> bytes:
-    """A message of 200 octets to 40 KiB, LF or CRLF line ends, dot lines."""
-    body = b"".join(
-        b"%s line %d of %s\n" % (rng.choice([b"", b".", b".."]), n, name.encode())
-        for n in range(rng.randrange(5, 1500))
-    )
-    out = b"From: sender@example.org\nSubject: " + name.encode() + b"\n\n" + body
-    return out.replace(b"\n", b"\r\n") if rng.random() < 0.3 else out
-
-
-@dataclass
-class Outcome:
-    user: str
-    deleted: set[str] = field(default_factory=set)  # uids whose DELE got +OK
-    quit_sent: bool = False
-    quit_ok: bool = False
-
-    @property
-    def unanswered(self) -> bool:
-        return self.quit_sent and not self.quit_ok
 
 
 @dataclass
@@ -86,79 +63,6 @@ class Ledger:
                 self.serial += 1
                 data = message(rng, f"m{self.serial}")
                 self.originals[user][storage.deliver(user, data)] = data
-
-
-class KillableClient(RawClient):
-    def line(self) -> bytes:
-        line = super().line()
-        if not line.endswith(b"\n"):
-            raise ConnectionResetError("the server went away")
-        return line
-
-
-class Worker(threading.Thread):
-    """Sessions for one user, one after another, until told to stop."""
-
-    def __init__(self, port: int, user: str, ledger: Ledger, rng: random.Random) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.user = user
-        self.ledger = ledger
-        self.rng = rng
-        self.stop = threading.Event()
-        self.sessions = 0
-        self.in_use = 0
-        self.errors: list[str] = []
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            outcome = Outcome(self.user)
-            try:
-                self.session(outcome)
-            except OSError:
-                pass  # the server was killed: what was answered is in `outcome`
-            except AssertionError as exc:
-                self.errors.append(f"{self.user}: {exc}")
-                return
-            finally:
-                self.ledger.outcomes.append(outcome)
-
-    def session(self, outcome: Outcome) -> None:
-        rng = self.rng
-        with KillableClient(self.port, timeout=5) as client:
-            assert client.greeting.startswith(b"+OK"), client.greeting
-            answer = client.login(self.user, PASSWORD)
-            if answer.startswith(b"-ERR [IN-USE]"):
-                # A killed server's lease, until it expires; or the last session's,
-                # until the keeper thread has deleted it.
-                self.in_use += 1
-                time.sleep(0.02)
-                return
-            assert answer.startswith(b"+OK"), answer
-            self.sessions += 1
-            assert client.command(b"UIDL").startswith(b"+OK")
-            uids = {}
-            for line in client.multiline().split(b"\r\n")[:-1]:
-                number, uid = line.split(b" ")
-                uids[int(number)] = uid.decode()
-            assert client.command(b"LIST").startswith(b"+OK")
-            sizes = dict(line.split(b" ") for line in client.multiline().split(b"\r\n")[:-1])
-            originals = self.ledger.originals[self.user]
-            for number, uid in uids.items():
-                assert int(sizes[b"%d" % number]) == len(crlf(originals[uid])), uid
-            numbers = sorted(uids)
-            for msg in rng.sample(numbers, min(len(numbers), rng.randrange(0, 3))):
-                assert client.retr(msg) == crlf(originals[uids[msg]]), f"RETR {msg} differs"
-            for msg in rng.sample(numbers, min(len(numbers), rng.randrange(1, 4))):
-                answer = client.command(b"DELE %d" % msg)
-                assert answer.startswith(b"+OK"), answer
-                outcome.deleted.add(uids[msg])
-            if rng.random() < 0.15:
-                return  # hang up without QUIT: nothing may be deleted
-            outcome.quit_sent = True
-            answer = client.command(b"QUIT")
-            assert answer.startswith(b"+OK"), answer
-            outcome.quit_ok = True
 
 
 def stored(url: str, user: str) -> dict[str, bytes]:
@@ -183,23 +87,7 @@ def check(url: str, ledger: Ledger, since: int) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     for user in USERS:
         originals = ledger.originals[user]
-        in_db = stored(url, user)
-        for uid, data in in_db.items():
-            assert uid in originals, f"{user}: unknown message {uid}"
-            assert data == originals[uid], f"{user}: {uid} differs"
-        outcomes = [o for o in ledger.outcomes if o.user == user]
-        for outcome in outcomes:
-            if outcome.quit_ok:
-                kept = outcome.deleted & in_db.keys()
-                assert not kept, f"{user}: deleted by an answered QUIT, still there: {kept}"
-        may_be_gone = set().union(*(o.deleted for o in outcomes if o.quit_sent))
-        lost = originals.keys() - in_db.keys() - may_be_gone
-        assert not lost, f"{user}: lost without a QUIT that deleted them: {lost}"
-        unanswered = set().union(
-            *(o.deleted for o in ledger.outcomes[since:] if o.user == user and o.unanswered)
-        )
-        counts["in the window, committed"] += len(unanswered - in_db.keys())
-        counts["in the window, not committed"] += len(unanswered & in_db.keys())
+        counts += check_user(user, stored(url, user), originals, ledger.outcomes, since)
     return counts
 
 
@@ -219,21 +107,14 @@ def test_server_killed_at_random_points(tmp_path: Path, pg_url: str, backend: st
             server = PopServer(
                 tmp_path, backend, users, tmp_path, "--lease-seconds", LEASE, storage=pg_url
             )
-            workers = [
-                Worker(server.port, user, ledger, random.Random(f"{SEED}-{backend}-{kill}-{u}"))
-                for u, user in enumerate(USERS)
-            ]
-            for worker in workers:
-                worker.start()
-            time.sleep(rng.uniform(0.2, 0.9))
-            server.kill()
-            for worker in workers:
-                worker.stop.set()
-                worker.join(10)
-                assert not worker.is_alive()
-                assert not worker.errors, worker.errors
-                totals["sessions"] += worker.sessions
-                totals["in use"] += worker.in_use
+            totals += sessions_until_killed(
+                server,
+                ledger.originals,
+                ledger.outcomes,
+                f"{SEED}-{backend}-{kill}",
+                rng.uniform(0.2, 0.9),
+                in_use_at_first=True,  # the killed server's leases, until they expire
+            )
             totals.update(check(pg_url, ledger, since))
             ledger.deliver(storage, rng, rng.randrange(3, 10))
     quits = sum(o.quit_ok for o in ledger.outcomes)
