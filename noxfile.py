@@ -36,6 +36,7 @@ NOT_VERSION_DEPENDENT = (
     "test_proxy_haproxy.py",  # HAProxy in front of each server
     "test_load.py",
     "test_crash_safety.py",
+    "test_postgres_cluster.py",  # the tests' own PostgreSQL
     "test_postgres_serve.py",  # pop3 serve on a real PostgreSQL, stopped and restarted
     "test_postgres_crash.py",
     "test_postgres_scale.py",  # 200 MB through PostgreSQL; 1,000 sessions

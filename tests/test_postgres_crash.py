@@ -163,11 +163,13 @@ def test_delivery_killed_at_random_points(pg_url: str) -> None:
             stdout=subprocess.PIPE,
             env=env(),
         )
-        time.sleep(rng.uniform(0.4, 1.0))
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # delivering (started, connected): now kill it
+        assert first, "the delivering process died"
+        time.sleep(rng.uniform(0.0, 0.6))
         proc.kill()
         proc.wait()
-        assert proc.stdout is not None
-        done.update(int(line) for line in proc.stdout.read().split())
+        done.update(int(line) for line in (first + proc.stdout.read()).split())
         proc.stdout.close()
         in_db = stored(pg_url, "incoming")
         numbers = {int(uid.removeprefix("msg-")) for uid in in_db}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -22,7 +21,7 @@ import pytest
 from bindings import NAMES
 from pop3_cli._defaults import LEASE_SECONDS, POOL_MAX, STORAGE_TIMEOUT
 from pop3_maildrop import PostgresStorage
-from postgres import PostgresCluster
+from postgres import PostgresCluster, create_database
 from served import PopServer, RawClient, crlf, env, pop3, write_users
 
 pytest_plugins = ["peers", "postgres"]
@@ -110,13 +109,12 @@ def test_a_stopped_server_gives_its_leases_back(tmp_path: Path, pg_url: str) -> 
         assert conn.execute("SELECT count(*) FROM pop3_leases").fetchone() == (0,)
 
 
-def test_database_down_at_login_then_back(
-    tmp_path: Path, pg_cluster: Callable[..., PostgresCluster]
-) -> None:
-    cluster = pg_cluster()
-    with PostgresStorage(cluster.url) as storage:
+def test_database_down_at_login_then_back(tmp_path: Path, pg_faults: PostgresCluster) -> None:
+    cluster = pg_faults
+    url = create_database(cluster, "down_at_login")
+    with PostgresStorage(url) as storage:
         storage.deliver("u0", b"Subject: kept\n\nkept\n")
-    with serve(tmp_path, "asyncio", cluster.url, "--storage-timeout", "2") as server:
+    with serve(tmp_path, "asyncio", url, "--storage-timeout", "2") as server:
         cluster.stop()
         with RawClient(server.port) as client:
             assert client.command(b"USER u0").startswith(b"+OK")
@@ -141,14 +139,15 @@ def test_database_down_at_login_then_back(
 
 @pytest.mark.parametrize("kind", NAMES)
 def test_database_restarted_under_sessions(
-    tmp_path: Path, pg_cluster: Callable[..., PostgresCluster], kind: str
+    tmp_path: Path, pg_faults: PostgresCluster, kind: str
 ) -> None:
-    cluster = pg_cluster()
-    with PostgresStorage(cluster.url) as storage:
+    cluster = pg_faults
+    url = create_database(cluster, f"restarted_{kind}")
+    with PostgresStorage(url) as storage:
         for user in ("u0", "u1", "u2"):
             storage.deliver(user, b"Subject: 1\n\none\n")
             storage.deliver(user, b"Subject: 2\n\ntwo\n")
-    with serve(tmp_path, kind, cluster.url, "--storage-timeout", "1") as server:
+    with serve(tmp_path, kind, url, "--storage-timeout", "1") as server:
         sessions = {user: login(server.port, user) for user in ("u0", "u1", "u2")}
         for client in sessions.values():
             assert client.command(b"DELE 1").startswith(b"+OK")
