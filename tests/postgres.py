@@ -15,7 +15,9 @@ Fixtures (test modules load this file with ``pytest_plugins = ["postgres"]``):
 - ``pg_url``: a fresh database of that cluster for each test module (``CREATE DATABASE``
   from ``template0``), as a ``postgresql://`` URL;
 - ``pg_cluster``: a factory for a cluster of a test's own (fault tests stop, kill and
-  restart it: ``stop()``, ``kill()``, ``start()``, ``restart()``); stopped when the test ends.
+  restart it: ``stop()``, ``kill()``, ``start()``, ``restart()``); stopped when the test ends;
+- ``pg_faults``: a cluster for the fault tests of one module (each test that stops it
+  starts it again); it saves an ``initdb`` per test.
 
 A missing PostgreSQL or psycopg skips the test with an install hint, or fails it with
 ``POP3_REQUIRE_PEERS=1`` (``peers.unavailable``). PYTEST_DONT_REWRITE (it is imported
@@ -45,6 +47,7 @@ __all__ = [
     "create_database",
     "find_bindir",
     "pg_cluster",
+    "pg_faults",
     "pg_url",
     "postgres",
 ]
@@ -252,3 +255,13 @@ def pg_cluster() -> Iterator[Callable[..., PostgresCluster]]:
     for cluster in made:
         with contextlib.suppress(Exception):
             cluster.close()
+
+
+@pytest.fixture(scope="module")
+def pg_faults() -> Iterator[PostgresCluster]:
+    """A cluster for the module's fault tests; a test that stops it must start it again."""
+    cluster = PostgresCluster(require_postgres())
+    try:
+        yield cluster
+    finally:
+        cluster.close()

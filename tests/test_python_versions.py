@@ -123,7 +123,11 @@ def test_the_version_tier_leaves_out_only_the_interpreter_independent_tiers(
     assert left_out == {
         p
         for p in every
-        if re.fullmatch(r"tests/test_(interop_\w+|proxy_haproxy|load|crash_safety)\.py", p)
+        if re.fullmatch(
+            r"tests/test_(interop_\w+|proxy_haproxy|load|crash_safety"
+            r"|postgres_(cluster|serve|crash|scale))\.py",
+            p,
+        )
     }
     for core in (
         "test_connection_client.py",

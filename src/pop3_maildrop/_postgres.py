@@ -87,6 +87,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (message, seq)
         )
         """,
+        # Stored uncompressed: compressing costs the database more CPU than the
+        # delivery itself (mail is largely base64 of compressed attachments); an
+        # operator may choose otherwise (docs/storage-postgresql.md).
+        "ALTER TABLE pop3_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
         """
         CREATE TABLE pop3_leases (
             mailbox text PRIMARY KEY,
@@ -403,6 +407,10 @@ class _Runtime:
             # A connection broken by a database restart is found and replaced when it
             # is taken, not when a session's statement fails on it.
             check=ConnectionPool.check_connection,
+            # No reconnection in the background with a growing back-off (the pool's
+            # default): after an outage the next request connects at once, so sessions
+            # succeed as soon as the database is back.
+            reconnect_timeout=0.0,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(storage.timeout)),
@@ -459,10 +467,12 @@ def _migrate(conn: psycopg.Connection[Any]) -> int:
         row = conn.execute("SELECT max(version) FROM pop3_schema").fetchone()
         version: int = row[0] if row is not None and row[0] is not None else 0
         if version > SCHEMA_VERSION:
-            raise MaildropError(
+            text = (
                 f"the database's schema is version {version}; this release knows "
                 f"{SCHEMA_VERSION} and older: upgrade pop3-sansio"
             )
+            log.error("PostgreSQL storage: %s", text)
+            raise MaildropError(text)
         if version == SCHEMA_VERSION:
             return version  # another process was first
         for step in range(version + 1, SCHEMA_VERSION + 1):
