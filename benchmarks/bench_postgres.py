@@ -363,9 +363,8 @@ def count_rows(url: str) -> int:
 
 
 def part_lmtp(args: argparse.Namespace, tmp: Path, cluster: Any) -> dict[str, Any]:
-    from postgres import create_database
-
     from pop3_maildrop import PostgresStorage
+    from postgres import create_database
 
     url = create_database(cluster, "lmtp")
     with PostgresStorage(url, pool_min=0, pool_max=1) as storage:
