@@ -9,6 +9,8 @@ must answer 451 for each recipient and deliver again once the database is back.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import re
 import smtplib
@@ -23,7 +25,8 @@ import pytest
 
 from delivery import MESSAGE, TIMEOUT, lmtp, run_deliver, sizes, stored
 from peers import free_port
-from pop3_maildrop import MaildirStorage
+from pop3_cli._lmtp import GroupCommit
+from pop3_maildrop import MaildirStorage, MaildropError, PostgresStorage
 from postgres import PostgresCluster, create_database
 from served import crlf, deliver, env, pop3, write_users
 
@@ -286,6 +289,33 @@ def test_lmtp_refuses_a_message_over_the_size_limit(
         finally:
             client.close()
     assert stored(fresh, "alice") == {}
+
+
+def test_lmtp_group_commit_stores_a_batch_and_isolates_a_failing_message(fresh: str) -> None:
+    """Three messages queued at once go in one batch; one that cannot be stored (an
+    empty user name) fails alone, the others are stored."""
+
+    async def main() -> list[str | BaseException]:
+        with (
+            PostgresStorage(fresh, pool_min=0, pool_max=1) as storage,
+            concurrent.futures.ThreadPoolExecutor(1) as executor,
+        ):
+            store = GroupCommit(storage, executor, workers=1)
+            tasks = [
+                asyncio.create_task(store.deliver(user, b"Subject: %d\r\n\r\n" % n))
+                for n, user in enumerate(["alice", "", "bob"])
+            ]
+            await asyncio.sleep(0)  # all three queued before a worker takes any
+            store.start()
+            try:
+                return await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                await store.stop(timeout=5)
+
+    alice, nobody, bob = asyncio.run(main())
+    assert isinstance(nobody, MaildropError)
+    assert stored(fresh, "alice") == {alice: b"Subject: 0\r\n\r\n"}
+    assert stored(fresh, "bob") == {bob: b"Subject: 2\r\n\r\n"}
 
 
 # --- pop3 import ----------------------------------------------------------------------------

@@ -60,8 +60,9 @@ class GroupCommit:
     Each message waits for the transaction that stores it to commit (a commit's
     disk flush is the cost of a delivery); ``workers`` transactions run at once,
     each on a thread of ``executor`` and a connection of the pool, each taking
-    everything queued (up to ``batch`` messages). One failure fails its whole
-    batch, which stored nothing (``deliver_many`` is all or none).
+    everything queued (up to ``batch`` messages). A batch is all or none
+    (``deliver_many``): if the database is unavailable every message in it fails;
+    if anything else fails, its messages are tried again one by one.
     """
 
     def __init__(
@@ -102,25 +103,40 @@ class GroupCommit:
         return await future
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            items = [(user, message) for user, message, _ in batch]
             self._running += 1
             try:
-                uids = await loop.run_in_executor(self.executor, self.storage.deliver_many, items)
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for (_, _, future), uid in zip(batch, uids, strict=True):
-                    if not future.done():
-                        future.set_result(uid)
+                await self._store(batch)
             finally:
                 self._running -= 1
+
+    async def _store(self, batch: list[tuple[str, bytes, asyncio.Future[str]]]) -> None:
+        from pop3_maildrop import StorageUnavailableError
+
+        loop = asyncio.get_running_loop()
+        items = [(user, message) for user, message, _ in batch]
+        try:
+            uids = await loop.run_in_executor(self.executor, self.storage.deliver_many, items)
+        except StorageUnavailableError as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0][2].done():
+                    batch[0][2].set_exception(exc)
+            else:
+                # Not the database's state but something of one message, perhaps: each
+                # alone, so that one message cannot keep failing the others.
+                for one in batch:
+                    await self._store([one])
+        else:
+            for (_, _, future), uid in zip(batch, uids, strict=True):
+                if not future.done():
+                    future.set_result(uid)
 
 
 class LmtpDelivery:
