@@ -125,7 +125,7 @@ def test_the_version_tier_leaves_out_only_the_interpreter_independent_tiers(
         for p in every
         if re.fullmatch(
             r"tests/test_(interop_\w+|proxy_haproxy|load|crash_safety"
-            r"|postgres_(cluster|serve|crash|scale))\.py",
+            r"|postgres_(cluster|serve|crash|scale|delivery|hosts))\.py",
             p,
         )
     }
