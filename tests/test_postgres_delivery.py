@@ -364,6 +364,17 @@ def test_import_copies_a_maildir_keeps_its_unique_ids_and_is_idempotent(
     assert sorted(p.name for p in (maildir / "new").iterdir())[0] == "1600000001.M1P1.host"
 
 
+def test_import_of_more_than_one_batch_keeps_the_order(fresh: str, tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    for n in range(250):  # 100 a transaction: three of them
+        deliver(maildir, f"{1_600_000_000 + n}.M{n}P1.host", b"Subject: %d\n\nbody\n" % n)
+    result = run_import(fresh, maildir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("250 of 250 message(s)")
+    messages = list(stored(fresh, "alice").values())
+    assert messages == [b"Subject: %d\n\nbody\n" % n for n in range(250)]
+
+
 def test_import_of_a_directory_that_is_not_a_maildir_fails(fresh: str, tmp_path: Path) -> None:
     result = run_import(fresh, tmp_path)
     assert result.returncode == 1

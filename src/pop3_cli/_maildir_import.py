@@ -2,11 +2,13 @@
 
 The Maildir is read through ``MaildirStorage`` (the same listing, order, unique ids and
 link handling as ``pop3 serve --maildir``, under its lock, never changed: nothing is
-committed), and each message is stored with ``PostgresStorage.deliver(..., uid=...)``
-under the unique id the Maildir server gave it. A message whose id the maildrop already
-has is not stored again, so a second run, or a run after an interrupted one, copies only
-what is missing; and POP3 clients that keep mail on the server see the same ids after
-the move, and download nothing again.
+committed), and the messages are stored with ``PostgresStorage.deliver_many(...,
+uids=...)``, in batches, under the unique ids the Maildir server gave them. A message
+whose id the maildrop already has is not stored again, so a second run, or a run after
+an interrupted one, copies only what is missing; and POP3 clients that keep mail on the
+server see the same ids after the move, and download nothing again. A message that
+cannot be read (removed meanwhile by a mail reader) is reported and left out, and the
+command then exits 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from ._errors import CliError
 __all__ = ["run_import"]
 
 log = logging.getLogger("pop3.import")
+
+_BATCH = 100
+_BATCH_OCTETS = 32 << 20
+"""A transaction stores up to this many messages (or octets): fewer commits, each one a
+disk flush, while an interrupted run loses at most one batch (the next run stores it)."""
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -44,26 +51,51 @@ def run_import(args: argparse.Namespace) -> int:
     except MaildropError as exc:
         raise CliError(f"cannot read the Maildir {args.maildir}: {exc}") from None
     storage = open_postgres(args.storage, pool_min=0, pool_max=1)
-    copied = 0
+    total = len(source.messages)
+    done = skipped = 0
+
+    def store(numbers: list[int]) -> None:
+        """Store messages ``numbers`` in one transaction; one by one if that fails."""
+        nonlocal done, skipped
+        infos = [source.messages[n - 1] for n in numbers]
+        try:
+            storage.deliver_many(
+                ((args.user, source.read(n)) for n in numbers), uids=[i.uid for i in infos]
+            )
+        except StorageUnavailableError as exc:
+            raise CliError(
+                f"database unavailable after {done} of {total} messages (run again to go on): {exc}"
+            ) from None
+        except MaildropError as exc:
+            if len(numbers) > 1:
+                for n in numbers:
+                    store([n])
+                return
+            # Removed meanwhile by a mail reader, or unreadable: said, counted, left out.
+            log.warning("message %s not imported: %s", infos[0].uid, exc)
+            skipped += 1
+            return
+        done += len(numbers)
+
     try:
         with source:
+            batch: list[int] = []
+            octets = 0
             for number, info in enumerate(source.messages, 1):
-                try:
-                    storage.deliver(args.user, source.read(number), uid=info.uid)
-                except StorageUnavailableError as exc:
-                    raise CliError(
-                        f"database unavailable after {copied} of {len(source.messages)} "
-                        f"messages (run again to go on): {exc}"
-                    ) from None
-                except MaildropError as exc:
-                    raise CliError(f"message {info.uid}: {exc}") from None
-                copied += 1
-                log.debug("message %d (%s, %d octets)", number, info.uid, info.size)
+                batch.append(number)
+                octets += info.size
+                if len(batch) >= _BATCH or octets >= _BATCH_OCTETS:
+                    store(batch)
+                    batch, octets = [], 0
+            if batch:
+                store(batch)
     finally:
         storage.close()
     print(
-        f"{copied} message(s) of {args.maildir} are in {args.user}'s maildrop "
+        f"{done} of {total} message(s) of {args.maildir} are in {args.user}'s maildrop "
         "(those already there were not stored again)",
         flush=True,
     )
+    if skipped:
+        raise CliError(f"{skipped} message(s) could not be read and were not imported")
     return 0
