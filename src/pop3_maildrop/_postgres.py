@@ -96,6 +96,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             mailbox text PRIMARY KEY,
             session uuid NOT NULL,
             holder text NOT NULL,
+            process text,
             expires timestamptz NOT NULL
         )
         """,
@@ -107,12 +108,23 @@ assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 _SCHEMA_LOCK = 0x706F7033  # "pop3"
 
 _ACQUIRE = """
-INSERT INTO pop3_leases AS l (mailbox, session, holder, expires)
-VALUES (%(mailbox)s, %(session)s, %(holder)s, now() + %(lease)s * interval '1 second')
+INSERT INTO pop3_leases AS l (mailbox, session, holder, process, expires)
+VALUES (%(mailbox)s, %(session)s, %(holder)s, %(process)s,
+        now() + %(lease)s * interval '1 second')
 ON CONFLICT (mailbox) DO UPDATE
-    SET session = excluded.session, holder = excluded.holder, expires = excluded.expires
+    SET session = excluded.session, holder = excluded.holder, process = excluded.process,
+        expires = excluded.expires
     WHERE l.expires <= now() OR l.session = ANY(%(released)s::uuid[])
 RETURNING l.session
+"""
+# After a refused _ACQUIRE, whose row it locked (ON CONFLICT locks it either way).
+_HELD_BY = "SELECT session, process FROM pop3_leases WHERE mailbox = %(mailbox)s"
+_TAKE_OVER = """
+UPDATE pop3_leases
+SET session = %(session)s, holder = %(holder)s, process = %(process)s,
+    expires = now() + %(lease)s * interval '1 second'
+WHERE mailbox = %(mailbox)s AND session = %(dead)s
+RETURNING session
 """
 _SNAPSHOT = "SELECT id, uid, size, chunks FROM pop3_messages WHERE mailbox = %s ORDER BY id"
 _RENEW = """
@@ -250,13 +262,14 @@ class PostgresStorage(Storage):
             "mailbox": mailbox,
             "session": session,
             "holder": runtime.holder,
+            "process": runtime.process,
             "lease": self.lease_seconds,
             # Leases this process has given back but not yet deleted: a session closed
             # a moment ago does not lock its user out of the next one here.
             "released": runtime.keeper.pending(),
         }
         with runtime.connection() as conn, conn.transaction():
-            if conn.execute(_ACQUIRE, params).fetchone() is None:
+            if conn.execute(_ACQUIRE, params).fetchone() is None and not _take_over(conn, params):
                 raise MaildropLocked("the maildrop is in use by another session")
             rows = conn.execute(_SNAPSHOT, (mailbox,)).fetchall()
         runtime.keeper.hold(session)
@@ -387,6 +400,72 @@ def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes
     yield from rest
 
 
+def _take_over(conn: psycopg.Connection[Any], params: dict[str, Any]) -> bool:
+    """Take a lease held by a process of this machine that is gone (a crash, a restart).
+
+    Its lease would free itself only when it expires; a process on the same machine
+    can tell for sure that the holder is dead, as a local lock would (an ``flock``
+    goes with its process). A holder elsewhere, or one that cannot be told apart
+    from a live process, keeps its lease until it expires.
+    """
+    row = conn.execute(_HELD_BY, params).fetchone()
+    if row is None or not _is_dead(row[1]):
+        return False
+    taken = conn.execute(_TAKE_OVER, {**params, "dead": row[0]}).fetchone()
+    if taken is not None:
+        log.info("took over the lease of %r from a process that is gone", params["mailbox"])
+    return taken is not None
+
+
+def _machine() -> str | None:
+    """This kernel's boot and this process's PID namespace (Linux), or ``None``."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot); ``None`` if there is none.
+
+    ``OSError`` if it cannot be told (no /proc, no permission).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    # Field 22, counted from the one after the command name (which may hold anything).
+    return stat[stat.rindex(b")") + 2 :].split()[19].decode("ascii")
+
+
+def _process_identity(pid: int) -> str | None:
+    """``boot/pid-namespace/pid/start-time``: names this process, never another, or ``None``."""
+    machine = _machine()
+    if machine is None:
+        return None
+    try:
+        start = _start_time(pid)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if start is None else f"{machine}/{pid}/{start}"
+
+
+def _is_dead(process: str | None) -> bool:
+    """Whether the process a lease names surely no longer runs (on this machine)."""
+    machine = _machine()
+    if process is None or machine is None or not process.startswith(machine + "/"):
+        return False  # another machine (or namespace), or unknown: wait for the expiry
+    pid, _, start = process[len(machine) + 1 :].partition("/")
+    try:
+        return _start_time(int(pid)) != start  # gone, or the PID is another process's now
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 class _Runtime:
     """One process's pool and lease keeper (a forked child makes its own)."""
 
@@ -397,6 +476,7 @@ class _Runtime:
         self.pid = os.getpid()
         self.storage = storage
         self.holder = f"{socket.gethostname()}:{self.pid}"
+        self.process = _process_identity(self.pid)
         self._errors = (psycopg.OperationalError, psycopg.InterfaceError)
         self._error = psycopg.Error
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
