@@ -205,6 +205,8 @@ def test_serve_help_and_arguments(tmp_path: Path, pg_url: str) -> None:
     assert bad.returncode == 2 and "postgresql://" in bad.stderr
     zero = run("--users", str(users), "--storage", pg_url, "--pool-max", "0")
     assert zero.returncode == 2 and "--pool-max" in zero.stderr
+    short = run("--users", str(users), "--storage", pg_url, "--lease-seconds", "0.1")
+    assert short.returncode == 2 and "--lease-seconds must be at least 0.5" in short.stderr
 
 
 def test_a_password_in_the_url_is_warned_about_and_never_logged(

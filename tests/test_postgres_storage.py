@@ -160,7 +160,7 @@ def test_unusable_names_and_arguments(storage: PostgresStorage, pg_url: str) -> 
     with pytest.raises(ValueError, match="pool_min"):
         PostgresStorage(pg_url, pool_min=3, pool_max=2)
     with pytest.raises(ValueError, match="lease_seconds"):
-        PostgresStorage(pg_url, lease_seconds=0)
+        PostgresStorage(pg_url, lease_seconds=0.1)
     with pytest.raises(ValueError, match="connection string"):
         PostgresStorage("not a = valid = string")
     with pytest.raises(TypeError, match="bytes"):

@@ -50,12 +50,15 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["SCHEMA_VERSION", "STORE_CHUNK", "Message", "PostgresStorage"]
+__all__ = ["MIN_LEASE_SECONDS", "SCHEMA_VERSION", "STORE_CHUNK", "Message", "PostgresStorage"]
 
 log = logging.getLogger("pop3.maildrop")
 
 SCHEMA_VERSION = 1
 """The schema this version writes and reads (``pop3_schema.version``)."""
+
+MIN_LEASE_SECONDS = 0.5
+"""The shortest lease: renewals every third of it must reach the database in time."""
 
 STORE_CHUNK = 1 << 16
 """Octets per ``pop3_chunks`` row: what a delivery or a reader holds in memory at once."""
@@ -195,8 +198,9 @@ class PostgresStorage(Storage):
     fork its workers first); a connection is taken for one short transaction at a time,
     never for a whole session. An operation waits at most ``timeout`` seconds for a
     connection, then raises ``StorageUnavailableError``. A session's lease lasts
-    ``lease_seconds`` and is renewed every third of that while the session is open: a
-    maildrop whose server died is free again within ``lease_seconds``.
+    ``lease_seconds`` (at least ``MIN_LEASE_SECONDS``) and is renewed every third of
+    that while the session is open: a maildrop whose server died is free again within
+    ``lease_seconds``, or at once for a server started again on the same machine.
 
     The schema is created (or upgraded) on first use; ``create_schema()`` does it at once.
     Call ``close()`` when done (it releases the leases still held).
@@ -215,8 +219,8 @@ class PostgresStorage(Storage):
 
         if not 0 <= pool_min <= pool_max or pool_max < 1:
             raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
-        if not lease_seconds > 0:
-            raise ValueError("lease_seconds must be positive")
+        if not lease_seconds >= MIN_LEASE_SECONDS:
+            raise ValueError(f"lease_seconds must be at least {MIN_LEASE_SECONDS}")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
         try:
