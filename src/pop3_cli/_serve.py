@@ -264,10 +264,9 @@ def _postgres_storage(args: argparse.Namespace) -> Storage:
     if not url.startswith(("postgresql:", "postgres:")) and "=" not in url:
         raise UsageError("--storage takes a postgresql://... URL or a libpq connection string")
     from pop3_maildrop import PostgresStorage
-    from pop3_maildrop._postgres import MIN_LEASE_SECONDS
 
-    if args.lease_seconds < MIN_LEASE_SECONDS:
-        raise UsageError(f"--lease-seconds must be at least {MIN_LEASE_SECONDS:g}")
+    if args.lease_seconds < PostgresStorage.MIN_LEASE_SECONDS:
+        raise UsageError(f"--lease-seconds must be at least {PostgresStorage.MIN_LEASE_SECONDS:g}")
     try:
         storage = PostgresStorage(
             url,

@@ -206,6 +206,8 @@ class PostgresStorage(Storage):
     Call ``close()`` when done (it releases the leases still held).
     """
 
+    MIN_LEASE_SECONDS = MIN_LEASE_SECONDS
+
     def __init__(
         self,
         url: str,
