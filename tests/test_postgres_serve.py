@@ -130,6 +130,8 @@ def test_database_down_at_login_then_back(tmp_path: Path, pg_faults: PostgresClu
             waited = time.monotonic() - started
             assert greeted < 1.0 < 1.5 < waited < 6
         assert server.proc.poll() is None  # still serving
+        # The operator is told why, once (not once a login):
+        assert server.stderr.count("PostgreSQL storage: the database is unavailable") in (1, 2)
         cluster.start()
         with login(server.port, "u0") as client:
             assert client.retr(1) == b"Subject: kept\r\n\r\nkept\r\n"

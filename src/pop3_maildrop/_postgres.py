@@ -107,6 +107,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
+_REPORT_INTERVAL = 60.0  # seconds between two log lines of the same database failure
+
 # Any number, the same in every process: serialises schema creation and upgrades.
 _SCHEMA_LOCK = 0x706F7033  # "pop3"
 
@@ -508,6 +510,10 @@ class _Runtime:
         self.pool.open(wait=False)
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
+        self._report_mutex = threading.Lock()
+        self._last_report = ""
+        self._last_report_time = 0.0
+        self._reports_skipped = 0
         self.keeper = _LeaseKeeper(self, storage.lease_seconds)
 
     @contextlib.contextmanager
@@ -519,9 +525,29 @@ class _Runtime:
                     self._ensure_schema(conn)
                 yield conn
         except self._errors as exc:
-            raise StorageUnavailableError(f"the database is unavailable: {_reason(exc)}") from exc
+            text = f"the database is unavailable: {_reason(exc)}"
+            self._report(text)
+            raise StorageUnavailableError(text) from exc
         except self._error as exc:
-            raise MaildropError(f"database error: {_reason(exc)}") from exc
+            text = f"database error: {_reason(exc)}"
+            self._report(text)
+            raise MaildropError(text) from exc
+
+    def _report(self, text: str) -> None:
+        """Log a database failure: the first of a kind at once, then once a minute at most.
+
+        Clients only see ``-ERR [SYS/TEMP]``; the operator needs the reason, without a line
+        per session during an outage.
+        """
+        now = time.monotonic()
+        with self._report_mutex:
+            if text == self._last_report and now - self._last_report_time < _REPORT_INTERVAL:
+                self._reports_skipped += 1
+                return
+            skipped, self._reports_skipped = self._reports_skipped, 0
+            self._last_report, self._last_report_time = text, now
+        more = f" ({skipped} more since the last report)" if skipped else ""
+        log.warning("PostgreSQL storage: %s%s", text, more)
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         import psycopg
@@ -653,7 +679,7 @@ class _LeaseKeeper:
             try:
                 self._once(released, live)
             except MaildropError as exc:
-                log.warning("lease keeper: %s; retrying", exc)
+                log.debug("lease keeper: %s; retrying", exc)  # reported by connection()
                 with self._cond:
                     # Not at once: the pool waited its timeout already, or the database
                     # refused; a release waits for the next try, as renewals do.
