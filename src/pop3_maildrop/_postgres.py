@@ -8,13 +8,14 @@ Tables (created on first use, versioned in ``pop3_schema``, upgraded in place):
 - ``pop3_chunks``: the message's octets as stored, in rows of at most ``STORE_CHUNK``
   octets, so that delivering or serving a message of any size holds one chunk in memory;
 - ``pop3_leases``: the exclusive-access lock of RFC 1939 section 4, as a lease: one row per
-  maildrop in use, naming the session holding it and when the lease expires.
+  maildrop in use, naming the session and the process holding it and when it expires.
 
 No database connection is held by an open session: a login takes the lease and the
 snapshot in one short transaction; a lease keeper thread per process renews the leases of
 all the process's open sessions in one statement every third of the lease; a session's
 end releases its lease (through the keeper, so that closing never blocks an event loop); a
-crashed host's leases expire by themselves. Deletions happen at QUIT in one transaction,
+crashed host's leases expire by themselves, and a server on the same machine takes over
+those of a process that is gone at once. Deletions happen at QUIT in one transaction,
 which first checks that the session still holds an unexpired lease (fencing: a session
 whose lease was lost deletes nothing).
 
