@@ -192,9 +192,9 @@ def test_one_session_per_maildrop_across_storages(
 
 def test_a_live_session_renews_its_lease(pg_url: str, request: pytest.FixtureRequest) -> None:
     name = user(request)
-    with PostgresStorage(pg_url, lease_seconds=0.6) as a, PostgresStorage(pg_url) as b:
+    with PostgresStorage(pg_url, lease_seconds=1.0) as a, PostgresStorage(pg_url) as b:
         drop = a.open(name)
-        time.sleep(1.5)  # 2.5 leases: renewed about 7 times meanwhile
+        time.sleep(2.2)  # more than two leases: renewed about 6 times meanwhile
         with pytest.raises(MaildropLocked):
             b.open(name)
         assert drop.commit([]) == []
