@@ -222,7 +222,9 @@ def test_1000_sessions_on_two_servers_with_100_database_connections(
         PopServer(tmp_path, "asyncio", users, tmp_path, *options, storage=url) as one,
         PopServer(tmp_path, "trio", users, tmp_path, *options, storage=url) as two,
     ):
-        ok, leases, connections, seconds = asyncio.run(all_sessions([one.port, two.port], url))
+        ok, leases, connections, seconds = asyncio.run(
+            asyncio.wait_for(all_sessions([one.port, two.port], url), 180)
+        )
         assert one.stop() == 0
         assert two.stop() == 0
     print(

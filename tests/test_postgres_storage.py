@@ -11,6 +11,7 @@ gives ``StorageUnavailableError`` and the pool reconnects when it is back).
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -159,7 +160,7 @@ def test_unusable_names_and_arguments(storage: PostgresStorage, pg_url: str) -> 
     with pytest.raises(ValueError, match="pool_min"):
         PostgresStorage(pg_url, pool_min=3, pool_max=2)
     with pytest.raises(ValueError, match="lease_seconds"):
-        PostgresStorage(pg_url, lease_seconds=0)
+        PostgresStorage(pg_url, lease_seconds=0.1)
     with pytest.raises(ValueError, match="connection string"):
         PostgresStorage("not a = valid = string")
     with pytest.raises(TypeError, match="bytes"):
@@ -191,9 +192,9 @@ def test_one_session_per_maildrop_across_storages(
 
 def test_a_live_session_renews_its_lease(pg_url: str, request: pytest.FixtureRequest) -> None:
     name = user(request)
-    with PostgresStorage(pg_url, lease_seconds=0.6) as a, PostgresStorage(pg_url) as b:
+    with PostgresStorage(pg_url, lease_seconds=1.0) as a, PostgresStorage(pg_url) as b:
         drop = a.open(name)
-        time.sleep(1.5)  # 2.5 leases: renewed about 7 times meanwhile
+        time.sleep(2.2)  # more than two leases: renewed about 6 times meanwhile
         with pytest.raises(MaildropLocked):
             b.open(name)
         assert drop.commit([]) == []
@@ -210,33 +211,71 @@ time.sleep(60)
 """
 
 
-def test_a_crashed_holders_lease_expires(
-    pg_url: str, storage: PostgresStorage, request: pytest.FixtureRequest
-) -> None:
-    name = user(request)
-    lease = 1.0
+def hold_then_kill(url: str, name: str, lease: float) -> None:
+    """A process that opens ``name``'s maildrop, then dies by SIGKILL (no release)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, pg_url, name, str(lease)],
+        [sys.executable, "-c", HOLDER, url, name, str(lease)],
         stdout=subprocess.PIPE,
         env=env(),
     )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline() == b"open\n"
-        holder.kill()  # no release, no renewal: as a host that died
-        holder.wait()
-        killed = time.monotonic()
-        with pytest.raises(MaildropLocked):
-            storage.open(name)
-        wait_open(storage, name)
-        freed = time.monotonic() - killed
+        with PostgresStorage(url) as other, pytest.raises(MaildropLocked):
+            other.open(name)  # alive: its lease holds, even on the same machine
     finally:
         holder.kill()
         holder.wait()
         assert holder.stdout is not None
         holder.stdout.close()
+
+
+def test_a_crashed_holder_on_this_machine_is_taken_over_at_once(
+    pg_url: str, storage: PostgresStorage, request: pytest.FixtureRequest
+) -> None:
+    name = user(request)
+    hold_then_kill(pg_url, name, 60.0)
+    # Its process is gone for sure (same boot, same PID namespace, no such process):
+    # as a local lock would, the lease goes with it; no waiting for the expiry.
+    with storage.open(name) as drop:
+        assert drop.messages == ()
+
+
+def test_which_holders_are_known_to_be_dead() -> None:
+    from pop3_maildrop._postgres import _is_dead, _machine, _process_identity
+
+    me = _process_identity(os.getpid())
+    assert me is not None and me.startswith(f"{_machine()}/{os.getpid()}/")
+    assert not _is_dead(me)  # alive
+    assert _is_dead(me.rsplit("/", 1)[0] + "/1")  # the PID is another process's now
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert _is_dead(f"{_machine()}/{child.pid}/1")  # no such process
+    assert not _is_dead(None)  # a holder that could not name itself
+    assert not _is_dead(f"another-boot/1/{os.getpid()}/1")  # another machine: cannot tell
+
+
+def test_a_crashed_holders_lease_elsewhere_expires(
+    pg_url: str, storage: PostgresStorage, request: pytest.FixtureRequest
+) -> None:
+    name = user(request)
+    lease = 1.0
+    hold_then_kill(pg_url, name, lease)
+    killed = time.monotonic()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        # What the lease of a host that died looks like from here: another machine's.
+        conn.execute(
+            "UPDATE pop3_leases SET process = 'another-boot-id/4026531836/' || "
+            "split_part(process, '/', 3) || '/' || split_part(process, '/', 4) "
+            "WHERE mailbox = %s",
+            (name,),
+        )
+    with pytest.raises(MaildropLocked):
+        storage.open(name)
+    wait_open(storage, name)
+    freed = time.monotonic() - killed
     print(f"lease {lease} s: free again {freed:.2f} s after the kill")
-    assert freed < lease + 1.0
+    assert 0.5 < freed < lease + 1.0
 
 
 def test_a_lost_lease_deletes_nothing(

@@ -204,8 +204,9 @@ postgresql: --storage URL is a libpq URL or connection string; keep its
   connections, each used for one short transaction at a time (not one per
   session). A maildrop in use is leased; the lease is renewed while the
   session lasts, so a crashed server's users are free again after
-  --lease-seconds. A database out of reach for --storage-timeout seconds
-  gives -ERR [SYS/TEMP]; nothing is deleted unless QUIT's commit succeeds.
+  --lease-seconds (at once if it is restarted on the same machine). A
+  database out of reach for --storage-timeout seconds gives -ERR
+  [SYS/TEMP]; nothing is deleted unless QUIT's commit succeeds.
 
 --workers N: N processes share the port (SO_REUSEPORT); a maildrop stays
   locked across all of them. Ctrl-C or SIGTERM stops every worker; if one

@@ -13,6 +13,7 @@ import signal
 import ssl
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,8 +71,6 @@ def _run_trio(config: ServeConfig) -> None:
 
 
 def _run_sync(config: ServeConfig) -> None:
-    import threading
-
     from pop3_sync import serve
 
     try:
@@ -265,6 +264,8 @@ def _postgres_storage(args: argparse.Namespace) -> Storage:
         raise UsageError("--storage takes a postgresql://... URL or a libpq connection string")
     from pop3_maildrop import PostgresStorage
 
+    if args.lease_seconds < PostgresStorage.MIN_LEASE_SECONDS:
+        raise UsageError(f"--lease-seconds must be at least {PostgresStorage.MIN_LEASE_SECONDS:g}")
     try:
         storage = PostgresStorage(
             url,
@@ -343,15 +344,33 @@ def _demo_maildir() -> Iterator[str]:
 
 
 def _closing(runner: Callable[[ServeConfig], None]) -> Callable[[ServeConfig], None]:
-    """``runner``, then the storage closed (in each worker: its own pool and leases)."""
+    """``runner``, then the storage closed (in each worker: its own pool and leases).
+
+    A database storage is reached at once, in the background: the log says then whether
+    it works (or why not), rather than at the first login.
+    """
 
     def run(config: ServeConfig) -> None:
+        storage = config.backend.storage
+        prepare = getattr(storage, "create_schema", None)
+        if prepare is not None:
+            threading.Thread(target=_prepare, args=(prepare,), daemon=True).start()
         try:
             runner(config)
         finally:
-            config.backend.storage.close()
+            storage.close()
 
     return run
+
+
+def _prepare(create_schema: Callable[[], None]) -> None:
+    from pop3_maildrop import MaildropError
+
+    try:
+        create_schema()
+    except MaildropError:
+        return  # logged by the storage; logins get -ERR [SYS/TEMP] until it is reachable
+    log.info("PostgreSQL storage ready")
 
 
 def run_serve(args: argparse.Namespace) -> int:

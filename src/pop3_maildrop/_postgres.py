@@ -8,13 +8,14 @@ Tables (created on first use, versioned in ``pop3_schema``, upgraded in place):
 - ``pop3_chunks``: the message's octets as stored, in rows of at most ``STORE_CHUNK``
   octets, so that delivering or serving a message of any size holds one chunk in memory;
 - ``pop3_leases``: the exclusive-access lock of RFC 1939 section 4, as a lease: one row per
-  maildrop in use, naming the session holding it and when the lease expires.
+  maildrop in use, naming the session and the process holding it and when it expires.
 
 No database connection is held by an open session: a login takes the lease and the
 snapshot in one short transaction; a lease keeper thread per process renews the leases of
 all the process's open sessions in one statement every third of the lease; a session's
 end releases its lease (through the keeper, so that closing never blocks an event loop); a
-crashed host's leases expire by themselves. Deletions happen at QUIT in one transaction,
+crashed host's leases expire by themselves, and a server on the same machine takes over
+those of a process that is gone at once. Deletions happen at QUIT in one transaction,
 which first checks that the session still holds an unexpired lease (fencing: a session
 whose lease was lost deletes nothing).
 
@@ -50,12 +51,15 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["SCHEMA_VERSION", "STORE_CHUNK", "Message", "PostgresStorage"]
+__all__ = ["MIN_LEASE_SECONDS", "SCHEMA_VERSION", "STORE_CHUNK", "Message", "PostgresStorage"]
 
 log = logging.getLogger("pop3.maildrop")
 
 SCHEMA_VERSION = 1
 """The schema this version writes and reads (``pop3_schema.version``)."""
+
+MIN_LEASE_SECONDS = 0.5
+"""The shortest lease: renewals every third of it must reach the database in time."""
 
 STORE_CHUNK = 1 << 16
 """Octets per ``pop3_chunks`` row: what a delivery or a reader holds in memory at once."""
@@ -96,6 +100,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             mailbox text PRIMARY KEY,
             session uuid NOT NULL,
             holder text NOT NULL,
+            process text,
             expires timestamptz NOT NULL
         )
         """,
@@ -103,16 +108,29 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
+_REPORT_INTERVAL = 60.0  # seconds between two log lines of the same database failure
+
 # Any number, the same in every process: serialises schema creation and upgrades.
 _SCHEMA_LOCK = 0x706F7033  # "pop3"
 
 _ACQUIRE = """
-INSERT INTO pop3_leases AS l (mailbox, session, holder, expires)
-VALUES (%(mailbox)s, %(session)s, %(holder)s, now() + %(lease)s * interval '1 second')
+INSERT INTO pop3_leases AS l (mailbox, session, holder, process, expires)
+VALUES (%(mailbox)s, %(session)s, %(holder)s, %(process)s,
+        now() + %(lease)s * interval '1 second')
 ON CONFLICT (mailbox) DO UPDATE
-    SET session = excluded.session, holder = excluded.holder, expires = excluded.expires
+    SET session = excluded.session, holder = excluded.holder, process = excluded.process,
+        expires = excluded.expires
     WHERE l.expires <= now() OR l.session = ANY(%(released)s::uuid[])
 RETURNING l.session
+"""
+# After a refused _ACQUIRE, whose row it locked (ON CONFLICT locks it either way).
+_HELD_BY = "SELECT session, process FROM pop3_leases WHERE mailbox = %(mailbox)s"
+_TAKE_OVER = """
+UPDATE pop3_leases
+SET session = %(session)s, holder = %(holder)s, process = %(process)s,
+    expires = now() + %(lease)s * interval '1 second'
+WHERE mailbox = %(mailbox)s AND session = %(dead)s
+RETURNING session
 """
 _SNAPSHOT = "SELECT id, uid, size, chunks FROM pop3_messages WHERE mailbox = %s ORDER BY id"
 _RENEW = """
@@ -183,12 +201,15 @@ class PostgresStorage(Storage):
     fork its workers first); a connection is taken for one short transaction at a time,
     never for a whole session. An operation waits at most ``timeout`` seconds for a
     connection, then raises ``StorageUnavailableError``. A session's lease lasts
-    ``lease_seconds`` and is renewed every third of that while the session is open: a
-    maildrop whose server died is free again within ``lease_seconds``.
+    ``lease_seconds`` (at least ``MIN_LEASE_SECONDS``) and is renewed every third of
+    that while the session is open: a maildrop whose server died is free again within
+    ``lease_seconds``, or at once for a server started again on the same machine.
 
     The schema is created (or upgraded) on first use; ``create_schema()`` does it at once.
     Call ``close()`` when done (it releases the leases still held).
     """
+
+    MIN_LEASE_SECONDS = MIN_LEASE_SECONDS
 
     def __init__(
         self,
@@ -203,8 +224,8 @@ class PostgresStorage(Storage):
 
         if not 0 <= pool_min <= pool_max or pool_max < 1:
             raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
-        if not lease_seconds > 0:
-            raise ValueError("lease_seconds must be positive")
+        if not lease_seconds >= MIN_LEASE_SECONDS:
+            raise ValueError(f"lease_seconds must be at least {MIN_LEASE_SECONDS}")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
         try:
@@ -250,13 +271,14 @@ class PostgresStorage(Storage):
             "mailbox": mailbox,
             "session": session,
             "holder": runtime.holder,
+            "process": runtime.process,
             "lease": self.lease_seconds,
             # Leases this process has given back but not yet deleted: a session closed
             # a moment ago does not lock its user out of the next one here.
             "released": runtime.keeper.pending(),
         }
         with runtime.connection() as conn, conn.transaction():
-            if conn.execute(_ACQUIRE, params).fetchone() is None:
+            if conn.execute(_ACQUIRE, params).fetchone() is None and not _take_over(conn, params):
                 raise MaildropLocked("the maildrop is in use by another session")
             rows = conn.execute(_SNAPSHOT, (mailbox,)).fetchall()
         runtime.keeper.hold(session)
@@ -387,6 +409,72 @@ def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes
     yield from rest
 
 
+def _take_over(conn: psycopg.Connection[Any], params: dict[str, Any]) -> bool:
+    """Take a lease held by a process of this machine that is gone (a crash, a restart).
+
+    Its lease would free itself only when it expires; a process on the same machine
+    can tell for sure that the holder is dead, as a local lock would (an ``flock``
+    goes with its process). A holder elsewhere, or one that cannot be told apart
+    from a live process, keeps its lease until it expires.
+    """
+    row = conn.execute(_HELD_BY, params).fetchone()
+    if row is None or not _is_dead(row[1]):
+        return False
+    taken = conn.execute(_TAKE_OVER, {**params, "dead": row[0]}).fetchone()
+    if taken is not None:
+        log.info("took over the lease of %r from a process that is gone", params["mailbox"])
+    return taken is not None
+
+
+def _machine() -> str | None:
+    """This kernel's boot and this process's PID namespace (Linux), or ``None``."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot); ``None`` if there is none.
+
+    ``OSError`` if it cannot be told (no /proc, no permission).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    # Field 22, counted from the one after the command name (which may hold anything).
+    return stat[stat.rindex(b")") + 2 :].split()[19].decode("ascii")
+
+
+def _process_identity(pid: int) -> str | None:
+    """``boot/pid-namespace/pid/start-time``: names this process, never another, or ``None``."""
+    machine = _machine()
+    if machine is None:
+        return None
+    try:
+        start = _start_time(pid)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if start is None else f"{machine}/{pid}/{start}"
+
+
+def _is_dead(process: str | None) -> bool:
+    """Whether the process a lease names surely no longer runs (on this machine)."""
+    machine = _machine()
+    if process is None or machine is None or not process.startswith(machine + "/"):
+        return False  # another machine (or namespace), or unknown: wait for the expiry
+    pid, _, start = process[len(machine) + 1 :].partition("/")
+    try:
+        return _start_time(int(pid)) != start  # gone, or the PID is another process's now
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 class _Runtime:
     """One process's pool and lease keeper (a forked child makes its own)."""
 
@@ -397,6 +485,7 @@ class _Runtime:
         self.pid = os.getpid()
         self.storage = storage
         self.holder = f"{socket.gethostname()}:{self.pid}"
+        self.process = _process_identity(self.pid)
         self._errors = (psycopg.OperationalError, psycopg.InterfaceError)
         self._error = psycopg.Error
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -422,6 +511,10 @@ class _Runtime:
         self.pool.open(wait=False)
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
+        self._report_mutex = threading.Lock()
+        self._last_report = ""
+        self._last_report_time = 0.0
+        self._reports_skipped = 0
         self.keeper = _LeaseKeeper(self, storage.lease_seconds)
 
     @contextlib.contextmanager
@@ -433,9 +526,29 @@ class _Runtime:
                     self._ensure_schema(conn)
                 yield conn
         except self._errors as exc:
-            raise StorageUnavailableError(f"the database is unavailable: {_reason(exc)}") from exc
+            text = f"the database is unavailable: {_reason(exc)}"
+            self._report(text)
+            raise StorageUnavailableError(text) from exc
         except self._error as exc:
-            raise MaildropError(f"database error: {_reason(exc)}") from exc
+            text = f"database error: {_reason(exc)}"
+            self._report(text)
+            raise MaildropError(text) from exc
+
+    def _report(self, text: str) -> None:
+        """Log a database failure: the first of a kind at once, then once a minute at most.
+
+        Clients only see ``-ERR [SYS/TEMP]``; the operator needs the reason, without a line
+        per session during an outage.
+        """
+        now = time.monotonic()
+        with self._report_mutex:
+            if text == self._last_report and now - self._last_report_time < _REPORT_INTERVAL:
+                self._reports_skipped += 1
+                return
+            skipped, self._reports_skipped = self._reports_skipped, 0
+            self._last_report, self._last_report_time = text, now
+        more = f" ({skipped} more since the last report)" if skipped else ""
+        log.warning("PostgreSQL storage: %s%s", text, more)
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         import psycopg
@@ -567,7 +680,7 @@ class _LeaseKeeper:
             try:
                 self._once(released, live)
             except MaildropError as exc:
-                log.warning("lease keeper: %s; retrying", exc)
+                log.debug("lease keeper: %s; retrying", exc)  # reported by connection()
                 with self._cond:
                     # Not at once: the pool waited its timeout already, or the database
                     # refused; a release waits for the next try, as renewals do.
