@@ -165,8 +165,9 @@ def run_deliver(args: argparse.Namespace) -> int:
     from pop3_maildrop import MaildropError, StorageUnavailableError
 
     if args.verbose <= args.quiet:
-        # Quiet on success (an MTA may mail whatever it prints): warnings only, unless -v.
-        logging.getLogger("pop3").setLevel(logging.WARNING)
+        # One line on failure, nothing on success (an MTA may mail whatever it prints):
+        # the storage's own warnings say again what that line says. -v shows them.
+        logging.getLogger("pop3").setLevel(logging.ERROR)
     # psycopg_pool logs each failed connection attempt; the one line of a failure is ours.
     logging.getLogger("psycopg").addHandler(logging.NullHandler())
     _check_user(args.user, args.users)
