@@ -231,6 +231,33 @@ def test_lmtp_on_a_unix_socket_and_several_messages_per_connection(
     assert not path.exists()  # removed when the server stops
 
 
+def test_lmtp_replaces_a_stale_socket_but_not_a_live_one(
+    fresh: str, users_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "lmtp.sock"
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(path))  # left behind as by a server that died: nobody listens
+    with lmtp(tmp_path, fresh, users_file, "--socket", str(path)) as server:
+        client = server.client()
+        client.close()
+        second = subprocess.run(
+            pop3("lmtp", "--storage", fresh, "--users", str(users_file), "--socket", str(path)),
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert second.stderr.strip() == f"pop3 lmtp: {path} is in use by another server"
+        client = server.client()  # the first one still serves
+        try:
+            assert client.noop()[0] == 250
+            client.quit()
+        finally:
+            client.close()
+
+
 def test_lmtp_database_down_answers_451_then_delivers_once_it_is_back(
     pg_cluster: Callable[..., PostgresCluster], users_file: Path, tmp_path: Path
 ) -> None:

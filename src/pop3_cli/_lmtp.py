@@ -254,6 +254,7 @@ async def _serve(args: argparse.Namespace, storage: PostgresStorage, users: Cont
         connections.add(connection)
         return connection
 
+    server: asyncio.Server | None = None
     try:
         server = await _listen(args, loop, protocol)
         store.start()
@@ -275,7 +276,7 @@ async def _serve(args: argparse.Namespace, storage: PostgresStorage, users: Cont
     finally:
         await store.stop(timeout=0)
         executor.shutdown(wait=True)
-        if args.socket is not None:
+        if args.socket is not None and server is not None:  # ours: not another's socket
             with contextlib.suppress(OSError):
                 os.unlink(args.socket)
 

@@ -292,7 +292,8 @@ security: LMTP has no authentication: anyone who can connect can deliver
   mail. Listen on a Unix socket (--socket) that only the MTA can open, or on
   a loopback address.
 
-Every delivery is logged as one line on stderr (-q: warnings only).
+The users file is read once, at start: restart after changing it. Every
+delivery is logged as one line on stderr (-q: warnings only).
 """
 
 IMPORT_HELP = """\
