@@ -18,7 +18,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,10 +143,10 @@ def test_deliver_database_unreachable_exits_75(tmp_path: Path) -> None:
 
 
 def test_deliver_database_stopped_mid_message_exits_75_and_stores_nothing(
-    pg_cluster: Callable[..., PostgresCluster],
+    pg_faults: PostgresCluster,
 ) -> None:
-    cluster = pg_cluster()
-    url = create_database(cluster, "mail")
+    cluster = pg_faults
+    url = create_database(cluster, "mid_message")
     part = b"Subject: big\n\n" + b"x" * 1000 + b"\n"
     proc = subprocess.Popen(
         pop3("deliver", "--storage", url, "--user", "alice"),
@@ -176,7 +175,8 @@ def test_deliver_database_stopped_mid_message_exits_75_and_stores_nothing(
             proc.kill()
             proc.wait()
         proc.stderr.close()
-    cluster.start()
+        if not cluster.running():
+            cluster.start()
     assert stored(url, "alice") == {}
 
 
@@ -259,10 +259,10 @@ def test_lmtp_replaces_a_stale_socket_but_not_a_live_one(
 
 
 def test_lmtp_database_down_answers_451_then_delivers_once_it_is_back(
-    pg_cluster: Callable[..., PostgresCluster], users_file: Path, tmp_path: Path
+    pg_faults: PostgresCluster, users_file: Path, tmp_path: Path
 ) -> None:
-    cluster = pg_cluster()
-    url = create_database(cluster, "mail")
+    cluster = pg_faults
+    url = create_database(cluster, "lmtp_down")
     where = ("--listen", "127.0.0.1:0", "--storage-timeout", "2")
     with lmtp(tmp_path, url, users_file, *where) as server:
         cluster.stop()
@@ -287,6 +287,8 @@ def test_lmtp_database_down_answers_451_then_delivers_once_it_is_back(
             client.quit()
         finally:
             client.close()
+            if not cluster.running():
+                cluster.start()
         assert "database unavailable" in server.stderr
     assert list(stored(url, "alice").values()) == [crlf(MESSAGE)]
     assert stored(url, "bob") == {}
