@@ -178,6 +178,7 @@ def test_three_hosts_behind_haproxy_retrieve_and_delete_everything_once(
     check(tally)
     assert by_lmtp > 0 and mda.sent > 0
     assert all(count > 0 for count in per_host), per_host
+    assert tally.in_use > 0  # sessions for one user met across hosts, and were refused
     assert during > CONCURRENCY  # the load phase did run sessions
     with PostgresStorage(url, pool_min=0, pool_max=1) as storage:
         left = {user: len(storage.open(user).messages) for user in USERS}
