@@ -4,7 +4,7 @@ Three ``pop3 serve --storage URL --proxy-protocol`` processes on different ports
 three hosts (each with its own connection pool and lease keeper); HAProxy balances between
 them round robin, with ``send-proxy-v2`` (the layout of docs/deployment.md). The load test's
 clients (tests/loadgen.py: log in as a random user, UIDL, RETR and check up to five messages,
-DELE them, QUIT) run through HAProxy for POP3_LOAD_SECONDS seconds (default 10 here) while
+DELE them, QUIT) run through HAProxy for POP3_LOAD_SECONDS seconds (default 8 here) while
 mail is delivered at the same time through ``pop3 lmtp`` (two LMTP clients, smtplib.LMTP)
 and ``pop3 deliver`` (one process per message, as an MTA runs it). Then delivery stops and
 one more session per user drains what is left.
@@ -37,7 +37,7 @@ from served import PopServer, env, pop3, write_users
 
 pytest_plugins = ["peers", "postgres"]
 
-LOAD_SECONDS = float(os.environ.get("POP3_LOAD_SECONDS", "10"))
+LOAD_SECONDS = float(os.environ.get("POP3_LOAD_SECONDS", "8"))
 HOSTS = 3
 CONCURRENCY = 100
 USERS = [f"host{n:03d}" for n in range(200)]
