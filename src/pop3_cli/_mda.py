@@ -8,7 +8,8 @@ failure maps to one of them, and nothing is left half stored: the storage
 commits a message in one transaction, at the end.
 
 Start-up stays light (the MTA pays it for every message): this module imports
-the storage and psycopg, never a server, SASL or an event loop.
+the storage and psycopg, never a server, SASL or another command's module
+(psycopg itself imports asyncio, for its async classes; tests/test_packaging.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ __all__ = [
 # sysexits.h (the values every MTA knows)
 EX_DATAERR = 65
 EX_NOUSER = 67
-EX_SOFTWARE = 70
 EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
@@ -77,7 +77,6 @@ class EnvelopeStripped:
         self.octets = 0
         first = self._read_line()
         if first.startswith(b"From ") and first.endswith(b"\n"):
-            first = b""
             self._head = self._read_line()  # so that ``empty`` tells the truth
         else:
             self._head = first
@@ -89,7 +88,7 @@ class EnvelopeStripped:
             raise InputError(exc.strerror or str(exc)) from None
 
     def __iter__(self) -> Iterator[bytes]:
-        """The message in chunks of up to 64 KiB."""
+        """The message in chunks of up to 64 KiB (an ``Iterable[bytes]`` for ``deliver``)."""
         while chunk := self.read(1 << 16):
             yield chunk
 
