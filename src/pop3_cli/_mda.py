@@ -121,8 +121,8 @@ class EnvelopeStripped:
 def open_postgres(url: str, **options: int | float) -> PostgresStorage:
     """``PostgresStorage(url, **options)``, psycopg imported now.
 
-    ``SysexitError`` with EX_CONFIG if psycopg is not installed, ``UsageError``
-    for a URL that is not a PostgreSQL one (the message shows no password).
+    ``CliError`` if psycopg is not installed, ``UsageError`` for a URL that is
+    not a PostgreSQL one (the message shows no password).
     """
     if not url.startswith(("postgresql:", "postgres:")) and "=" not in url:
         raise UsageError("--storage takes a postgresql://... URL or a libpq connection string")
@@ -131,9 +131,8 @@ def open_postgres(url: str, **options: int | float) -> PostgresStorage:
 
         return PostgresStorage(url, **options)  # type: ignore[arg-type]
     except ImportError as exc:  # psycopg (the extra) is imported by the backend
-        raise SysexitError(
-            f"PostgreSQL storage needs psycopg: pip install 'pop3-sansio[postgresql]' ({exc})",
-            EX_CONFIG,
+        raise CliError(
+            f"PostgreSQL storage needs psycopg: pip install 'pop3-sansio[postgresql]' ({exc})"
         ) from None
     except ValueError as exc:
         raise UsageError(f"--storage: {exc}") from None
@@ -176,7 +175,12 @@ def run_deliver(args: argparse.Namespace) -> int:
         raise SysexitError(f"cannot read the message: {exc}", EX_IOERR) from None
     if message.empty:
         raise SysexitError("no message on standard input", EX_DATAERR)
-    storage = open_postgres(args.storage, pool_min=0, pool_max=1, timeout=args.storage_timeout)
+    try:
+        storage = open_postgres(args.storage, pool_min=0, pool_max=1, timeout=args.storage_timeout)
+    except UsageError:
+        raise
+    except CliError as exc:  # psycopg missing: the installation, not the message
+        raise SysexitError(str(exc), EX_CONFIG) from None
     try:
         uid = storage.deliver(args.user, message)
     except InputError as exc:
