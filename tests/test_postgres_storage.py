@@ -440,3 +440,37 @@ def test_an_outage_longer_than_the_lease_loses_it(pg_faults: PostgresCluster) ->
         wait_open(storage, "carol")
         with storage.open("carol") as again:
             assert contents(again) == [b"one\n"]
+
+
+def test_reads_of_messages_gone_and_other_database_errors(
+    postgres: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = create_database(postgres, "errors_test")
+    with PostgresStorage(url) as storage:
+        exact = b"x" * (2 * STORE_CHUNK)  # a whole number of chunks
+        storage.deliver("dave", io.BytesIO(exact))
+        storage.deliver("dave", b"two\n")
+        storage.deliver("dave", b"three\n")
+        with pytest.raises(ValueError, match="one entry per delivery"):
+            storage.deliver_many([("dave", b"x\n")], uids=[])
+        drop = storage.open("dave")
+        assert drop.messages[0].size == len(exact) + 2  # the CRLF a last line lacks
+        assert b"".join(drop.read(1)) == exact
+        # Removed behind the session's back (an operator's DELETE): an error, not a hang
+        # or a short message.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM pop3_messages WHERE mailbox = 'dave' AND octets = 4")
+        with pytest.raises(MaildropError, match="no longer exists"):
+            drop.read(2)
+        assert drop.commit([3]) == []
+        with pytest.raises(MaildropError, match="removed"):
+            drop.read(3)  # committed: the session is over
+        drop.close()
+        caplog.set_level("WARNING", logger="pop3.maildrop")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE pop3_chunks")
+        with storage.open("dave") as drop, pytest.raises(MaildropError, match="database error"):
+            drop.read(1)
+        assert "PostgreSQL storage: database error" in caplog.text
+    with pytest.raises(MaildropError, match="closed"):
+        storage.open("dave")
