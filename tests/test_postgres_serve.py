@@ -132,6 +132,8 @@ def test_database_down_at_login_then_back(tmp_path: Path, pg_faults: PostgresClu
         assert server.proc.poll() is None  # still serving
         # The operator is told why, once (not once a login):
         assert server.stderr.count("PostgreSQL storage: the database is unavailable") in (1, 2)
+        assert "Connection refused" in server.stderr  # the reason, not only the wait
+        assert "error connecting" not in server.stderr  # not the pool's line per attempt
         cluster.start()
         with login(server.port, "u0") as client:
             assert client.retr(1) == b"Subject: kept\r\n\r\nkept\r\n"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -29,7 +29,7 @@ from pop3_maildrop import (
     StorageUnavailableError,
 )
 from pop3_maildrop._postgres import SCHEMA_VERSION, STORE_CHUNK
-from postgres import PostgresCluster
+from postgres import PostgresCluster, create_database
 from served import crlf, env
 
 pytest_plugins = ["peers", "postgres"]
@@ -352,7 +352,6 @@ def test_sessions_hold_no_connection(pg_url: str, request: pytest.FixtureRequest
 
 
 def test_the_schema_is_versioned_and_upgraded(postgres: PostgresCluster) -> None:
-    from postgres import create_database
 
     url = create_database(postgres, "schema_test")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -370,7 +369,6 @@ def test_the_schema_is_versioned_and_upgraded(postgres: PostgresCluster) -> None
 
 
 def test_concurrent_first_uses_create_the_schema_once(postgres: PostgresCluster) -> None:
-    from postgres import create_database
 
     url = create_database(postgres, "schema_race")
     storages = [PostgresStorage(url) for _ in range(4)]
@@ -397,9 +395,10 @@ def test_concurrent_first_uses_create_the_schema_once(postgres: PostgresCluster)
 # --- guarantee 5 (storage side): the database goes away and comes back ------------------------
 
 
-def test_database_down_then_back(pg_cluster: Callable[..., PostgresCluster]) -> None:
-    cluster = pg_cluster()
-    with PostgresStorage(cluster.url, timeout=1.0, lease_seconds=30) as storage:
+def test_database_down_then_back(pg_faults: PostgresCluster) -> None:
+    cluster = pg_faults
+    url = create_database(cluster, "down_then_back")
+    with PostgresStorage(url, timeout=1.0, lease_seconds=30) as storage:
         storage.deliver("alice", b"before\n")
         drop = storage.open("alice")
         cluster.stop()
@@ -423,3 +422,55 @@ def test_database_down_then_back(pg_cluster: Callable[..., PostgresCluster]) -> 
         wait_open(storage, "alice")
         with storage.open("alice") as again:
             assert contents(again) == [b"before\n"]  # nothing partial from the outage
+
+
+def test_an_outage_longer_than_the_lease_loses_it(pg_faults: PostgresCluster) -> None:
+    url = create_database(pg_faults, "outage_over_lease")
+    with PostgresStorage(url, timeout=1.0, lease_seconds=1.0) as storage:
+        storage.deliver("carol", b"one\n")
+        drop = storage.open("carol")
+        pg_faults.stop()
+        time.sleep(1.5)  # no renewal reaches the database for longer than the lease
+        pg_faults.start()
+        time.sleep(0.5)  # the keeper's next renewal finds the lease expired: not renewed
+        with pytest.raises(MaildropError, match="lease"):
+            drop.commit([1])
+        assert contents(drop) == [b"one\n"]  # reading needs no lease; deleting does
+        drop.close()
+        wait_open(storage, "carol")
+        with storage.open("carol") as again:
+            assert contents(again) == [b"one\n"]
+
+
+def test_reads_of_messages_gone_and_other_database_errors(
+    postgres: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = create_database(postgres, "errors_test")
+    with PostgresStorage(url) as storage:
+        exact = b"x" * (2 * STORE_CHUNK)  # a whole number of chunks
+        storage.deliver("dave", io.BytesIO(exact))
+        storage.deliver("dave", b"two\n")
+        storage.deliver("dave", b"three\n")
+        with pytest.raises(ValueError, match="one entry per delivery"):
+            storage.deliver_many([("dave", b"x\n")], uids=[])
+        drop = storage.open("dave")
+        assert drop.messages[0].size == len(exact) + 2  # the CRLF a last line lacks
+        assert b"".join(drop.read(1)) == exact
+        # Removed behind the session's back (an operator's DELETE): an error, not a hang
+        # or a short message.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM pop3_messages WHERE mailbox = 'dave' AND octets = 4")
+        with pytest.raises(MaildropError, match="no longer exists"):
+            drop.read(2)
+        assert drop.commit([3]) == []
+        with pytest.raises(MaildropError, match="removed"):
+            drop.read(3)  # committed: the session is over
+        drop.close()
+        caplog.set_level("WARNING", logger="pop3.maildrop")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE pop3_chunks")
+        with storage.open("dave") as drop, pytest.raises(MaildropError, match="database error"):
+            drop.read(1)
+        assert "PostgreSQL storage: database error" in caplog.text
+    with pytest.raises(MaildropError, match="closed"):
+        storage.open("dave")

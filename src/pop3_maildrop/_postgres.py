@@ -475,6 +475,36 @@ def _is_dead(process: str | None) -> bool:
         return False
 
 
+class _PoolErrors(logging.Handler):
+    """Keeps the reason of psycopg_pool's last failed connection, instead of printing it.
+
+    The pool logs every attempt (a warning with no handler of its own goes to stderr
+    through ``logging.lastResort``); our report says it once, after "couldn't get a
+    connection". A program that configures logging still gets the pool's records (they
+    propagate as before).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._last = ""
+        self._when = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("error connecting in 'pop3-sansio'"):
+            lines = text.partition(": ")[2].splitlines()
+            self._last = lines[0] if lines else ""
+            self._when = time.monotonic()
+
+    def recent(self) -> str:
+        """The last connection error of the past minute, or ``""``."""
+        return self._last if time.monotonic() - self._when < _REPORT_INTERVAL else ""
+
+
+_POOL_ERRORS = _PoolErrors()
+_POOL_LOGGER = logging.getLogger("psycopg.pool")
+
+
 class _Runtime:
     """One process's pool and lease keeper (a forked child makes its own)."""
 
@@ -482,6 +512,8 @@ class _Runtime:
         import psycopg
         from psycopg_pool import ConnectionPool
 
+        if _POOL_ERRORS not in _POOL_LOGGER.handlers:
+            _POOL_LOGGER.addHandler(_POOL_ERRORS)
         self.pid = os.getpid()
         self.storage = storage
         self.holder = f"{socket.gethostname()}:{self.pid}"
@@ -527,6 +559,9 @@ class _Runtime:
                 yield conn
         except self._errors as exc:
             text = f"the database is unavailable: {_reason(exc)}"
+            cause = _POOL_ERRORS.recent()
+            if cause and cause not in text:  # "couldn't get a connection": say why not
+                text += f" ({cause})"
             self._report(text)
             raise StorageUnavailableError(text) from exc
         except self._error as exc:
