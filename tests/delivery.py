@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ourserver import maildrop_contents
 from pop3_maildrop import PostgresStorage
 from served import env, pop3
 
@@ -27,13 +28,7 @@ MESSAGE = b"From: a@example.org\nTo: alice@example.org\nSubject: hello\n\n.dot\n
 def stored(url: str, user: str) -> dict[str, bytes]:
     """``{uid: octets}`` of ``user``'s maildrop, in message-number order (nothing deleted)."""
     with PostgresStorage(url, pool_min=0, pool_max=1) as storage:
-        maildrop = storage.open(user)
-        try:
-            return {
-                info.uid: b"".join(maildrop.read(n)) for n, info in enumerate(maildrop.messages, 1)
-            }
-        finally:
-            maildrop.close()
+        return maildrop_contents(storage, user)
 
 
 def sizes(url: str, user: str) -> list[int]:
@@ -57,7 +52,7 @@ def run_deliver(url: str, *args: str, stdin: bytes = MESSAGE) -> subprocess.Comp
 
 
 class Lmtp:
-    """``pop3 lmtp`` in a subprocess; ``address`` is what smtplib.LMTP connects to."""
+    """``pop3 lmtp`` in a subprocess; ``where`` is the address or socket path it listens on."""
 
     def __init__(self, tmp_path: Path, url: str, users: Path, *where: str) -> None:
         self.stderr_path = tmp_path / f"lmtp-{time.monotonic_ns()}.err"
