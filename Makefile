@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_bindings.py --json benchmarks/results/bindings.json
 	$(PY) benchmarks/bench_sessions.py --json benchmarks/results/sessions.json
 	$(PY) benchmarks/bench_startup.py --json benchmarks/results/startup.json
+	$(PY) benchmarks/bench_postgres.py --dovecot --json benchmarks/results/postgres.json
 	$(PY) benchmarks/plot.py benchmarks/results
 
 fuzz: $(STAMP)

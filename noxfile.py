@@ -28,8 +28,9 @@ DEFAULT = f"{sys.version_info.major}.{sys.version_info.minor}"
 # storage and the packaging checks. Left to the default Python's whole-suite run: the tiers
 # that measure something other than the interpreter, and take most of the suite's time --
 # interop with real peers (their programs are the same on every Python; our side of each
-# dialogue is exercised here by the conformance tier), the 60-second load run and the
-# SIGKILL crash runs.
+# dialogue is exercised here by the conformance tier), the 60-second load run, the
+# SIGKILL crash runs, and the servers on PostgreSQL (the storage's own contract against
+# it stays in the tier).
 NOT_VERSION_DEPENDENT = (
     "test_interop_*.py",  # curl, mpop, fetchmail, getmail6, Dovecot, Twisted
     "test_proxy_haproxy.py",  # HAProxy in front of each server
@@ -38,6 +39,12 @@ NOT_VERSION_DEPENDENT = (
     "test_crash_safety.py",
     "test_docs_site.py",  # mkdocs reads the sources statically (the examples run everywhere)
     "test_fetch_dovecot.py",  # pop3 fetch against Dovecot
+    "test_postgres_cluster.py",  # the tests' own PostgreSQL
+    "test_postgres_serve.py",  # pop3 serve on a real PostgreSQL, stopped and restarted
+    "test_postgres_crash.py",
+    "test_postgres_scale.py",  # 200 MB through PostgreSQL; 1,000 sessions
+    "test_postgres_delivery.py",  # pop3 deliver, lmtp and import against PostgreSQL
+    "test_postgres_hosts.py",  # three servers behind HAProxy, one PostgreSQL, under load
 )
 
 TESTS = Path(__file__).parent / "tests"

@@ -122,9 +122,11 @@ class PopServer:
         *args: str,
         prefix: Sequence[str] = (),
         preexec_fn: Callable[[], None] | None = None,
+        storage: str | None = None,
     ) -> None:
         """``prefix`` runs the server through a command (e.g. ``setpriv ...``);
-        ``preexec_fn`` runs in the child before that (e.g. to set resource limits)."""
+        ``preexec_fn`` runs in the child before that (e.g. to set resource limits);
+        ``storage`` (a ``postgresql://`` URL) serves ``--storage URL`` instead of ``root``."""
         self.backend = backend
         self.stderr_path = tmp_path / f"serve-{backend}-{time.monotonic_ns()}.err"
         with open(self.stderr_path, "wb") as stderr:
@@ -133,7 +135,9 @@ class PopServer:
                     *prefix,
                     *pop3(
                         *("serve", "--backend", backend, "--port", "0", "-q"),
-                        *("--users", str(users_file), "--maildir", str(root), *args),
+                        *("--users", str(users_file)),
+                        *(("--maildir", str(root)) if storage is None else ("--storage", storage)),
+                        *args,
                     ),
                 ],
                 stdout=subprocess.PIPE,

@@ -41,7 +41,6 @@ import os
 import random
 import re
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from pathlib import Path
 import pytest
 
 from bindings import NAMES
+from crashes import PASSWORD, Outcome, check_user, message, sessions_until_killed
 from fetched import lf, mbox_messages, unwrap
 from pop3_maildrop._maildir import SIZE_CACHE
 from served import PopServer, RawClient, crlf, deliver, start_fetch, stored, write_users
@@ -57,32 +57,6 @@ SEED = int(os.environ.get("POP3_CRASH_SEED", "20240607"))
 KILLS = 12
 """Server kills per binding."""
 USERS = [f"user{n}" for n in range(4)]
-PASSWORD = "crash-test-pw"
-
-
-def message(rng: random.Random, name: str) -> bytes:
-    """A message of 200 octets to 40 KiB, with LF or CRLF line ends and dot lines."""
-    body = b"".join(
-        b"%s line %d of %s\n" % (rng.choice([b"", b".", b".."]), n, name.encode())
-        for n in range(rng.randrange(5, 1500))
-    )
-    out = b"From: sender@example.org\nSubject: " + name.encode() + b"\n\n" + body
-    return out.replace(b"\n", b"\r\n") if rng.random() < 0.3 else out
-
-
-@dataclass
-class Outcome:
-    """What one session was told."""
-
-    user: str
-    deleted: set[str] = field(default_factory=set)  # uids whose DELE got +OK
-    quit_sent: bool = False
-    quit_ok: bool = False
-
-    @property
-    def unanswered(self) -> bool:
-        """QUIT went out, its answer never came: the unavoidable window."""
-        return self.quit_sent and not self.quit_ok
 
 
 @dataclass
@@ -104,104 +78,14 @@ class Ledger:
                 self.originals[user][name] = data
 
 
-class KillableClient(RawClient):
-    """A connection the server may drop at any point: that is an ``OSError``, not a failure."""
-
-    def line(self) -> bytes:
-        line = super().line()
-        if not line.endswith(b"\n"):
-            raise ConnectionResetError("the server went away")
-        return line
-
-
-class Worker(threading.Thread):
-    """Sessions for one user, one after another, until told to stop or the server dies."""
-
-    def __init__(self, port: int, user: str, ledger: Ledger, rng: random.Random) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.user = user
-        self.ledger = ledger
-        self.rng = rng
-        self.stop = threading.Event()
-        self.sessions = 0
-        self.in_use = 0
-        self.errors: list[str] = []  # broken promises (not dropped connections)
-
-    def run(self) -> None:
-        first = True
-        while not self.stop.is_set():
-            outcome = Outcome(self.user)
-            try:
-                self.session(outcome, first)
-            except OSError:
-                pass  # the server was killed: what was answered is in `outcome`
-            except AssertionError as exc:
-                self.errors.append(f"{self.user}: {exc}")
-                return
-            finally:
-                self.ledger.outcomes.append(outcome)
-            first = False
-
-    def session(self, outcome: Outcome, first: bool) -> None:
-        rng = self.rng
-        with KillableClient(self.port, timeout=5) as client:
-            assert client.greeting.startswith(b"+OK"), client.greeting
-            answer = client.login(self.user, PASSWORD)
-            if answer.startswith(b"-ERR [IN-USE]") and not first:
-                # The last session's +OK to QUIT goes out just before its lock
-                # is released (RFC 1939 allows this): try again.
-                self.in_use += 1
-                time.sleep(0.005)
-                return
-            # A killed server's lock must be gone at once after the restart.
-            assert answer.startswith(b"+OK"), (first, answer)
-            self.sessions += 1
-            assert client.command(b"UIDL").startswith(b"+OK")
-            uids = {}
-            for line in client.multiline().split(b"\r\n")[:-1]:
-                number, uid = line.split(b" ")
-                uids[int(number)] = uid.decode()
-            originals = self.ledger.originals[self.user]
-            numbers = sorted(uids)
-            for msg in rng.sample(numbers, min(len(numbers), rng.randrange(0, 3))):
-                assert client.retr(msg) == crlf(originals[uids[msg]]), f"RETR {msg} differs"
-            for msg in rng.sample(numbers, min(len(numbers), rng.randrange(1, 4))):
-                answer = client.command(b"DELE %d" % msg)
-                assert answer.startswith(b"+OK"), answer
-                outcome.deleted.add(uids[msg])
-            if rng.random() < 0.15:
-                return  # hang up without QUIT: nothing may be deleted
-            outcome.quit_sent = True
-            answer = client.command(b"QUIT")  # OSError: killed before the answer came
-            assert answer.startswith(b"+OK"), answer
-            outcome.quit_ok = True
-
-
 def check_maildirs(root: Path, ledger: Ledger, since: int) -> collections.Counter[str]:
     """The invariants of the module docstring; what the sessions from ``since`` on met."""
     counts: collections.Counter[str] = collections.Counter()
     for user in USERS:
         maildir = root / user
         originals = ledger.originals[user]
-        on_disk = stored(maildir)
-        for name, data in on_disk.items():
-            assert name in originals, f"{user}: unknown file {name}"
-            assert data == originals[name], f"{user}: {name} is corrupt"
         assert list((maildir / "tmp").iterdir()) == []
-        outcomes = [o for o in ledger.outcomes if o.user == user]
-        for outcome in outcomes:
-            if outcome.quit_ok:
-                kept = outcome.deleted & on_disk.keys()
-                assert not kept, f"{user}: deleted by an answered QUIT, still there: {kept}"
-        may_be_gone = set().union(*(o.deleted for o in outcomes if o.quit_sent))
-        lost = originals.keys() - on_disk.keys() - may_be_gone
-        assert not lost, f"{user}: lost without a QUIT that deleted them: {lost}"
-        unanswered = set().union(
-            *(o.deleted for o in ledger.outcomes[since:] if o.user == user and o.unanswered)
-        )
-        counts["in the window, committed"] += len(unanswered - on_disk.keys())
-        counts["in the window, not committed"] += len(unanswered & on_disk.keys())
+        counts += check_user(user, stored(maildir), originals, ledger.outcomes, since)
         check_size_cache(maildir, originals)
     return counts
 
@@ -256,21 +140,13 @@ def test_server_killed_at_random_points(tmp_path: Path, backend: str) -> None:
     for kill in range(KILLS):
         since = len(ledger.outcomes)
         server = PopServer(tmp_path, backend, users, root)
-        workers = [
-            Worker(server.port, user, ledger, random.Random(f"{SEED}-{backend}-{kill}-{user}"))
-            for user in USERS
-        ]
-        for worker in workers:
-            worker.start()
-        time.sleep(rng.uniform(0.01, 0.4))
-        server.kill()
-        for worker in workers:
-            worker.stop.set()
-            worker.join(10)
-            assert not worker.is_alive()
-            assert not worker.errors, worker.errors
-            totals["sessions"] += worker.sessions
-            totals["in use"] += worker.in_use
+        totals += sessions_until_killed(
+            server,
+            ledger.originals,
+            ledger.outcomes,
+            f"{SEED}-{backend}-{kill}",
+            rng.uniform(0.01, 0.4),
+        )
         totals.update(check_maildirs(root, ledger, since))
         # New mail, as a delivery agent brings it, for the next run.
         ledger.deliver(root, rng, rng.randrange(5, 20))
@@ -394,12 +270,12 @@ def delivered(target: str, dest: Path) -> tuple[list[bytes], bool]:
         return [], False
     messages = mbox_messages(dest / "mbox")
     out = []
-    for i, message in enumerate(messages):
+    for i, stored_message in enumerate(messages):
         try:
-            out.append(unwrap(message, "user0@127.0.0.1"))
+            out.append(unwrap(stored_message, "user0@127.0.0.1"))
         except AssertionError:
             assert i == len(messages) - 1, (
-                f"a partial message that is not the last: {message[:80]!r}"
+                f"a partial message that is not the last: {stored_message[:80]!r}"
             )
             out.append(b"")
     return out, True

@@ -2,7 +2,8 @@
 
 Each test runs once per binding (asyncio, trio, sync): that binding's server runs in a
 thread of its own on 127.0.0.1 (``serving`` from bindings.py), serving a Maildir in
-``tmp_path``; the clients run as subprocesses (curl) or in a worker thread (poplib).
+``tmp_path``, and once more per binding serving the same messages from PostgreSQL
+(ourserver.py); the clients run as subprocesses (curl) or in a worker thread (poplib).
 curl comes from the Debian package curl (``make peers``); without it the curl tests
 skip, or fail when ``POP3_REQUIRE_PEERS=1``.
 """
@@ -21,11 +22,10 @@ import anyio
 import pytest
 import trustme
 
-from bindings import NAMES
-from ourserver import Served, serve_maildir
+from ourserver import STORAGES, Served, serve_maildir, storage_for, storage_id
 from peers import HOST, as_received, require_peer
 
-pytest_plugins = ["peers"]
+pytest_plugins = ["peers", "ourserver"]
 pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
@@ -45,17 +45,24 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=NAMES)
+@pytest.fixture(params=STORAGES, ids=storage_id)
 def served(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     peer_ca: trustme.CA,
     peer_cert: trustme.LeafCert,
 ) -> Iterator[Served]:
-    """Each binding's server in turn, with every SASL mechanism, STLS and implicit TLS."""
+    """Each binding's server in turn, with every SASL mechanism, STLS and implicit TLS,
+    from a Maildir and from PostgreSQL."""
     mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
     with serve_maildir(
-        request.param, tmp_path, peer_ca, peer_cert, messages=MESSAGES, mechanisms=mechanisms
+        request.param[0],
+        tmp_path,
+        peer_ca,
+        peer_cert,
+        messages=MESSAGES,
+        mechanisms=mechanisms,
+        storage=storage_for(request),
     ) as served:
         yield served
 

@@ -204,7 +204,9 @@ def test_public_api() -> None:
             "MaildropLocked",
             "MboxStorage",
             "MemoryStorage",
+            "PostgresStorage",
             "Storage",
+            "StorageUnavailableError",
             "UserDB",
             "HASH_SCHEMES",  # pop3 pw (_users.py)
             "hash_password",

@@ -212,3 +212,38 @@ def test_pop3_help_loads_no_server_storage_or_event_loop() -> None:
     assert not {m for m in loaded if m.startswith(("pop3_sansio", "pop3_maildrop"))}
     assert not {m for m in loaded if m.split(".")[0] in {"asyncio", "trio", "email", "tempfile"}}
     assert not {m for m in loaded if m.startswith(("pop3_sync", "pop3_asyncio", "pop3_trio"))}
+
+
+def test_pop3_deliver_loads_no_server_sasl_or_other_command() -> None:
+    """``pop3 deliver`` runs once per message: only the storage, never a server or SASL.
+
+    Run to its end against a port nothing listens on (exit 75 after a second). psycopg
+    itself imports asyncio (for its async classes), so the event loop is denied only
+    among our modules: no binding, no server session, no other command's module.
+    """
+    code = (
+        "import io, sys\n"
+        "sys.argv = ['pop3', 'deliver', '--storage', "
+        "'postgresql://postgres@127.0.0.1:1/none?connect_timeout=1', '--user', 'alice', "
+        "'--storage-timeout', '1']\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(b'Subject: x\\n\\nhi\\n'))\n"
+        "from pop3_cli._main import main\n"
+        "assert main() == 75\n"
+    )
+    loaded = _loaded(code)
+    ours = {m for m in loaded if m.startswith("pop3")}
+    assert "pop3_cli._mda" in ours and "pop3_maildrop._postgres" in ours
+    denied = {
+        "pop3_asyncio",
+        "pop3_trio",
+        "pop3_sync",
+        "pop3_cli._serve",
+        "pop3_cli._lmtp",
+        "pop3_cli._fetch",
+        "pop3_sansio._sasl",
+        "pop3_sansio._scram",
+        "pop3_sansio._server_session",
+        "pop3_sansio._server_driver",
+    }
+    assert not {m for m in ours if m.split(".")[0] in denied or m in denied}
+    assert not {m for m in loaded if m.split(".")[0] in {"trio", "anyio", "aiosmtpd"}}

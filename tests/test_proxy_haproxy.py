@@ -4,100 +4,28 @@ The client connects to HAProxy from 127.0.0.2; HAProxy connects to the server fr
 127.0.0.1. The server must log the client's address, and treat it as the peer. HAProxy's
 health checks (``check check-send-proxy``) must be accepted as well, not logged as bad
 headers. With implicit TLS, HAProxy passes TLS through: the header comes first, in the
-clear, and the TLS handshake follows it. The configuration is the one docs/deployment.md
-shows.
+clear, and the TLS handshake follows it. HAProxy runs with the configuration
+docs/deployment.md shows (tests/haproxy.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
 from bindings import NAMES, serving
+from haproxy import haproxy
 from helpers import FakeBackend, crlf, log_fields, wait_for, wait_for_log
-from peers import free_port, require_peer
 
 CLIENT = "127.0.0.2"  # where the client connects from: not HAProxy's 127.0.0.1
 MESSAGE = b"Subject: through HAProxy\r\n\r\nhello\r\n"
 TIMEOUT = 10.0
 
 pytestmark = pytest.mark.usefixtures("server_log")  # the session lines are asserted
-
-CONFIG = """\
-global
-    maxconn 100
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-
-frontend pop3
-    bind 127.0.0.1:{front}
-    default_backend pop3_servers
-
-backend pop3_servers
-    server pop3 127.0.0.1:{port} {send_proxy}{checks}
-"""
-CHECKS = " check check-send-proxy inter 200ms"
-
-
-@contextlib.contextmanager
-def haproxy(tmp_path: Path, port: int, send_proxy: str, *, checks: bool = True) -> Iterator[int]:
-    """HAProxy in the foreground, in front of ``port``; yields the port it listens on."""
-    binary = require_peer("haproxy", "haproxy")
-    front = free_port()
-    config = tmp_path / "haproxy.cfg"
-    text = CONFIG.format(
-        front=front, port=port, send_proxy=send_proxy, checks=CHECKS if checks else ""
-    )
-    config.write_text(text)
-    subprocess.run([binary, "-c", "-f", str(config)], check=True, capture_output=True, timeout=30)
-    log = tmp_path / "haproxy.log"
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [binary, "-db", "-f", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            assert proc.poll() is None, log.read_text()
-            # Listening yet? Binding tells without connecting (a connection would
-            # reach the server as one more session).
-            if _taken(front):
-                break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield front
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        print(log.read_text())  # shown if the test fails
-
-
-def _taken(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
 
 
 def multiline(f: BinaryIO) -> list[bytes]:
@@ -133,7 +61,7 @@ def test_through_haproxy(
     backend = FakeBackend([MESSAGE])
     with (
         serving(name, backend, proxy_protocol=True, failed_login_delay=0) as port,
-        haproxy(tmp_path, port, send_proxy) as front,
+        haproxy(tmp_path, [port], send_proxy) as front,
     ):
         address = ("127.0.0.1", front)
         with socket.create_connection(address, TIMEOUT, source_address=(CLIENT, 0)) as sock:
@@ -172,7 +100,7 @@ def test_implicit_tls_through_haproxy(
         # the server wraps the socket, and CPython's ssl then leaves the SSLSocket
         # unclosed (a ResourceWarning in the threaded server, an error under -W error).
         # For the same reason the fixture never connects to see whether HAProxy is up.
-        haproxy(tmp_path, port, "send-proxy-v2", checks=False) as front,
+        haproxy(tmp_path, [port], "send-proxy-v2", checks=False) as front,
     ):
         address = ("127.0.0.1", front)
         with (

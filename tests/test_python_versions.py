@@ -124,7 +124,8 @@ def test_the_version_tier_leaves_out_only_the_interpreter_independent_tiers(
         p
         for p in every
         if re.fullmatch(
-            r"tests/test_(interop_\w+|proxy_haproxy|fail2ban|load|crash_safety|docs_site|fetch_dovecot)\.py",
+            r"tests/test_(interop_\w+|proxy_haproxy|fail2ban|load|crash_safety|docs_site"
+            r"|fetch_dovecot|postgres_(cluster|serve|crash|scale|delivery|hosts))\.py",
             p,
         )
     }

@@ -18,11 +18,17 @@ from ._defaults import (
     AUTH_METHODS,
     BACKEND_NAMES,
     DEFAULT_HOST,
+    DEFAULT_LMTP_PORT,
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
+    EX_USAGE,
+    LEASE_SECONDS,
+    LMTP_MAX_MESSAGE_SIZE,
     LOGIN_TIMEOUT,
     MAX_SESSIONS_PER_ADDRESS,
     PASSWORD_SCHEMES,
+    POOL_MAX,
+    STORAGE_TIMEOUT,
 )
 from ._errors import CliError, UsageError
 
@@ -35,18 +41,20 @@ class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors never echo a value that might be a secret.
 
     No abbreviated options: ``--password=x`` must not be taken for, or reported
-    as an ambiguous prefix of, ``--password-env``.
+    as an ambiguous prefix of, ``--password-env``. ``usage_exit`` is the exit
+    code of a usage error (2; ``pop3 deliver`` uses sysexits' EX_USAGE).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, usage_exit: int = 2, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.required_later: list[tuple[str, ...]] = []
         """Options (or groups: one of them) required once the config file is merged."""
+        self.usage_exit = usage_exit
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(self.usage_exit, f"{self.prog}: error: {message}\n")
 
 
 def _port(text: str) -> int:
@@ -99,6 +107,21 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _database_arguments(parser: argparse.ArgumentParser, timeout_help: str | None) -> None:
+    """``--storage URL`` (required) and, with ``timeout_help``, ``--storage-timeout``."""
+    parser.add_argument(
+        "--storage", metavar="URL", required=True, help="the database: postgresql://..."
+    )
+    if timeout_help is not None:
+        parser.add_argument(
+            "--storage-timeout",
+            type=_seconds,
+            default=STORAGE_TIMEOUT,
+            metavar="SECONDS",
+            help=f"{timeout_help} for this long (default {STORAGE_TIMEOUT:g})",
+        )
+
+
 def _user_pair(text: str) -> tuple[str, str]:
     # The message must not repeat ``text``: it may hold a password.
     name, sep, password = text.partition(":")
@@ -141,7 +164,7 @@ def _version() -> str:
 
 
 SERVE_HELP = f"""\
-Serve POP3 (RFC 1939) from a Maildir.
+Serve POP3 (RFC 1939) from Maildirs or PostgreSQL.
 
 With no arguments: a demo. A throw-away Maildir with a few messages is served
 on {DEFAULT_HOST}:{DEFAULT_PORT} for user "demo", password "demo", until Ctrl-C.
@@ -155,6 +178,9 @@ order) is loaded into memory and served, to user "demo" (password "demo"), or
 with --user/--users to each of those users, every user getting a copy of its
 own (a users file's MAILDIR column is not used). Deletions last until the
 server stops; the files are never changed. For demos and tests.
+
+With --storage postgresql://... and --user/--users: serve maildrops kept in
+PostgreSQL, which any number of servers on any number of hosts may share.
 """
 
 SERVE_EPILOG = """\
@@ -182,6 +208,16 @@ limits: past --max-sessions sessions at once, or --max-sessions-per-address
   greeting, logged in or not. A client has --login-timeout seconds from
   connecting to logging in, a TLS handshake included; a logged-in session is
   dropped after 10 minutes idle (RFC 1939). Nothing is deleted either way.
+
+postgresql: --storage URL is a libpq URL or connection string; keep its
+  password in ~/.pgpass or PGPASSFILE, not on the command line. The tables
+  are created on first use. Each server process keeps up to --pool-max
+  connections, each used for one short transaction at a time (not one per
+  session). A maildrop in use is leased; the lease is renewed while the
+  session lasts, so a crashed server's users are free again after
+  --lease-seconds (at once if it is restarted on the same machine). A
+  database out of reach for --storage-timeout seconds gives -ERR
+  [SYS/TEMP]; nothing is deleted unless QUIT's commit succeeds.
 
 --workers N: N processes share the port (SO_REUSEPORT); a maildrop stays
   locked across all of them. Ctrl-C or SIGTERM stops every worker; if one
@@ -269,6 +305,65 @@ or SCRAM, which need the plain secret on the server.
 """
 
 
+DELIVER_HELP = """\
+Store one message, read from standard input, in a user's maildrop in
+PostgreSQL: the mail delivery agent for Postfix (mailbox_command), Exim (a
+pipe transport), fetchmail (mda) or procmail. The message is committed before
+the command exits 0; on any failure nothing of it is stored.
+
+A first line "From sender date" (the mbox envelope line that Postfix's
+mailbox_command and Exim's pipe transport put before the message) is not part
+of the message and is dropped. Line ends are kept as received: POP3 serves
+them as CRLF and counts sizes in CRLF octets either way (RFC 1939).
+"""
+
+DELIVER_EPILOG = """\
+exit status (sysexits.h, which mail systems read):
+  0  stored and committed
+  64 bad arguments (EX_USAGE)
+  65 the input is not a message: empty (EX_DATAERR)
+  67 --users FILE is given and NAME is not in it (EX_NOUSER; the MTA bounces)
+  74 standard input could not be read (EX_IOERR)
+  75 the database is unreachable or failed: try again later (EX_TEMPFAIL;
+     the MTA keeps the message queued and retries)
+  78 the users file cannot be read, or psycopg is not installed (EX_CONFIG)
+  130 interrupted
+"""
+
+LMTP_HELP = """\
+Accept mail over LMTP (RFC 2033) and store it in PostgreSQL: the delivery path
+for Postfix (mailbox_transport = lmtp:...) or Exim (an lmtp transport), with no
+process started per message.
+
+After DATA there is one reply per accepted recipient: 250 once that
+recipient's copy is committed, 451 4.3.0 when the database is unreachable (the
+MTA retries that recipient later). A recipient not in --users FILE is refused
+at RCPT with 550 5.1.1. A recipient address names the user by the whole
+address if the users file has it, else by its local part (before the last
+"@"), else by the local part without a "+extension".
+"""
+
+LMTP_EPILOG = """\
+security: LMTP has no authentication: anyone who can connect can deliver
+  mail. Listen on a Unix socket (--socket) that only the MTA can open, or on
+  a loopback address.
+
+The users file is read once, at start: restart after changing it. Every
+delivery is logged as one line on stderr (-q: warnings only).
+"""
+
+IMPORT_HELP = """\
+Copy the messages of an existing Maildir (new/ and cur/, e.g. Dovecot's) into
+a user's maildrop in PostgreSQL. The Maildir is left as it is.
+
+Idempotent: each message is recorded with its Maildir unique name (the file
+name up to ":2,"), so running the command again, after an interruption or
+with more mail in the Maildir, stores only what is not there yet. Messages are
+stored oldest first (by the time in their unique name), so POP3 lists them in
+the order they arrived.
+"""
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``pop3`` parser and its subcommand parsers by name."""
     output = _Parser(add_help=False)
@@ -280,7 +375,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = _Parser(
         prog=PROG,
-        description="POP3 tools: a server for Maildirs, and a safe mail fetcher.",
+        description="POP3 tools: a server, a safe mail fetcher, and mail delivery into PostgreSQL.",
     )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(
@@ -290,7 +385,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     serve = commands.add_parser(
         "serve",
         parents=[output],
-        help="serve POP3 from a Maildir (no arguments: a demo)",
+        help="serve POP3 from Maildirs or PostgreSQL (no arguments: a demo)",
         description=SERVE_HELP,
         epilog=SERVE_EPILOG.replace("{tls_port}", str(DEFAULT_TLS_PORT)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -300,6 +395,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--eml-dir",
         metavar="DIR",
         help="serve the *.eml files of DIR from memory instead of a Maildir (see above)",
+    )
+    serve.add_argument(
+        "--storage",
+        metavar="URL",
+        help="keep the maildrops in PostgreSQL (postgresql://...) instead of --maildir",
     )
     serve.add_argument(
         "--user",
@@ -358,11 +458,33 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     serve.add_argument(
         "--quick-read-size",
         type=_octets,
-        default=1 << 16,
         metavar="OCTETS",
         help="make reads of up to this size (a small message, or a 64 KiB chunk of a big "
-        "one) on the event loop's thread rather than in a worker thread (default 65536; "
-        "0 for network file systems, where a read may block)",
+        "one) on the event loop's thread rather than in a worker thread (default 65536, "
+        "0 with --storage; 0 for network file systems, where a read may block)",
+    )
+    serve.add_argument(
+        "--pool-max",
+        type=_count,
+        default=POOL_MAX,
+        metavar="N",
+        help=f"with --storage: database connections per server process (default {POOL_MAX})",
+    )
+    serve.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=LEASE_SECONDS,
+        metavar="SECONDS",
+        help="with --storage: how long a maildrop stays locked after its server stops "
+        f"renewing the lock (crashed, cut off; default {LEASE_SECONDS:g})",
+    )
+    serve.add_argument(
+        "--storage-timeout",
+        type=_seconds,
+        default=STORAGE_TIMEOUT,
+        metavar="SECONDS",
+        help="with --storage: wait this long for a database connection, then answer "
+        f"-ERR [SYS/TEMP] (default {STORAGE_TIMEOUT:g})",
     )
     serve.add_argument(
         "--max-sessions-per-address",
@@ -596,7 +718,82 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         metavar="VALUE",
         help="check the password against VALUE instead: exit 0 if it matches, 1 if not",
     )
-    return parser, {"serve": serve, "fetch": fetch, "pw": pw}
+
+    deliver = commands.add_parser(
+        "deliver",
+        parents=[output],
+        help="store one message from standard input in PostgreSQL (for an MTA)",
+        description=DELIVER_HELP,
+        epilog=DELIVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage_exit=EX_USAGE,
+    )
+    _database_arguments(deliver, "give up (exit 75) when the database cannot be reached")
+    deliver.add_argument("--user", metavar="NAME", required=True, help="whose maildrop")
+    deliver.add_argument(
+        "--users",
+        metavar="FILE",
+        help="a users file (as pop3 serve's): a NAME not in it exits 67 (EX_NOUSER)",
+    )
+
+    lmtp = commands.add_parser(
+        "lmtp",
+        parents=[output],
+        help="accept mail over LMTP and store it in PostgreSQL",
+        description=LMTP_HELP,
+        epilog=LMTP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _database_arguments(lmtp, "answer 451 when no database connection can be had")
+    lmtp.add_argument(
+        "--users",
+        metavar="FILE",
+        required=True,
+        help="the users file (as pop3 serve's): who may receive mail",
+    )
+    where = lmtp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help=f"TCP address to listen on (default {DEFAULT_HOST}:{DEFAULT_LMTP_PORT}; "
+        "port 0 picks a free one)",
+    )
+    where.add_argument("--socket", metavar="PATH", help="listen on a Unix socket instead")
+    lmtp.add_argument(
+        "--max-message-size",
+        type=_count,
+        default=LMTP_MAX_MESSAGE_SIZE,
+        metavar="OCTETS",
+        help="refuse larger messages with 552 (default %(default)s; a message is held "
+        "in memory while it is received)",
+    )
+    lmtp.add_argument(
+        "--pool-max",
+        type=_count,
+        default=POOL_MAX,
+        metavar="N",
+        help=f"database connections at most, i.e. deliveries at once (default {POOL_MAX})",
+    )
+
+    import_ = commands.add_parser(
+        "import",
+        parents=[output],
+        help="copy a Maildir into a maildrop in PostgreSQL (idempotent)",
+        description=IMPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_.add_argument("--maildir", metavar="DIR", required=True, help="the Maildir to copy")
+    import_.add_argument("--user", metavar="NAME", required=True, help="whose maildrop")
+    _database_arguments(import_, None)
+    return parser, {
+        "serve": serve,
+        "fetch": fetch,
+        "pw": pw,
+        "deliver": deliver,
+        "lmtp": lmtp,
+        "import": import_,
+    }
 
 
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d]: %(message)s"
@@ -675,12 +872,32 @@ def _logging(verbosity: int, log_file: str | None = None) -> Iterator[None]:
         trace.setLevel(saved[2])
 
 
-def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from ._fetch_command import run_fetch_command
-    from ._pw import run_pw
-    from ._serve import run_serve
+def _commands(command: str) -> Callable[[argparse.Namespace], int]:
+    # Only the chosen command's module is imported: ``pop3 deliver`` runs once
+    # per message and must not load a server or an event loop.
+    if command == "serve":
+        from ._serve import run_serve
 
-    return {"serve": run_serve, "fetch": run_fetch_command, "pw": run_pw}
+        return run_serve
+    if command == "fetch":
+        from ._fetch_command import run_fetch_command
+
+        return run_fetch_command
+    if command == "pw":
+        from ._pw import run_pw
+
+        return run_pw
+    if command == "deliver":
+        from ._mda import run_deliver
+
+        return run_deliver
+    if command == "lmtp":
+        from ._lmtp import run_lmtp
+
+        return run_lmtp
+    from ._maildir_import import run_import
+
+    return run_import
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -700,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.given = given_options(sys.argv[1:] if argv is None else argv)
     try:
         with _logging(verbosity, getattr(args, "log_file", None)):
-            return _commands()[command](args)
+            return _commands(command)(args)
     except UsageError as exc:
         try:
             subparsers[command].error(str(exc))

@@ -1,4 +1,4 @@
-"""``pop3 serve``: a POP3 server on Maildirs, or the demo."""
+"""``pop3 serve``: a POP3 server on Maildirs or PostgreSQL, or the demo."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import signal
 import ssl
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -83,8 +84,6 @@ def _run_trio(config: ServeConfig) -> None:
 
 
 def _run_sync(config: ServeConfig) -> None:
-    import threading
-
     from pop3_sync import serve
 
     try:
@@ -354,7 +353,38 @@ def _mechanism_options(users: UserDB) -> dict[str, Any]:
     return {"mechanisms": PLAIN_SECRET_MECHANISMS + PASSWORD_MECHANISMS, "apop": True}
 
 
+def _postgres_storage(args: argparse.Namespace) -> Storage:
+    """``--storage URL``: PostgreSQL (psycopg is imported here, not for ``--help``)."""
+    url = args.storage
+    if not url.startswith(("postgresql:", "postgres:")) and "=" not in url:
+        raise UsageError("--storage takes a postgresql://... URL or a libpq connection string")
+    from pop3_maildrop import PostgresStorage
+
+    if args.lease_seconds < PostgresStorage.MIN_LEASE_SECONDS:
+        raise UsageError(f"--lease-seconds must be at least {PostgresStorage.MIN_LEASE_SECONDS:g}")
+    try:
+        storage = PostgresStorage(
+            url,
+            pool_max=args.pool_max,
+            pool_min=min(1, args.pool_max),
+            lease_seconds=args.lease_seconds,
+            timeout=args.storage_timeout,
+        )
+    except ImportError:  # pragma: no cover - psycopg is in the test extra
+        raise CliError("--storage needs psycopg: pip install 'pop3-sansio[postgresql]'") from None
+    except ValueError as exc:  # the message names no password: psycopg's does not
+        raise UsageError(f"--storage: {exc}") from None
+    if storage.has_password:
+        _warn(
+            "a password in the --storage URL is visible to other "
+            "users in process listings; prefer ~/.pgpass or PGPASSFILE"
+        )
+    return storage
+
+
 def _storage(args: argparse.Namespace, users: UserDB) -> Storage:
+    if args.storage is not None:
+        return _postgres_storage(args)
     if args.users is None and len(users) == 1:
         assert args.maildir is not None
         return MaildirStorage(args.maildir)
@@ -447,19 +477,60 @@ def _eml_storage(path: str, users: UserDB) -> MemoryStorage:
     return MemoryStorage({name: messages for name in users})
 
 
+def _closing(runner: Callable[[ServeConfig], None]) -> Callable[[ServeConfig], None]:
+    """``runner``, then the storage closed (in each worker: its own pool and leases).
+
+    A database storage is reached at once, in the background: the log says then whether
+    it works (or why not), rather than at the first login.
+    """
+
+    def run(config: ServeConfig) -> None:
+        storage = config.backend.storage
+        prepare = getattr(storage, "create_schema", None)
+        if prepare is not None:
+            threading.Thread(target=_prepare, args=(prepare,), daemon=True).start()
+        try:
+            runner(config)
+        finally:
+            storage.close()
+
+    return run
+
+
+def _prepare(create_schema: Callable[[], None]) -> None:
+    from pop3_maildrop import MaildropError
+
+    try:
+        create_schema()
+    except MaildropError:
+        return  # logged by the storage; logins get -ERR [SYS/TEMP] until it is reachable
+    log.info("PostgreSQL storage ready")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``pop3 serve``: serve until SIGINT or SIGTERM; 0 then."""
+    if args.storage is not None and args.maildir is not None:
+        raise UsageError("--storage and --maildir exclude each other")
     if args.eml_dir is not None:
-        if args.maildir is not None:
-            raise UsageError("--eml-dir serves from memory: it cannot be combined with --maildir")
+        if args.maildir is not None or args.storage is not None:
+            raise UsageError(
+                "--eml-dir serves from memory: it cannot be combined with --maildir or --storage"
+            )
         if args.workers > 1:
             # Each worker would hold a copy: a deletion in one would not be seen by the others.
             raise UsageError("--eml-dir serves from one process's memory: drop --workers")
-    demo = args.maildir is None and not args.user and args.users is None
+    where = "--storage" if args.storage is not None else "--maildir"
+    demo = args.maildir is None and args.storage is None and not args.user and args.users is None
     if not demo and not args.user and args.users is None:
-        raise UsageError("--maildir needs --user NAME:PASSWORD or --users FILE")
-    if args.user and args.maildir is None and args.users is None and args.eml_dir is None:
-        raise UsageError("--user needs --maildir DIR (or --eml-dir DIR)")
+        raise UsageError(f"{where} needs --user NAME:PASSWORD or --users FILE")
+    if (
+        args.user
+        and args.maildir is None
+        and args.storage is None
+        and args.users is None
+        and args.eml_dir is None
+    ):
+        raise UsageError("--user needs --maildir DIR, --storage URL or --eml-dir DIR")
     if args.user:
         _warn(
             "a password given with --user is visible to other users "
@@ -476,7 +547,11 @@ def run_serve(args: argparse.Namespace) -> int:
         port = DEFAULT_TLS_PORT if tls == "implicit" else DEFAULT_PORT
     if args.metrics is not None and args.workers > 1:
         raise UsageError("--metrics works with one worker (--workers 1)")
-    runner = BACKENDS[args.backend]
+    runner = _closing(BACKENDS[args.backend])
+    quick_read_size = args.quick_read_size
+    if quick_read_size is None:
+        # A read from a database is a network round trip: never on the event loop's thread.
+        quick_read_size = 0 if args.storage is not None else 1 << 16
 
     def run(users: UserDB, storage: Storage, demo: str | None) -> int:
         options = {
@@ -486,7 +561,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "max_sessions_per_address": args.max_sessions_per_address or None,  # 0: no limit
             "login_timeout": args.login_timeout,
             "proxy_protocol": args.proxy_protocol,
-            "quick_read_size": args.quick_read_size,
+            "quick_read_size": quick_read_size,
         }
         config = ServeConfig(
             Backend(users, storage),

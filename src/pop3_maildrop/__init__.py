@@ -4,21 +4,23 @@
 a ``Maildrop``: a snapshot of ``MessageInfo(size, uid)`` (sizes in CRLF octets,
 persistent unique ids), ``read(n)`` to stream a message, ``commit(numbers)`` to
 remove messages at UPDATE, ``close()`` to release the lock. Backends: Maildir
-(the default), mbox and in-memory. ``UserDB`` checks passwords; ``hash_password``
-makes a users-file value (``pop3 pw``); ``read_eml_dir`` reads a folder of ``.eml``
-files (to preload memory).
+(the default), mbox, in-memory, and PostgreSQL (shared by many servers; needs the
+``postgresql`` extra, imported only when a ``PostgresStorage`` is made). ``UserDB``
+checks passwords; ``hash_password`` makes a users-file value (``pop3 pw``);
+``read_eml_dir`` reads a folder of ``.eml`` files (to preload memory).
 
-Standard library only; file I/O lives here, never in ``pop3_sansio``.
+Standard library only (but for PostgreSQL); I/O lives here, never in ``pop3_sansio``.
 """
 
 from __future__ import annotations
 
 from ._backend import Backend
-from ._base import Maildrop, MaildropError, MaildropLocked, Storage
+from ._base import Maildrop, MaildropError, MaildropLocked, Storage, StorageUnavailableError
 from ._eml import read_eml_dir
 from ._maildir import MaildirStorage
 from ._mbox import MboxStorage
 from ._memory import MemoryStorage
+from ._postgres import PostgresStorage
 from ._users import HASH_SCHEMES, UserDB, hash_password, verify_password
 
 __all__ = [
@@ -30,7 +32,9 @@ __all__ = [
     "MaildropLocked",
     "MboxStorage",
     "MemoryStorage",
+    "PostgresStorage",
     "Storage",
+    "StorageUnavailableError",
     "UserDB",
     "hash_password",
     "read_eml_dir",

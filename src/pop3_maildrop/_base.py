@@ -19,7 +19,7 @@ from typing import Protocol
 
 from pop3_sansio.server import MaildropError, MaildropLockedError, MessageInfo
 
-__all__ = ["Maildrop", "MaildropError", "MaildropLocked", "Storage"]
+__all__ = ["Maildrop", "MaildropError", "MaildropLocked", "Storage", "StorageUnavailableError"]
 
 MAX_UID_LENGTH = 70
 """RFC 1939 section 7: a unique id is 1 to 70 characters in 0x21-0x7E."""
@@ -29,6 +29,14 @@ MAX_UID_LENGTH = 70
 # -ERR [SYS/TEMP] and -ERR [IN-USE] whichever storage raised them.
 MaildropLocked = MaildropLockedError
 """The core's ``MaildropLockedError``: raise it when another session holds the lock."""
+
+
+class StorageUnavailableError(MaildropError):
+    """The storage cannot be reached now (a database down or overloaded); try again later.
+
+    A ``MaildropError``, so a server answers ``-ERR [SYS/TEMP]``; a delivery
+    agent exits with ``EX_TEMPFAIL`` (75) so that the MTA retries.
+    """
 
 
 class Maildrop(abc.ABC):
@@ -122,6 +130,9 @@ class Storage(abc.ABC):
         Raises ``MaildropLocked`` if another session holds it, ``MaildropError``
         if it cannot be opened. The caller must ``close()`` the result.
         """
+
+    def close(self) -> None:  # noqa: B027 - optional: most storage holds nothing open
+        """Release what the storage holds open (a pool of connections); idempotent."""
 
 
 # --- shared helpers ---------------------------------------------------------------
