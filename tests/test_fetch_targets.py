@@ -164,7 +164,8 @@ def test_a_copy_an_earlier_version_stored_is_still_recognised_by_its_bytes(
     for sub in ("tmp", "new", "cur"):
         (dest / sub).mkdir(parents=True)
     name = "1700000001.M1P1.t"
-    token = message_token(f"{USER}@127.0.0.1", name)
+    # Named as versions before state version 3 named it: after host:port:user.
+    token = message_token(f"127.0.0.1:{server.port}:{USER}", name)
     (dest / "cur" / f"1600000000.M1P1Q1X{token}.old:2,S").write_bytes(WIRE[name])
     result = fetch(server.port, "--maildir", str(dest))
     assert result.returncode == 0, result.stderr

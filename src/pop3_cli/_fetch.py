@@ -181,6 +181,9 @@ async def _fetch_all(
     client = open_client(args, server, trace=args.verbose - args.quiet >= 2)
     keeping = args.keep or args.keep_days is not None
     now = time.time()
+    # Versions before state version 3 named a Maildir file after ``host:port:user``: a copy
+    # such a run stored, killed before recording it, is found under that name too.
+    legacy_account = f"{server.host.lower()}:{server.port}:{args.user}"
     deleted: list[str] = []  # the ids of the messages marked for deletion
     async with client:
         await login(client, args.user, credentials)
@@ -250,7 +253,9 @@ async def _fetch_all(
                 if first_seen is None and args.keep_days is not None:
                     first_seen = int(now)
                 if not args.all and (
-                    (record is not None and record.sha256 == digest) or target.holds(token, digest)
+                    (record is not None and record.sha256 == digest)
+                    or target.holds(token, digest)
+                    or target.holds(message_token(legacy_account, uid), digest)
                 ):
                     pending.abort()  # these very bytes are stored already
                     log.debug("message %d (%s) is already stored", msg, uid)
