@@ -300,6 +300,87 @@ def test_a_dot_lock_left_long_ago_by_a_dead_program_is_removed(
     assert len(mbox_messages(mbox)) == 3 and not lock.exists()
 
 
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_dot_lock_naming_a_process_that_is_gone_is_removed_at_once(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """liblockfile's rule, and the form pop3 fetch writes its own dot-locks in."""
+    mbox = tmp_path / "inbox"
+    lock = tmp_path / "inbox.lock"
+    pid = dead_pid()
+    lock.write_bytes(f"{pid}\n".encode())
+    started = time.monotonic()
+    result = fetch(server.port, "--mbox", str(mbox))
+    assert result.returncode == 0, result.stderr
+    assert f"{lock}: removed a dot-lock left by process {pid}, which is gone" in result.stderr
+    assert time.monotonic() - started < 20  # not the 30 s wait for a live holder
+    assert len(mbox_messages(mbox)) == 3 and not lock.exists()
+
+
+def test_a_dot_lock_of_a_live_process_is_not_taken(server: PopServer, tmp_path: Path) -> None:
+    mbox = tmp_path / "inbox"
+    lock = tmp_path / "inbox.lock"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_bytes(f"{holder.pid}\n".encode())
+        proc = subprocess.Popen(
+            pop3(
+                *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
+                *("--password-env", "POP3_TEST_PASSWORD", "--mbox", str(mbox)),
+            ),
+            env=env(POP3_TEST_PASSWORD=PASSWORD),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.5)
+        assert proc.poll() is None and mbox.read_bytes() == b""  # it waits
+        lock.unlink()  # the holder is done
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert b"removed a dot-lock" not in err
+        assert len(mbox_messages(mbox)) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_empty_dot_lock_a_killed_run_made_while_locking_is_removed(
+    server: PopServer, tmp_path: Path
+) -> None:
+    """Killed between taking the dot-lock and writing its process id into it: the run had
+    said (in its state directory) that it was taking the locks."""
+    mbox = tmp_path / "inbox"
+    intent = tmp_path / ".inbox.pop3-fetch.locking"
+    intent.write_bytes(f"{dead_pid()}\n".encode())
+    lock = tmp_path / "inbox.lock"
+    lock.write_bytes(b"")  # made after the intent
+    result = fetch(server.port, "--mbox", str(mbox))
+    assert result.returncode == 0, result.stderr
+    assert f"{lock}: removed a dot-lock left by a killed run of pop3 fetch" in result.stderr
+    assert len(mbox_messages(mbox)) == 3 and not lock.exists() and not intent.exists()
+
+
+def test_an_empty_dot_lock_older_than_a_killed_runs_attempt_is_another_programs(
+    tmp_path: Path,
+) -> None:
+    mbox = tmp_path / "inbox"
+    lock = tmp_path / "inbox.lock"
+    lock.write_bytes(b"")
+    old = time.time() - 5
+    os.utime(lock, (old, old))
+    (tmp_path / ".inbox.pop3-fetch.locking").write_bytes(b"1\n")
+    target = mbox_target(mbox)
+    assert recovered(target) == []
+    assert target._remove_stale_dot_lock() is False  # waited for, as any live holder's
+    assert lock.exists()
+
+
 # --- mbox crash recovery, window by window -----------------------------------------------
 
 META = {"uid": "u1", "size": 30, "sha256": "ab" * 32, "first_seen": None}

@@ -101,6 +101,24 @@ _STALE_DOT_LOCK = 1024
 """Seconds after which a dot-lock is taken for one a dead program left (procmail's
 LOCKTIMEOUT), if no program holds the mbox's lockf lock."""
 
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _lock_pid(content: bytes) -> int | None:
+    """The process id a dot-lock holds (liblockfile's form: the number, a newline)."""
+    text = content.strip()
+    return int(text) if text.isdigit() and 0 < len(text) <= 10 else None
+
+
 OnStored = Callable[[], None]
 """Records the message in the state (synced); called once it is stored and synced."""
 
@@ -241,6 +259,9 @@ class MboxTarget(Target):
     def __init__(self, path: str, state_dir: str, state_prefix: str) -> None:
         self.name = self.path = path
         self.state_dir, self.state_prefix = state_dir, state_prefix
+        # When a killed run of ours started to take the dot-lock (``recover``): an empty
+        # dot-lock made then is the one it was killed holding.
+        self._killed_run_locking: int | None = None
         _make_directory(self.state_dir, "the state directory")
         try:
             self._create()
@@ -262,11 +283,22 @@ class MboxTarget(Target):
             raise CliError(f"the mbox {self.path} disappeared") from None
         except OSError as exc:
             raise CliError(f"cannot open the mbox {self.path}: {exc.strerror}") from None
+        intent = self._spool(".locking")
         try:
+            # Said before taking the locks (not synced: it only matters after a kill, not
+            # a power cut), so that a dot-lock a kill leaves is known as ours (``recover``).
+            try:
+                _write_all_to(intent, f"{os.getpid()}\n".encode())
+            except OSError as exc:
+                raise CliError(f"cannot write {intent}: {exc.strerror}") from None
             deadline = time.monotonic() + _LOCK_WAIT
             while True:
                 try:
                     box.lock()
+                    # mailbox's dot-lock is empty: put our process id in it, as liblockfile
+                    # does, so that others (and we, after a kill) can tell when it is stale.
+                    with contextlib.suppress(OSError):  # a lock without it still works
+                        _write_all_to(self.path + ".lock", f"{os.getpid()}\n".encode())
                     break
                 except mailbox.ExternalClashError as exc:
                     if "dot lock" in str(exc) and self._remove_stale_dot_lock():
@@ -286,24 +318,41 @@ class MboxTarget(Target):
                 box.unlock()
         finally:
             box.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(intent)
 
     def _remove_stale_dot_lock(self) -> bool:
-        """Remove a dot-lock older than procmail's lock timeout, when no lockf lock is held.
+        """Remove a dot-lock that a dead program left, when no lockf lock is held.
 
-        (``mailbox`` reports a dot-lock clash only after taking the lockf lock.)
+        (``mailbox`` reports a dot-lock clash only after taking the lockf lock.) Stale:
+        one naming a process that is gone (liblockfile's rule); an empty one a killed run
+        of ours made; any older than procmail's lock timeout.
         """
         lock = self.path + ".lock"
         try:
-            age = time.time() - os.stat(lock).st_mtime
+            with open(lock, "rb") as f:
+                content = f.read(64)
+                st = os.fstat(f.fileno())
         except FileNotFoundError:
             return True  # gone meanwhile: try again
         except OSError:
             return False
-        if age < _STALE_DOT_LOCK:
+        pid = _lock_pid(content)
+        if pid is not None and pid != os.getpid() and _process_gone(pid):
+            reason = f"by process {pid}, which is gone"
+        elif (
+            not content
+            and self._killed_run_locking is not None
+            and st.st_mtime_ns >= self._killed_run_locking
+        ):
+            reason = "by a killed run of pop3 fetch"
+        elif time.time() - st.st_mtime >= _STALE_DOT_LOCK:
+            reason = f"{time.time() - st.st_mtime:.0f} seconds ago"
+        else:
             return False
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
-        log.warning("%s: removed a dot-lock left %d seconds ago", lock, age)
+        log.warning("%s: removed a dot-lock left %s", lock, reason)
         return True
 
     def _dot_lock_identity(self) -> list[int] | None:
@@ -361,6 +410,13 @@ class MboxTarget(Target):
         return self.path
 
     def recover(self, record: Recorder) -> None:
+        intent = self._spool(".locking")
+        with contextlib.suppress(FileNotFoundError):
+            # A run of ours (dead: we hold the state's lock) was killed taking or holding
+            # the mbox's locks: a dot-lock made since is its own (if empty: killed before
+            # it wrote its process id there).
+            self._killed_run_locking = os.stat(intent).st_mtime_ns
+            os.unlink(intent)
         journal = self._spool(".append")
         message = self._spool(".message")
         entry = _read_record(journal)  # None if torn: then the append had not begun
@@ -451,6 +507,12 @@ def _read_record(path: str) -> dict[str, object] | None:
     except ValueError:
         return None
     return entry if isinstance(entry, dict) else None
+
+
+def _write_all_to(path: str, data: bytes) -> None:
+    """Replace the contents of ``path`` with ``data`` (not synced)."""
+    with open(path, "wb", buffering=0) as f:
+        _write_all(f, data)
 
 
 def _write_all(file: BinaryIO, data: bytes) -> None:
