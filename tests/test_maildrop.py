@@ -569,12 +569,39 @@ def test_maildir_size_cache_is_reused_and_invalidated(tmp_path: Path, measured: 
         assert [m.size for m in drop.messages] == [5, 15]
     assert measured == ["2.b.h"]
 
-    # A message that is gone leaves the cache at the next open.
+    # A message that is gone costs no rewrite (the usual case: mail deleted at QUIT);
+    # its entry leaves the cache when the cache is next written, for a new message.
     (root / "new" / "1.a.h").unlink()
+    before = (root / _maildir.SIZE_CACHE).stat()
     measured.clear()
     assert uids_of(storage) == ["2.b.h"]
     assert measured == []
-    assert "1.a.h" not in (root / _maildir.SIZE_CACHE).read_text()
+    after = (root / _maildir.SIZE_CACHE).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    put(root, "new", "3.c.h", b"three\n")
+    assert uids_of(storage) == ["2.b.h", "3.c.h"]
+    assert measured == ["3.c.h"]
+    assert sorted(read_cache(root)) == ["2.b.h", "3.c.h"]
+
+
+def test_maildir_size_cache_drops_the_entries_of_messages_gone_once_they_pile_up(
+    tmp_path: Path, measured: list[str]
+) -> None:
+    root = make_maildir(tmp_path)
+    count = _maildir._CACHE_SLACK + 3
+    for n in range(count):
+        put(root, "new", f"{n}.m.h", b"x\n")
+    storage = MaildirStorage(root)
+    assert len(uids_of(storage)) == count
+    assert len(read_cache(root)) == count
+    for n in range(_maildir._CACHE_SLACK):  # up to the slack: kept
+        (root / "new" / f"{n}.m.h").unlink()
+    assert len(uids_of(storage)) == 3
+    assert len(read_cache(root)) == count
+    (root / "new" / f"{_maildir._CACHE_SLACK}.m.h").unlink()  # one more: rewritten
+    assert len(uids_of(storage)) == 2
+    assert sorted(read_cache(root)) == [f"{n}.m.h" for n in (count - 2, count - 1)]
+    assert sorted(measured) == sorted(f"{n}.m.h" for n in range(count))  # each once
 
 
 @pytest.mark.parametrize(

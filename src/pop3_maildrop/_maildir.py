@@ -372,13 +372,32 @@ def _snapshot(path: str, root_fd: int, dirs: dict[str, int]) -> tuple[list[_File
             seconds = info.st_mtime_ns // 1_000_000_000
         file = _File(subdir, entry.name, unique, uid, entry.inode())
         rows.append((seconds, unique, rank, file, size))
-    if new_cache != cache:
+    if _cache_outdated(cache, new_cache):
         _write_cache(root_fd, new_cache)
     # Oldest first, and the same order at every open (RFC 1939 section 4);
     # a unique part and a rank among the files sharing it name one file, so
     # the sort never compares further.
     rows.sort(key=lambda row: row[:3])
     return [row[3] for row in rows], [row[4] for row in rows]
+
+
+_CACHE_SLACK = 64
+"""Entries of messages gone that the size cache may keep before it is rewritten."""
+
+
+def _cache_outdated(
+    cache: dict[str, tuple[int, int, int]], now: dict[str, tuple[int, int, int]]
+) -> bool:
+    """Whether the size cache must be rewritten to hold ``now``, this open's sizes.
+
+    Only for a message it lacks or holds for another file, or once the entries of
+    messages gone pile up: deleting mail, what most POP3 sessions do, then costs no
+    rewrite (and no fsync) at the next login. An entry of a message gone is never
+    used again (it is keyed by the file's size and mtime too).
+    """
+    if any(cache.get(uid) != value for uid, value in now.items()):
+        return True
+    return len(cache) - len(now) > _CACHE_SLACK
 
 
 def _measure(dir_fd: int, name: str) -> int:
