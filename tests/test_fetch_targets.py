@@ -76,13 +76,18 @@ def on_server(maildrop: Path) -> dict[str, bytes]:
     return {name.partition(":")[0]: data for name, data in stored(maildrop).items()}
 
 
+def fetch_command(port: int, *options: str) -> list[str]:
+    """``pop3 fetch`` from our server on ``port`` as alice, the password in the environment."""
+    return pop3(
+        *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", USER),
+        *("--password-env", "POP3_TEST_PASSWORD", *options),
+    )
+
+
 def fetch(port: int, *options: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     extra = {"HOME": str(home), "XDG_STATE_HOME": str(home / "state")} if home else {}
     return subprocess.run(
-        pop3(
-            *("fetch", "--host", "127.0.0.1", "--port", str(port), "--user", USER),
-            *("--password-env", "POP3_TEST_PASSWORD", *options),
-        ),
+        fetch_command(port, *options),
         env=env(POP3_TEST_PASSWORD=PASSWORD, **extra),
         capture_output=True,
         text=True,
@@ -225,19 +230,7 @@ def test_mbox_locked_by_another_program_is_waited_for(server: PopServer, tmp_pat
     box = mailbox.mbox(str(mbox))
     box.lock()
     proc = subprocess.Popen(
-        pop3(
-            "fetch",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(server.port),
-            "--user",
-            USER,
-            "--password-env",
-            "POP3_TEST_PASSWORD",
-            "--mbox",
-            str(mbox),
-        ),
+        fetch_command(server.port, "--mbox", str(mbox)),
         env=env(POP3_TEST_PASSWORD=PASSWORD),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -264,10 +257,7 @@ def test_mbox_rewritten_by_a_mail_reader_while_fetch_waits_gets_the_mail(
     box.lock()
     inode = mbox.stat().st_ino
     proc = subprocess.Popen(
-        pop3(
-            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
-            *("--password-env", "POP3_TEST_PASSWORD", "--mbox", str(mbox)),
-        ),
+        fetch_command(server.port, "--mbox", str(mbox)),
         env=env(POP3_TEST_PASSWORD=PASSWORD),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -330,10 +320,7 @@ def test_a_dot_lock_of_a_live_process_is_not_taken(server: PopServer, tmp_path: 
     try:
         lock.write_bytes(f"{holder.pid}\n".encode())
         proc = subprocess.Popen(
-            pop3(
-                *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
-                *("--password-env", "POP3_TEST_PASSWORD", "--mbox", str(mbox)),
-            ),
+            fetch_command(server.port, "--mbox", str(mbox)),
             env=env(POP3_TEST_PASSWORD=PASSWORD),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -726,10 +713,7 @@ def test_an_mda_still_running_when_fetch_is_killed_is_waited_for_and_counted(
     mda = f"sleep 0.5; cat > {out}/$$"
     options = ("--mda", mda, "--state-dir", str(state))
     proc = subprocess.Popen(
-        pop3(
-            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
-            *("--password-env", "POP3_TEST_PASSWORD", *options),
-        ),
+        fetch_command(server.port, *options),
         env=env(POP3_TEST_PASSWORD=PASSWORD),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -757,10 +741,7 @@ def test_an_mda_killed_with_the_run_leaves_its_message_to_be_delivered_again(
     out.mkdir()
     slow = ("--mda", f"sleep 30; cat > {out}/$$", "--state-dir", str(state))
     proc = subprocess.Popen(
-        pop3(
-            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
-            *("--password-env", "POP3_TEST_PASSWORD", *slow),
-        ),
+        fetch_command(server.port, *slow),
         env=env(POP3_TEST_PASSWORD=PASSWORD),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -872,10 +853,7 @@ def test_ctrl_c_during_an_mda_run_lets_it_finish_and_records_it(
     out.mkdir()
     options = ("--mda", f"sleep 0.5; cat > {out}/$$", "--state-dir", str(state))
     proc = subprocess.Popen(
-        pop3(
-            *("fetch", "--host", "127.0.0.1", "--port", str(server.port), "--user", USER),
-            *("--password-env", "POP3_TEST_PASSWORD", *options),
-        ),
+        fetch_command(server.port, *options),
         env=env(POP3_TEST_PASSWORD=PASSWORD),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -55,7 +55,7 @@ from ._errors import CliError, Interrupted, UsageError
 from ._mailform import MessageForm, trace_fields
 from ._passwords import Credentials
 from ._progress import Progress, counted
-from ._state import FetchState, state_key
+from ._state import FetchState, state_key, transport_key
 from ._targets import Deferred, DeliveryFailed, Target, check_target, open_target
 
 _DAY = 86400
@@ -183,7 +183,7 @@ async def _fetch_all(
     now = time.time()
     # Versions before state version 3 named a Maildir file after ``host:port:user``: a copy
     # such a run stored, killed before recording it, is found under that name too.
-    legacy_account = f"{server.host.lower()}:{server.port}:{args.user}"
+    legacy_account = transport_key(args.user, server.host, server.port)
     deleted: list[str] = []  # the ids of the messages marked for deletion
     async with client:
         await login(client, args.user, credentials)

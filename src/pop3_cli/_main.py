@@ -95,6 +95,7 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
 _count = _whole_number(1)
 _octets = _whole_number(0)
 _limit = _whole_number(0)  # 0: no limit
+_days = _whole_number(0)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -618,7 +619,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     which.add_argument(
         "--keep-days",
-        type=_octets,
+        type=_days,
         metavar="N",
         help="leave mail on the server for N days after it was first fetched, then delete it",
     )

@@ -58,6 +58,7 @@ __all__ = [
     "Record",
     "read_records",
     "state_key",
+    "transport_key",
 ]
 
 STATE_FILE = ".pop3-fetch-state.json"
@@ -72,6 +73,11 @@ _TRANSPORT_KEY = re.compile(r"(.+):[0-9]+:(.*)", re.DOTALL)
 def state_key(user: str, host: str) -> str:
     """The key of a maildrop in the state file: ``user@host`` (host in lower case)."""
     return f"{user}@{host.lower().removesuffix('.')}"
+
+
+def transport_key(user: str, host: str, port: int) -> str:
+    """The key versions 1 and 2 gave a maildrop, ``host:port:user`` (see ``_upgraded_key``)."""
+    return f"{host.lower()}:{port}:{user}"
 
 
 def _upgraded_key(key: str) -> str:

@@ -288,7 +288,7 @@ class MboxTarget(Target):
             # Said before taking the locks (not synced: it only matters after a kill, not
             # a power cut), so that a dot-lock a kill leaves is known as ours (``recover``).
             try:
-                _write_all_to(intent, f"{os.getpid()}\n".encode())
+                _write_file(intent, f"{os.getpid()}\n".encode(), synced=False)
             except OSError as exc:
                 raise CliError(f"cannot write {intent}: {exc.strerror}") from None
             deadline = time.monotonic() + _LOCK_WAIT
@@ -298,7 +298,7 @@ class MboxTarget(Target):
                     # mailbox's dot-lock is empty: put our process id in it, as liblockfile
                     # does, so that others (and we, after a kill) can tell when it is stale.
                     with contextlib.suppress(OSError):  # a lock without it still works
-                        _write_all_to(self.path + ".lock", f"{os.getpid()}\n".encode())
+                        _write_file(self.path + ".lock", f"{os.getpid()}\n".encode(), synced=False)
                     break
                 except mailbox.ExternalClashError as exc:
                     if "dot lock" in str(exc) and self._remove_stale_dot_lock():
@@ -395,7 +395,7 @@ class MboxTarget(Target):
                     "dot_lock": self._dot_lock_identity(),
                     "message": meta,
                 }
-                _write_synced(journal, json.dumps(entry).encode("ascii"))
+                _write_file(journal, json.dumps(entry).encode("ascii"), synced=True)
                 fsync_directory(self.state_dir)
                 _write_all(out, head)
                 with open(pending.path, "rb") as message:
@@ -509,12 +509,6 @@ def _read_record(path: str) -> dict[str, object] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _write_all_to(path: str, data: bytes) -> None:
-    """Replace the contents of ``path`` with ``data`` (not synced)."""
-    with open(path, "wb", buffering=0) as f:
-        _write_all(f, data)
-
-
 def _write_all(file: BinaryIO, data: bytes) -> None:
     """Write all of ``data`` to an unbuffered file (a raw write may write less)."""
     view = memoryview(data)
@@ -525,11 +519,13 @@ def _write_all(file: BinaryIO, data: bytes) -> None:
         view = view[written:]
 
 
-def _write_synced(path: str, data: bytes) -> None:
+def _write_file(path: str, data: bytes, *, synced: bool) -> None:
+    """Replace the contents of ``path`` (created private if missing) with ``data``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with open(fd, "wb", buffering=0) as file:
         _write_all(file, data)
-        os.fsync(file.fileno())
+        if synced:
+            os.fsync(file.fileno())
 
 
 # --- MDA -------------------------------------------------------------------------------------
@@ -577,7 +573,7 @@ class MdaTarget(Target):
         lock = self._lock_file()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            _write_synced(journal, json.dumps({"message": meta}).encode("ascii"))
+            _write_file(journal, json.dumps({"message": meta}).encode("ascii"), synced=True)
             fsync_directory(self.state_dir)
             status = self._run(command, pending.path, status_file, lock)
         finally:
