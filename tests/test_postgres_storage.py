@@ -315,6 +315,60 @@ def test_a_commit_releases_the_lease_with_the_deletions(
     drop.close()
 
 
+def test_a_login_waiting_for_a_commit_sees_its_deletions(
+    pg_url: str, storage: PostgresStorage, request: pytest.FixtureRequest
+) -> None:
+    name = user(request)
+    storage.deliver(name, b"one\n")
+    storage.deliver(name, b"two\n")
+    drop = storage.open(name)
+    with psycopg.connect(pg_url) as quit_, psycopg.connect(pg_url, autocommit=True) as watch:
+        # A QUIT's update under way on another server: lease and message 1 deleted, not
+        # yet committed. A login now waits for the lease's row, and must then list what
+        # that commit left: its snapshot is taken after the lease, not before.
+        quit_.execute("DELETE FROM pop3_leases WHERE mailbox = %s", (name,))
+        quit_.execute(
+            "DELETE FROM pop3_messages WHERE id = (SELECT min(id) FROM pop3_messages "
+            "WHERE mailbox = %s)",
+            (name,),
+        )
+        opened: list[Maildrop] = []
+        login = threading.Thread(target=lambda: opened.append(storage.open(name)))
+        login.start()
+        waiting = """
+            SELECT count(*) FROM pg_stat_activity
+            WHERE application_name = 'pop3-sansio' AND wait_event_type = 'Lock'
+        """
+        deadline = time.monotonic() + 10
+        while watch.execute(waiting).fetchone() != (1,):
+            assert time.monotonic() < deadline, "the login did not wait for the lease"
+            time.sleep(0.01)
+        quit_.commit()
+        login.join()
+    drop.close()
+    (after,) = opened
+    assert contents(after) == [b"two\n"]
+    after.close()
+
+
+def test_a_connection_the_server_ended_is_replaced_before_use(
+    pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    name = user(request)
+    with PostgresStorage(pg_url, pool_min=1, pool_max=1) as storage:
+        storage.deliver(name, b"one\n")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE application_name = 'pop3-sansio'"
+            ).fetchall()
+        assert ended == [(True,)]  # the pool's one connection
+        # What a restart of the database does to every pooled connection: the next
+        # session gets a new one, not an error from the dead one.
+        with storage.open(name) as drop:
+            assert contents(drop) == [b"one\n"]
+
+
 def test_sessions_hold_no_connection(pg_url: str, request: pytest.FixtureRequest) -> None:
     name = user(request)
     with PostgresStorage(pg_url, pool_min=0, pool_max=2) as storage:

@@ -10,14 +10,14 @@ Tables (created on first use, versioned in ``pop3_schema``, upgraded in place):
 - ``pop3_leases``: the exclusive-access lock of RFC 1939 section 4, as a lease: one row per
   maildrop in use, naming the session and the process holding it and when it expires.
 
-No database connection is held by an open session: a login takes the lease and the
-snapshot in one short transaction; a lease keeper thread per process renews the leases of
-all the process's open sessions in one statement every third of the lease; a session's
-end releases its lease (through the keeper, so that closing never blocks an event loop); a
-crashed host's leases expire by themselves, and a server on the same machine takes over
-those of a process that is gone at once. Deletions happen at QUIT in one transaction,
-which first checks that the session still holds an unexpired lease (fencing: a session
-whose lease was lost deletes nothing).
+No database connection is held by an open session: a login takes the lease in one
+statement (its own transaction), then reads the snapshot in another; a lease keeper
+thread per process renews the leases of all the process's open sessions in one statement
+every third of the lease; a session's end releases its lease (through the keeper, so that
+closing never blocks an event loop); a crashed host's leases expire by themselves, and a
+server on the same machine takes over those of a process that is gone at once. Deletions
+happen at QUIT in one statement, which deletes the messages only if it deletes the
+session's unexpired lease (fencing: a session whose lease was lost deletes nothing).
 
 psycopg 3 and psycopg_pool are imported when a ``PostgresStorage`` is made, not with the
 package (``pip install 'pop3-sansio[postgresql]'``).
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -139,10 +140,22 @@ WHERE session = ANY(%s::uuid[]) AND expires > now()
 RETURNING session
 """
 _RELEASE = "DELETE FROM pop3_leases WHERE session = ANY(%s::uuid[])"
-_FENCE = """
-SELECT 1 FROM pop3_leases WHERE mailbox = %s AND session = %s AND expires > now() FOR UPDATE
+# QUIT's update, one statement (so one transaction): the lease is the fence, deleted
+# only by its holder while it holds (a row another login took over meanwhile does not
+# match once its lock is released); the messages go only if it went. First column:
+# whether the lease was still held.
+_COMMIT = """
+WITH fence AS (
+    DELETE FROM pop3_leases
+    WHERE mailbox = %(mailbox)s AND session = %(session)s AND expires > now()
+    RETURNING 1
+), gone AS (
+    DELETE FROM pop3_messages
+    WHERE mailbox = %(mailbox)s AND id = ANY(%(ids)s::bigint[]) AND EXISTS (SELECT FROM fence)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM gone)
 """
-_DELETE = "DELETE FROM pop3_messages WHERE mailbox = %s AND id = ANY(%s::bigint[])"
 _READ = """
 SELECT seq, data FROM pop3_chunks WHERE message = %s AND seq >= %s ORDER BY seq LIMIT %s
 """
@@ -198,12 +211,13 @@ class PostgresStorage(Storage):
 
     ``url`` is a libpq connection string or ``postgresql://`` URL. Each process keeps a
     pool of ``pool_min`` to ``pool_max`` connections (made on first use, so a server may
-    fork its workers first); a connection is taken for one short transaction at a time,
-    never for a whole session. An operation waits at most ``timeout`` seconds for a
-    connection, then raises ``StorageUnavailableError``. A session's lease lasts
-    ``lease_seconds`` (at least ``MIN_LEASE_SECONDS``) and is renewed every third of
-    that while the session is open: a maildrop whose server died is free again within
-    ``lease_seconds``, or at once for a server started again on the same machine.
+    fork its workers first); a connection is taken for one short statement (or a delivery's
+    transaction) at a time, never for a whole session. An operation waits at most
+    ``timeout`` seconds for a connection, then raises ``StorageUnavailableError``. A
+    session's lease lasts ``lease_seconds`` (at least ``MIN_LEASE_SECONDS``) and is
+    renewed every third of that while the session is open: a maildrop whose server died
+    is free again within ``lease_seconds``, or at once for a server started again on the
+    same machine.
 
     The schema is created (or upgraded) on first use; ``create_schema()`` does it at once.
     Call ``close()`` when done (it releases the leases still held).
@@ -277,10 +291,24 @@ class PostgresStorage(Storage):
             # a moment ago does not lock its user out of the next one here.
             "released": runtime.keeper.pending(),
         }
-        with runtime.connection() as conn, conn.transaction():
-            if conn.execute(_ACQUIRE, params).fetchone() is None and not _take_over(conn, params):
-                raise MaildropLocked("the maildrop is in use by another session")
-            rows = conn.execute(_SNAPSHOT, (mailbox,)).fetchall()
+        with runtime.connection() as conn:
+            # The lease in a transaction of its own, committed before the snapshot's
+            # statement starts: that statement then sees every deletion the previous
+            # holder committed (it may have committed while this one waited for the
+            # row). One statement for both would read with a snapshot from before.
+            taken = conn.execute(_ACQUIRE, params).fetchone() is not None
+            if not taken:
+                # Again, in a transaction that keeps the row locked from the check
+                # of its holder to the take-over (and sees it if it was just freed).
+                with conn.transaction():
+                    taken = conn.execute(_ACQUIRE, params).fetchone() is not None
+                    if not taken and not _take_over(conn, params):
+                        raise MaildropLocked("the maildrop is in use by another session")
+            try:
+                rows = conn.execute(_SNAPSHOT, (mailbox,)).fetchall()
+            except BaseException:
+                runtime.keeper.release(session)  # held, but no session to renew it
+                raise
         runtime.keeper.hold(session)
         return _PostgresMaildrop(runtime, mailbox, session, rows)
 
@@ -527,7 +555,7 @@ class _Runtime:
             timeout=storage.timeout,
             # A connection broken by a database restart is found and replaced when it
             # is taken, not when a session's statement fails on it.
-            check=ConnectionPool.check_connection,
+            check=_check_idle_connection,
             # No reconnection in the background with a growing back-off (the pool's
             # default): after an outage the next request connects at once, so sessions
             # succeed as soon as the database is back.
@@ -605,6 +633,32 @@ class _Runtime:
             self.keeper.stop()
         finally:
             self.pool.close()
+
+
+def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it hands out: raise if it is broken.
+
+    An idle connection has nothing to read unless the server has said something: the
+    notice and end of file a restarted or stopped server sends, or a disconnection.
+    Only then is it checked with a round trip (which raises if it is broken), so a
+    healthy connection costs no round trip per use. A server that vanished without a
+    word is found by the statement that times out, as with any check.
+    """
+    from psycopg_pool import ConnectionPool
+
+    if conn.closed:
+        raise ConnectionError("the connection is closed")
+    if _readable(conn.fileno()):
+        ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read (or its peer hung up), without waiting."""
+    if hasattr(select, "poll"):  # any descriptor number (select() stops at FD_SETSIZE)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
 
 def _migrate(conn: psycopg.Connection[Any]) -> int:
@@ -774,15 +828,14 @@ class _PostgresMaildrop(Maildrop):
         if self._lease_released:
             raise MaildropError("the maildrop was committed already: its lease is released")
         ids = [self._ids[index] for index in todo]
-        with self._runtime.connection() as conn, conn.transaction():
-            # Fencing: only the lease's holder deletes, and only while the lease holds;
-            # FOR UPDATE keeps another login from taking it until this commits.
-            if conn.execute(_FENCE, (self._mailbox, self._session)).fetchone() is None:
-                raise MaildropError("the maildrop's lease was lost: nothing deleted")
-            conn.execute(_DELETE, (self._mailbox, ids))
+        params = {"mailbox": self._mailbox, "session": self._session, "ids": ids}
+        with self._runtime.connection() as conn:
+            # Fencing: only the lease's holder deletes, and only while the lease holds.
             # The UPDATE state ends the session (RFC 1939 section 6): the lease goes with
             # the deletions, so the next login anywhere finds the maildrop free at once.
-            conn.execute(_RELEASE, ([self._session],))
+            row = conn.execute(_COMMIT, params).fetchone()
+        if row is None or not row[0]:
+            raise MaildropError("the maildrop's lease was lost: nothing deleted")
         self._lease_released = True
         self._runtime.keeper.release(self._session, deleted=True)
         self._removed.update(todo)
