@@ -5,10 +5,12 @@ A private PostgreSQL cluster (tests/postgres.py: initdb in a temporary directory
 
 Part ``sessions``: whole POP3 sessions per second at each concurrency N (default 1, 50,
 200): connect, USER/PASS, STAT, UIDL, RETR 1 (4 KB, read to the terminating "." and its
-length checked), DELE 1, QUIT (which commits the deletion). Servers, all started at once
+length checked), DELE 1, QUIT (which commits the deletion); with ``--keep``, no DELE (the
+mix of bench_sessions.py, where QUIT commits nothing). Servers, all started at once
 and taking turns at each N: ``pop3 serve`` (asyncio) on Maildirs ("maildir"), the same on
 PostgreSQL ("postgresql"), two such ``pop3 serve --storage --proxy-protocol`` processes
-behind HAProxy with ``send-proxy-v2`` ("pg x2 haproxy"), and optionally a throwaway Dovecot
+behind HAProxy with ``send-proxy-v2`` ("pg x2 haproxy"), one ``pop3 serve --storage
+--workers 2`` (two processes on one port, "pg --workers 2"), and optionally a throwaway Dovecot
 on the same Maildirs ("dovecot": its default configuration; needs root and Debian's mail
 user). Each server has its own copy of ``--users`` users with ``--messages`` 4 KB messages
 each; a session takes the next user in turn, so a user is rarely wanted by two sessions at
@@ -117,7 +119,7 @@ def users_file(path: Path, users: int) -> Path:
 # --- the session client (``--client JSON``, a process of its own) ---------------------------
 
 
-async def _session(port: int, user: bytes, expect: int) -> None:
+async def _session(port: int, user: bytes, expect: int, dele: bool) -> None:
     line, body = bench_sessions._line, bench_sessions._body
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
@@ -133,8 +135,9 @@ async def _session(port: int, user: bytes, expect: int) -> None:
         got = await body(reader)
         if got != expect:
             raise bench_sessions.SessionError(f"RETR 1: {got} octets, expected {expect}")
-        writer.write(b"DELE 1\r\n")
-        await line(reader)
+        if dele:
+            writer.write(b"DELE 1\r\n")
+            await line(reader)
         writer.write(b"QUIT\r\n")
         await line(reader)  # the +OK to QUIT: the deletion is committed
     finally:
@@ -159,7 +162,7 @@ async def _sessions(cfg: dict[str, Any]) -> dict[str, Any]:
             next_user += 1
             t = time.perf_counter()
             try:
-                await asyncio.wait_for(_session(port, user, expect), timeout)
+                await asyncio.wait_for(_session(port, user, expect, cfg["dele"]), timeout)
             except (TimeoutError, OSError, bench_sessions.SessionError) as e:
                 counts["failed"] += 1
                 reasons[bench_sessions._reason(e)] += 1
@@ -274,7 +277,8 @@ def part_sessions(args: argparse.Namespace, tmp: Path, cluster: Any) -> dict[str
     data = bench_sessions.message_text(rng, "bench", 4096)
     expect = bench_sessions.wire_length(data)
     users = users_file(tmp / "users", args.users)
-    kinds = ["maildir", "postgresql", "pg x2 haproxy"] + (["dovecot"] if args.dovecot else [])
+    kinds = ["maildir", "postgresql", "pg x2 haproxy", "pg --workers 2"]
+    kinds += ["dovecot"] if args.dovecot else []
     servers: dict[str, Any] = {}
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
@@ -296,6 +300,8 @@ def part_sessions(args: argparse.Namespace, tmp: Path, cluster: Any) -> dict[str
                 options = ["--storage", url, "--users", str(users), "--pool-max", "10"]
                 if kind == "postgresql":
                     servers[kind] = start_serve(options, tmp / "pg.log")
+                elif kind == "pg --workers 2":
+                    servers[kind] = start_serve([*options, "--workers", "2"], tmp / "pgw.log")
                 else:
                     pair = [
                         start_serve([*options, "--proxy-protocol"], tmp / f"pg{n}.log")
@@ -321,6 +327,7 @@ def part_sessions(args: argparse.Namespace, tmp: Path, cluster: Any) -> dict[str
                     "timeout": 10.0,
                     "concurrency": n,
                     "seconds": args.seconds,
+                    "dele": not args.keep,
                 }
                 cpu = server.cpu()
                 cell = run_client(cfg)
@@ -509,7 +516,8 @@ def part_big(args: argparse.Namespace, tmp: Path, cluster: Any) -> dict[str, Any
 def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     if "sessions" in results:
         rows = results["sessions"]
-        print(f"Sessions per second, login..RETR 4 KB..DELE..QUIT ({args.seconds:g} s per cell)")
+        mix = "RETR 4 KB..QUIT, no DELE" if args.keep else "RETR 4 KB..DELE..QUIT"
+        print(f"Sessions per second, login..{mix} ({args.seconds:g} s per cell)")
         print(
             f"{'server':<15}{'N':>5}{'sessions/s':>12}{'failed':>8}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'srv CPU':>9}{'x maildir':>11}{'x dovecot':>11}"
@@ -585,6 +593,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,50,200", help="comma-separated")
     parser.add_argument("--parts", default="sessions,lmtp,deliver,big", help="comma-separated")
     parser.add_argument("--dovecot", action="store_true", help="add Dovecot to the sessions part")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="sessions without DELE (bench_sessions.py's mix): QUIT commits nothing",
+    )
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--messages", type=int, help="per user (default 30; quick 12)")
     parser.add_argument("--lmtp-connections", default="1,4,8", help="comma-separated")

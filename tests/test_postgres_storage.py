@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -115,6 +116,37 @@ def test_a_big_message_is_stored_and_read_in_chunks(
         assert max(map(len, chunks)) == 5000
         assert b"".join(chunks) == data
         assert b"".join(drop.read(2, 1 << 20)) == data
+
+
+def test_a_reader_fetches_more_rows_each_query_up_to_a_bound(
+    storage: PostgresStorage, request: pytest.FixtureRequest
+) -> None:
+    name = user(request)
+    data = os.urandom(40 * STORE_CHUNK - 10)  # 40 rows, the last one short
+    storage.deliver(name, data)
+
+    def read(drop: Maildrop, chunk_size: int) -> tuple[list[int], int]:
+        """The rows fetched after each query, and the most octets held at once."""
+        reader: Any = drop.read(1, chunk_size)
+        fetched, held, got = [], 0, []
+        for chunk in reader:
+            assert len(chunk) <= chunk_size
+            got.append(chunk)
+            if not fetched or reader._next != fetched[-1]:
+                fetched.append(reader._next)
+            held = max(held, sum(map(len, reader._buffer)) + len(reader._data))
+        assert b"".join(got) == data
+        return fetched, held
+
+    with storage.open(name) as drop:
+        # One row, then twice as many a query, then 8 rows (512 KiB) at a time.
+        fetched, held = read(drop, 5000)
+        assert fetched == [1, 3, 7, 15, 23, 31, 39, 40]
+        assert 4 * STORE_CHUNK < held <= 8 * STORE_CHUNK
+        # A chunk_size of more rows than that: that many rows a query.
+        fetched, held = read(drop, 10 * STORE_CHUNK)
+        assert fetched == [10, 20, 30, 40]
+        assert held <= 10 * STORE_CHUNK
 
 
 def test_a_given_id_is_kept_and_a_repeat_stores_nothing(
