@@ -14,14 +14,48 @@ Standard library only (but for PostgreSQL); I/O lives here, never in ``pop3_sans
 
 from __future__ import annotations
 
-from ._backend import Backend
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._base import Maildrop, MaildropError, MaildropLocked, Storage, StorageUnavailableError
-from ._eml import read_eml_dir
-from ._maildir import MaildirStorage
-from ._mbox import MboxStorage
-from ._memory import MemoryStorage
-from ._postgres import PostgresStorage
-from ._users import HASH_SCHEMES, UserDB, hash_password, verify_password
+
+if TYPE_CHECKING:
+    from ._backend import Backend
+    from ._eml import read_eml_dir
+    from ._maildir import MaildirStorage
+    from ._mbox import MboxStorage
+    from ._memory import MemoryStorage
+    from ._postgres import PostgresStorage
+    from ._users import HASH_SCHEMES, UserDB, hash_password, verify_password
+
+# Each backend is imported when first named (PEP 562): a command that needs one, such as
+# `pop3 deliver` (PostgreSQL), does not pay for the others' imports (mailbox, email).
+_LAZY = {
+    "Backend": "_backend",
+    "read_eml_dir": "_eml",
+    "MaildirStorage": "_maildir",
+    "MboxStorage": "_mbox",
+    "MemoryStorage": "_memory",
+    "PostgresStorage": "_postgres",
+    "HASH_SCHEMES": "_users",
+    "UserDB": "_users",
+    "hash_password": "_users",
+    "verify_password": "_users",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "HASH_SCHEMES",
