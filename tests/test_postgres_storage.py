@@ -10,8 +10,12 @@ gives ``StorageUnavailableError`` and the pool reconnects when it is back).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import select
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +32,7 @@ from pop3_maildrop import (
     MaildropLocked,
     PostgresStorage,
     StorageUnavailableError,
+    _postgres,
 )
 from pop3_maildrop._postgres import SCHEMA_VERSION, STORE_CHUNK
 from postgres import PostgresCluster, create_database
@@ -357,7 +362,8 @@ def test_a_login_waiting_for_a_commit_sees_its_deletions(
     with psycopg.connect(pg_url) as quit_, psycopg.connect(pg_url, autocommit=True) as watch:
         # A QUIT's update under way on another server: lease and message 1 deleted, not
         # yet committed. A login now waits for the lease's row, and must then list what
-        # that commit left: its snapshot is taken after the lease, not before.
+        # that commit left: its snapshot is read by a statement that starts after the
+        # wait (one statement taking the lease and reading the list would not see it).
         quit_.execute("DELETE FROM pop3_leases WHERE mailbox = %s", (name,))
         quit_.execute(
             "DELETE FROM pop3_messages WHERE id = (SELECT min(id) FROM pop3_messages "
@@ -508,6 +514,135 @@ def test_database_down_then_back(pg_faults: PostgresCluster) -> None:
         wait_open(storage, "alice")
         with storage.open("alice") as again:
             assert contents(again) == [b"before\n"]  # nothing partial from the outage
+
+
+def test_after_a_restart_the_first_login_does_not_wait_for_each_dead_connection(
+    pg_faults: PostgresCluster, request: pytest.FixtureRequest
+) -> None:
+    url = create_database(pg_faults, "restart_pool")
+    with PostgresStorage(url, pool_min=4, pool_max=4, timeout=5.0) as storage:
+        storage.deliver("erin", b"one\n")
+        with psycopg.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 10
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pop3-sansio'"
+            while conn.execute(query).fetchone() != (4,):
+                assert time.monotonic() < deadline, "the pool did not fill"
+                time.sleep(0.05)
+        pg_faults.stop()
+        pg_faults.start()
+        # Four dead connections in the pool: each is found so and replaced at once,
+        # not after a back-off of 1, 2, 4 s (which the 5 s timeout would not allow).
+        with storage.open("erin") as drop:
+            assert contents(drop) == [b"one\n"]
+
+
+class Forgetful:
+    """A loopback TCP relay that can forget its connections, as a NAT or firewall does.
+
+    ``forget()`` forgets the connections open at that moment: they get no packet, and
+    the client's next write is answered with a reset. Closed with ``close()``.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._upstream = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._forgets = 0  # how many times forget() was called
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def forget(self) -> None:
+        self._forgets += 1
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self._upstream))
+                self._sockets += [client, upstream]
+                threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+        known = self._forgets
+        with contextlib.suppress(OSError):
+            while True:
+                ready, _, _ = select.select([client, upstream], [], [], 0.05)
+                if self._forgets > known:
+                    if client in ready:  # a write to a connection no longer known: reset
+                        client.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        client.close()
+                        return
+                    continue
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is client else client).sendall(data)
+
+
+def test_a_connection_unused_for_a_while_is_checked_before_use(
+    postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_database(postgres, "forgotten")
+    relay = Forgetful(postgres.port)
+    url = f"postgresql://postgres@127.0.0.1:{relay.port}/forgotten"
+    monkeypatch.setattr(_postgres, "_CHECK_IDLE", 0.2)  # 30 s in service
+    try:
+        with PostgresStorage(url, pool_min=1, pool_max=1, timeout=5.0) as storage:
+            storage.deliver("fay", b"one\n")
+            relay.forget()  # nothing reaches the server's side: its socket looks fine
+            time.sleep(0.3)
+            with storage.open("fay") as drop:
+                assert contents(drop) == [b"one\n"]
+    finally:
+        relay.close()
+
+
+def test_connections_have_keepalives_and_a_user_timeout_unless_the_url_sets_them(
+    pg_url: str,
+) -> None:
+    def parameters(url: str) -> dict[str, str]:
+        with PostgresStorage(url, timeout=4.0) as storage:
+            with storage._get_runtime().connection() as conn:
+                return conn.info.get_parameters()
+
+    given = parameters(pg_url)
+    assert given["keepalives"] == "1"
+    assert (given["keepalives_idle"], given["keepalives_interval"]) == ("30", "10")
+    assert given["keepalives_count"] == "3"
+    assert given["tcp_user_timeout"] == "4000"  # the storage's timeout, in ms
+    own = parameters(pg_url + "?keepalives_idle=7&tcp_user_timeout=1234")
+    assert (own["keepalives_idle"], own["tcp_user_timeout"]) == ("7", "1234")
+    assert own["keepalives_count"] == "3"
+
+
+def test_a_login_that_fails_after_taking_the_lease_gives_it_back(
+    pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    name = user(request)
+    # The first login of a process (its lease keeper not yet started), failing after
+    # the lease was taken: on a row written by hand with an unusable unique id.
+    with PostgresStorage(pg_url) as first, PostgresStorage(pg_url) as other:
+        other.create_schema()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO pop3_messages (mailbox, uid, size, octets, chunks) "
+                "VALUES (%s, 'two words', 1, 1, 0)",
+                (name,),
+            )
+        with pytest.raises(MaildropError, match="unusable message"):
+            first.open(name)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM pop3_messages WHERE mailbox = %s", (name,))
+        # Given back within moments (the lease is 60 s, and its holder lives on).
+        assert wait_open(other, name, timeout=5.0) < 5.0
 
 
 def test_an_outage_longer_than_the_lease_loses_it(pg_faults: PostgresCluster) -> None:

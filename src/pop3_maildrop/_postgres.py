@@ -33,9 +33,11 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
+from pop3_sansio import LocalProtocolError
 from pop3_sansio.codec import message_size
 from pop3_sansio.server import MessageInfo
 
@@ -111,6 +113,7 @@ assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
 _REPORT_INTERVAL = 60.0  # seconds between two log lines of the same database failure
 _READ_AHEAD = 8  # rows of pop3_chunks a reader fetches at most in one query (512 KiB)
+_CHECK_IDLE = 30.0  # seconds unused after which a pooled connection is checked before use
 
 # Any number, the same in every process: serialises schema creation and upgrades.
 _SCHEMA_LOCK = 0x706F7033  # "pop3"
@@ -292,26 +295,37 @@ class PostgresStorage(Storage):
             # a moment ago does not lock its user out of the next one here.
             "released": runtime.keeper.pending(),
         }
-        with runtime.connection() as conn:
-            # The lease in a transaction of its own, committed before the snapshot's
-            # statement starts: that statement then sees every deletion the previous
-            # holder committed (it may have committed while this one waited for the
-            # row). One statement for both would read with a snapshot from before.
-            taken = conn.execute(_ACQUIRE, params).fetchone() is not None
-            if not taken:
-                # Again, in a transaction that keeps the row locked from the check
-                # of its holder to the take-over (and sees it if it was just freed).
-                with conn.transaction():
-                    taken = conn.execute(_ACQUIRE, params).fetchone() is not None
-                    if not taken and not _take_over(conn, params):
-                        raise MaildropLocked("the maildrop is in use by another session")
-            try:
+        sent = False
+        try:
+            with runtime.connection() as conn:
+                # Two statements, not one: the snapshot's statement starts after the
+                # lease is taken, so it sees every deletion of the previous holder,
+                # even one committed while this login waited for the lease's row (one
+                # statement reads with a snapshot from before that wait).
+                sent = True
+                taken = conn.execute(_ACQUIRE, params).fetchone() is not None
+                if not taken:
+                    # Again, in a transaction that keeps the row locked from the check
+                    # of its holder to the take-over (and sees it if it was just freed).
+                    with conn.transaction():
+                        taken = conn.execute(_ACQUIRE, params).fetchone() is not None
+                        if not taken and not _take_over(conn, params):
+                            raise MaildropLocked("the maildrop is in use by another session")
                 rows = conn.execute(_SNAPSHOT, (mailbox,)).fetchall()
-            except BaseException:
-                runtime.keeper.release(session)  # held, but no session to renew it
-                raise
+            try:
+                drop = _PostgresMaildrop(runtime, mailbox, session, rows)
+            except LocalProtocolError as exc:  # a row written by hand, not by deliver()
+                text = f"the maildrop of {mailbox!r} holds an unusable message: {exc}"
+                log.error("PostgreSQL storage: %s", text)
+                raise MaildropError(text) from exc
+        except BaseException:
+            if sent:
+                # The lease may be held (taken, or its answer lost): no session will
+                # renew or release it, so give it back (deleting none is harmless).
+                runtime.keeper.release(session)
+            raise
         runtime.keeper.hold(session)
-        return _PostgresMaildrop(runtime, mailbox, session, rows)
+        return drop
 
     # --- delivery ---------------------------------------------------------------------------
 
@@ -554,14 +568,12 @@ class _Runtime:
             min_size=storage.pool_min,
             max_size=storage.pool_max,
             timeout=storage.timeout,
-            # A connection broken by a database restart is found and replaced when it
-            # is taken, not when a session's statement fails on it.
-            check=_check_idle_connection,
             # No reconnection in the background with a growing back-off (the pool's
             # default): after an outage the next request connects at once, so sessions
             # succeed as soon as the database is back.
             reconnect_timeout=0.0,
             kwargs={
+                **_tcp_defaults(storage.url, storage.timeout),
                 "autocommit": True,
                 "connect_timeout": max(1, round(storage.timeout)),
                 "application_name": "pop3-sansio",
@@ -570,6 +582,11 @@ class _Runtime:
             name="pop3-sansio",
         )
         self.pool.open(wait=False)
+        # When each pooled connection was last given back (see _take).
+        self._used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._check = ConnectionPool.check_connection
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
         self._report_mutex = threading.Lock()
@@ -582,10 +599,15 @@ class _Runtime:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection (autocommit); database errors as ``MaildropError``s."""
         try:
-            with self.pool.connection() as conn:
-                if not self._schema_ready:
-                    self._ensure_schema(conn)
-                yield conn
+            conn = self._take()
+            try:
+                with conn:  # as the pool's connection(): a transaction left open ends
+                    if not self._schema_ready:
+                        self._ensure_schema(conn)
+                    yield conn
+            finally:
+                self._used[conn] = time.monotonic()
+                self.pool.putconn(conn)  # a broken one is closed, and another made
         except self._errors as exc:
             text = f"the database is unavailable: {_reason(exc)}"
             cause = _POOL_ERRORS.recent()
@@ -597,6 +619,35 @@ class _Runtime:
             text = f"database error: {_reason(exc)}"
             self._report(text)
             raise MaildropError(text) from exc
+
+    def _take(self) -> psycopg.Connection[Any]:
+        """A pooled connection that works, or ``PoolTimeout`` after ``timeout`` seconds.
+
+        A connection is checked with a round trip only if the database has said
+        something on it since its last use (a restarted or stopped database ends its
+        connections with a notice; keepalives that went unanswered end it too), or if
+        it sat unused for ``_CHECK_IDLE`` seconds (a firewall or NAT may have forgotten
+        it without a word). A broken one is given back (the pool replaces it) and the
+        next one taken at once, so that after a restart the first session does not
+        wait for each dead connection in turn.
+        """
+        deadline = time.monotonic() + self.storage.timeout
+        while True:
+            conn = self.pool.getconn(max(0.0, deadline - time.monotonic()))
+            used = self._used.get(conn)
+            if (
+                used is not None
+                and time.monotonic() - used < _CHECK_IDLE
+                and not conn.closed
+                and not _readable(conn.fileno())
+            ):
+                return conn  # the common case: no round trip
+            try:
+                self._check(conn)
+            except Exception:
+                self.pool.putconn(conn)
+                continue
+            return conn
 
     def _report(self, text: str) -> None:
         """Log a database failure: the first of a kind at once, then once a minute at most.
@@ -636,21 +687,25 @@ class _Runtime:
             self.pool.close()
 
 
-def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
-    """The pool's check of a connection it hands out: raise if it is broken.
+def _tcp_defaults(url: str, timeout: float) -> dict[str, Any]:
+    """libpq's TCP settings, where ``url`` does not set them: a dead peer found in time.
 
-    An idle connection has nothing to read unless the server has said something: the
-    notice and end of file a restarted or stopped server sends, or a disconnection.
-    Only then is it checked with a round trip (which raises if it is broken), so a
-    healthy connection costs no round trip per use. A server that vanished without a
-    word is found by the statement that times out, as with any check.
+    Keepalives find an idle connection whose database host vanished (its socket then
+    reads as ended, which ``_Runtime._take`` sees); ``tcp_user_timeout`` ends a
+    statement whose packets go unanswered after ``timeout`` seconds instead of the
+    kernel's 15 minutes.
     """
-    from psycopg_pool import ConnectionPool
+    import psycopg.conninfo
 
-    if conn.closed:
-        raise ConnectionError("the connection is closed")
-    if _readable(conn.fileno()):
-        ConnectionPool.check_connection(conn)
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    defaults: dict[str, Any] = {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": max(1000, round(timeout * 1000)),
+    }
+    return {key: value for key, value in defaults.items() if key not in given}
 
 
 def _readable(fd: int) -> bool:
@@ -715,11 +770,7 @@ class _LeaseKeeper:
         """Keep renewing ``session``'s lease until it is released."""
         with self._cond:
             self._live.add(session)
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(
-                    target=self._run, name="pop3-lease-keeper", daemon=True
-                )
-                self._thread.start()
+            self._start()
 
     def release(self, session: uuid.UUID, *, deleted: bool = False) -> None:
         """Stop renewing ``session``'s lease and delete it soon, unless ``deleted`` already.
@@ -730,7 +781,14 @@ class _LeaseKeeper:
             self._live.discard(session)
             if not deleted:
                 self._released.add(session)
+                self._start()
                 self._cond.notify()
+
+    def _start(self) -> None:
+        """Start the thread if it is not running (with ``_cond`` held)."""
+        if self._thread is None and not self._stopping:
+            self._thread = threading.Thread(target=self._run, name="pop3-lease-keeper", daemon=True)
+            self._thread.start()
 
     def pending(self) -> list[uuid.UUID]:
         """The leases released but not yet deleted."""
@@ -790,7 +848,7 @@ class _LeaseKeeper:
                 lost = set(live) - {row[0] for row in rows}
                 if lost:
                     # Expired (the database was out of reach for a whole lease): those
-                    # sessions can no longer delete anything (_FENCE); they end at QUIT.
+                    # sessions can no longer delete anything (_COMMIT); they end at QUIT.
                     with self._cond:
                         lost &= self._live
                         self._live -= lost
@@ -874,8 +932,9 @@ class _ChunkReader(Iterator[bytes]):
         if self._next >= self._chunks:
             return False
         with self._runtime.connection() as conn:
+            # Binary: bytea as text would be hex, twice the octets on the wire.
             rows = conn.execute(
-                _READ, (self._message_id, self._next, self._rows_per_fetch)
+                _READ, (self._message_id, self._next, self._rows_per_fetch), binary=True
             ).fetchall()
         if not rows or rows[0][0] != self._next:
             raise MaildropError("the message no longer exists")
