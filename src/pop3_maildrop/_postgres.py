@@ -647,6 +647,9 @@ class _Runtime:
             except Exception:
                 self.pool.putconn(conn)
                 continue
+            except BaseException:  # interrupted: the connection goes back all the same
+                self.pool.putconn(conn)
+                raise
             return conn
 
     def _report(self, text: str) -> None:
