@@ -10,7 +10,6 @@ gives ``StorageUnavailableError`` and the pool reconnects when it is back).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import select
@@ -218,6 +217,7 @@ def test_one_session_per_maildrop_across_storages(
             elsewhere.open(name)
         with pytest.raises(MaildropLocked):
             storage.open(name)
+        assert elsewhere._get_runtime().keeper.pending() == []  # refused: nothing to give back
         drop.close()
         # Released by the keeper thread, at once: the next login anywhere gets it.
         assert wait_open(elsewhere, name) < 1.0
@@ -540,51 +540,59 @@ class Forgetful:
     """A loopback TCP relay that can forget its connections, as a NAT or firewall does.
 
     ``forget()`` forgets the connections open at that moment: they get no packet, and
-    the client's next write is answered with a reset. Closed with ``close()``.
+    the client's next write is answered with a reset. ``close()`` stops it.
     """
 
     def __init__(self, port: int) -> None:
         self._upstream = port
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
         self.port = self._listener.getsockname()[1]
         self._forgets = 0  # how many times forget() was called
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._closing = threading.Event()
+        self._threads = [threading.Thread(target=self._accept)]
+        self._threads[0].start()
 
     def forget(self) -> None:
         self._forgets += 1
 
     def close(self) -> None:
+        self._closing.set()
+        for thread in list(self._threads):
+            thread.join()
         self._listener.close()
-        for sock in self._sockets:
-            sock.close()
 
     def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
+        while not self._closing.is_set():
+            try:
                 client, _ = self._listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self._upstream))
-                self._sockets += [client, upstream]
-                threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+            except TimeoutError:
+                continue
+            thread = threading.Thread(target=self._relay, args=(client,))
+            self._threads.append(thread)
+            thread.start()
 
-    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _relay(self, client: socket.socket) -> None:
         known = self._forgets
-        with contextlib.suppress(OSError):
-            while True:
+        with client, socket.create_connection(("127.0.0.1", self._upstream)) as upstream:
+            while not self._closing.is_set():
                 ready, _, _ = select.select([client, upstream], [], [], 0.05)
                 if self._forgets > known:
                     if client in ready:  # a write to a connection no longer known: reset
                         client.setsockopt(
                             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                         )
-                        client.close()
                         return
                     continue
                 for sock in ready:
-                    data = sock.recv(65536)
+                    try:
+                        data = sock.recv(65536)
+                        if data:
+                            (upstream if sock is client else client).sendall(data)
+                    except OSError:
+                        data = b""
                     if not data:
                         return
-                    (upstream if sock is client else client).sendall(data)
 
 
 def test_a_connection_unused_for_a_while_is_checked_before_use(

@@ -318,6 +318,8 @@ class PostgresStorage(Storage):
                 text = f"the maildrop of {mailbox!r} holds an unusable message: {exc}"
                 log.error("PostgreSQL storage: %s", text)
                 raise MaildropError(text) from exc
+        except MaildropLocked:
+            raise  # nothing taken
         except BaseException:
             if sent:
                 # The lease may be held (taken, or its answer lost): no session will
