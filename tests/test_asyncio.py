@@ -225,3 +225,29 @@ def test_wait_closed_returns_while_a_finished_session_is_still_listed() -> None:
 
     threading.Thread(target=run, daemon=True).start()
     assert returned.wait(10), "wait_closed did not return"
+
+
+async def test_storage_calls_run_in_the_context_of_the_server() -> None:
+    # As asyncio.to_thread: a storage that logs or traces with contextvars sees the
+    # values set where the server was started, in its worker threads.
+    import contextvars
+
+    tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")
+    tenant.set("acme")
+    backend = FakeBackend(MESSAGES)
+    seen: list[str] = []
+    real_open = backend.open
+
+    def open_(username: str) -> object:
+        seen.append(tenant.get())
+        return real_open(username)
+
+    backend.open = open_  # type: ignore[method-assign]
+    async with await pa.serve(backend, "127.0.0.1", 0, quick_read_size=0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await reader.readline()
+        writer.write(b"USER alice\r\nPASS secret\r\nQUIT\r\n")
+        await writer.drain()
+        assert (await reader.read()).count(b"+OK") == 3  # USER, PASS, QUIT
+        writer.close()
+    assert seen == ["acme"]

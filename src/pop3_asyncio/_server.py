@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -199,7 +200,8 @@ class Server:
 
     async def _drive(self, run: SessionRun, stream: Stream) -> None:
         """Carry out the driver's instructions until the session ends."""
-        clock = asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
+        clock = loop.time
         driver = run.driver
         instruction = driver.step()
         while instruction is not None:
@@ -222,8 +224,11 @@ class Server:
                 except Exception as exc:  # handed to the driver, which decides
                     error = exc
             elif isinstance(instruction, Call):
-                call = asyncio.ensure_future(
-                    asyncio.to_thread(instruction.function, *instruction.args)
+                # What asyncio.to_thread does (the context goes along, for a storage
+                # that traces or logs with contextvars), without its task and coroutine.
+                in_context = contextvars.copy_context().run
+                call = loop.run_in_executor(
+                    None, in_context, instruction.function, *instruction.args
                 )
                 try:
                     value = await asyncio.shield(call)
